@@ -1,0 +1,63 @@
+import { PgbusError, ValidationError } from "../errors.ts";
+import { type JobDefinition, isJobDefinition } from "./define.ts";
+
+/** The jobs a process knows by name. */
+export class JobRegistry {
+  readonly #jobs = new Map<string, JobDefinition>();
+
+  constructor(jobs: Iterable<JobDefinition> = []) {
+    for (const job of jobs) this.add(job);
+  }
+
+  add(job: JobDefinition): void {
+    const existing = this.#jobs.get(job.name);
+    if (existing && existing !== job) {
+      throw new ValidationError("DUPLICATE_JOB", `two different jobs are named ${JSON.stringify(job.name)}; job names must be unique`);
+    }
+    this.#jobs.set(job.name, job);
+  }
+
+  get(name: string): JobDefinition | undefined {
+    return this.#jobs.get(name);
+  }
+
+  all(): JobDefinition[] {
+    return [...this.#jobs.values()];
+  }
+
+  /** Queues any registered job sends to. */
+  queues(): string[] {
+    return [...new Set(this.all().map((job) => job.queue))];
+  }
+}
+
+/**
+ * Loads a jobs module (a path or file URL) and registers every job definition it exports,
+ * directly or inside an exported array/object (`export const jobs = [a, b]`).
+ */
+export async function loadJobsModule(specifier: string): Promise<JobRegistry> {
+  const url = specifier.startsWith("file:") ? specifier : (await import("node:url")).pathToFileURL(specifier).href;
+  let exported: Record<string, unknown>;
+  try {
+    exported = (await import(url)) as Record<string, unknown>;
+  } catch (cause) {
+    throw new PgbusError("JOBS_MODULE_LOAD_FAILED", `could not load jobs module ${specifier}: ${describe(cause)}`, { cause });
+  }
+  const registry = new JobRegistry();
+  const visit = (value: unknown): void => {
+    if (isJobDefinition(value)) registry.add(value);
+    else if (Array.isArray(value)) value.forEach(visit);
+  };
+  for (const value of Object.values(exported)) {
+    if (value && typeof value === "object" && !Array.isArray(value) && !isJobDefinition(value)) Object.values(value).forEach(visit);
+    else visit(value);
+  }
+  if (registry.all().length === 0) {
+    throw new PgbusError("JOBS_MODULE_LOAD_FAILED", `jobs module ${specifier} exports no job definitions (made with defineJob)`);
+  }
+  return registry;
+}
+
+function describe(cause: unknown): string {
+  return cause instanceof Error ? cause.message : String(cause);
+}

@@ -1,0 +1,45 @@
+import type { ErrorRecord } from "../errors.ts";
+
+/** What runs in a pool: only the job's perform(). Claim and ack stay with the worker. */
+export interface JobTask {
+  job: string;
+  payload: unknown;
+  messageId: string;
+  attempt: number;
+  queue: string;
+}
+
+/**
+ * How a run ended. `permanent` failures (unknown job, invalid payload) go straight to the
+ * DLQ: retrying cannot fix them.
+ */
+export type JobOutcome = { ok: true } | { ok: false; error: ErrorRecord; permanent?: boolean };
+
+export type ExecutionMode = "async" | "threads";
+
+/** Accepted spellings of an execution mode; `fiber` is an alias of `async`. */
+export const EXECUTION_MODES = ["async", "threads", "fiber"] as const;
+export type ExecutionModeInput = (typeof EXECUTION_MODES)[number];
+
+export interface PostOptions {
+  /** Aborting it aborts this one run (its ctx.signal in async mode; its thread in threads mode). */
+  signal?: AbortSignal;
+}
+
+export interface ExecutionPool {
+  readonly mode: ExecutionMode;
+  readonly capacity: number;
+  /** Throws PoolFullError / PoolClosedError at once; never queues. Settles when perform ends. */
+  post(task: JobTask, options?: PostOptions): Promise<JobOutcome>;
+  /** Free slots: how many messages the worker may read next. */
+  availableCapacity(): number;
+  /** Nothing in flight. */
+  isIdle(): boolean;
+  /** Accept nothing more; in-flight runs go on. */
+  shutdown(): void;
+  /** Resolves true once nothing is in flight, false if `ms` passed first. */
+  waitForTermination(ms: number): Promise<boolean>;
+  /** Abort every in-flight run and release resources; settles their posts. */
+  kill(): Promise<void>;
+  metadata(): { mode: ExecutionMode; capacity: number; busy: number };
+}

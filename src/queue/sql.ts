@@ -1,0 +1,112 @@
+import type { NamedStatement } from "../db/queryable.ts";
+import { archiveTable, queueTable } from "./names.ts";
+
+/**
+ * Every statement the queue client and the worker send, in one place. Table names come
+ * only from validated queue names (names.ts); every value is a parameter. Statements are
+ * named per queue so pg prepares each once per connection.
+ */
+const MESSAGE_COLUMNS = "msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers";
+
+const cache = new Map<string, NamedStatement>();
+
+function statement(op: string, queue: string, build: () => string): NamedStatement {
+  const key = `${op}:${queue}`;
+  let found = cache.get(key);
+  if (!found) {
+    found = { name: `pgbus_${op}_${queue}`.slice(0, 63), text: build() };
+    cache.set(key, found);
+  }
+  return found;
+}
+
+/** $1 message, $2 headers, $3 delay in ms, $4 earliest visible time (or null). */
+export const sendOne = (queue: string): NamedStatement =>
+  statement("send", queue, () =>
+    `INSERT INTO ${queueTable(queue)} (vt, message, headers)
+     VALUES (greatest(clock_timestamp() + $3::float8 * interval '1 millisecond', coalesce($4::timestamptz, '-infinity')), $1::jsonb, $2::jsonb)
+     RETURNING msg_id`,
+  );
+
+/** $1 JSON array of messages, $2 JSON array of headers (or null), $3 delay ms, $4 visible time. One statement for any count. */
+export const sendMany = (queue: string): NamedStatement =>
+  statement("send_batch", queue, () =>
+    `INSERT INTO ${queueTable(queue)} (vt, message, headers)
+     SELECT greatest(clock_timestamp() + $3::float8 * interval '1 millisecond', coalesce($4::timestamptz, '-infinity')), m.msg, $2::jsonb -> (m.ord::int - 1)
+       FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS m(msg, ord)
+      ORDER BY m.ord
+     RETURNING msg_id`,
+  );
+
+/** $1 vt seconds, $2 qty. Oldest visible first; rows other readers hold are skipped, not waited for. */
+export const readBatch = (queue: string): NamedStatement =>
+  statement("read", queue, () =>
+    `WITH picked AS (
+       SELECT msg_id FROM ${queueTable(queue)}
+        WHERE vt <= clock_timestamp()
+        ORDER BY msg_id LIMIT $2
+        FOR UPDATE SKIP LOCKED)
+     UPDATE ${queueTable(queue)} q
+        SET vt = clock_timestamp() + $1::float8 * interval '1 second', read_ct = q.read_ct + 1, last_read_at = clock_timestamp()
+       FROM picked WHERE q.msg_id = picked.msg_id
+     RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.last_read_at, q.vt, q.message, q.headers`,
+  );
+
+export const popOne = (queue: string): NamedStatement =>
+  statement("pop", queue, () =>
+    `WITH picked AS (
+       SELECT msg_id FROM ${queueTable(queue)} WHERE vt <= clock_timestamp() ORDER BY msg_id LIMIT 1 FOR UPDATE SKIP LOCKED)
+     DELETE FROM ${queueTable(queue)} q USING picked WHERE q.msg_id = picked.msg_id
+     RETURNING q.${MESSAGE_COLUMNS.split(", ").join(", q.")}`,
+  );
+
+/** $1 ids (bigint[]), $2 seconds from now until visible again. */
+export const setVisibility = (queue: string): NamedStatement =>
+  statement("set_vt", queue, () =>
+    `UPDATE ${queueTable(queue)} SET vt = clock_timestamp() + $2::float8 * interval '1 second'
+      WHERE msg_id = ANY($1::bigint[]) RETURNING ${MESSAGE_COLUMNS}`,
+  );
+
+/** $1 ids. Moves rows to the archive table in one statement; returns the ids moved. */
+export const archiveMany = (queue: string): NamedStatement =>
+  statement("archive", queue, () =>
+    `WITH moved AS (DELETE FROM ${queueTable(queue)} WHERE msg_id = ANY($1::bigint[]) RETURNING ${MESSAGE_COLUMNS})
+     INSERT INTO ${archiveTable(queue)} (${MESSAGE_COLUMNS}) SELECT ${MESSAGE_COLUMNS} FROM moved
+     RETURNING msg_id`,
+  );
+
+/** $1 ids. */
+export const deleteMany = (queue: string): NamedStatement =>
+  statement("delete", queue, () => `DELETE FROM ${queueTable(queue)} WHERE msg_id = ANY($1::bigint[]) RETURNING msg_id`);
+
+/**
+ * $1 id, $2 error headers to merge. Delete from the queue and insert into the DLQ in one
+ * statement, so the message is in exactly one of the two whatever happens.
+ */
+export const moveToDeadLetter = (queue: string, dlq: string): NamedStatement =>
+  statement("dead_letter", queue, () =>
+    `WITH moved AS (DELETE FROM ${queueTable(queue)} WHERE msg_id = $1::bigint RETURNING message, headers, read_ct)
+     INSERT INTO ${queueTable(dlq)} (vt, message, headers)
+     SELECT clock_timestamp(), message, coalesce(headers, '{}'::jsonb) || $2::jsonb || jsonb_build_object('pgbus_read_ct', read_ct) FROM moved
+     RETURNING msg_id`,
+  );
+
+export const metrics = (queue: string): NamedStatement =>
+  statement("metrics", queue, () =>
+    `SELECT count(*) AS queue_length,
+            count(*) FILTER (WHERE vt <= clock_timestamp()) AS queue_visible_length,
+            extract(epoch FROM now() - max(enqueued_at))::int AS newest_msg_age_sec,
+            extract(epoch FROM now() - min(enqueued_at))::int AS oldest_msg_age_sec,
+            (SELECT CASE WHEN s.is_called THEN s.last_value ELSE 0 END FROM pgmq."q_${queue}_msg_id_seq" s) AS total_messages,
+            now() AS scrape_time
+       FROM ${queueTable(queue)}`,
+  );
+
+export const purge = (queue: string): NamedStatement =>
+  statement("purge", queue, () => `WITH removed AS (DELETE FROM ${queueTable(queue)} RETURNING 1) SELECT count(*)::int AS count FROM removed`);
+
+export const CREATE_QUEUE = "SELECT pgmq.create($1)";
+export const ENABLE_NOTIFY = "SELECT pgbus.enable_notify($1)";
+export const DROP_QUEUE = "SELECT pgmq.drop_queue($1) AS dropped";
+export const LIST_QUEUES = "SELECT queue_name, created_at FROM pgmq.meta ORDER BY queue_name";
+export const QUEUE_EXISTS = "SELECT 1 FROM pgmq.meta WHERE queue_name = $1";
