@@ -1,5 +1,5 @@
 import { type ErrorRecord, ValidationError } from "../errors.ts";
-import type { NamedStatement, Queryable } from "../db/queryable.ts";
+import { type NamedStatement, type Queryable, runStatement } from "../db/queryable.ts";
 import { MAX_QUEUE_NAME_WITH_DLQ, dlqName, validateQueueName } from "./names.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, serializeJson } from "./payload.ts";
 import * as sql from "./sql.ts";
@@ -55,7 +55,7 @@ export interface QueueClientOptions {
   maxPayloadBytes?: number;
 }
 
-interface MessageRow {
+export interface MessageRow {
   msg_id: string;
   read_ct: number;
   enqueued_at: Date;
@@ -85,10 +85,16 @@ export class QueueClient {
     return new QueueClient(db, { ...this.#options, prepared: false });
   }
 
+  /**
+   * Creates the queue and its `<name>_dlq` (unless told not to), with the insert trigger
+   * that wakes workers. Idempotent; a queue that exists is left alone without taking any
+   * table lock, so calling it on every start is cheap.
+   */
   async createQueue(name: string, options: { deadLetterQueue?: boolean } = {}): Promise<void> {
     const withDlq = options.deadLetterQueue ?? true;
     validateQueueName(name, withDlq ? MAX_QUEUE_NAME_WITH_DLQ : undefined);
     for (const queue of withDlq ? [name, dlqName(name)] : [name]) {
+      if (await this.queueExists(queue)) continue;
       await this.#db.query(sql.CREATE_QUEUE, [queue]);
       await this.#db.query(sql.ENABLE_NOTIFY, [queue]);
     }
@@ -190,10 +196,10 @@ export class QueueClient {
    * Moves a message to `<queue>_dlq` with its error in the headers, in one statement;
    * returns the id in the DLQ, or null if the message was no longer in the queue.
    */
-  async moveToDeadLetterQueue(queue: string, id: MessageId, error: ErrorRecord & Record<string, unknown>): Promise<string | null> {
+  async moveToDeadLetterQueue(queue: string, id: MessageId, error: ErrorRecord & { reason?: string }): Promise<string | null> {
     validateQueueName(queue);
     const headers = serializeJson({ pgbus_error: error, pgbus_source_queue: queue, pgbus_source_msg_id: String(id), pgbus_dead_at: new Date().toISOString() }, "dead-letter headers");
-    const rows = await this.#run<{ msg_id: string }>(sql.moveToDeadLetter(queue, dlqName(queue)), [toId(id), headers]);
+    const rows = await this.#run<{ msg_id: string }>(sql.moveToDeadLetter(queue, dlqName(queue)), [toId(id), headers, queue]);
     return rows[0]?.msg_id ?? null;
   }
 
@@ -221,17 +227,12 @@ export class QueueClient {
     return rows.length > 0;
   }
 
-  async #run<R>(statement: NamedStatement, values: unknown[]): Promise<R[]> {
-    if (this.#options.prepared) {
-      // pg's Pool and Client accept a config object; the Queryable seam types only text.
-      const db = this.#db as unknown as { query(config: { name: string; text: string; values: unknown[] }): Promise<{ rows: R[] }> };
-      return (await db.query({ name: statement.name, text: statement.text, values })).rows;
-    }
-    return (await this.#db.query(statement.text, values)).rows as R[];
+  #run<R>(statement: NamedStatement, values: unknown[]): Promise<R[]> {
+    return runStatement<R>(this.#db, this.#options.prepared, statement, values);
   }
 }
 
-function toMessage<T>(row: MessageRow): QueueMessage<T> {
+export function toMessage<T>(row: MessageRow): QueueMessage<T> {
   return {
     msgId: row.msg_id,
     readCt: row.read_ct,

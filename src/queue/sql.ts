@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { NamedStatement } from "../db/queryable.ts";
 import { archiveTable, queueTable } from "./names.ts";
 
@@ -14,7 +15,11 @@ function statement(op: string, queue: string, build: () => string): NamedStateme
   const key = `${op}:${queue}`;
   let found = cache.get(key);
   if (!found) {
-    found = { name: `pgbus_${op}_${queue}`.slice(0, 63), text: build() };
+    // pg reuses a prepared statement by name, so a name must never stand for two texts:
+    // names too long for PostgreSQL's 63 bytes are replaced by a hash of the key.
+    const plain = `pgbus_${op}_${queue}`;
+    const name = plain.length <= 63 ? plain : `pgbus_${op}_${createHash("sha1").update(key).digest("hex").slice(0, 24)}`;
+    found = { name, text: build() };
     cache.set(key, found);
   }
   return found;
@@ -80,16 +85,47 @@ export const deleteMany = (queue: string): NamedStatement =>
   statement("delete", queue, () => `DELETE FROM ${queueTable(queue)} WHERE msg_id = ANY($1::bigint[]) RETURNING msg_id`);
 
 /**
- * $1 id, $2 error headers to merge. Delete from the queue and insert into the DLQ in one
- * statement, so the message is in exactly one of the two whatever happens.
+ * $1 id, $2 headers to merge (holding `pgbus_error`), $3 queue name. Deletes from the queue, inserts into
+ * the DLQ and records the failure, all in one statement, so the message is in exactly one
+ * of the two queues whatever happens.
  */
 export const moveToDeadLetter = (queue: string, dlq: string): NamedStatement =>
   statement("dead_letter", queue, () =>
-    `WITH moved AS (DELETE FROM ${queueTable(queue)} WHERE msg_id = $1::bigint RETURNING message, headers, read_ct)
-     INSERT INTO ${queueTable(dlq)} (vt, message, headers)
-     SELECT clock_timestamp(), message, coalesce(headers, '{}'::jsonb) || $2::jsonb || jsonb_build_object('pgbus_read_ct', read_ct) FROM moved
+    `WITH moved AS (DELETE FROM ${queueTable(queue)} WHERE msg_id = $1::bigint RETURNING msg_id, message, headers, read_ct),
+     dead AS (
+       INSERT INTO ${queueTable(dlq)} (vt, message, headers)
+       SELECT clock_timestamp(), message, coalesce(headers, '{}'::jsonb) || $2::jsonb || jsonb_build_object('pgbus_read_ct', read_ct) FROM moved
+       RETURNING msg_id),
+     recorded AS (
+       INSERT INTO pgbus.failed_jobs (queue_name, msg_id, job, attempt, error, outcome)
+       SELECT $3::text, msg_id, message ->> 'job', read_ct, $2::jsonb -> 'pgbus_error', 'dead' FROM moved)
+     SELECT msg_id FROM dead`,
+  );
+
+/** $1 id, $2 delay ms until the retry, $3 error record, $4 queue name. Reschedules the message and records the failure. */
+export const retryLater = (queue: string): NamedStatement =>
+  statement("retry", queue, () =>
+    `WITH retried AS (
+       UPDATE ${queueTable(queue)} SET vt = clock_timestamp() + $2::float8 * interval '1 millisecond'
+        WHERE msg_id = $1::bigint RETURNING msg_id, message ->> 'job' AS job, read_ct)
+     INSERT INTO pgbus.failed_jobs (queue_name, msg_id, job, attempt, error, outcome)
+     SELECT $4::text, msg_id, job, read_ct, $3::jsonb, 'retried' FROM retried
      RETURNING msg_id`,
   );
+
+/**
+ * Extends the visibility of every in-flight message of a worker in one statement: one
+ * CTE per queue. $1 seconds; $2.. one bigint[] per queue, in the order given.
+ */
+export function extendVisibility(queues: readonly string[]): NamedStatement {
+  return statement("extend", queues.join(","), () => {
+    const parts = queues.map(
+      (queue, index) =>
+        `e${index} AS (UPDATE ${queueTable(queue)} SET vt = clock_timestamp() + $1::float8 * interval '1 second' WHERE msg_id = ANY($${index + 2}::bigint[]) RETURNING 1)`,
+    );
+    return `WITH ${parts.join(",\n")} SELECT ${queues.map((_, index) => `(SELECT count(*) FROM e${index})`).join(" + ")} AS extended`;
+  });
+}
 
 export const metrics = (queue: string): NamedStatement =>
   statement("metrics", queue, () =>

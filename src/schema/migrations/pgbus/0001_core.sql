@@ -19,7 +19,10 @@ BEGIN
   IF qn IS NULL OR qn !~ '^[a-z0-9_]{1,47}$' THEN
     RAISE EXCEPTION 'invalid queue name %', quote_literal(coalesce(qn, 'NULL')) USING ERRCODE = 'invalid_name';
   END IF;
-  EXECUTE format('DROP TRIGGER IF EXISTS pgbus_notify_insert ON pgmq.%I', 'q_' || qn);
+  -- Checked first: CREATE TRIGGER locks the table against readers and writers alike.
+  IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'pgbus_notify_insert' AND tgrelid = format('pgmq.%I', 'q_' || qn)::regclass) THEN
+    RETURN;
+  END IF;
   EXECUTE format(
     'CREATE TRIGGER pgbus_notify_insert AFTER INSERT ON pgmq.%I FOR EACH STATEMENT EXECUTE FUNCTION pgbus.notify_queue_insert(%L)',
     'q_' || qn, qn);

@@ -1,0 +1,106 @@
+import pg from "pg";
+import type { Logger } from "../logger.ts";
+
+export interface ListenerOptions {
+  /** How to open the dedicated connection (a URL, or a pg.Pool's options). */
+  clientConfig: pg.ClientConfig;
+  channel: string;
+  logger: Logger;
+  onNotification(payload: string): void;
+  /** Called after every (re)connect: notifications sent while disconnected were lost, so poll. */
+  onConnected(): void;
+  applicationName?: string;
+  /** First reconnect delay; doubles up to maxBackoffMs. */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+/**
+ * One dedicated connection that LISTENs on a channel and reconnects with backoff when it
+ * is lost. Logs once per state change (connected / lost), never once per failed attempt.
+ */
+export class Listener {
+  readonly #options: Required<ListenerOptions>;
+  #client: pg.Client | null = null;
+  #running = false;
+  #connected = false;
+  #retryTimer: NodeJS.Timeout | null = null;
+  #backoffMs: number;
+
+  constructor(options: ListenerOptions) {
+    this.#options = { applicationName: "pgbus:listen", minBackoffMs: 250, maxBackoffMs: 10_000, ...options };
+    this.#backoffMs = this.#options.minBackoffMs;
+  }
+
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  /** Resolves after the first attempt, connected or not; it keeps trying in the background. */
+  async start(): Promise<void> {
+    if (this.#running) return;
+    this.#running = true;
+    await this.#connect();
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
+    const client = this.#client;
+    this.#client = null;
+    this.#connected = false;
+    await client?.end().catch(() => {});
+  }
+
+  async #connect(): Promise<void> {
+    const client = new pg.Client({ ...this.#options.clientConfig, application_name: this.#options.applicationName });
+    client.on("notification", (message) => {
+      if (message.channel === this.#options.channel) this.#options.onNotification(message.payload ?? "");
+    });
+    client.on("error", () => this.#lost(client));
+    client.on("end", () => this.#lost(client));
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${this.#options.channel}`);
+    } catch (error) {
+      await client.end().catch(() => {});
+      if (this.#connected || this.#backoffMs === this.#options.minBackoffMs) {
+        this.#options.logger.warn({ channel: this.#options.channel, err: (error as Error).message }, "cannot LISTEN; retrying with backoff");
+      }
+      this.#connected = false;
+      this.#scheduleRetry();
+      return;
+    }
+    if (!this.#running) {
+      await client.end().catch(() => {});
+      return;
+    }
+    this.#client = client;
+    if (this.#backoffMs !== this.#options.minBackoffMs) this.#options.logger.info({ channel: this.#options.channel }, "LISTEN connection restored");
+    this.#connected = true;
+    this.#backoffMs = this.#options.minBackoffMs;
+    this.#options.onConnected();
+  }
+
+  #lost(client: pg.Client): void {
+    if (this.#client !== client) return;
+    this.#client = null;
+    this.#connected = false;
+    client.end().catch(() => {});
+    if (!this.#running) return;
+    this.#options.logger.warn({ channel: this.#options.channel }, "LISTEN connection lost; reconnecting");
+    this.#scheduleRetry();
+  }
+
+  #scheduleRetry(): void {
+    if (!this.#running || this.#retryTimer) return;
+    const delay = this.#backoffMs;
+    this.#backoffMs = Math.min(this.#options.maxBackoffMs, this.#backoffMs * 2);
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = null;
+      if (this.#running) void this.#connect();
+    }, delay);
+    this.#retryTimer.unref();
+  }
+}

@@ -1,0 +1,25 @@
+// The public API of pgbus: everything a user imports comes from here.
+export { Pgbus } from "./bus.ts";
+export type { EnqueueOptions, JobMessage, PgbusOptions } from "./bus.ts";
+export { defineJob } from "./jobs/define.ts";
+export type { JobContext, JobDefinition, JobOptions, PayloadOf, PayloadSchema } from "./jobs/define.ts";
+export type { BackoffOptions } from "./jobs/backoff.ts";
+export { JobRegistry, loadJobsModule } from "./jobs/registry.ts";
+export { createExecutionPool, normalizeExecutionMode } from "./pools/create.ts";
+export type { CreateExecutionPoolOptions } from "./pools/create.ts";
+export { EXECUTION_MODES } from "./pools/types.ts";
+export type { ExecutionMode, ExecutionModeInput, ExecutionPool, JobOutcome, JobTask, PostOptions } from "./pools/types.ts";
+export { Worker } from "./process/worker.ts";
+export type { WorkerOptions, WorkerStats } from "./process/worker.ts";
+export type { AckMode } from "./process/worker-store.ts";
+export { QueueClient } from "./queue/client.ts";
+export type { Headers, MessageId, QueueClientOptions, QueueInfo, QueueMessage, QueueMetrics, SendBatchOptions, SendOptions } from "./queue/client.ts";
+export { validateQueueName } from "./queue/names.ts";
+export { migrate } from "./schema/migrator.ts";
+export type { MigrationResult } from "./schema/migrator.ts";
+export type { Queryable } from "./db/queryable.ts";
+export type { JobRef, WorkerEvents } from "./observability/events.ts";
+export { createConsoleLogger, silentLogger } from "./logger.ts";
+export type { Logger } from "./logger.ts";
+export { PgbusError, PoolClosedError, PoolFullError, ValidationError } from "./errors.ts";
+export type { ErrorRecord, PgbusErrorCode } from "./errors.ts";

@@ -1,0 +1,24 @@
+import type { ErrorRecord } from "../errors.ts";
+import type { ExecutionMode } from "../pools/types.ts";
+
+/** Identifies one run of one message. */
+export interface JobRef {
+  queue: string;
+  messageId: string;
+  job: string;
+  attempt: number;
+}
+
+/** Events a worker emits (also re-emitted by the Pgbus that created it). */
+export interface WorkerEvents {
+  "worker:start": { workerId: string; queues: string[]; capacity: number; executionMode: ExecutionMode };
+  "worker:stop": { workerId: string; graceful: boolean; abandoned: number };
+  /** Something went wrong outside a job (database down, ack failed); the worker carries on. */
+  "worker:error": { workerId: string; error: ErrorRecord; context: string };
+  "job:start": JobRef;
+  "job:success": JobRef & { durationMs: number };
+  /** A run failed; `retryInMs` when it will be retried. */
+  "job:failure": JobRef & { error: ErrorRecord; durationMs: number; retryInMs: number | null };
+  /** The message moved to `<queue>_dlq`. */
+  "job:dead": JobRef & { error: ErrorRecord; reason: "retries_exhausted" | "unknown_job" | "invalid_payload" | "invalid_message" };
+}

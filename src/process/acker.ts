@@ -1,0 +1,75 @@
+import type { AckMode, WorkerStore } from "./worker-store.ts";
+
+/**
+ * Collects successful runs and acknowledges them in batches: one statement per queue per
+ * flush. A flush starts on the next turn of the event loop after the first completion;
+ * completions that arrive while it runs wait for the next one, so under load batches grow
+ * by themselves and at rest a lone job is acked within a millisecond or two.
+ */
+export class Acker {
+  readonly #store: WorkerStore;
+  readonly #modeFor: (queue: string) => AckMode;
+  readonly #onError: (error: unknown, queue: string, ids: string[]) => void;
+  #pending = new Map<string, string[]>();
+  #flushing: Promise<void> | null = null;
+  #scheduled = false;
+
+  constructor(store: WorkerStore, modeFor: (queue: string) => AckMode, onError: (error: unknown, queue: string, ids: string[]) => void) {
+    this.#store = store;
+    this.#modeFor = modeFor;
+    this.#onError = onError;
+  }
+
+  get pendingCount(): number {
+    let count = 0;
+    for (const ids of this.#pending.values()) count += ids.length;
+    return count;
+  }
+
+  add(queue: string, id: string): void {
+    const ids = this.#pending.get(queue);
+    if (ids) ids.push(id);
+    else this.#pending.set(queue, [id]);
+    this.#schedule();
+  }
+
+  /** Acks everything collected so far (and waits for a flush already under way). */
+  async drain(): Promise<void> {
+    while (this.#flushing || this.#pending.size > 0) {
+      if (this.#flushing) await this.#flushing;
+      else await this.#flush();
+    }
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#flushing) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#flush();
+    });
+  }
+
+  #flush(): Promise<void> {
+    if (this.#flushing) return this.#flushing;
+    const batch = this.#pending;
+    this.#pending = new Map();
+    this.#flushing = (async () => {
+      await Promise.all(
+        [...batch].map(async ([queue, ids]) => {
+          try {
+            await this.#store.ack(queue, ids, this.#modeFor(queue));
+          } catch (error) {
+            // Not retried here: the messages stay in the queue and come back after their
+            // VT, so a lost ack means a repeat run, never a lost job.
+            this.#onError(error, queue, ids);
+          }
+        }),
+      );
+    })().finally(() => {
+      this.#flushing = null;
+      if (this.#pending.size > 0) this.#schedule();
+    });
+    return this.#flushing;
+  }
+}

@@ -1,0 +1,419 @@
+import { randomUUID } from "node:crypto";
+import type pg from "pg";
+import { type ErrorRecord, ValidationError, toErrorRecord } from "../errors.ts";
+import { Listener } from "../db/listener.ts";
+import { backoffDelayMs } from "../jobs/backoff.ts";
+import type { JobDefinition } from "../jobs/define.ts";
+import { type JobRegistry, loadJobsModule } from "../jobs/registry.ts";
+import type { Logger } from "../logger.ts";
+import type { SafeEmitter } from "../observability/emitter.ts";
+import type { JobRef, WorkerEvents } from "../observability/events.ts";
+import { createExecutionPool } from "../pools/create.ts";
+import type { ExecutionMode, ExecutionPool, JobOutcome } from "../pools/types.ts";
+import type { QueueMessage } from "../queue/client.ts";
+import { validateQueueName } from "../queue/names.ts";
+import { Acker } from "./acker.ts";
+import { VisibilityExtender } from "./visibility-extender.ts";
+import { type AckMode, type WorkerStore, createWorkerStore } from "./worker-store.ts";
+
+export const NOTIFY_CHANNEL = "pgbus_queue";
+
+export interface WorkerOptions {
+  /** Queues in priority order, or ["*"] for every queue (re-resolved as queues appear). */
+  queues: string[];
+  /** With "*": queues that other workers own. */
+  excludeQueues?: string[];
+  /** Jobs run at once. Default 10. */
+  capacity?: number;
+  /** "async" (alias "fiber") or "threads". Default "async". */
+  executionMode?: string;
+  /** Module exporting the jobs; required in threads mode (each thread loads it). */
+  jobsModule?: string;
+  /** Seconds a claimed message stays invisible; extended while the job runs. Default 30. */
+  visibilityTimeoutSec?: number;
+  /** Backstop poll when no notification arrives. Default 1000 ms. */
+  pollIntervalMs?: number;
+  /** What happens to a message whose job succeeded. Default "archive". */
+  ackMode?: AckMode | ((queue: string) => AckMode);
+  /** How long stop() waits for in-flight jobs before aborting them. Default 25,000 ms. */
+  shutdownTimeoutMs?: number;
+  /** Async mode: warn when a handler blocks the event loop this long. Default 200 ms. */
+  blockedLoopThresholdMs?: number;
+  /** Threads mode: number of threads. */
+  threads?: number;
+}
+
+export interface WorkerDependencies {
+  /** Claim/ack connections: a small pool of the worker's own. */
+  db: pg.Pool;
+  /** For the dedicated LISTEN connection. */
+  clientConfig: pg.ClientConfig;
+  registry: JobRegistry;
+  logger: Logger;
+  emitter: SafeEmitter<WorkerEvents>;
+  /** Called once the worker has stopped, e.g. to close the pool it was given. */
+  onStopped?: () => Promise<void>;
+}
+
+export interface WorkerStats {
+  processed: number;
+  failed: number;
+  retried: number;
+  deadLettered: number;
+  busy: number;
+  capacity: number;
+  executionMode: ExecutionMode;
+}
+
+interface InFlightRun extends JobRef {
+  startedAt: number;
+  abandoned: boolean;
+}
+
+type State = "idle" | "running" | "stopping" | "stopped";
+
+/**
+ * Claims messages from its queues and runs them in an execution pool. Reads as many as
+ * the pool has free slots, wakes on NOTIFY and on every completion (polling only as a
+ * backstop), acks in batches, retries with backoff, dead-letters after maxRetries, and
+ * keeps the VT of in-flight messages extended while it lives.
+ */
+export class Worker {
+  readonly id = randomUUID();
+  readonly #options: Required<Omit<WorkerOptions, "jobsModule" | "threads" | "ackMode">> & Pick<WorkerOptions, "jobsModule" | "threads">;
+  readonly #ackModeFor: (queue: string) => AckMode;
+  readonly #deps: WorkerDependencies;
+  readonly #store: WorkerStore;
+  readonly #inFlight = new Map<string, InFlightRun>();
+  readonly #settling = new Set<Promise<void>>();
+  readonly #stats = { processed: 0, failed: 0, retried: 0, deadLettered: 0 };
+  #registry: JobRegistry;
+  #pool: ExecutionPool | null = null;
+  #listener: Listener | null = null;
+  #acker: Acker;
+  #extender: VisibilityExtender;
+  #state: State = "idle";
+  #queues: string[] = [];
+  #maybeMore = true;
+  #wakePending = false;
+  #wakeUp: (() => void) | null = null;
+  #loopDone: Promise<void> = Promise.resolve();
+  #stopPromise: Promise<void> | null = null;
+  #databaseDown = false;
+  #lastQueueRefresh = 0;
+
+  constructor(options: WorkerOptions, deps: WorkerDependencies) {
+    if (!Array.isArray(options.queues) || options.queues.length === 0) {
+      throw new ValidationError("INVALID_OPTION", `worker queues must be a non-empty list of queue names or ["*"], got ${JSON.stringify(options.queues)}`);
+    }
+    for (const queue of options.queues) if (queue !== "*") validateQueueName(queue);
+    const ackMode = options.ackMode ?? "archive";
+    this.#ackModeFor = typeof ackMode === "function" ? ackMode : () => ackMode;
+    this.#options = {
+      queues: options.queues,
+      excludeQueues: options.excludeQueues ?? [],
+      capacity: options.capacity ?? 10,
+      executionMode: options.executionMode ?? "async",
+      jobsModule: options.jobsModule,
+      visibilityTimeoutSec: options.visibilityTimeoutSec ?? 30,
+      pollIntervalMs: options.pollIntervalMs ?? 1000,
+      shutdownTimeoutMs: options.shutdownTimeoutMs ?? 25_000,
+      blockedLoopThresholdMs: options.blockedLoopThresholdMs ?? 200,
+      threads: options.threads,
+    };
+    this.#deps = deps;
+    this.#registry = deps.registry;
+    this.#store = createWorkerStore(deps.db);
+    this.#acker = new Acker(this.#store, this.#ackModeFor, (error, queue, ids) =>
+      this.#reportError(error, `ack of ${ids.length} message(s) in ${queue} failed; they will be redelivered after their VT`),
+    );
+    this.#extender = new VisibilityExtender({
+      store: this.#store,
+      vtSeconds: this.#options.visibilityTimeoutSec,
+      inFlight: () => this.#inFlightByQueue(),
+      onError: (error) => this.#reportError(error, "extending the VT of in-flight messages failed"),
+    });
+  }
+
+  get queues(): readonly string[] {
+    return this.#queues;
+  }
+
+  stats(): WorkerStats {
+    const meta = this.#pool?.metadata();
+    return {
+      ...this.#stats,
+      busy: meta?.busy ?? 0,
+      capacity: this.#options.capacity,
+      executionMode: meta?.mode ?? (this.#options.executionMode === "threads" ? "threads" : "async"),
+    };
+  }
+
+  /** Resolves once the pool is ready and the first claim is under way; rejects if the pool cannot start. */
+  async start(): Promise<void> {
+    if (this.#state !== "idle") return;
+    this.#state = "running";
+    try {
+      if (this.#options.jobsModule && this.#registry.all().length === 0) this.#registry = await loadJobsModule(this.#options.jobsModule);
+      this.#pool = await createExecutionPool({
+        mode: this.#options.executionMode,
+        capacity: this.#options.capacity,
+        registry: this.#registry,
+        jobsModule: this.#options.jobsModule,
+        logger: this.#deps.logger,
+        blockedLoopThresholdMs: this.#options.blockedLoopThresholdMs,
+        threads: this.#options.threads,
+        onStateChange: () => this.#onSlotFreed(),
+      });
+    } catch (error) {
+      this.#state = "stopped";
+      throw error;
+    }
+    await this.#refreshQueues(true).catch((error: unknown) => this.#databaseError(error));
+    this.#listener = new Listener({
+      clientConfig: this.#deps.clientConfig,
+      channel: NOTIFY_CHANNEL,
+      logger: this.#deps.logger,
+      applicationName: "pgbus:worker:listen",
+      onNotification: (queue) => this.#onNotification(queue),
+      onConnected: () => this.#wake(true),
+    });
+    await this.#listener.start();
+    this.#extender.start();
+    this.#loopDone = this.#loop();
+    this.#deps.emitter.emit("worker:start", { workerId: this.id, queues: this.#queues, capacity: this.#options.capacity, executionMode: this.#pool.mode });
+  }
+
+  /**
+   * Stops claiming, waits for every in-flight job up to shutdownTimeoutMs, then aborts the
+   * rest (their messages are made visible again at once). Idempotent.
+   */
+  stop(): Promise<void> {
+    this.#stopPromise ??= this.#stop();
+    return this.#stopPromise;
+  }
+
+  async #stop(): Promise<void> {
+    if (this.#state === "idle") {
+      this.#state = "stopped";
+      await this.#deps.onStopped?.();
+      return;
+    }
+    this.#state = "stopping";
+    this.#wake(false);
+    await this.#loopDone;
+    const pool = this.#pool!;
+    pool.shutdown();
+    const graceful = await pool.waitForTermination(this.#options.shutdownTimeoutMs);
+    let abandoned = 0;
+    if (!graceful) {
+      for (const run of this.#inFlight.values()) run.abandoned = true;
+      abandoned = this.#inFlight.size;
+      this.#deps.logger.warn({ abandoned, shutdownTimeoutMs: this.#options.shutdownTimeoutMs }, "shutdown timeout: aborting in-flight jobs; their messages are released for redelivery");
+      await pool.kill();
+    }
+    await Promise.all(this.#settling);
+    await this.#acker.drain();
+    await this.#extender.stop();
+    await this.#listener?.stop();
+    if (graceful) await pool.kill(); // releases threads; nothing is in flight
+    this.#state = "stopped";
+    await this.#deps.onStopped?.();
+    this.#deps.emitter.emit("worker:stop", { workerId: this.id, graceful, abandoned });
+  }
+
+  async #loop(): Promise<void> {
+    while (this.#state === "running") {
+      const free = this.#pool!.availableCapacity();
+      let full = false;
+      if (free > 0 && this.#maybeMoreOrPollDue()) {
+        try {
+          await this.#refreshQueues(false);
+          const claimed = await this.#claim(free);
+          full = claimed === free;
+          this.#maybeMore = full;
+          this.#databaseBack();
+        } catch (error) {
+          this.#databaseError(error);
+          await this.#sleep(Math.min(5_000, this.#options.pollIntervalMs * 2));
+          continue;
+        }
+      }
+      if (!full) await this.#sleep(this.#options.pollIntervalMs);
+    }
+  }
+
+  /** Claims up to `free` messages across the queues, in priority order. */
+  async #claim(free: number): Promise<number> {
+    let claimed = 0;
+    for (const queue of this.#queues) {
+      if (this.#state !== "running" || claimed >= free) break;
+      const messages = await this.#store.claim(queue, this.#options.visibilityTimeoutSec, free - claimed);
+      for (const message of messages) this.#dispatch(queue, message);
+      claimed += messages.length;
+    }
+    return claimed;
+  }
+
+  #dispatch(queue: string, message: QueueMessage): void {
+    const body = message.message as { job?: unknown; payload?: unknown } | null;
+    const jobName = body && typeof body === "object" && typeof body.job === "string" ? body.job : null;
+    const ref: JobRef = { queue, messageId: message.msgId, job: jobName ?? "(invalid message)", attempt: message.readCt };
+    if (jobName === null) {
+      this.#track(this.#deadLetter(ref, { name: "InvalidMessageError", message: `message is not a pgbus job: expected {"job": string, "payload": ...}, got ${JSON.stringify(message.message)?.slice(0, 200)}` }, "invalid_message"));
+      return;
+    }
+    const definition = this.#registry.get(jobName);
+    if (!definition) {
+      this.#track(this.#deadLetter(ref, { name: "UnknownJobError", message: `no job named ${JSON.stringify(jobName)} is registered in this worker` }, "unknown_job"));
+      return;
+    }
+    const run: InFlightRun = { ...ref, startedAt: performance.now(), abandoned: false };
+    this.#inFlight.set(`${queue}:${message.msgId}`, run);
+    this.#deps.emitter.emit("job:start", ref);
+    const signal = definition.timeoutMs ? AbortSignal.timeout(definition.timeoutMs) : undefined;
+    let outcome: Promise<JobOutcome>;
+    try {
+      outcome = this.#pool!.post({ job: jobName, payload: body!.payload, messageId: message.msgId, attempt: message.readCt, queue }, { signal });
+    } catch (error) {
+      outcome = Promise.resolve({ ok: false, error: toErrorRecord(error) });
+      run.abandoned = true; // not run at all: give the message back rather than count a failure
+    }
+    this.#track(outcome.then((result) => this.#settle(run, definition, result)));
+  }
+
+  async #settle(run: InFlightRun, definition: JobDefinition, outcome: JobOutcome): Promise<void> {
+    this.#inFlight.delete(`${run.queue}:${run.messageId}`);
+    const ref: JobRef = { queue: run.queue, messageId: run.messageId, job: run.job, attempt: run.attempt };
+    const durationMs = performance.now() - run.startedAt;
+    if (run.abandoned) {
+      await this.#store.release(run.queue, [run.messageId]).catch((error: unknown) => this.#reportError(error, "releasing an aborted job failed; it returns after its VT"));
+      return;
+    }
+    if (outcome.ok) {
+      this.#stats.processed++;
+      this.#acker.add(run.queue, run.messageId);
+      this.#deps.emitter.emit("job:success", { ...ref, durationMs });
+      return;
+    }
+    this.#stats.failed++;
+    const exhausted = run.attempt > definition.maxRetries;
+    const retryInMs = outcome.permanent || exhausted ? null : backoffDelayMs(definition.backoff, run.attempt);
+    this.#deps.emitter.emit("job:failure", { ...ref, error: outcome.error, durationMs, retryInMs });
+    if (retryInMs === null) {
+      const reason = outcome.error.name === "UnknownJobError" ? "unknown_job" : outcome.permanent ? "invalid_payload" : "retries_exhausted";
+      await this.#deadLetter(ref, outcome.error, reason);
+      return;
+    }
+    this.#stats.retried++;
+    await this.#store.retry(run.queue, run.messageId, retryInMs, outcome.error).catch((error: unknown) => this.#reportError(error, "scheduling a retry failed; the job returns after its VT"));
+  }
+
+  async #deadLetter(ref: JobRef, error: ErrorRecord, reason: WorkerEvents["job:dead"]["reason"]): Promise<void> {
+    try {
+      await this.#store.deadLetter(ref.queue, ref.messageId, { ...error, reason });
+      this.#stats.deadLettered++;
+      this.#deps.emitter.emit("job:dead", { ...ref, error, reason });
+    } catch (failure) {
+      this.#reportError(failure, `moving message ${ref.messageId} of ${ref.queue} to the DLQ failed; it returns after its VT`);
+    }
+  }
+
+  #track(work: Promise<void>): void {
+    this.#settling.add(work);
+    void work.finally(() => this.#settling.delete(work));
+  }
+
+  #inFlightByQueue(): Map<string, string[]> {
+    const byQueue = new Map<string, string[]>();
+    for (const run of this.#inFlight.values()) {
+      const ids = byQueue.get(run.queue);
+      if (ids) ids.push(run.messageId);
+      else byQueue.set(run.queue, [run.messageId]);
+    }
+    return byQueue;
+  }
+
+  /** The concrete queue list; "*" is resolved against the queues that exist, every few seconds. */
+  async #refreshQueues(force: boolean): Promise<void> {
+    if (!this.#options.queues.includes("*")) {
+      if (force) {
+        for (const queue of this.#options.queues) await this.#store.ensureQueue(queue);
+        this.#queues = [...this.#options.queues];
+      }
+      return;
+    }
+    if (!force && Date.now() - this.#lastQueueRefresh < 5_000) return;
+    this.#lastQueueRefresh = Date.now();
+    const named = this.#options.queues.filter((queue) => queue !== "*");
+    const excluded = new Set([...named, ...this.#options.excludeQueues]);
+    const others = (await this.#store.listQueues()).filter((queue) => !excluded.has(queue));
+    this.#queues = [...named, ...others];
+  }
+
+  #onNotification(queue: string): void {
+    if (this.#queues.includes(queue)) this.#wake(true);
+    else if (this.#options.queues.includes("*") && !this.#options.excludeQueues.includes(queue)) {
+      this.#lastQueueRefresh = 0; // a queue this wildcard worker has not seen yet
+      this.#wake(true);
+    }
+  }
+
+  #onSlotFreed(): void {
+    // Only worth a read if the last one came back full or a notification arrived since.
+    if (this.#maybeMore) this.#wake(true);
+  }
+
+  #pollDue = false;
+
+  #maybeMoreOrPollDue(): boolean {
+    const due = this.#maybeMore || this.#pollDue;
+    this.#pollDue = false;
+    return due;
+  }
+
+  #wake(maybeMore: boolean): void {
+    if (maybeMore) this.#maybeMore = true;
+    this.#wakePending = true;
+    this.#wakeUp?.();
+  }
+
+  async #sleep(ms: number): Promise<void> {
+    if (this.#wakePending || this.#state !== "running") {
+      this.#wakePending = false;
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#pollDue = true;
+        resolve();
+      }, ms);
+      this.#wakeUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.#wakeUp = null;
+    this.#wakePending = false;
+  }
+
+  #databaseError(error: unknown): void {
+    if (!this.#databaseDown) {
+      this.#databaseDown = true;
+      this.#reportError(error, "claiming messages failed; retrying with backoff");
+    }
+  }
+
+  #databaseBack(): void {
+    if (this.#databaseDown) {
+      this.#databaseDown = false;
+      this.#deps.logger.info({ workerId: this.id }, "database reachable again; claiming resumed");
+    }
+  }
+
+  #reportError(error: unknown, context: string): void {
+    const record = toErrorRecord(error);
+    this.#deps.logger.error({ workerId: this.id, err: record.message }, context);
+    this.#deps.emitter.emit("worker:error", { workerId: this.id, error: record, context });
+  }
+}
