@@ -41,6 +41,23 @@ export interface WorkerOptions {
   blockedLoopThresholdMs?: number;
   /** Threads mode: number of threads. */
   threads?: number;
+  /**
+   * Which job a message is for. Default: the `{ job, payload }` body that enqueue writes.
+   * Event consumers route every message of a subscriber's queue to its handler instead.
+   * Return null for a message no job can run (it goes to the DLQ as invalid_message).
+   */
+  routeMessage?: (queue: string, message: unknown) => RoutedMessage | null;
+}
+
+export interface RoutedMessage {
+  job: string;
+  payload: unknown;
+}
+
+/** Reads the `{ job, payload }` body that Pgbus.enqueue writes. */
+export function routeJobMessage(_queue: string, message: unknown): RoutedMessage | null {
+  const body = message as { job?: unknown; payload?: unknown } | null;
+  return body && typeof body === "object" && typeof body.job === "string" ? { job: body.job, payload: body.payload } : null;
 }
 
 export interface WorkerDependencies {
@@ -120,6 +137,7 @@ export class Worker {
       shutdownTimeoutMs: options.shutdownTimeoutMs ?? 25_000,
       blockedLoopThresholdMs: options.blockedLoopThresholdMs ?? 200,
       threads: options.threads,
+      routeMessage: options.routeMessage ?? routeJobMessage,
     };
     this.#deps = deps;
     this.#registry = deps.registry;
@@ -256,10 +274,10 @@ export class Worker {
   }
 
   #dispatch(queue: string, message: QueueMessage): void {
-    const body = message.message as { job?: unknown; payload?: unknown } | null;
-    const jobName = body && typeof body === "object" && typeof body.job === "string" ? body.job : null;
+    const routed = this.#options.routeMessage(queue, message.message);
+    const jobName = routed?.job ?? null;
     const ref: JobRef = { queue, messageId: message.msgId, job: jobName ?? "(invalid message)", attempt: message.readCt };
-    if (jobName === null) {
+    if (routed === null || jobName === null) {
       this.#track(this.#deadLetter(ref, { name: "InvalidMessageError", message: `message is not a pgbus job: expected {"job": string, "payload": ...}, got ${JSON.stringify(message.message)?.slice(0, 200)}` }, "invalid_message"));
       return;
     }
@@ -274,7 +292,7 @@ export class Worker {
     const signal = definition.timeoutMs ? AbortSignal.timeout(definition.timeoutMs) : undefined;
     let outcome: Promise<JobOutcome>;
     try {
-      outcome = this.#pool!.post({ job: jobName, payload: body!.payload, messageId: message.msgId, attempt: message.readCt, queue }, { signal });
+      outcome = this.#pool!.post({ job: jobName, payload: routed.payload, messageId: message.msgId, attempt: message.readCt, queue }, { signal });
     } catch (error) {
       outcome = Promise.resolve({ ok: false, error: toErrorRecord(error) });
       run.abandoned = true; // not run at all: give the message back rather than count a failure
