@@ -31,15 +31,18 @@ export class JobRegistry {
   }
 }
 
+/** Imports a module by file URL: `import()` unless a caller needs another way (see pools/thread-entry.ts). */
+export type ModuleImporter = (url: string) => Promise<unknown>;
+
 /**
  * Loads a jobs module (a path or file URL) and registers every job definition it exports,
  * directly or inside an exported array/object (`export const jobs = [a, b]`).
  */
-export async function loadJobsModule(specifier: string): Promise<JobRegistry> {
+export async function loadJobsModule(specifier: string, importModule: ModuleImporter = (url) => import(url)): Promise<JobRegistry> {
   const url = specifier.startsWith("file:") ? specifier : (await import("node:url")).pathToFileURL(specifier).href;
   let exported: Record<string, unknown>;
   try {
-    exported = (await import(url)) as Record<string, unknown>;
+    exported = (await importModule(url)) as Record<string, unknown>;
   } catch (cause) {
     throw new PgbusError("JOBS_MODULE_LOAD_FAILED", `could not load jobs module ${specifier}: ${describe(cause)}`, { cause });
   }

@@ -1,0 +1,127 @@
+import { executeJob } from "../jobs/executor.ts";
+import type { JobRegistry } from "../jobs/registry.ts";
+import { type Logger, silentLogger } from "../logger.ts";
+import { LoopBlockMonitor } from "./loop-block-monitor.ts";
+import { validateBlockedLoopThreshold } from "./options.ts";
+import { abortedOutcome, killReason } from "./outcomes.ts";
+import { PoolSlots } from "./slots.ts";
+import type { ExecutionPool, JobOutcome, JobTask, PostOptions } from "./types.ts";
+
+export interface AsyncPoolOptions {
+  /** Runs at most this many handlers at once. */
+  capacity: number;
+  registry: JobRegistry;
+  /** Default: silent. */
+  logger?: Logger;
+  /** Called after every completion, so the worker can claim more at once. */
+  onStateChange?: () => void;
+  /** Report the event loop as blocked past this many ms while jobs ran. Default 200. */
+  blockedLoopThresholdMs?: number;
+  /** How long kill() waits for aborted handlers before settling their posts anyway. Default 1,000 ms. */
+  killGraceMs?: number;
+}
+
+interface Run {
+  readonly job: string;
+  readonly controller: AbortController;
+  /** Resolves the post; later calls (the handler settling after kill gave up) are no-ops. */
+  readonly settle: (outcome: JobOutcome) => void;
+}
+
+/**
+ * Handlers run as promises on this event loop, at most `capacity` at once. Suited to I/O
+ * bound jobs; a handler that hogs the CPU delays everything else on the loop (including
+ * the worker's visibility extensions), which is reported with a hint to use threads mode.
+ *
+ * `post` throws PoolFullError / PoolClosedError synchronously; an accepted post always
+ * resolves with an outcome.
+ */
+export class AsyncPool implements ExecutionPool {
+  readonly mode = "async" as const;
+  readonly capacity: number;
+  readonly #slots: PoolSlots;
+  readonly #registry: JobRegistry;
+  readonly #logger: Logger;
+  readonly #killGraceMs: number;
+  readonly #runs = new Set<Run>();
+  readonly #monitor: LoopBlockMonitor;
+
+  constructor(options: AsyncPoolOptions) {
+    this.#logger = options.logger ?? silentLogger;
+    this.#slots = new PoolSlots(options.capacity, options.onStateChange, this.#logger);
+    this.capacity = this.#slots.capacity;
+    this.#registry = options.registry;
+    this.#killGraceMs = options.killGraceMs ?? 1_000;
+    this.#monitor = new LoopBlockMonitor(
+      validateBlockedLoopThreshold(options.blockedLoopThresholdMs ?? 200),
+      () => [...this.#runs].map((run) => run.job),
+      (blockedMs, jobs) => this.#logger.warn(
+        { jobs, blockedMs },
+        `event loop blocked for ${blockedMs} ms while running jobs [${jobs.join(", ")}]; ` +
+          `CPU-bound jobs belong in threads mode (executionMode: "threads")`,
+      ),
+    );
+  }
+
+  post(task: JobTask, options: PostOptions = {}): Promise<JobOutcome> {
+    return this.#slots.run(() => this.#start(task, options.signal));
+  }
+
+  availableCapacity(): number {
+    return this.#slots.available();
+  }
+
+  isIdle(): boolean {
+    return this.#slots.busy === 0;
+  }
+
+  /** Accepts nothing more; in-flight handlers go on (and the block monitor keeps watching them). */
+  shutdown(): void {
+    this.#slots.close();
+  }
+
+  waitForTermination(ms: number): Promise<boolean> {
+    return this.#slots.waitForIdle(ms);
+  }
+
+  /**
+   * Aborts every in-flight ctx.signal, then waits up to killGraceMs for the handlers to
+   * settle. A promise cannot be cancelled, so posts of handlers that ignore their signal
+   * are settled as aborted anyway; those handlers run on unobserved.
+   */
+  async kill(): Promise<void> {
+    this.#slots.close();
+    this.#monitor.stop();
+    const reason = killReason();
+    for (const run of this.#runs) run.controller.abort(reason);
+    if (await this.#slots.waitForIdle(this.#killGraceMs)) return;
+    for (const run of this.#runs) run.settle(abortedOutcome(reason));
+    await this.#slots.whenIdle();
+  }
+
+  metadata(): { mode: "async"; capacity: number; busy: number } {
+    return { mode: this.mode, capacity: this.capacity, busy: this.#slots.busy };
+  }
+
+  async #start(task: JobTask, external: AbortSignal | undefined): Promise<JobOutcome> {
+    if (external?.aborted) return abortedOutcome(external.reason);
+    const controller = new AbortController();
+    const forwardAbort = (): void => controller.abort(external?.reason);
+    external?.addEventListener("abort", forwardAbort, { once: true });
+    let run: Run | undefined;
+    try {
+      const outcome = await new Promise<JobOutcome>((settle, fail) => {
+        run = { job: task.job, controller, settle };
+        this.#runs.add(run);
+        this.#monitor.jobStarted(run.job);
+        executeJob(this.#registry, task, controller.signal, this.#logger).then(settle, fail);
+      });
+      // Whatever an aborted handler rejects with, report it the way threads mode does
+      // (where the thread is terminated and nothing comes back): as an AbortError.
+      return outcome.ok || !controller.signal.aborted ? outcome : abortedOutcome(controller.signal.reason);
+    } finally {
+      if (run) this.#runs.delete(run);
+      external?.removeEventListener("abort", forwardAbort);
+    }
+  }
+}

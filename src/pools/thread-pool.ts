@@ -1,0 +1,182 @@
+import { availableParallelism } from "node:os";
+import { extname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Piscina } from "piscina";
+import { PgbusError, toErrorRecord } from "../errors.ts";
+import { type Logger, silentLogger } from "../logger.ts";
+import { abortedOutcome, failedOutcome, killReason } from "./outcomes.ts";
+import { validateCapacity, validateThreads } from "./options.ts";
+import { PoolSlots } from "./slots.ts";
+import type { LoadReport, ThreadData, ThreadRequest } from "./thread-entry.ts";
+import type { ExecutionPool, JobOutcome, JobTask, PostOptions } from "./types.ts";
+
+export interface ThreadPoolOptions {
+  /** Runs at most this many handlers at once, across all threads. */
+  capacity: number;
+  /** Path or file URL of the module exporting the job definitions; every thread loads it. */
+  jobsModule: string;
+  /** Default: silent. Handlers inside threads get a silent ctx.logger. */
+  logger?: Logger;
+  /** Called after every completion, so the worker can claim more at once. */
+  onStateChange?: () => void;
+  /** Number of threads. Default min(capacity, os.availableParallelism()). */
+  threads?: number;
+}
+
+type Pool = Piscina<ThreadRequest, JobOutcome | LoadReport>;
+
+/**
+ * Handlers run on worker threads (piscina), for CPU-bound jobs that must not block the
+ * worker's event loop. Each thread runs up to ceil(capacity / threads) handlers at once, so
+ * async handlers keep `capacity` concurrency; our slot counter, not piscina's queue, bounds
+ * the total.
+ *
+ * Aborting a post terminates the thread it runs on (the only way to stop a busy loop), so
+ * piscina runs a post that carries a signal alone on a thread; while every thread is taken
+ * such a post waits inside piscina, still within capacity. Pass a signal only where a run
+ * may need stopping (a job timeout); kill() stops everything without one.
+ *
+ * `post` throws PoolFullError / PoolClosedError synchronously; an accepted post always
+ * resolves with an outcome, `{ name: "AbortError" }` when aborted or killed.
+ */
+export class ThreadPool implements ExecutionPool {
+  readonly mode = "threads" as const;
+  readonly capacity: number;
+  readonly #slots: PoolSlots;
+  readonly #piscina: Pool;
+  readonly #logger: Logger;
+  #killedBy: DOMException | undefined;
+  #destroyed: Promise<void> | undefined;
+
+  /**
+   * Starts the threads and resolves once every one of them has loaded the jobs module, so
+   * the pool is ready before the first claim. Rejects with JOBS_MODULE_LOAD_FAILED (and
+   * leaves no thread running) when the module cannot be loaded or exports no jobs.
+   */
+  static async start(options: ThreadPoolOptions): Promise<ThreadPool> {
+    const capacity = validateCapacity(options.capacity);
+    const threads = validateThreads(options.threads ?? Math.min(capacity, availableParallelism()));
+    const logger = options.logger ?? silentLogger;
+    const piscina: Pool = new Piscina({
+      filename: threadEntryUrl(),
+      workerData: { jobsModule: options.jobsModule } satisfies ThreadData,
+      minThreads: threads,
+      maxThreads: threads,
+      concurrentTasksPerWorker: Math.ceil(capacity / threads),
+      // Never reached while the slot counter works; a bound instead of an unbounded queue if it did not.
+      maxQueue: capacity,
+    });
+    // Without a listener a thread failing outside any task (a stray callback throwing)
+    // would be an 'error' event nobody handles, which crashes the process.
+    piscina.on("error", (error: unknown) => logger.error({ err: toErrorRecord(error) }, "a pgbus worker thread failed outside any job"));
+    try {
+      await loadOnEveryThread(piscina, threads, options.jobsModule);
+    } catch (error) {
+      await destroyThreads(piscina);
+      throw error;
+    }
+    return new ThreadPool(piscina, new PoolSlots(capacity, options.onStateChange, logger), logger);
+  }
+
+  private constructor(piscina: Pool, slots: PoolSlots, logger: Logger) {
+    this.#piscina = piscina;
+    this.#slots = slots;
+    this.#logger = logger;
+    this.capacity = slots.capacity;
+  }
+
+  post(task: JobTask, options: PostOptions = {}): Promise<JobOutcome> {
+    return this.#slots.run(() => this.#run(task, options.signal));
+  }
+
+  availableCapacity(): number {
+    return this.#slots.available();
+  }
+
+  isIdle(): boolean {
+    return this.#slots.busy === 0;
+  }
+
+  /** Accepts nothing more; once in-flight runs end the threads are destroyed so the process can exit. */
+  shutdown(): void {
+    if (this.#slots.closed) return;
+    this.#slots.close();
+    void this.#slots.whenIdle().then(() => this.#destroy());
+  }
+
+  /** After shutdown(), a true result also means the threads are gone. */
+  async waitForTermination(ms: number): Promise<boolean> {
+    if (!(await this.#slots.waitForIdle(ms))) return false;
+    if (this.#slots.closed) await this.#destroy();
+    return true;
+  }
+
+  /** Terminates every thread; in-flight posts resolve as aborted. */
+  async kill(): Promise<void> {
+    this.#killedBy ??= killReason();
+    this.#slots.close();
+    await this.#destroy();
+    await this.#slots.whenIdle();
+  }
+
+  metadata(): { mode: "threads"; capacity: number; busy: number } {
+    return { mode: this.mode, capacity: this.capacity, busy: this.#slots.busy };
+  }
+
+  async #run(task: JobTask, signal: AbortSignal | undefined): Promise<JobOutcome> {
+    try {
+      // Only pass a signal when there is one: piscina gives abortable runs a thread each.
+      return (await this.#piscina.run({ type: "run", task }, signal ? { signal } : {})) as JobOutcome;
+    } catch (error) {
+      // A rejection is never the handler's failure (executeJob turns those into outcomes):
+      // an abort, a kill terminating the thread, a thread crash, or an uncloneable task.
+      if (signal?.aborted) return abortedOutcome(signal.reason);
+      if (this.#killedBy) return abortedOutcome(this.#killedBy);
+      return failedOutcome(error);
+    }
+  }
+
+  #destroy(): Promise<void> {
+    this.#destroyed ??= destroyThreads(this.#piscina).catch((error: unknown) => {
+      this.#logger.error({ err: toErrorRecord(error) }, "destroying the worker threads failed");
+    });
+    return this.#destroyed;
+  }
+}
+
+/**
+ * piscina replaces a thread that exits while the pool is not destroying, up to minThreads.
+ * A thread terminated by an abort can exit after destroy() returned, and would be replaced
+ * then, leaking minThreads fresh threads; with minThreads at 0 nothing is replaced.
+ */
+function destroyThreads(piscina: Pool): Promise<void> {
+  piscina.options.minThreads = 0;
+  return piscina.destroy();
+}
+
+/**
+ * thread-entry next to this file, with this file's extension: `.ts` when running from
+ * sources under tsx (threads inherit `--import tsx` through execArgv), `.js` from dist.
+ */
+function threadEntryUrl(): string {
+  const extension = extname(fileURLToPath(import.meta.url));
+  return new URL(`./thread-entry${extension}`, import.meta.url).href;
+}
+
+/**
+ * One load request per thread, all sent at once: piscina hands each to an idle thread, so
+ * every thread reports whether it could load the module.
+ */
+async function loadOnEveryThread(piscina: Pool, threads: number, jobsModule: string): Promise<void> {
+  let reports: LoadReport[];
+  try {
+    reports = (await Promise.all(Array.from({ length: threads }, () => piscina.run({ type: "load" })))) as LoadReport[];
+  } catch (cause) {
+    throw new PgbusError("JOBS_MODULE_LOAD_FAILED", `could not start worker threads for jobs module ${jobsModule}: ${toErrorRecord(cause).message}`, { cause });
+  }
+  const failed = reports.find((report) => report.type === "load-failed");
+  if (failed?.type === "load-failed") {
+    const message = failed.code === "JOBS_MODULE_LOAD_FAILED" ? failed.error.message : `could not load jobs module ${jobsModule}: ${failed.error.message}`;
+    throw new PgbusError("JOBS_MODULE_LOAD_FAILED", message);
+  }
+}

@@ -1,0 +1,97 @@
+import assert from "node:assert/strict";
+import { pathToFileURL } from "node:url";
+import { afterEach, describe, it } from "node:test";
+import { ThreadPool, type ThreadPoolOptions } from "../../src/pools/thread-pool.ts";
+import { describePoolContract } from "./pools-contract.ts";
+import { BROKEN_JOBS, NO_JOBS, POOL_JOBS, extraThreads, task } from "./pools-helpers.ts";
+
+describePoolContract("threads");
+
+describe("ThreadPool", () => {
+  const pools: ThreadPool[] = [];
+  const startPool = async (options: Partial<ThreadPoolOptions> = {}): Promise<ThreadPool> => {
+    const pool = await ThreadPool.start({ capacity: 2, jobsModule: POOL_JOBS, ...options });
+    pools.push(pool);
+    return pool;
+  };
+  afterEach(async () => {
+    await Promise.all(pools.splice(0).map((pool) => pool.kill()));
+    assert.equal(extraThreads(), 0, "every thread is gone once its pool is killed");
+  });
+
+  for (const [fixture, path, message] of [
+    ["throws at import", BROKEN_JOBS, /broken-jobs fixture: fails at import/],
+    ["exports no jobs", NO_JOBS, /exports no job definitions/],
+    ["does not exist", `${POOL_JOBS}.missing.ts`, /could not load jobs module/],
+  ] as const) {
+    it(`fails to start, leaving no thread behind, when the jobs module ${fixture}`, async () => {
+      await assert.rejects(ThreadPool.start({ capacity: 2, threads: 2, jobsModule: path }), (error: Error & { code?: string }) => {
+        assert.equal(error.code, "JOBS_MODULE_LOAD_FAILED");
+        assert.match(error.message, message);
+        return true;
+      });
+      assert.equal(extraThreads(), 0);
+    });
+  }
+
+  it("accepts the jobs module as a file URL", async () => {
+    const pool = await startPool({ jobsModule: pathToFileURL(POOL_JOBS).href });
+    assert.deepEqual(await pool.post(task("noop")), { ok: true });
+  });
+
+  it("keeps the main event loop free while a thread burns CPU", async () => {
+    const pool = await startPool();
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 10);
+    try {
+      assert.deepEqual(await pool.post(task("cpu-burn", { ms: 300 })), { ok: true });
+    } finally {
+      clearInterval(ticker);
+    }
+    // A blocked loop would tick about once; a free one about 30 times.
+    assert.ok(ticks >= 10, `main loop ticked ${ticks} times during a 300 ms burn`);
+  });
+
+  it("runs capacity async handlers at once even on fewer threads", async () => {
+    const pool = await startPool({ capacity: 3, threads: 1 });
+    const started = performance.now();
+    const outcomes = await Promise.all([1, 2, 3].map(() => pool.post(task("sleep", { ms: 200 }))));
+    const elapsed = performance.now() - started;
+    assert.deepEqual(outcomes, [{ ok: true }, { ok: true }, { ok: true }]);
+    assert.ok(elapsed < 500, `3 concurrent 200 ms sleeps on one thread took ${Math.round(elapsed)} ms`);
+  });
+
+  it("terminates a run that ignores its signal when the post is aborted", async () => {
+    const pool = await startPool();
+    const controller = new AbortController();
+    const running = pool.post(task("ignore-abort"), { signal: controller.signal });
+    controller.abort(new Error("job timed out"));
+    assert.deepEqual(await running, { ok: false, error: { name: "AbortError", message: "job timed out" } });
+    assert.deepEqual(await pool.post(task("noop")), { ok: true });
+  });
+
+  it("kill terminates runs that ignore their signal", async () => {
+    const pool = await startPool();
+    const running = pool.post(task("ignore-abort"));
+    await pool.kill();
+    assert.deepEqual(await running, { ok: false, error: { name: "AbortError", message: "execution pool was killed" } });
+  });
+
+  it("reports a thread dying mid-run as a failure and keeps running jobs", async () => {
+    const pool = await startPool({ capacity: 1, threads: 1 });
+    const outcome = await pool.post(task("exit-thread"));
+    assert.ok(!outcome.ok);
+    assert.match(outcome.error.message, /exited/);
+    assert.equal(pool.availableCapacity(), 1);
+    assert.deepEqual(await pool.post(task("noop")), { ok: true });
+  });
+
+  it("destroys its threads once idle after shutdown", async () => {
+    const pool = await startPool();
+    const running = pool.post(task("sleep", { ms: 30 }));
+    pool.shutdown();
+    assert.equal(await pool.waitForTermination(5_000), true);
+    assert.deepEqual(await running, { ok: true });
+    assert.equal(extraThreads(), 0);
+  });
+});
