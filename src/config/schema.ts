@@ -1,6 +1,8 @@
 import { z } from "zod";
 import { type PgbusErrorCode, ValidationError } from "../errors.ts";
+import { normalizeExecutionMode } from "../pools/create.ts";
 import { EXECUTION_MODES, type ExecutionMode, type ExecutionModeInput } from "../pools/types.ts";
+import { ACK_MODES, type AckMode } from "../process/worker-store.ts";
 import { MAX_QUEUE_NAME_LENGTH, validateQueueName } from "../queue/names.ts";
 import {
   DEFAULT_CAPACITY,
@@ -20,8 +22,7 @@ import {
 
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
-export const ACK_MODES = ["archive", "delete"] as const;
-export type AckMode = (typeof ACK_MODES)[number];
+export { ACK_MODES, type AckMode } from "../process/worker-store.ts";
 
 export const MISSING_DATABASE_URL = "missing; set DATABASE_URL or databaseUrl in pgbus.config";
 
@@ -264,10 +265,6 @@ export const configSchema = strict({
 });
 
 type ParsedConfig = z.output<typeof configSchema>;
-
-export function normalizeExecutionMode(mode: ExecutionModeInput): ExecutionMode {
-  return mode === "fiber" ? "async" : mode;
-}
 
 function finalize(parsed: ParsedConfig): ResolvedConfig {
   const { workers: drafts, queues, executionMode: mode, jobsModule, maxJobsPerWorker, maxMemoryMb, ...rest } = parsed;

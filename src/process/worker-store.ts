@@ -4,7 +4,8 @@ import { QueueClient, type QueueMessage } from "../queue/client.ts";
 import { isDlqName } from "../queue/names.ts";
 import * as sql from "../queue/sql.ts";
 
-export type AckMode = "archive" | "delete";
+export const ACK_MODES = ["archive", "delete"] as const;
+export type AckMode = (typeof ACK_MODES)[number];
 
 /**
  * The worker's only way to the database: noun-verb operations, each one statement. The
