@@ -1,0 +1,96 @@
+// npm run bench:peers — pgbus against graphile-worker and pg-boss (and a bare SQL loop as
+// the ceiling) on the same PostgreSQL in one run. Runs are interleaved (A B C A B C ...),
+// each in a fresh process and database; medians and min–max are reported, and the table
+// is written to bench/RESULTS.md with the machine, PostgreSQL settings and versions.
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import pg from "pg";
+import { median, printTable } from "./support.ts";
+
+const REPETITIONS = Number(process.env.BENCH_REPS ?? 3);
+const ADAPTERS = (process.env.BENCH_ADAPTERS ?? "pgbus-delete,pgbus-archive,pgbus-threads,graphile-worker,pg-boss,bare-sql").split(",");
+const SCENARIOS: Array<[string, string, string]> = [
+  ["bulk", "bulk enqueue (100,000 in batches)", "jobs/s"],
+  ["single", "enqueue one at a time (20,000, 10 producers)", "jobs/s"],
+  ["drain10", "drain 50,000 no-op jobs, capacity 10", "jobs/s"],
+  ["drain100", "drain 50,000 no-op jobs, capacity 100", "jobs/s"],
+  ["io100", "5,000 jobs awaiting 20 ms, capacity 100", "jobs/s"],
+  ["latency", "enqueue-to-start latency, idle worker, 20 ms apart", "ms"],
+];
+const selected = (process.env.BENCH_SCENARIOS ?? SCENARIOS.map((s) => s[0]).join(",")).split(",");
+
+type Result = Record<string, number>;
+const results = new Map<string, Result[]>();
+
+for (let rep = 1; rep <= REPETITIONS; rep++) {
+  for (const [scenario] of SCENARIOS.filter(([name]) => selected.includes(name))) {
+    for (const adapter of ADAPTERS) {
+      if (adapter === "bare-sql" && (scenario === "single" || scenario === "latency")) continue;
+      const output = execFileSync(process.execPath, ["--import", "tsx", fileURLToPath(new URL("./peers/run-one.ts", import.meta.url)), adapter, scenario], {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "ignore"],
+        env: process.env,
+      });
+      const result = JSON.parse(output.trim().split("\n").pop()!) as Result;
+      const key = `${scenario}|${adapter}`;
+      results.set(key, [...(results.get(key) ?? []), result]);
+      console.error(`rep ${rep} ${scenario} ${adapter}: ${JSON.stringify(result)}`);
+    }
+  }
+}
+
+const stat = (values: number[]) => `${format(median(values))} (${format(Math.min(...values))}–${format(Math.max(...values))})`;
+const format = (value: number) => (value >= 100 ? Math.round(value).toLocaleString("en-US") : value.toFixed(1));
+
+const rows: string[][] = [];
+for (const [scenario, label, unit] of SCENARIOS.filter(([name]) => selected.includes(name))) {
+  for (const adapter of ADAPTERS) {
+    const runs = results.get(`${scenario}|${adapter}`);
+    if (!runs) continue;
+    const pick = (field: string) => runs.map((run) => run[field]).filter((v): v is number => typeof v === "number");
+    rows.push([
+      label,
+      adapter,
+      `${stat(pick("value"))} ${unit}`,
+      pick("p99").length ? `${stat(pick("p99"))} ms` : "",
+      pick("rssMb").length ? format(median(pick("rssMb"))) : "",
+      pick("connections").length ? String(Math.max(...pick("connections"))) : "",
+    ]);
+  }
+}
+
+console.log(`\npgbus vs peers: median (min–max) of ${REPETITIONS} interleaved runs\n`);
+const table = printTable(["scenario", "library", "median (min–max)", "p99", "peak RSS MB", "peak PG conns"], rows);
+
+const client = new pg.Client({ connectionString: process.env.PGBUS_BENCH_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres" });
+await client.connect();
+const version = (await client.query("SHOW server_version")).rows[0].server_version;
+const settings = (await client.query(
+  "SELECT name, setting, unit FROM pg_settings WHERE name IN ('shared_buffers','synchronous_commit','max_connections','work_mem','fsync','wal_level') ORDER BY name",
+)).rows.map((r) => `${r.name}=${r.setting}${r.unit ?? ""}`);
+await client.end();
+const versionOf = (name: string) => {
+  const path = name === "pgbus" ? "../package.json" : `../node_modules/${name}/package.json`;
+  return (JSON.parse(readFileSync(new URL(path, import.meta.url), "utf8")) as { version: string }).version;
+};
+
+writeFileSync(
+  new URL("./RESULTS.md", import.meta.url),
+  `# pgbus vs peers
+
+Produced by \`npm run bench:peers\` on ${new Date().toISOString().slice(0, 10)}.
+
+- Machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()} ${os.release()}; Node ${process.version}
+- PostgreSQL ${version} on the same machine: ${settings.join(", ")}
+- Libraries: pgbus ${versionOf("pgbus")} (this tree), graphile-worker ${versionOf("graphile-worker")}, pg-boss ${versionOf("pg-boss")}
+- Settings: pgbus workers with default options (claim = free capacity, batched acks, NOTIFY wake-up; pgbus-delete/-archive are the two ack modes in async mode, pgbus-threads is threads mode with delete acks);
+  graphile-worker with its documented batching (\`localQueue.size\` = max(100, 2 × concurrency), \`completeJobBatchDelay\` 1 ms, \`failJobBatchDelay\` 1 ms, pollInterval 1 s) and addJobs for bulk;
+  pg-boss with \`batchSize\` = capacity and its shortest polling interval (0.5 s), insert() for bulk; bare-sql is \`DELETE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT capacity)\` with no library.
+- Peak PG connections: for pgbus, the connections of the worker (application_name pgbus:worker*); for the others every connection of their database during the run (they do not separate producer and consumer).
+- Each measurement runs in a fresh process against a fresh database; repetitions: ${REPETITIONS}, interleaved.
+
+${table}
+`,
+);

@@ -1,0 +1,180 @@
+// One adapter per library, each configured with its best documented throughput settings.
+import { fileURLToPath } from "node:url";
+import { Logger as GraphileLogger, makeWorkerUtils, run as runGraphile } from "graphile-worker";
+import pg from "pg";
+import PgBoss from "pg-boss";
+import { Pgbus } from "../../src/bus.ts";
+import { io20, noop } from "../jobs.ts";
+
+export type Handler = "noop" | "io20";
+
+export interface RunningWorker {
+  stop(): Promise<void>;
+}
+
+export interface Adapter {
+  /** application_name prefix of the connections the consumer holds ("" = every connection of the database). */
+  readonly consumerConnections: string;
+  /** Installs the library's schema in the database. */
+  setup(url: string): Promise<void>;
+  enqueueBulk(count: number): Promise<void>;
+  enqueueOne(): Promise<void>;
+  /** Starts consuming; `onJob` is called at the start of every handler run. */
+  startWorker(capacity: number, handler: Handler, onJob: () => void): Promise<RunningWorker>;
+  close(): Promise<void>;
+}
+
+const sleep20 = () => new Promise<void>((resolve) => setTimeout(resolve, 20));
+const JOBS_MODULE = fileURLToPath(new URL("../jobs.ts", import.meta.url));
+
+export function pgbusAdapter(options: { ackMode: "archive" | "delete"; executionMode: "async" | "threads" }): Adapter {
+  let bus: Pgbus;
+  return {
+    consumerConnections: "pgbus:worker",
+    async setup(url) {
+      bus = new Pgbus({ connectionString: url, jobs: [noop, io20] });
+      await bus.migrate();
+    },
+    async enqueueBulk(count) {
+      for (let sent = 0; sent < count; sent += 10_000) {
+        await bus.enqueueMany(noop, Array.from({ length: Math.min(10_000, count - sent) }, () => ({})));
+      }
+    },
+    enqueueOne: async () => void (await bus.enqueue(noop, {})),
+    async startWorker(capacity, handler, onJob) {
+      const worker = bus.worker({
+        queues: ["bench"],
+        capacity,
+        executionMode: options.executionMode,
+        jobsModule: JOBS_MODULE,
+        ackMode: options.ackMode,
+        // Every adapter enqueues the same message; the scenario picks the handler.
+        routeMessage: () => ({ job: handler === "io20" ? io20.name : noop.name, payload: {} }),
+      });
+      bus.on("job:start", onJob);
+      await worker.start();
+      return worker;
+    },
+    close: () => bus.close(),
+  };
+}
+
+const silentGraphileLogger = new GraphileLogger(() => () => {});
+
+export function graphileAdapter(): Adapter {
+  let url = "";
+  let utils: Awaited<ReturnType<typeof makeWorkerUtils>>;
+  return {
+    consumerConnections: "",
+    async setup(databaseUrl) {
+      url = databaseUrl;
+      utils = await makeWorkerUtils({ connectionString: url, logger: silentGraphileLogger });
+      await utils.migrate();
+    },
+    async enqueueBulk(count) {
+      for (let sent = 0; sent < count; sent += 10_000) {
+        await utils.addJobs(Array.from({ length: Math.min(10_000, count - sent) }, () => ({ identifier: "task", payload: {} })));
+      }
+    },
+    enqueueOne: async () => void (await utils.addJob("task", {})),
+    async startWorker(capacity, handler, onJob) {
+      const runner = await runGraphile({
+        connectionString: url,
+        concurrency: capacity,
+        noHandleSignals: true,
+        pollInterval: 1000,
+        logger: silentGraphileLogger,
+        crontab: "",
+        taskList: {
+          task: async () => {
+            onJob();
+            if (handler === "io20") await sleep20();
+          },
+        },
+        // Graphile Worker's documented high-throughput settings: a local queue that fetches
+        // jobs in batches, and batched completion.
+        preset: { worker: { localQueue: { size: Math.max(100, capacity * 2) }, completeJobBatchDelay: 1, failJobBatchDelay: 1 } },
+      });
+      return { stop: () => runner.stop() };
+    },
+    close: async () => {
+      await utils.release();
+    },
+  };
+}
+
+export function pgbossAdapter(): Adapter {
+  let boss: PgBoss;
+  return {
+    consumerConnections: "",
+    async setup(url) {
+      boss = new PgBoss({ connectionString: url, max: 10, supervise: false, schedule: false });
+      boss.on("error", () => {});
+      await boss.start();
+      await boss.createQueue("bench");
+    },
+    async enqueueBulk(count) {
+      for (let sent = 0; sent < count; sent += 10_000) {
+        await boss.insert(Array.from({ length: Math.min(10_000, count - sent) }, () => ({ name: "bench", data: {} })));
+      }
+    },
+    enqueueOne: async () => void (await boss.send("bench", {})),
+    async startWorker(capacity, handler, onJob) {
+      // pg-boss fetches `batchSize` jobs per poll and hands them to one handler call; the
+      // handler runs them concurrently. Its fastest documented polling interval is 0.5 s.
+      const id = await boss.work("bench", { batchSize: capacity, pollingIntervalSeconds: 0.5 }, async (jobs) => {
+        await Promise.all(
+          jobs.map(async () => {
+            onJob();
+            if (handler === "io20") await sleep20();
+          }),
+        );
+      });
+      return { stop: () => boss.offWork(id) };
+    },
+    close: () => boss.stop({ graceful: false, wait: true }),
+  };
+}
+
+/** The ceiling: claim a batch with SKIP LOCKED and delete it, no library around it. */
+export function bareSqlAdapter(): Adapter {
+  let pool: pg.Pool;
+  return {
+    consumerConnections: "",
+    async setup(url) {
+      pool = new pg.Pool({ connectionString: url, max: 3, application_name: "pgbus:worker:bare" });
+      await pool.query("CREATE TABLE IF NOT EXISTS bare_jobs (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payload jsonb NOT NULL)");
+    },
+    async enqueueBulk(count) {
+      await pool.query("INSERT INTO bare_jobs (payload) SELECT '{}'::jsonb FROM generate_series(1, $1)", [count]);
+    },
+    enqueueOne: async () => void (await pool.query("INSERT INTO bare_jobs (payload) VALUES ('{}')")),
+    async startWorker(capacity, handler, onJob) {
+      let running = true;
+      const loop = (async () => {
+        while (running) {
+          const { rows } = await pool.query(
+            "DELETE FROM bare_jobs WHERE id IN (SELECT id FROM bare_jobs ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id",
+            [capacity],
+          );
+          if (rows.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+          await Promise.all(rows.map(async () => {
+            onJob();
+            if (handler === "io20") await sleep20();
+          }));
+        }
+      })();
+      return { stop: async () => { running = false; await loop; } };
+    },
+    close: () => pool.end(),
+  };
+}
+
+export const ADAPTERS: Record<string, () => Adapter> = {
+  "pgbus-delete": () => pgbusAdapter({ ackMode: "delete", executionMode: "async" }),
+  "pgbus-archive": () => pgbusAdapter({ ackMode: "archive", executionMode: "async" }),
+  "pgbus-threads": () => pgbusAdapter({ ackMode: "delete", executionMode: "threads" }),
+  "graphile-worker": graphileAdapter,
+  "pg-boss": pgbossAdapter,
+  "bare-sql": bareSqlAdapter,
+};

@@ -1,0 +1,95 @@
+// One measurement in a fresh process: `run-one.ts <adapter> <scenario>` prints a JSON line.
+// A process per measurement keeps peak RSS and connection counts each library's own.
+import { ADAPTERS } from "./adapters.ts";
+import { connectionCounter, dropDatabase, freshDatabase, median, peakSampler, percentile } from "../support.ts";
+
+const [adapterName, scenario] = process.argv.slice(2) as [string, string];
+const SIZES = {
+  bulk: Number(process.env.BENCH_BULK ?? 100_000),
+  single: Number(process.env.BENCH_SINGLE ?? 20_000),
+  drain: Number(process.env.BENCH_DRAIN ?? 50_000),
+  io: Number(process.env.BENCH_IO ?? 5_000),
+  latency: Number(process.env.BENCH_LATENCY ?? 200),
+};
+
+const dbName = `pgbus_peer_${adapterName.replace(/-/g, "_")}`;
+const url = await freshDatabase(dbName);
+const adapter = ADAPTERS[adapterName]!();
+await adapter.setup(url);
+const monitor = connectionCounter(url, adapter.consumerConnections);
+
+async function timed(work: () => Promise<void>): Promise<number> {
+  const started = performance.now();
+  await work();
+  return (performance.now() - started) / 1000;
+}
+
+/** Drains `count` queued jobs; returns jobs/s from worker start to the last job's start. */
+async function drain(count: number, capacity: number, handler: "noop" | "io20") {
+  await adapter.enqueueBulk(count);
+  const rss = peakSampler(() => process.memoryUsage().rss);
+  const conns = peakSampler(() => monitor.count(), 25);
+  let seen = 0;
+  let finish!: () => void;
+  const done = new Promise<void>((resolve) => (finish = resolve));
+  const started = performance.now();
+  const worker = await adapter.startWorker(capacity, handler, () => {
+    if (++seen === count) finish();
+  });
+  await done;
+  const seconds = (performance.now() - started) / 1000;
+  await worker.stop();
+  return { value: count / seconds, rssMb: (await rss.stop()) / 1024 / 1024, connections: await conns.stop() };
+}
+
+async function latency() {
+  const starts: number[] = [];
+  const worker = await adapter.startWorker(10, "noop", () => starts.push(performance.now()));
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const sends: number[] = [];
+  for (let i = 0; i < SIZES.latency; i++) {
+    sends.push(performance.now());
+    await adapter.enqueueOne();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const deadline = Date.now() + 10_000;
+  while (starts.length < SIZES.latency && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  await worker.stop();
+  const latencies = sends.slice(0, starts.length).map((sent, i) => starts[i]! - sent);
+  return { value: median(latencies), p99: percentile(latencies, 99), lost: SIZES.latency - starts.length };
+}
+
+let result: Record<string, number>;
+switch (scenario) {
+  case "bulk":
+    result = { value: SIZES.bulk / (await timed(() => adapter.enqueueBulk(SIZES.bulk))) };
+    break;
+  case "single": {
+    let left = SIZES.single;
+    const producer = async () => {
+      while (left-- > 0) await adapter.enqueueOne();
+    };
+    result = { value: SIZES.single / (await timed(() => Promise.all(Array.from({ length: 10 }, producer)).then(() => {}))) };
+    break;
+  }
+  case "drain10":
+    result = await drain(SIZES.drain, 10, "noop");
+    break;
+  case "drain100":
+    result = await drain(SIZES.drain, 100, "noop");
+    break;
+  case "io100":
+    result = await drain(SIZES.io, 100, "io20");
+    break;
+  case "latency":
+    result = await latency();
+    break;
+  default:
+    throw new Error(`unknown scenario ${scenario}`);
+}
+
+await monitor.close();
+await adapter.close();
+await dropDatabase(dbName);
+process.stdout.write(`${JSON.stringify(result)}\n`);
+process.exit(0);
