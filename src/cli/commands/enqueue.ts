@@ -1,0 +1,66 @@
+import { type Command, InvalidArgumentError } from "commander";
+import { type JobMessage, Pgbus } from "../../bus.ts";
+import { ValidationError } from "../../errors.ts";
+import { validateJobName } from "../../jobs/define.ts";
+import { loadJobsModule } from "../../jobs/registry.ts";
+import { QueueClient } from "../../queue/client.ts";
+import { loadCliConfig, withPool } from "../context.ts";
+import { printLine } from "../output.ts";
+
+interface EnqueueOptions {
+  queue?: string;
+  delay?: number;
+}
+
+function parseDelay(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError("must be a whole number of milliseconds");
+  return Number(value);
+}
+
+function parsePayload(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new ValidationError("INVALID_PAYLOAD", `payload is not valid JSON (${(error as Error).message}): ${text.slice(0, 100)}`);
+  }
+}
+
+export function registerEnqueue(program: Command): void {
+  program
+    .command("enqueue")
+    .description("enqueue one job; prints its message id")
+    .argument("<job>", "job name")
+    .argument("<json>", "payload as JSON, e.g. '{\"to\":\"a@b.c\"}'")
+    .option("--queue <queue>", 'queue, for a job the jobs module does not define (default "default")')
+    .option("--delay <ms>", "run no sooner than this many ms from now", parseDelay)
+    .action(async (name: string, json: string, options: EnqueueOptions, command: Command) => {
+      validateJobName(name);
+      const payload = parsePayload(json);
+      const config = await loadCliConfig(command);
+      const job = config.jobsModule === undefined ? undefined : (await loadJobsModule(config.jobsModule)).get(name);
+      if (job) {
+        // A known job goes through Pgbus.enqueue: its queue, and its payload schema is checked.
+        if (options.queue !== undefined && options.queue !== job.queue) {
+          throw new ValidationError("INVALID_OPTION", `job ${name} is sent to queue ${job.queue}; --queue ${options.queue} disagrees (leave it out)`);
+        }
+        const bus = new Pgbus({ connectionString: config.databaseUrl, maxPayloadBytes: config.maxPayloadBytes });
+        try {
+          printLine(await bus.enqueue(job, payload, { delayMs: options.delay }));
+        } finally {
+          await bus.close();
+        }
+        return;
+      }
+      if (config.jobsModule !== undefined) {
+        process.stderr.write(`pgbus: warning: ${config.jobsModule} defines no job ${JSON.stringify(name)}; a worker that does not know it dead-letters it\n`);
+      }
+      const queue = options.queue ?? "default";
+      const message: JobMessage = { job: name, payload };
+      const id = await withPool(config, async (pool) => {
+        const queues = new QueueClient(pool, { maxPayloadBytes: config.maxPayloadBytes });
+        await queues.createQueue(queue);
+        return queues.send(queue, message, { delayMs: options.delay });
+      });
+      printLine(id);
+    });
+}

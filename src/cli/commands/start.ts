@@ -1,0 +1,65 @@
+import { type Command, Option } from "commander";
+import { createConsoleLogger } from "../../logger.ts";
+import { ONLY_ROLES, type OnlyRoles, Supervisor } from "../../process/supervisor.ts";
+import { loadCliConfig } from "../context.ts";
+
+/** A second SIGINT/SIGTERM within this window counts as the same request. */
+const SAME_SIGNAL_WINDOW_MS = 1_000;
+
+interface StartOptions {
+  executionMode?: string;
+  queues?: string;
+  jobsModule?: string;
+  logLevel?: string;
+  only?: OnlyRoles;
+}
+
+export function registerStart(program: Command): void {
+  program
+    .command("start")
+    .description("run the supervisor: one process per worker entry plus a dispatcher, re-forked if they die")
+    .option("--execution-mode <mode>", "async, threads or fiber (an alias of async); per-worker settings in the config win")
+    .option("--queues <dsl>", 'workers as a queue DSL, replacing the config\'s: "critical: 5; default, mailers: 10; *: 2"')
+    .option("--jobs-module <path>", "module exporting the job definitions")
+    .option("--log-level <level>", "debug, info, warn or error")
+    .addOption(new Option("--only <roles>", "run only these roles").choices(ONLY_ROLES))
+    .action(async (options: StartOptions, command: Command) => {
+      const config = await loadCliConfig(command, {
+        executionMode: options.executionMode,
+        queues: options.queues,
+        jobsModule: options.jobsModule,
+        logLevel: options.logLevel,
+      });
+      const logger = createConsoleLogger(config.logLevel, { role: "supervisor", pid: process.pid });
+      const supervisor = new Supervisor({ config, only: options.only, logger });
+      const exitCode = new Promise<number>((resolve) => {
+        let firstSignalAt: number | null = null;
+        const graceful = (signal: NodeJS.Signals): void => {
+          if (firstSignalAt === null) {
+            firstSignalAt = Date.now();
+            logger.info({ signal }, "stopping gracefully: in-flight jobs finish first (send it again to stop at once)");
+            void supervisor.stop().then(resolve);
+          } else if (Date.now() - firstSignalAt < SAME_SIGNAL_WINDOW_MS) {
+            // One Ctrl-C can arrive twice: from the terminal (to the whole process group) and
+            // forwarded by a parent such as npm or a script; that is not a request to hurry.
+          } else {
+            logger.warn({ signal }, "stopping immediately");
+            void supervisor.kill().then(resolve);
+          }
+        };
+        process.on("SIGTERM", graceful);
+        process.on("SIGINT", graceful);
+        process.on("SIGQUIT", () => {
+          logger.warn({ signal: "SIGQUIT" }, "stopping immediately: children are killed, their jobs return after their VT");
+          void supervisor.kill().then(resolve);
+        });
+      });
+      try {
+        await supervisor.start();
+      } catch (error) {
+        await supervisor.kill();
+        throw error;
+      }
+      process.exit(await exitCode);
+    });
+}

@@ -1,0 +1,50 @@
+import type { Command } from "commander";
+import { type ProcessRecord, listProcesses } from "../../process/process-store.ts";
+import { queueOverview } from "../../process/queue-admin.ts";
+import { loadCliConfig, withPool } from "../context.ts";
+import { formatAge, formatTable, printJson, printLine } from "../output.ts";
+
+function roleLabel(process: ProcessRecord): string {
+  const indent = process.supervisorId ? "  " : "";
+  if (process.role === "dispatcher") return `${indent}dispatcher (${process.stats["dispatcherActive"] ? "active" : "standby"})`;
+  return `${indent}${process.role}`;
+}
+
+function processed(process: ProcessRecord): number | null {
+  const value = process.stats["processed"];
+  return typeof value === "number" ? value : null;
+}
+
+export function registerStatus(program: Command): void {
+  program
+    .command("status")
+    .description("live processes (from their heartbeats) and queues (depth, visible, oldest, throughput)")
+    .option("--json", "print as JSON")
+    .action(async (options: { json?: boolean }, command: Command) => {
+      const config = await loadCliConfig(command);
+      const { processes, queues } = await withPool(config, async (pool) => ({
+        processes: await listProcesses(pool),
+        queues: await queueOverview(pool),
+      }));
+      if (options.json) return printJson({ processes, queues });
+      printLine("PROCESSES");
+      printLine(
+        processes.length === 0
+          ? "no live processes (is `pgbus start` running?)"
+          : formatTable(
+              ["ROLE", "HOST", "PID", "MODE", "CAPACITY", "BUSY", "PROCESSED", "LAST BEAT", "QUEUES"],
+              processes.map((p) => [roleLabel(p), p.host, p.pid, p.executionMode, p.capacity, p.busy, processed(p), `${formatAge(p.beatAgeSec)} ago`, p.queues.join(",") || null]),
+            ),
+      );
+      printLine();
+      printLine("QUEUES");
+      printLine(
+        queues.length === 0
+          ? "no queues"
+          : formatTable(
+              ["QUEUE", "DEPTH", "VISIBLE", "OLDEST", "ARCHIVED/MIN", "DLQ"],
+              queues.map((q) => [q.name, q.depth, q.visible, formatAge(q.oldestAgeSec), q.archivedLastMinute, q.dlqDepth]),
+            ),
+      );
+    });
+}

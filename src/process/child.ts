@@ -1,0 +1,183 @@
+import { randomUUID } from "node:crypto";
+import type pg from "pg";
+import { Pgbus } from "../bus.ts";
+import { type ResolvedConfig, ackModeFor } from "../config/schema.ts";
+import { WILDCARD } from "../config/queue-dsl.ts";
+import { createPool } from "../db/queryable.ts";
+import { ValidationError } from "../errors.ts";
+import { loadJobsModule } from "../jobs/registry.ts";
+import type { Logger } from "../logger.ts";
+import { Dispatcher } from "./dispatcher.ts";
+import { Heartbeat, type ProcessSnapshot } from "./heartbeat.ts";
+import type { ChildMessage, ChildRole, ChildStats, ParentMessage } from "./messages.ts";
+
+/**
+ * What runs inside a forked child, per role; child-main.ts owns the process (IPC, signals,
+ * exit codes) and this file only builds and stops the role's parts.
+ */
+
+export type InitMessage = Extract<ParentMessage, { type: "init" }>;
+export type ReadyMessage = Extract<ChildMessage, { type: "ready" }>;
+
+export interface ChildHooks {
+  send(message: ChildMessage): void;
+  /** The child wants to be replaced (job count or memory limit): stop it and exit with RECYCLE_EXIT_CODE. */
+  recycle(reason: string): void;
+}
+
+export interface RunningChild {
+  readonly ready: ReadyMessage;
+  /** Graceful: in-flight work finishes (up to shutdownTimeoutMs), the heartbeat row is deleted. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Builds and starts the role; rejects when it cannot (the child then exits with BOOT_FAILURE_EXIT_CODE). */
+export async function startChild(init: InitMessage, logger: Logger, hooks: ChildHooks): Promise<RunningChild> {
+  const role: ChildRole = init.role;
+  switch (role.kind) {
+    case "worker":
+      return startWorker(role.index, init, logger, hooks);
+    case "dispatcher":
+      return startDispatcher(init, logger, hooks);
+  }
+}
+
+function rssMb(): number {
+  return Math.round(process.memoryUsage.rss() / 1_048_576);
+}
+
+/** With "*", a worker leaves alone the queues other worker entries name. */
+export function excludedQueuesFor(config: Pick<ResolvedConfig, "workers">, index: number): string[] {
+  const entry = config.workers[index];
+  if (!entry?.queues.includes(WILDCARD)) return [];
+  const others = config.workers.filter((_, i) => i !== index).flatMap((worker) => worker.queues);
+  return [...new Set(others.filter((queue) => queue !== WILDCARD))];
+}
+
+function heartbeatPool(config: ResolvedConfig): pg.Pool {
+  return createPool({ connectionString: config.databaseUrl }, { max: 1, applicationName: "pgbus:heartbeat" });
+}
+
+async function startWorker(index: number, init: InitMessage, logger: Logger, hooks: ChildHooks): Promise<RunningChild> {
+  const { config, supervisorId } = init;
+  const entry = config.workers[index];
+  if (!entry) throw new ValidationError("INVALID_CONFIG", `worker ${index} is not in the config (it has ${config.workers.length} workers)`);
+  if (config.jobsModule === undefined) {
+    throw new ValidationError("INVALID_CONFIG", "workers need jobsModule: the module exporting the job definitions (config jobsModule, PGBUS_JOBS_MODULE or --jobs-module)");
+  }
+  const registry = await loadJobsModule(config.jobsModule);
+  const bus = new Pgbus({ connectionString: config.databaseUrl, jobs: registry.all(), logger, maxPayloadBytes: config.maxPayloadBytes });
+  const worker = bus.worker({
+    queues: entry.queues,
+    excludeQueues: excludedQueuesFor(config, index),
+    capacity: entry.capacity,
+    executionMode: entry.executionMode,
+    jobsModule: config.jobsModule,
+    visibilityTimeoutSec: entry.visibilityTimeoutSec,
+    pollIntervalMs: entry.pollIntervalMs,
+    ackMode: (queue) => ackModeFor(config, queue),
+    shutdownTimeoutMs: config.shutdownTimeoutMs,
+  });
+  const db = heartbeatPool(config);
+  const processId = randomUUID();
+  const stats = (): ChildStats => {
+    const { processed, failed, retried, deadLettered, busy } = worker.stats();
+    return { processed, failed, retried, deadLettered, busy, rssMb: rssMb() };
+  };
+  const recycleIfDue = (): void => {
+    const now = stats();
+    if (config.maxJobsPerWorker !== undefined && now.processed + now.failed >= config.maxJobsPerWorker) {
+      hooks.recycle(`ran ${now.processed + now.failed} jobs (maxJobsPerWorker ${config.maxJobsPerWorker})`);
+    } else if (config.maxMemoryMb !== undefined && now.rssMb > config.maxMemoryMb) {
+      hooks.recycle(`resident memory ${now.rssMb} MB exceeds maxMemoryMb ${config.maxMemoryMb}`);
+    }
+  };
+  const snapshot = (): ProcessSnapshot => {
+    const { busy, rssMb: rss, ...counts } = stats();
+    return { executionMode: worker.stats().executionMode, capacity: entry.capacity, busy, queues: [...worker.queues], stats: { ...counts, rssMb: rss } };
+  };
+  const heartbeat = new Heartbeat({
+    db,
+    id: processId,
+    supervisorId,
+    role: "worker",
+    intervalMs: config.heartbeatIntervalMs,
+    logger,
+    snapshot,
+    onBeat: () => {
+      hooks.send({ type: "stats", stats: stats() });
+      recycleIfDue();
+    },
+  });
+  // The job count is checked after every run, not only per beat, so the limit is exact.
+  bus.on("job:success", recycleIfDue);
+  bus.on("job:failure", recycleIfDue);
+  // A library is silent; the CLI's log is where an operator looks for failing jobs.
+  bus.on("job:failure", ({ job, queue, messageId, attempt, error, retryInMs }) =>
+    logger.warn({ job, queue, messageId, attempt, err: error.message, retryInMs }, retryInMs === null ? "job failed" : "job failed; retrying"),
+  );
+  bus.on("job:dead", ({ job, queue, messageId, reason, error }) => logger.error({ job, queue, messageId, reason, err: error.message }, "job moved to the dead-letter queue"));
+  const close = async (): Promise<void> => {
+    await bus.close().catch(() => {});
+    await db.end().catch(() => {});
+  };
+  try {
+    await worker.start();
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  await heartbeat.start();
+  const { executionMode, capacity } = worker.stats();
+  let stopping: Promise<void> | null = null;
+  return {
+    ready: { type: "ready", processId, pid: process.pid, executionMode, capacity, queues: [...worker.queues] },
+    stop() {
+      stopping ??= (async () => {
+        await worker.stop(); // keeps beating meanwhile, so a long drain does not look dead
+        await heartbeat.stop();
+        await close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+async function startDispatcher(init: InitMessage, logger: Logger, hooks: ChildHooks): Promise<RunningChild> {
+  const { config, supervisorId } = init;
+  const db = heartbeatPool(config);
+  const processId = randomUUID();
+  const stats = (): ChildStats => ({ processed: 0, failed: 0, retried: 0, deadLettered: 0, busy: 0, rssMb: rssMb(), dispatcherActive: dispatcher.active });
+  const heartbeat: Heartbeat = new Heartbeat({
+    db,
+    id: processId,
+    supervisorId,
+    role: "dispatcher",
+    intervalMs: config.heartbeatIntervalMs,
+    logger,
+    snapshot: () => ({ executionMode: null, capacity: null, busy: 0, queues: [], stats: { dispatcherActive: dispatcher.active, rssMb: rssMb() } }),
+    onBeat: () => hooks.send({ type: "stats", stats: stats() }),
+  });
+  const dispatcher: Dispatcher = new Dispatcher({
+    clientConfig: { connectionString: config.databaseUrl },
+    config: config.dispatcher,
+    staleProcessAfterMs: config.staleProcessAfterMs,
+    logger,
+    // Beat at once so `pgbus status` shows who is active without waiting an interval.
+    onActiveChange: () => void heartbeat.beat(),
+  });
+  await dispatcher.start();
+  await heartbeat.start();
+  let stopping: Promise<void> | null = null;
+  return {
+    ready: { type: "ready", processId, pid: process.pid, executionMode: null, capacity: null, queues: [] },
+    stop() {
+      stopping ??= (async () => {
+        await dispatcher.stop();
+        await heartbeat.stop();
+        await db.end().catch(() => {});
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,193 @@
+import pg from "pg";
+import type { DispatcherConfig } from "../config/schema.ts";
+import { toErrorRecord } from "../errors.ts";
+import type { Logger } from "../logger.ts";
+import { QueueClient } from "../queue/client.ts";
+import { pruneArchive, pruneFailedJobs, pruneProcessedEvents, reapStaleProcesses } from "./process-store.ts";
+import { ADVISORY_UNLOCK, DISPATCHER_LOCK_KEY, TRY_ADVISORY_LOCK } from "./sql.ts";
+
+export interface DispatcherOptions {
+  /** For the dedicated connection that holds the lock. */
+  clientConfig: pg.ClientConfig;
+  config: DispatcherConfig;
+  /** Processes without a heartbeat for this long are deleted from pgbus.processes. */
+  staleProcessAfterMs: number;
+  logger: Logger;
+  /** Called when this dispatcher gains or loses the lock, e.g. to beat at once. */
+  onActiveChange?: (active: boolean) => void;
+}
+
+/** What one maintenance pass removed. */
+export interface MaintenanceReport {
+  archivedMessages: number;
+  staleProcesses: number;
+  failedJobs: number;
+  processedEvents: number;
+}
+
+/**
+ * The maintenance role. Every `intervalMs` it prunes archives, failed-job records and
+ * processed-event records past their retention and reaps processes whose heartbeat went
+ * stale, but only while it holds a session-level advisory lock on its own connection: so
+ * across hosts exactly one dispatcher works and the others stand by, retrying the lock
+ * each interval. Losing the connection loses the lock (PostgreSQL releases session locks
+ * when the session ends), so a dispatcher whose connection drops goes back to standby and
+ * must win the lock again.
+ */
+export class Dispatcher {
+  readonly #options: DispatcherOptions;
+  #client: pg.Client | null = null;
+  #active = false;
+  #state: "idle" | "running" | "stopped" = "idle";
+  #timer: NodeJS.Timeout | null = null;
+  #ticking: Promise<unknown> = Promise.resolve();
+  #stopPromise: Promise<void> | null = null;
+  #connectionFailing = false;
+
+  constructor(options: DispatcherOptions) {
+    this.#options = options;
+  }
+
+  /** True while this dispatcher holds the lock (and so is the one doing maintenance). */
+  get active(): boolean {
+    return this.#active;
+  }
+
+  /** Runs the first pass (errors logged, not thrown), then one per interval. */
+  async start(): Promise<void> {
+    if (this.#state !== "idle") return;
+    this.#state = "running";
+    await this.tick();
+    this.#schedule();
+  }
+
+  /** Releases the lock and closes the connection. Idempotent. */
+  stop(): Promise<void> {
+    this.#stopPromise ??= this.#stop();
+    return this.#stopPromise;
+  }
+
+  /** One pass now: take the lock if free, then maintain. Null when standing by or unable to connect. */
+  tick(): Promise<MaintenanceReport | null> {
+    const next = this.#ticking.then(() => this.#tick());
+    this.#ticking = next.catch(() => {});
+    return next;
+  }
+
+  async #stop(): Promise<void> {
+    this.#state = "stopped";
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    await this.#ticking;
+    const client = this.#client;
+    this.#client = null;
+    if (client) {
+      if (this.#active) await client.query(ADVISORY_UNLOCK, [DISPATCHER_LOCK_KEY]).catch(() => {});
+      await client.end().catch(() => {});
+    }
+    this.#setActive(false);
+  }
+
+  #schedule(): void {
+    if (this.#state !== "running") return;
+    this.#timer = setTimeout(() => {
+      void this.tick().finally(() => this.#schedule());
+    }, this.#options.config.intervalMs);
+  }
+
+  async #tick(): Promise<MaintenanceReport | null> {
+    if (this.#state !== "running") return null;
+    const client = await this.#connect();
+    if (!client) return null;
+    if (!this.#active) {
+      try {
+        const result = await client.query<{ locked: boolean }>(TRY_ADVISORY_LOCK, [DISPATCHER_LOCK_KEY]);
+        if (!result.rows[0]?.locked) return null; // another dispatcher is active
+      } catch (error) {
+        this.#dropConnection(client, error);
+        return null;
+      }
+      this.#options.logger.info({}, "dispatcher active: holds the maintenance lock");
+      this.#setActive(true);
+    }
+    return this.#maintain(client);
+  }
+
+  async #maintain(client: pg.Client): Promise<MaintenanceReport> {
+    const { config, staleProcessAfterMs, logger } = this.#options;
+    const report: MaintenanceReport = { archivedMessages: 0, staleProcesses: 0, failedJobs: 0, processedEvents: 0 };
+    // Each step on its own: one failing (a queue dropped mid-pass) must not skip the others.
+    const step = async (name: string, work: () => Promise<void>): Promise<void> => {
+      if (this.#client !== client) return; // connection lost mid-pass: the lock went with it
+      try {
+        await work();
+      } catch (error) {
+        logger.error({ step: name, err: toErrorRecord(error).message }, "dispatcher maintenance step failed; retried next interval");
+      }
+    };
+    await step("archive", async () => {
+      for (const queue of await new QueueClient(client).listQueues()) {
+        report.archivedMessages += await pruneArchive(client, queue.name, config.archiveRetentionHours);
+      }
+    });
+    await step("processes", async () => {
+      const reaped = await reapStaleProcesses(client, staleProcessAfterMs);
+      report.staleProcesses = reaped.length;
+      for (const { id, role, host, pid } of reaped) logger.warn({ processId: id, processRole: role, host, processPid: pid }, "reaped a process whose heartbeat went stale; its jobs return after their VT");
+    });
+    await step("failed_jobs", async () => {
+      report.failedJobs = await pruneFailedJobs(client, config.failedJobRetentionHours);
+    });
+    await step("processed_events", async () => {
+      report.processedEvents = await pruneProcessedEvents(client, config.processedEventTtlHours);
+    });
+    if (Object.values(report).some((n) => n > 0)) logger.info({ ...report }, "dispatcher maintenance pass");
+    return report;
+  }
+
+  async #connect(): Promise<pg.Client | null> {
+    if (this.#client) return this.#client;
+    const client = new pg.Client({ ...this.#options.clientConfig, application_name: "pgbus:dispatcher" });
+    // Without listeners a dropped connection would be an unhandled 'error' event: a crash.
+    client.on("error", (error) => this.#dropConnection(client, error));
+    client.on("end", () => this.#dropConnection(client, new Error("connection ended")));
+    try {
+      await client.connect();
+    } catch (error) {
+      this.#connectionFailed(error);
+      await client.end().catch(() => {});
+      return null;
+    }
+    if (this.#state !== "running") {
+      await client.end().catch(() => {});
+      return null;
+    }
+    if (this.#connectionFailing) {
+      this.#connectionFailing = false;
+      this.#options.logger.info({}, "dispatcher reconnected");
+    }
+    this.#client = client;
+    return client;
+  }
+
+  #dropConnection(client: pg.Client, error: unknown): void {
+    if (this.#client !== client) return;
+    this.#client = null;
+    client.end().catch(() => {});
+    if (this.#state !== "running") return;
+    if (this.#active) this.#options.logger.warn({ err: toErrorRecord(error).message }, "dispatcher lost its connection and with it the maintenance lock; it will try to win it again");
+    this.#setActive(false);
+  }
+
+  #connectionFailed(error: unknown): void {
+    if (this.#connectionFailing) return;
+    this.#connectionFailing = true;
+    this.#options.logger.error({ err: toErrorRecord(error).message }, "dispatcher cannot connect; retrying every interval (logged again once it works)");
+  }
+
+  #setActive(active: boolean): void {
+    if (this.#active === active) return;
+    this.#active = active;
+    this.#options.onActiveChange?.(active);
+  }
+}

@@ -1,0 +1,57 @@
+import type { ResolvedConfig } from "../config/schema.ts";
+
+/**
+ * The protocol between the supervisor and its children: one discriminated union per
+ * direction, sent over the IPC channel of child_process.fork (JSON serialisation, so
+ * every field is plain data).
+ */
+
+/**
+ * What a child does. A discriminated union so later roles (scheduler, consumers, outbox)
+ * are one more variant each; a worker names its entry in `config.workers`.
+ */
+export type ChildRole = { kind: "worker"; index: number } | { kind: "dispatcher" };
+
+export type ParentMessage =
+  /** The first message a child receives: everything it needs to boot. */
+  | { type: "init"; role: ChildRole; config: ResolvedConfig; supervisorId: string }
+  /** Stop claiming, finish in-flight work (up to shutdownTimeoutMs), then exit 0. */
+  | { type: "stop" };
+
+export interface ChildStats {
+  processed: number;
+  failed: number;
+  retried: number;
+  deadLettered: number;
+  busy: number;
+  /** Resident memory, in MB. */
+  rssMb: number;
+  dispatcherActive?: boolean;
+}
+
+export type ChildMessage =
+  /** Booted: the worker claims, or the dispatcher runs. */
+  | { type: "ready"; processId: string; pid: number; executionMode: string | null; capacity: number | null; queues: string[] }
+  /** Sent with every heartbeat, so the supervisor can log a summary without asking the database. */
+  | { type: "stats"; stats: ChildStats }
+  /** About to stop and exit with RECYCLE_EXIT_CODE: the supervisor re-forks at once, without backoff. */
+  | { type: "recycle"; reason: string };
+
+/** A child that recycles itself (job count or memory limit) exits with this code. */
+export const RECYCLE_EXIT_CODE = 75;
+/** A child that could not boot (bad jobs module, unreachable config) exits with this code. */
+export const BOOT_FAILURE_EXIT_CODE = 78;
+
+export function roleName(role: ChildRole): string {
+  return role.kind === "worker" ? `worker ${role.index}` : role.kind;
+}
+
+export function isParentMessage(value: unknown): value is ParentMessage {
+  const type = (value as { type?: unknown } | null)?.type;
+  return type === "init" || type === "stop";
+}
+
+export function isChildMessage(value: unknown): value is ChildMessage {
+  const type = (value as { type?: unknown } | null)?.type;
+  return type === "ready" || type === "stats" || type === "recycle";
+}

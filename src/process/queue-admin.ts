@@ -1,0 +1,142 @@
+import type { Queryable } from "../db/queryable.ts";
+import { PgbusError, ValidationError } from "../errors.ts";
+import { QueueClient, type MessageId } from "../queue/client.ts";
+import { dlqName, isDlqName, validateQueueName } from "../queue/names.ts";
+import * as sql from "./sql.ts";
+
+/**
+ * What `pgbus status`, `pgbus queues` and `pgbus dlq` read and change: queue depths and
+ * throughput, and the dead letters of a queue.
+ */
+
+export interface QueueOverview {
+  name: string;
+  /** Messages in the queue, visible or not (in flight, delayed, waiting for a retry). */
+  depth: number;
+  /** Messages a read would get now. */
+  visible: number;
+  oldestAgeSec: number | null;
+  /** Messages archived in the last minute: the queue's throughput (ackMode "delete" queues show 0). */
+  archivedLastMinute: number;
+  /** Messages in `<name>_dlq`; null when it has none. */
+  dlqDepth: number | null;
+}
+
+/**
+ * Headers that dead-lettering adds (QueueClient.moveToDeadLetterQueue and the
+ * moveToDeadLetter statement); a retry drops them so the message looks as it was sent.
+ */
+export const DEAD_LETTER_HEADERS = ["pgbus_error", "pgbus_source_queue", "pgbus_source_msg_id", "pgbus_dead_at", "pgbus_read_ct"];
+
+export interface DeadLetter {
+  id: string;
+  /** The job name, when the message is a pgbus job. */
+  job: string | null;
+  message: unknown;
+  /** Runs before it was dead-lettered. */
+  attempts: number | null;
+  deadAt: string | null;
+  reason: string | null;
+  error: { name: string; message: string } | null;
+  enqueuedAt: Date;
+}
+
+/** Which dead letters a retry or discard acts on. */
+export type DeadLetterSelection = { ids: MessageId[] } | { all: true };
+
+/** Every queue except DLQs that belong to a queue, with their depths and throughput. */
+export async function queueOverview(db: Queryable): Promise<QueueOverview[]> {
+  const client = new QueueClient(db);
+  const names = (await client.listQueues()).map((queue) => queue.name);
+  const existing = new Set(names);
+  // A `<name>_dlq` is shown as its queue's DLQ depth; one without its queue is a queue of its own.
+  const shown = names.filter((name) => !(isDlqName(name) && existing.has(name.slice(0, -4))));
+  const overview: QueueOverview[] = [];
+  for (const name of shown) {
+    const metrics = await client.metrics(name);
+    const archived = await db.query(sql.archivedSince(name), [60]);
+    const dlq = dlqName(name);
+    const dlqDepth = existing.has(dlq) ? (await client.metrics(dlq)).queueLength : null;
+    overview.push({
+      name,
+      depth: metrics.queueLength,
+      visible: metrics.visibleLength,
+      oldestAgeSec: metrics.oldestMsgAgeSec,
+      archivedLastMinute: (archived.rows[0] as { count: number }).count,
+      dlqDepth,
+    });
+  }
+  return overview;
+}
+
+/** The DLQ of `queue` (a queue name, or its `_dlq` name); throws QUEUE_NOT_FOUND when it does not exist. */
+async function deadLetterQueueOf(db: Queryable, queue: string): Promise<{ queue: string; dlq: string }> {
+  const base = isDlqName(queue) ? queue.slice(0, -4) : queue;
+  validateQueueName(base);
+  const client = new QueueClient(db);
+  if (!(await client.queueExists(base))) {
+    const known = (await client.listQueues()).map((q) => q.name).filter((name) => !isDlqName(name));
+    throw new PgbusError("QUEUE_NOT_FOUND", `queue ${JSON.stringify(base)} does not exist; queues: ${known.join(", ") || "(none)"}`);
+  }
+  const dlq = dlqName(base);
+  if (!(await client.queueExists(dlq))) throw new PgbusError("QUEUE_NOT_FOUND", `queue ${JSON.stringify(base)} has no dead-letter queue ${dlq}`);
+  return { queue: base, dlq };
+}
+
+interface DeadLetterRow {
+  msg_id: string;
+  read_ct: number;
+  enqueued_at: Date;
+  message: unknown;
+  headers: Record<string, unknown> | null;
+}
+
+function toDeadLetter(row: DeadLetterRow): DeadLetter {
+  const headers = row.headers ?? {};
+  const error = headers["pgbus_error"] as { name?: unknown; message?: unknown; reason?: unknown } | undefined;
+  const body = row.message as { job?: unknown } | null;
+  return {
+    id: row.msg_id,
+    job: body && typeof body === "object" && typeof body.job === "string" ? body.job : null,
+    message: row.message,
+    attempts: typeof headers["pgbus_read_ct"] === "number" ? headers["pgbus_read_ct"] : null,
+    deadAt: typeof headers["pgbus_dead_at"] === "string" ? headers["pgbus_dead_at"] : null,
+    reason: typeof error?.reason === "string" ? error.reason : null,
+    error: error ? { name: String(error.name ?? "Error"), message: String(error.message ?? "") } : null,
+    enqueuedAt: row.enqueued_at,
+  };
+}
+
+export async function listDeadLetters(db: Queryable, queue: string, limit = 100): Promise<DeadLetter[]> {
+  if (!Number.isInteger(limit) || limit < 1) throw new ValidationError("INVALID_OPTION", `limit must be an integer >= 1, got ${String(limit)}`);
+  const { dlq } = await deadLetterQueueOf(db, queue);
+  const result = await db.query(sql.listDeadLetters(dlq), [limit]);
+  return (result.rows as DeadLetterRow[]).map(toDeadLetter);
+}
+
+function selectionValue(selection: DeadLetterSelection): string[] | null {
+  if ("all" in selection) return null;
+  if (selection.ids.length === 0) throw new ValidationError("INVALID_OPTION", "give message ids, or all");
+  return selection.ids.map((id) => {
+    const text = String(id);
+    if (!/^[1-9][0-9]{0,18}$/.test(text)) throw new ValidationError("INVALID_OPTION", `invalid message id ${JSON.stringify(text)}: ids are positive integers`);
+    return text;
+  });
+}
+
+/** Moves dead letters back to their queue (one statement); `moved` are their DLQ ids, `requeued` the new ones. */
+export async function retryDeadLetters(db: Queryable, queue: string, selection: DeadLetterSelection): Promise<{ moved: string[]; requeued: string[] }> {
+  const ids = selectionValue(selection);
+  const names = await deadLetterQueueOf(db, queue);
+  const result = await db.query(sql.retryDeadLetters(names.queue, names.dlq), [ids, DEAD_LETTER_HEADERS]);
+  const row = result.rows[0] as { from_ids: string[]; to_ids: string[] };
+  return { moved: row.from_ids, requeued: row.to_ids };
+}
+
+/** Deletes dead letters for good; returns the ids deleted. */
+export async function discardDeadLetters(db: Queryable, queue: string, selection: DeadLetterSelection): Promise<string[]> {
+  const ids = selectionValue(selection);
+  const { dlq } = await deadLetterQueueOf(db, queue);
+  const result = await db.query(sql.discardDeadLetters(dlq), [ids]);
+  return (result.rows[0] as { ids: string[] }).ids;
+}

@@ -1,0 +1,62 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type pg from "pg";
+import { PgbusError, toErrorRecord } from "../errors.ts";
+import type { Logger } from "../logger.ts";
+import { type MigrationResult, migrate } from "../schema/migrator.ts";
+import { ping } from "./process-store.ts";
+
+export interface WaitForDatabaseOptions {
+  pool: pg.Pool;
+  databaseUrl: string;
+  logger: Logger;
+  /** Stop waiting (resolve null) once aborted, e.g. when a stop was requested. */
+  signal: AbortSignal;
+  minDelayMs?: number;
+  maxDelayMs?: number;
+}
+
+/** `host:port/database` of a URL, never its credentials. */
+export function describeDatabase(databaseUrl: string): string {
+  try {
+    const url = new URL(databaseUrl);
+    const host = url.hostname || url.searchParams.get("host") || "localhost";
+    const database = decodeURIComponent(url.pathname.slice(1)) || decodeURIComponent(url.username) || "postgres";
+    return `${host}:${url.port || "5432"}/${database}`;
+  } catch {
+    return "(unparseable database URL)";
+  }
+}
+
+/**
+ * Waits until PostgreSQL answers, then migrates. A database that is not up yet (containers
+ * starting together) is waited for with backoff rather than failed on: the wait is logged
+ * once, and again only when the reason changes, so the log shows what is wrong without a
+ * line per attempt. A migration that fails on its own SQL is fatal (waiting cannot fix it).
+ * Resolves null when aborted first.
+ */
+export async function waitForDatabaseAndMigrate(options: WaitForDatabaseOptions): Promise<MigrationResult | null> {
+  const { pool, logger, signal } = options;
+  const minDelay = options.minDelayMs ?? 250;
+  const maxDelay = options.maxDelayMs ?? 5_000;
+  const target = describeDatabase(options.databaseUrl);
+  let delay = minDelay;
+  let lastReason: string | null = null;
+  while (!signal.aborted) {
+    try {
+      await ping(pool);
+      const result = await migrate(pool);
+      if (lastReason !== null) logger.info({ database: target }, `PostgreSQL at ${target} is reachable`);
+      return result;
+    } catch (error) {
+      if (error instanceof PgbusError && error.code === "MIGRATION_FAILED") throw error;
+      const reason = toErrorRecord(error).message || toErrorRecord(error).name;
+      if (reason !== lastReason) {
+        lastReason = reason;
+        logger.warn({ database: target, reason }, `waiting for PostgreSQL at ${target} ... (${reason})`);
+      }
+    }
+    await sleep(delay, undefined, { signal }).catch(() => {});
+    delay = Math.min(maxDelay, delay * 2);
+  }
+  return null;
+}

@@ -1,0 +1,186 @@
+import assert from "node:assert/strict";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import type { Command } from "commander";
+import { buildProgram } from "../../src/cli/program.ts";
+import { QueueClient } from "../../src/queue/client.ts";
+import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
+import { FIXTURE_CONFIG, cliEnv, runCli } from "../fixtures/process/spawn.ts";
+
+/** The `pgbus` commands other than start, run as a user runs them: a real process each. */
+
+const VERSION = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+
+/** One line on stderr, and no stack trace. */
+function assertOneLineError(stderr: string): void {
+  const lines = stderr.trimEnd().split("\n");
+  assert.equal(lines.length, 1, `expected one line on stderr, got:\n${stderr}`);
+  assert.doesNotMatch(stderr, /^\s+at /m);
+}
+
+describe("pgbus CLI", () => {
+  let db: TestDatabase;
+  let env: NodeJS.ProcessEnv;
+  const pgbus = (...args: string[]) => runCli(["--config", FIXTURE_CONFIG, ...args], env);
+  const rows = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;
+
+  before(async () => {
+    db = await createTestDatabase("cli");
+    env = cliEnv(db.url);
+  });
+  after(() => db.drop());
+
+  test("--version prints the package version; --help works on every command", async () => {
+    const [version, rootHelp, startHelp] = await Promise.all([runCli(["--version"], env), runCli(["--help"], env), runCli(["start", "--help"], env)]);
+    assert.equal(version.code, 0);
+    assert.equal(version.stdout.trim(), VERSION);
+    for (const help of [rootHelp, startHelp]) {
+      assert.equal(help.code, 0, help.stderr);
+      assert.match(help.stdout, /^Usage: pgbus/);
+    }
+    assert.match(startHelp.stdout, /--execution-mode <mode>/);
+    assert.match(startHelp.stdout, /--only <roles>/);
+    // Every command, in-process (a process each would cost seconds): commander gives each its --help.
+    const visit = (command: Command, path: string[]): string[] => [
+      path.join(" "),
+      ...command.commands.flatMap((sub) => visit(sub, [...path, sub.name()])),
+    ];
+    const program = buildProgram();
+    const paths = visit(program, ["pgbus"]);
+    assert.deepEqual(paths, ["pgbus", "pgbus start", "pgbus migrate", "pgbus status", "pgbus queues", "pgbus enqueue", "pgbus dlq", "pgbus dlq list", "pgbus dlq retry", "pgbus dlq discard"]);
+    for (const path of paths) {
+      const command = path.split(" ").slice(1).reduce((parent, name) => parent.commands.find((sub) => sub.name() === name)!, program);
+      assert.match(command.helpInformation(), new RegExp(`^Usage: ${path}`), path);
+      assert.ok(command.description() !== "", `${path} has a description`);
+    }
+    const readCommands = ["status", "queues"].map((name) => program.commands.find((sub) => sub.name() === name)!);
+    for (const command of readCommands) assert.ok(command.options.some((option) => option.long === "--json"), `${command.name()} --json`);
+  });
+
+  test("migrate applies the schema once; again it has nothing to do", async () => {
+    const first = await pgbus("migrate");
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /applied pgbus\/0001_core\.sql/);
+    const again = await pgbus("migrate", "--json");
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual(JSON.parse(again.stdout), { applied: [], pgmqExtension: false });
+  });
+
+  test("--execution-mode nope fails before touching the database, naming the valid modes", async () => {
+    const result = await runCli(["start", "--config", FIXTURE_CONFIG, "--execution-mode", "nope"], cliEnv("postgres://nobody@127.0.0.1:1/none"));
+    assert.notEqual(result.code, 0);
+    assertOneLineError(result.stderr);
+    for (const mode of ["async", "threads", "fiber"]) assert.match(result.stderr, new RegExp(mode));
+    assert.match(result.stderr, /nope/);
+  });
+
+  test("errors are one line on stderr with a non-zero exit", async () => {
+    const noDatabase = await runCli(["queues"], { ...cliEnv(""), DATABASE_URL: "" });
+    assert.notEqual(noDatabase.code, 0);
+    assertOneLineError(noDatabase.stderr);
+    assert.match(noDatabase.stderr, /DATABASE_URL/);
+    const unreachable = await runCli(["queues", "--database-url", "postgres://postgres@127.0.0.1:1/none"], env);
+    assert.notEqual(unreachable.code, 0);
+    assertOneLineError(unreachable.stderr);
+    assert.match(unreachable.stderr, /cannot reach PostgreSQL/);
+    const badOnly = await pgbus("start", "--only", "everything");
+    assert.notEqual(badOnly.code, 0);
+    assert.match(badOnly.stderr, /workers, dispatcher/);
+    const noJobs = join(tmpdir(), `pgbus-no-jobs-${process.pid}.json`);
+    writeFileSync(noJobs, JSON.stringify({ workers: "work: 2" }));
+    const noJobsModule = await runCli(["start", "--config", noJobs], env).finally(() => rmSync(noJobs));
+    assert.notEqual(noJobsModule.code, 0);
+    assertOneLineError(noJobsModule.stderr);
+    assert.match(noJobsModule.stderr, /workers need jobsModule/);
+  });
+
+  test("enqueue: a job the jobs module defines goes to its queue; others to --queue or default", async () => {
+    const known = await pgbus("enqueue", "record", '{"n":1}');
+    assert.equal(known.code, 0, known.stderr);
+    const [message] = await rows("SELECT msg_id::text AS id, message FROM pgmq.q_work");
+    assert.equal(message.id, known.stdout.trim());
+    assert.deepEqual(message.message, { job: "record", payload: { n: 1 } });
+
+    const other = await pgbus("enqueue", "elsewhere", "[1,2]", "--queue", "other", "--delay", "60000");
+    assert.equal(other.code, 0, other.stderr);
+    assert.match(other.stderr, /defines no job "elsewhere"/);
+    const [delayed] = await rows("SELECT message, vt > now() + interval '50 seconds' AS later FROM pgmq.q_other");
+    assert.deepEqual(delayed.message, { job: "elsewhere", payload: [1, 2] });
+    assert.equal(delayed.later, true);
+
+    const [plain, badJson, conflict] = await Promise.all([
+      runCli(["enqueue", "anything", "null"], env),
+      pgbus("enqueue", "record", "{nope"),
+      pgbus("enqueue", "record", "{}", "--queue", "other"),
+    ]);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.equal((await rows("SELECT count(*)::int AS n FROM pgmq.q_default"))[0].n, 1);
+    assert.notEqual(badJson.code, 0);
+    assertOneLineError(badJson.stderr);
+    assert.match(badJson.stderr, /not valid JSON/);
+    assert.notEqual(conflict.code, 0);
+    assert.match(conflict.stderr, /sent to queue work/);
+  });
+
+  test("queues and status --json parse and show depths", async () => {
+    const queues = await pgbus("queues", "--json");
+    assert.equal(queues.code, 0, queues.stderr);
+    const list = JSON.parse(queues.stdout) as Array<{ name: string; depth: number; visible: number; dlqDepth: number | null }>;
+    assert.deepEqual(
+      list.find((q) => q.name === "other"),
+      { name: "other", depth: 1, visible: 0, dlqDepth: 0 },
+    );
+    assert.ok(!list.some((q) => q.name.endsWith("_dlq")), "DLQs show as their queue's dlqDepth");
+
+    const status = await pgbus("status", "--json");
+    assert.equal(status.code, 0, status.stderr);
+    const parsed = JSON.parse(status.stdout) as { processes: unknown[]; queues: Array<{ name: string; archivedLastMinute: number; oldestAgeSec: number | null }> };
+    assert.deepEqual(parsed.processes, []);
+    assert.equal(parsed.queues.find((q) => q.name === "work")?.archivedLastMinute, 0);
+
+    const text = await pgbus("status");
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /PROCESSES\nno live processes/);
+    assert.match(text.stdout, /QUEUE\s+DEPTH\s+VISIBLE\s+OLDEST\s+ARCHIVED\/MIN\s+DLQ/);
+  });
+
+  test("dlq list, retry (back to the queue without the error headers) and discard", async () => {
+    const queues = new QueueClient(db.pool);
+    await queues.createQueue("orders");
+    const ids = await queues.sendBatch("orders", [1, 2, 3].map((n) => ({ job: "charge", payload: { n } })), { headers: { trace: "t1" } });
+    for (const id of ids) await queues.moveToDeadLetterQueue("orders", id, { name: "Error", message: `boom ${id}`, reason: "retries_exhausted" });
+
+    const [list, table, unknown] = await Promise.all([pgbus("dlq", "list", "orders", "--json"), pgbus("dlq", "list", "orders"), pgbus("dlq", "list", "nosuch")]);
+    assert.equal(list.code, 0, list.stderr);
+    const letters = JSON.parse(list.stdout) as Array<{ id: string; job: string; reason: string; error: { message: string } }>;
+    assert.equal(letters.length, 3);
+    assert.deepEqual(letters.map((l) => [l.job, l.reason]), [["charge", "retries_exhausted"], ["charge", "retries_exhausted"], ["charge", "retries_exhausted"]]);
+    assert.match(letters[0]!.error.message, /^boom /);
+    assert.match(table.stdout, /ID\s+JOB\s+ATTEMPTS/);
+
+    const retry = await pgbus("dlq", "retry", "orders", letters[0]!.id);
+    assert.equal(retry.code, 0, retry.stderr);
+    assert.match(retry.stdout, /moved 1 message\(s\) from orders_dlq back to orders/);
+    const back = await rows("SELECT message, headers, read_ct FROM pgmq.q_orders");
+    assert.equal(back.length, 1);
+    assert.deepEqual(back[0].message, { job: "charge", payload: { n: 1 } });
+    assert.deepEqual(back[0].headers, { trace: "t1" }, "pgbus_* dead-letter headers dropped, the sender's kept");
+    assert.equal(back[0].read_ct, 0);
+
+    const [missing, neither] = await Promise.all([pgbus("dlq", "retry", "orders", "999999"), pgbus("dlq", "discard", "orders")]);
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.stderr, /no message 999999 in orders_dlq/);
+    assert.notEqual(neither.code, 0);
+    assertOneLineError(neither.stderr);
+
+    const discard = await pgbus("dlq", "discard", "orders", "--all");
+    assert.equal(discard.code, 0, discard.stderr);
+    assert.match(discard.stdout, /deleted 2 message\(s\) from orders_dlq/);
+    assert.equal((await rows("SELECT count(*)::int AS n FROM pgmq.q_orders_dlq"))[0].n, 0);
+    assert.notEqual(unknown.code, 0);
+    assertOneLineError(unknown.stderr);
+    assert.match(unknown.stderr, /queue "nosuch" does not exist/);
+  });
+});

@@ -1,0 +1,175 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { resolveConfig } from "../../src/config/schema.ts";
+import { type Logger, silentLogger } from "../../src/logger.ts";
+import { Dispatcher } from "../../src/process/dispatcher.ts";
+import { Heartbeat } from "../../src/process/heartbeat.ts";
+import { RestartBackoff } from "../../src/process/restart-backoff.ts";
+import { Supervisor } from "../../src/process/supervisor.ts";
+import { QueueClient } from "../../src/queue/client.ts";
+import { migrate } from "../../src/schema/migrator.ts";
+import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
+import { waitFor } from "../fixtures/process/spawn.ts";
+
+/** The supervisor's parts in-process: dispatcher and heartbeat against a real database, restart backoff, lifecycles. */
+
+const DISPATCHER = { intervalMs: 60_000, archiveRetentionHours: 24, failedJobRetentionHours: 24, processedEventTtlHours: 24 };
+
+function recordingLogger(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  const log = (obj: object | string, msg?: string) => void lines.push(msg ?? String(obj));
+  return { lines, debug: log, info: log, warn: log, error: log };
+}
+
+describe("dispatcher", () => {
+  let db: TestDatabase;
+  const dispatchers: Dispatcher[] = [];
+  const dispatcher = (staleProcessAfterMs = 30_000) => {
+    const created = new Dispatcher({ clientConfig: { connectionString: db.url }, config: DISPATCHER, staleProcessAfterMs, logger: recordingLogger() });
+    dispatchers.push(created);
+    return created;
+  };
+  const count = async (text: string) => Number((await db.pool.query(text)).rows[0].n);
+
+  before(async () => {
+    db = await createTestDatabase("dispatcher");
+    await migrate(db.pool);
+  });
+  after(async () => {
+    await Promise.all(dispatchers.map((d) => d.stop()));
+    await db.drop();
+  });
+
+  test("of two dispatchers exactly one is active; stopping it (twice) lets the other win the lock", async () => {
+    const [a, b] = [dispatcher(), dispatcher()];
+    await a.start();
+    await b.start();
+    assert.equal(a.active, true);
+    assert.equal(b.active, false);
+    assert.equal(await b.tick(), null, "standing by");
+    await Promise.all([a.stop(), a.stop()]);
+    assert.equal(a.active, false);
+    assert.notEqual(await b.tick(), null);
+    assert.equal(b.active, true);
+    await b.stop();
+  });
+
+  test("losing its connection loses the lock; it wins it again on a later pass", async () => {
+    const a = dispatcher();
+    await a.start();
+    assert.equal(a.active, true);
+    await db.pool.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgbus:dispatcher'");
+    await waitFor(() => !a.active, "the dispatcher to notice its connection is gone");
+    await a.tick();
+    assert.equal(a.active, true);
+    await a.stop();
+  });
+
+  test("a pass prunes old archives, failed jobs and processed events, and reaps stale processes", async () => {
+    const queues = new QueueClient(db.pool);
+    await queues.createQueue("maint");
+    const [oldId, newId] = await queues.sendBatch("maint", [{ n: 1 }, { n: 2 }]);
+    await queues.archive("maint", [oldId!, newId!]);
+    await db.pool.query("UPDATE pgmq.a_maint SET archived_at = now() - interval '25 hours' WHERE msg_id = $1", [oldId]);
+    await db.pool.query(`INSERT INTO pgbus.failed_jobs (queue_name, msg_id, job, attempt, error, outcome, failed_at)
+      VALUES ('maint', 1, 'j', 1, '{}', 'retried', now() - interval '25 hours'), ('maint', 2, 'j', 1, '{}', 'retried', now())`);
+    await db.pool.query(`INSERT INTO pgbus.processed_events (subscriber, event_id, processed_at)
+      VALUES ('s', $1, now() - interval '25 hours'), ('s', $2, now())`, [randomUUID(), randomUUID()]);
+    await db.pool.query(`INSERT INTO pgbus.processes (id, role, host, pid, last_beat_at)
+      VALUES ($1, 'worker', 'h', 1, now() - interval '1 minute'), ($2, 'worker', 'h', 2, now())`, [randomUUID(), randomUUID()]);
+
+    const d = dispatcher(10_000);
+    await d.start();
+    assert.deepEqual((await db.pool.query("SELECT msg_id::text AS id FROM pgmq.a_maint")).rows, [{ id: newId }]);
+    assert.equal(await count("SELECT count(*) AS n FROM pgbus.failed_jobs"), 1);
+    assert.equal(await count("SELECT count(*) AS n FROM pgbus.processed_events"), 1);
+    assert.deepEqual((await db.pool.query("SELECT pid FROM pgbus.processes")).rows, [{ pid: 2 }]);
+    await d.stop();
+  });
+});
+
+describe("heartbeat", () => {
+  let db: TestDatabase;
+  before(async () => {
+    db = await createTestDatabase("heartbeat");
+    await migrate(db.pool);
+  });
+  after(() => db.drop());
+
+  test("upserts its row every interval, deletes it on stop, and stop is idempotent", async () => {
+    const id = randomUUID();
+    let busy = 0;
+    const heartbeat = new Heartbeat({
+      db: db.pool,
+      id,
+      supervisorId: null,
+      role: "worker",
+      intervalMs: 100,
+      logger: recordingLogger(),
+      snapshot: () => ({ executionMode: "async", capacity: 5, busy: busy++, queues: ["a"], stats: { processed: 3 } }),
+    });
+    await heartbeat.start();
+    const row = (await db.pool.query("SELECT role, pid, execution_mode, capacity, queues, stats FROM pgbus.processes WHERE id = $1", [id])).rows[0];
+    assert.deepEqual(row, { role: "worker", pid: process.pid, execution_mode: "async", capacity: 5, queues: ["a"], stats: { processed: 3 } });
+    await waitFor(async () => (await db.pool.query("SELECT busy FROM pgbus.processes WHERE id = $1", [id])).rows[0]?.busy >= 2, "later beats");
+    await Promise.all([heartbeat.stop(), heartbeat.stop()]);
+    assert.equal((await db.pool.query("SELECT 1 FROM pgbus.processes WHERE id = $1", [id])).rowCount, 0);
+  });
+
+  test("a database that fails is logged once when beats start failing and once when they work again", async () => {
+    const logger = recordingLogger();
+    let down = true;
+    const flaky = { query: (text: string, values?: unknown[]) => (down ? Promise.reject(new Error("connection refused")) : db.pool.query(text, values)) };
+    const heartbeat = new Heartbeat({ db: flaky, id: randomUUID(), supervisorId: null, role: "worker", intervalMs: 20, logger, snapshot: () => ({ executionMode: null, capacity: null, busy: 0, queues: [], stats: {} }) });
+    await heartbeat.start();
+    for (let i = 0; i < 5; i++) await heartbeat.beat();
+    down = false;
+    await heartbeat.beat();
+    await heartbeat.stop();
+    assert.deepEqual(logger.lines.filter((line) => line.startsWith("heartbeat")), ["heartbeat failed; retrying every interval (logged again once it works)", "heartbeat restored"]);
+  });
+
+  test("an unstarted heartbeat stops without touching the database", async () => {
+    const heartbeat = new Heartbeat({ db: { query: () => Promise.reject(new Error("must not be called")) }, id: randomUUID(), supervisorId: null, role: "worker", intervalMs: 100, logger: recordingLogger(), snapshot: () => ({ executionMode: null, capacity: null, busy: 0, queues: [], stats: {} }) });
+    await heartbeat.stop();
+    await heartbeat.stop();
+  });
+});
+
+describe("restart backoff", () => {
+  test("doubles from 1 s up to 60 s, and starts over after a child stayed up 30 s", () => {
+    const backoff = new RestartBackoff();
+    assert.deepEqual([0, 0, 0, 0, 0, 0, 0, 0].map((uptime) => backoff.next(uptime)), [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]);
+    assert.equal(backoff.next(30_000), 1_000);
+    assert.equal(backoff.next(100), 2_000);
+  });
+});
+
+describe("lifecycles", () => {
+  test("stop is safe before start and twice: supervisor and dispatcher", async () => {
+    const config = resolveConfig({ databaseUrl: "postgres://nobody@127.0.0.1:1/none", jobsModule: "/nowhere.js" }, "test");
+    const supervisor = new Supervisor({ config, logger: silentLogger });
+    assert.deepEqual(await Promise.all([supervisor.stop(), supervisor.stop()]), [0, 0]);
+    await supervisor.start(); // after stop: does nothing, forks nothing
+    const dispatcher = new Dispatcher({ clientConfig: { connectionString: config.databaseUrl }, config: DISPATCHER, staleProcessAfterMs: 30_000, logger: silentLogger });
+    await Promise.all([dispatcher.stop(), dispatcher.stop()]);
+    assert.equal(dispatcher.active, false);
+  });
+
+  test("a supervisor stopped while it waits for the database stops at once", async () => {
+    const config = resolveConfig({ databaseUrl: "postgres://nobody@127.0.0.1:1/none", jobsModule: "/nowhere.js" }, "test");
+    const logger = recordingLogger();
+    const supervisor = new Supervisor({ config, logger });
+    const started = supervisor.start();
+    await waitFor(() => logger.lines.some((line) => line.startsWith("waiting for PostgreSQL at 127.0.0.1:1/none")), "the waiting message");
+    assert.equal(await supervisor.stop(), 0);
+    await started;
+  });
+
+  test("workers without a jobs module are refused up front; the dispatcher alone needs none", () => {
+    const config = resolveConfig({ databaseUrl: "postgres://nobody@127.0.0.1:1/none" }, "test");
+    assert.throws(() => new Supervisor({ config, logger: silentLogger }), /workers need jobsModule/);
+    void new Supervisor({ config, logger: silentLogger, only: "dispatcher" }).stop();
+  });
+});

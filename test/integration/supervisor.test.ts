@@ -1,0 +1,241 @@
+import assert from "node:assert/strict";
+import { after, describe, test, type TestContext } from "node:test";
+import { QueueClient } from "../../src/queue/client.ts";
+import { migrate } from "../../src/schema/migrator.ts";
+import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
+import { BOOT_CRASH_JOBS, FIXTURE_CONFIG, type CliProcess, cliEnv, isAlive, killAll, runCli, startCli, waitFor } from "../fixtures/process/spawn.ts";
+
+/**
+ * `pgbus start` as users run it: the real CLI in a child process, its children forked
+ * for real, synchronised on their log lines and on database state.
+ */
+
+after(killAll);
+
+async function freshDatabase(t: TestContext, label: string): Promise<TestDatabase> {
+  const db = await createTestDatabase(label);
+  t.after(async () => {
+    await killAll();
+    await db.drop();
+  });
+  await migrate(db.pool);
+  await db.pool.query("CREATE TABLE runs (msg_id bigint NOT NULL, job text NOT NULL, pid integer NOT NULL, ran_at timestamptz NOT NULL DEFAULT now())");
+  await new QueueClient(db.pool).createQueue("work");
+  return db;
+}
+
+function start(db: TestDatabase, testConfig: object, args: string[] = []): CliProcess {
+  return startCli(["start", "--config", FIXTURE_CONFIG, ...args], cliEnv(db.url, testConfig));
+}
+
+async function scalar(db: TestDatabase, text: string, values: unknown[] = []): Promise<number> {
+  const result = await db.pool.query(text, values);
+  return Number(Object.values(result.rows[0] as object)[0]);
+}
+
+function enqueue(db: TestDatabase, job: string, payload: unknown, count: number, queue = "work"): Promise<string[]> {
+  return new QueueClient(db.pool).sendBatch(queue, Array.from({ length: count }, () => ({ job, payload })));
+}
+
+const UNEXPECTED = (line: { msg: string }) => line.msg.startsWith("child exited unexpectedly");
+
+describe("pgbus start (supervisor)", () => {
+  test("kill -9 of a worker child: it is re-forked and its in-flight jobs complete later, none lost", async (t) => {
+    const db = await freshDatabase(t, "sup_kill_child");
+    const cli = start(db, { workers: [{ queues: ["work"], capacity: 5, visibilityTimeoutSec: 2 }] }, ["--only", "workers"]);
+    const [first] = await cli.waitForMessage("child started");
+    await enqueue(db, "slow", { ms: 1_500 }, 5);
+    await waitFor(async () => (await scalar(db, "SELECT count(*) FROM pgmq.q_work WHERE read_ct > 0")) === 5, "5 jobs in flight");
+
+    process.kill(first!.pid, "SIGKILL");
+    const [exit] = await cli.waitForLines(UNEXPECTED);
+    assert.equal(exit!["signal"], "SIGKILL");
+    assert.equal(exit!["restartInMs"], 1_000);
+    const [, second] = await cli.waitForMessage("child started", 2);
+    assert.notEqual(second!.pid, first!.pid);
+
+    await waitFor(async () => (await scalar(db, "SELECT count(*) FROM runs")) >= 5 && (await scalar(db, "SELECT count(*) FROM pgmq.q_work")) === 0, "the 5 jobs to complete", 20_000);
+    assert.equal(await scalar(db, "SELECT count(DISTINCT msg_id) FROM runs"), 5);
+    assert.equal(await scalar(db, "SELECT count(*) FROM runs WHERE pid = $1", [first!.pid]), 0, "the killed child completed nothing");
+    assert.equal(await scalar(db, "SELECT count(*) FROM pgmq.a_work WHERE read_ct >= 2"), 5, "each was read again after the VT ran out");
+
+    cli.signal("SIGTERM");
+    assert.equal((await cli.exited).code, 0);
+  });
+
+  test("SIGTERM during 200 in-flight jobs: every job completes and the exit code is 0", async (t) => {
+    const db = await freshDatabase(t, "sup_sigterm");
+    const cli = start(db, { workers: [{ queues: ["work"], capacity: 200 }], shutdownTimeoutMs: 20_000 }, ["--only", "workers"]);
+    await cli.waitForMessage("child started");
+    await enqueue(db, "slow", { ms: 2_000 }, 200);
+    await waitFor(async () => (await scalar(db, "SELECT count(*) FROM pgmq.q_work WHERE read_ct > 0")) === 200, "200 jobs in flight");
+    assert.equal(await scalar(db, "SELECT count(*) FROM runs"), 0, "none had finished when SIGTERM was sent");
+
+    cli.signal("SIGTERM");
+    const { code } = await cli.exited;
+    assert.equal(code, 0, cli.dump());
+    assert.equal(await scalar(db, "SELECT count(*) FROM runs"), 200);
+    assert.equal(await scalar(db, "SELECT count(DISTINCT msg_id) FROM runs"), 200);
+    assert.equal(await scalar(db, "SELECT count(*) FROM pgmq.q_work"), 0);
+    assert.equal(await scalar(db, "SELECT count(*) FROM pgbus.processes"), 0, "every process deleted its heartbeat row");
+  });
+
+  test("a child that crashes at boot is re-forked with growing delays, not in a tight loop", async (t) => {
+    const db = await freshDatabase(t, "sup_crash_loop");
+    const cli = start(db, { jobsModule: BOOT_CRASH_JOBS }, ["--only", "workers"]);
+    const exits = await cli.waitForLines(UNEXPECTED, 3, 20_000);
+    assert.deepEqual(exits.map((line) => line["restartInMs"]), [1_000, 2_000, 4_000]);
+    const times = exits.map((line) => Date.parse(String(line["time"])));
+    assert.ok(times[1]! - times[0]! >= 1_000 && times[2]! - times[1]! >= 2_000, `restarts waited: ${times.join(", ")}`);
+    const boots = cli.lines.filter((line) => line.msg === "child could not start");
+    assert.equal(boots.length, 3, "three boots in the first ~4 s, not dozens");
+    assert.match(String(boots[0]!["err"]), /boot-crash fixture/);
+
+    cli.signal("SIGTERM");
+    assert.equal((await cli.exited).code, 1, "a child waiting out its backoff did not stop cleanly");
+  });
+
+  test("SIGKILL of the supervisor leaves no child running", async (t) => {
+    const db = await freshDatabase(t, "sup_orphans");
+    const cli = start(db, { workers: [{ queues: ["work"], capacity: 2 }, { queues: ["*"], capacity: 2 }] });
+    await cli.waitForMessage("supervisor ready: every child started");
+    const pids = cli.childPids();
+    assert.equal(pids.length, 3, "two workers and a dispatcher");
+
+    cli.signal("SIGKILL");
+    await cli.exited;
+    await waitFor(() => pids.every((pid) => !isAlive(pid)), "every child to exit", 10_000);
+  });
+
+  test("SIGQUIT stops at once: children are killed, jobs in flight return after their VT", async (t) => {
+    const db = await freshDatabase(t, "sup_sigquit");
+    const cli = start(db, { workers: [{ queues: ["work"], capacity: 5 }] }, ["--only", "workers"]);
+    await cli.waitForMessage("child started");
+    await enqueue(db, "slow", { ms: 30_000 }, 2);
+    await waitFor(async () => (await scalar(db, "SELECT count(*) FROM pgmq.q_work WHERE read_ct > 0")) === 2, "2 jobs in flight");
+    const pids = cli.childPids();
+    const sent = Date.now();
+    cli.signal("SIGQUIT");
+    assert.equal((await cli.exited).code, 1);
+    assert.ok(Date.now() - sent < 5_000, "did not wait for the 30 s jobs");
+    await waitFor(() => pids.every((pid) => !isAlive(pid)), "the child to be gone", 5_000);
+    assert.equal(await scalar(db, "SELECT count(*) FROM pgmq.q_work"), 2, "the messages are still in the queue");
+  });
+
+  test("a worker that reaches maxJobsPerWorker is recycled at once and nothing is lost", async (t) => {
+    const db = await freshDatabase(t, "sup_recycle");
+    const cli = start(db, { workers: [{ queues: ["work"], capacity: 1 }], maxJobsPerWorker: 10 }, ["--only", "workers"]);
+    await cli.waitForMessage("child started");
+    await enqueue(db, "record", {}, 30);
+    await waitFor(async () => (await scalar(db, "SELECT count(*) FROM runs")) >= 30, "30 runs", 30_000);
+    assert.equal(await scalar(db, "SELECT count(DISTINCT msg_id) FROM runs"), 30);
+    assert.ok((await scalar(db, "SELECT count(DISTINCT pid) FROM runs")) >= 3, "at least three worker processes took turns");
+    assert.ok(cli.lines.filter((line) => line.msg === "child recycled; forking its replacement").length >= 2);
+    assert.equal(cli.lines.filter(UNEXPECTED).length, 0, "recycling is not a crash: no backoff");
+    cli.signal("SIGTERM");
+    assert.equal((await cli.exited).code, 0);
+  });
+
+  test("waits for a database that is not there yet, then migrates and starts", async (t) => {
+    // A database of the test's own only to reach the server; the supervisor is pointed at one that does not exist yet.
+    const db = await createTestDatabase("sup_wait_db");
+    const late = new URL(db.url);
+    late.pathname = `${late.pathname}_late`;
+    const lateName = late.pathname.slice(1);
+    t.after(async () => {
+      await killAll();
+      await db.pool.query(`DROP DATABASE IF EXISTS "${lateName}" WITH (FORCE)`);
+      await db.drop();
+    });
+    const cli = startCli(["start", "--config", FIXTURE_CONFIG, "--only", "dispatcher"], cliEnv(late.href, {}));
+    const [waiting] = await cli.waitForLines((line) => line.msg.startsWith("waiting for PostgreSQL at"));
+    assert.match(waiting!.msg, new RegExp(`127\\.0\\.0\\.1:5432/${lateName}`));
+    assert.doesNotMatch(waiting!.msg, /postgres@/, "no credentials in the log");
+
+    await db.pool.query(`CREATE DATABASE "${lateName}"`);
+    await cli.waitForMessage("child started", 1, 15_000);
+    assert.equal(cli.lines.filter((line) => line.msg.startsWith("waiting for PostgreSQL")).length, 1, "logged once, not per attempt");
+    cli.signal("SIGTERM");
+    assert.equal((await cli.exited).code, 0);
+  });
+});
+
+describe("execution modes", () => {
+  test("--execution-mode fiber runs async workers, and status shows executionMode async", async (t) => {
+    const db = await freshDatabase(t, "sup_fiber");
+    const cli = start(db, { workers: [{ queues: ["work"], capacity: 3 }] }, ["--only", "workers", "--execution-mode", "fiber"]);
+    const [ready] = await cli.waitForMessage("child started");
+    assert.equal(ready!["executionMode"], "async");
+    const status = await runCli(["status", "--json"], cliEnv(db.url));
+    assert.equal(status.code, 0, status.stderr);
+    const workers = (JSON.parse(status.stdout) as { processes: Array<{ role: string; executionMode: string }> }).processes.filter((p) => p.role === "worker");
+    assert.deepEqual(workers.map((p) => p.executionMode), ["async"]);
+    cli.signal("SIGTERM");
+    assert.equal((await cli.exited).code, 0);
+  });
+
+  test("a worker's own executionMode (threads) overrides the global one; status shows each worker's mode", async (t) => {
+    const db = await freshDatabase(t, "sup_per_worker");
+    const workers = [
+      { queues: ["cpu"], capacity: 2, executionMode: "threads" },
+      { queues: ["work"], capacity: 5 },
+    ];
+    const cli = start(db, { workers }, ["--only", "workers", "--execution-mode", "async"]);
+    await cli.waitForMessage("child started", 2, 30_000);
+    await enqueue(db, "cpu", { ms: 20 }, 4, "cpu");
+    await enqueue(db, "record", {}, 4);
+    await waitFor(async () => (await scalar(db, "SELECT count(*) FROM runs")) >= 8, "8 runs");
+
+    const status = await runCli(["status", "--json"], cliEnv(db.url));
+    const processes = (JSON.parse(status.stdout) as { processes: Array<{ role: string; executionMode: string; queues: string[] }> }).processes;
+    const modes = Object.fromEntries(processes.filter((p) => p.role === "worker").map((p) => [p.queues.join(","), p.executionMode]));
+    assert.deepEqual(modes, { cpu: "threads", work: "async" });
+    cli.signal("SIGTERM");
+    assert.equal((await cli.exited).code, 0);
+  });
+});
+
+describe("scale-out", () => {
+  test("two supervisors on one database run 5,000 jobs exactly once, with one dispatcher active at a time", async (t) => {
+    const db = await freshDatabase(t, "sup_scale_out");
+    const config = { workers: [{ queues: ["work"], capacity: 50 }] };
+    const [a, b] = [start(db, config), start(db, config)];
+    await Promise.all([a, b].map((cli) => cli.waitForMessage("supervisor ready: every child started", 1, 30_000)));
+    const activeDispatchers = () => scalar(db, "SELECT count(*) FROM pgbus.processes WHERE role = 'dispatcher' AND (stats ->> 'dispatcherActive')::boolean");
+    await waitFor(async () => (await scalar(db, "SELECT count(*) FROM pgbus.processes WHERE role = 'dispatcher'")) === 2, "both dispatchers' heartbeats");
+
+    await enqueue(db, "record", {}, 5_000);
+    let mostActive = 0;
+    await waitFor(
+      async () => {
+        mostActive = Math.max(mostActive, await activeDispatchers());
+        return (await scalar(db, "SELECT count(*) FROM runs")) >= 5_000 && (await scalar(db, "SELECT count(*) FROM pgmq.q_work")) === 0;
+      },
+      "5,000 runs",
+      60_000,
+      200,
+    );
+    assert.equal(await scalar(db, "SELECT count(*) FROM runs"), 5_000, "no job ran twice");
+    assert.equal(await scalar(db, "SELECT count(DISTINCT msg_id) FROM runs"), 5_000, "every job ran");
+    for (const cli of [a, b]) {
+      const ran = await scalar(db, "SELECT count(*) FROM runs WHERE pid = ANY($1::int[])", [cli.childPids()]);
+      assert.ok(ran > 0, `supervisor ${cli.pid}'s worker ran jobs too`);
+    }
+    assert.equal(mostActive, 1, "never more than one dispatcher active");
+    assert.equal(await activeDispatchers(), 1);
+
+    // Failover: stopping the active dispatcher's supervisor lets the other take the lock.
+    const activePid = await scalar(
+      db,
+      `SELECT s.pid FROM pgbus.processes d JOIN pgbus.processes s ON s.id = d.supervisor_id
+        WHERE d.role = 'dispatcher' AND (d.stats ->> 'dispatcherActive')::boolean`,
+    );
+    const [stopped, standby] = activePid === a.pid ? [a, b] : [b, a];
+    stopped.signal("SIGTERM");
+    assert.equal((await stopped.exited).code, 0);
+    await waitFor(async () => (await activeDispatchers()) === 1, "the standby dispatcher to become active", 10_000);
+    await standby.waitForMessage("dispatcher active: holds the maintenance lock");
+    standby.signal("SIGTERM");
+    assert.equal((await standby.exited).code, 0);
+  });
+});
