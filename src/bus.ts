@@ -10,6 +10,21 @@ import { Worker, type WorkerOptions } from "./process/worker.ts";
 import { QueueClient, type Headers } from "./queue/client.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES } from "./queue/payload.ts";
 import { type MigrationResult, migrate } from "./schema/migrator.ts";
+import { Consumer, type ConsumerOptions } from "./events/consumer.ts";
+import { ensureSubscriptions } from "./events/consumer-store.ts";
+import type { PublishOptions } from "./events/event.ts";
+import { Outbox } from "./events/outbox.ts";
+import { OutboxPoller, type OutboxPollerOptions } from "./events/outbox-poller.ts";
+import { type PublishedEvent, publishEvent } from "./events/publish.ts";
+import {
+  type EventHandler,
+  type SubscriberDefinition,
+  type SubscriberOptions,
+  defineSubscriber,
+  isSubscriberDefinition,
+  subscribersByQueue,
+} from "./events/subscriber.ts";
+import type { WorkerStore } from "./process/worker-store.ts";
 
 export interface PgbusOptions {
   /** PostgreSQL URL. Give this or `pool`. */
@@ -34,6 +49,11 @@ export interface EnqueueOptions {
   headers?: Headers;
 }
 
+export interface BusPublishOptions extends PublishOptions {
+  /** Publish inside the caller's transaction: a pg PoolClient, or any `{ query(text, values) }`. */
+  client?: Queryable;
+}
+
 /** How a job message is stored: the job's name and its payload. PGMQ clients in any language can produce it. */
 export interface JobMessage<P = unknown> {
   job: string;
@@ -47,12 +67,16 @@ export interface JobMessage<P = unknown> {
 export class Pgbus {
   readonly queues: QueueClient;
   readonly registry: JobRegistry;
+  /** The transactional outbox: publish and enqueue as rows of the caller's transaction; an OutboxPoller sends them. */
+  readonly outbox: Outbox;
   readonly #pool: pg.Pool;
   readonly #ownsPool: boolean;
   readonly #logger: Logger;
   readonly #emitter: SafeEmitter<WorkerEvents>;
   readonly #ensuredQueues = new Set<string>();
   readonly #workers = new Set<Worker>();
+  /** Consumers and outbox pollers this bus built, stopped by close(). */
+  readonly #services = new Set<{ stop(): Promise<void> }>();
   readonly #maxPayloadBytes: number;
 
   constructor(options: PgbusOptions) {
@@ -66,12 +90,22 @@ export class Pgbus {
     this.registry = new JobRegistry(options.jobs ?? []);
     this.#maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
     this.queues = new QueueClient(this.#pool, { prepared: true, maxPayloadBytes: this.#maxPayloadBytes });
+    this.outbox = new Outbox({
+      pool: this.#pool,
+      maxPayloadBytes: this.#maxPayloadBytes,
+      prepareJob: async (job) => {
+        this.registry.add(job);
+        await this.#ensureQueue(job.queue, this.queues);
+      },
+      validatePayload: validateForEnqueue,
+    });
   }
 
   /** Applies pending migrations (safe from many processes at once) and creates the queues of the registered jobs. */
   async migrate(): Promise<MigrationResult> {
     const result = await migrate(this.#pool);
     for (const queue of this.registry.queues()) await this.#ensureQueue(queue, this.queues);
+    await ensureSubscriptions(this.#pool, this.#subscribers());
     return result;
   }
 
@@ -96,18 +130,64 @@ export class Pgbus {
   }
 
   /**
+   * Publishes an event: one copy to every subscriber queue whose pattern matches
+   * `routingKey`, fanned out inside PostgreSQL in one statement. With `client`, inside the
+   * caller's transaction. Returns the event and how many queues got it.
+   */
+  publish<P>(routingKey: string, payload: P, options: BusPublishOptions = {}): Promise<PublishedEvent<P>> {
+    const { client, ...rest } = options;
+    return publishEvent({ db: client ?? this.#pool, prepared: !client, maxPayloadBytes: this.#maxPayloadBytes }, routingKey, payload, rest);
+  }
+
+  /**
+   * Registers a subscriber: `handler` gets every event whose routing key matches `pattern`
+   * (`*` one segment, `#` zero or more), from the subscriber's own queue (default
+   * `ev_<name>`). Its queue and binding are created by migrate() or a consumer's start();
+   * a consumer (bus.consumer) runs it.
+   */
+  subscribe<P = unknown>(pattern: string, handler: EventHandler<P>, options: Omit<SubscriberOptions, "pattern">): SubscriberDefinition<P> {
+    const definition = defineSubscriber<P>({ ...options, pattern, handle: handler });
+    subscribersByQueue([...this.#subscribers(), definition as SubscriberDefinition]);
+    this.registry.add(definition as JobDefinition);
+    return definition;
+  }
+
+  /** A consumer of the bus's subscribers (or those of `jobsModule`); call start() on it. */
+  consumer(options: ConsumerOptions = {}): Consumer {
+    const consumer = new Consumer(options, {
+      registry: this.registry,
+      db: this.#pool,
+      createWorker: (workerOptions, registry, store) => this.#buildWorker(workerOptions, registry, store),
+    });
+    this.#track(consumer);
+    return consumer;
+  }
+
+  /** An outbox poller over the bus's pool; call start() on it. The supervisor runs one as a role. */
+  outboxPoller(options: Omit<OutboxPollerOptions, "pool"> = {}): OutboxPoller {
+    const poller = new OutboxPoller({ logger: this.#logger, ...options, pool: this.#pool });
+    this.#track(poller);
+    return poller;
+  }
+
+  /**
    * A worker over `queues`, with its own small connection pool (two connections for claim
    * and ack, one for LISTEN, whatever its capacity). Call start() on it.
    */
   worker(options: WorkerOptions): Worker {
+    return this.#buildWorker(options, this.registry);
+  }
+
+  #buildWorker(options: WorkerOptions, registry: JobRegistry, store?: (db: Queryable) => WorkerStore): Worker {
     const clientConfig = clientConfigOf(this.#ownsPool ? (this.#pool.options.connectionString as string) : this.#pool);
     const db = createPool(clientConfig, { max: 2, applicationName: "pgbus:worker" });
     const worker: Worker = new Worker(options, {
       db,
       clientConfig,
-      registry: this.registry,
+      registry,
       logger: this.#logger,
       emitter: this.#emitter,
+      store: store?.(db),
       onStopped: async () => {
         this.#workers.delete(worker);
         await db.end().catch(() => {});
@@ -119,8 +199,18 @@ export class Pgbus {
 
   /** Stops the workers this bus built (gracefully) and closes its own pool. */
   async close(): Promise<void> {
+    await Promise.all([...this.#services].map((service) => service.stop()));
     await Promise.all([...this.#workers].map((worker) => worker.stop()));
     if (this.#ownsPool) await this.#pool.end();
+  }
+
+  #subscribers(): SubscriberDefinition[] {
+    return this.registry.all().filter(isSubscriberDefinition);
+  }
+
+  /** Remembered for close(); stop is idempotent, so stopping one twice costs nothing. */
+  #track(service: { stop(): Promise<void> }): void {
+    this.#services.add(service);
   }
 
   async #ensureQueue(queue: string, queues: QueueClient): Promise<void> {

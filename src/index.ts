@@ -1,6 +1,19 @@
 // The public API of pgbus: everything a user imports comes from here.
 export { Pgbus } from "./bus.ts";
-export type { EnqueueOptions, JobMessage, PgbusOptions } from "./bus.ts";
+export type { BusPublishOptions, EnqueueOptions, JobMessage, PgbusOptions } from "./bus.ts";
+export { defineSubscriber, isSubscriberDefinition } from "./events/subscriber.ts";
+export type { EventContext, EventHandler, SubscriberDefinition, SubscriberDefinitionOptions, SubscriberInfo, SubscriberOptions } from "./events/subscriber.ts";
+export type { Event, EventMessage, PublishOptions } from "./events/event.ts";
+export type { PublishedEvent } from "./events/publish.ts";
+export { topicMatches, validateRoutingKey, validateTopicPattern } from "./events/routing.ts";
+export { Consumer } from "./events/consumer.ts";
+export type { ConsumerOptions } from "./events/consumer.ts";
+export { Outbox } from "./events/outbox.ts";
+export type { OutboxWriteOptions } from "./events/outbox.ts";
+export { OutboxPoller } from "./events/outbox-poller.ts";
+export type { OutboxBatch, OutboxPollerOptions, OutboxPollerStats } from "./events/outbox-poller.ts";
+export { fromDrizzle, fromKnex, fromKysely } from "./events/orm.ts";
+export type { DrizzleExecutor, KnexExecutor, KyselyExecutor } from "./events/orm.ts";
 export { defineJob } from "./jobs/define.ts";
 export type { JobContext, JobDefinition, JobOptions, PayloadOf, PayloadSchema } from "./jobs/define.ts";
 export type { BackoffOptions } from "./jobs/backoff.ts";

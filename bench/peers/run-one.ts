@@ -24,9 +24,12 @@ async function timed(work: () => Promise<void>): Promise<number> {
   return (performance.now() - started) / 1000;
 }
 
-/** Drains `count` queued jobs; returns jobs/s from worker start to the last job's start. */
-async function drain(count: number, capacity: number, handler: "noop" | "io20") {
-  await adapter.enqueueBulk(count);
+/**
+ * Queues `backlog` jobs, then measures how fast a worker starts the first `count` of them:
+ * jobs/s from worker start to the count-th job's start.
+ */
+async function drain(count: number, capacity: number, handler: "noop" | "io20", backlog = count) {
+  await adapter.enqueueBulk(backlog);
   const rss = peakSampler(() => process.memoryUsage().rss);
   const conns = peakSampler(() => monitor.count(), 25);
   let seen = 0;
@@ -83,6 +86,12 @@ switch (scenario) {
     break;
   case "latency":
     result = await latency();
+    break;
+  case "backlog10k":
+    result = await drain(10_000, 100, "noop", 10_000);
+    break;
+  case "backlog1m":
+    result = await drain(10_000, 100, "noop", Number(process.env.BENCH_BACKLOG ?? 1_000_000));
     break;
   default:
     throw new Error(`unknown scenario ${scenario}`);

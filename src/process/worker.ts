@@ -31,6 +31,12 @@ export interface WorkerOptions {
   jobsModule?: string;
   /** Seconds a claimed message stays invisible; extended while the job runs. Default 30. */
   visibilityTimeoutSec?: number;
+  /**
+   * Messages claimed ahead of free slots, so the next job starts the moment a slot frees
+   * instead of after a claim round trip. Bounded: a worker holds at most capacity +
+   * prefetch messages (their VT is extended like running ones). Default: capacity.
+   */
+  prefetch?: number;
   /** Backstop poll when no notification arrives. Default 1000 ms. */
   pollIntervalMs?: number;
   /** What happens to a message whose job succeeded. Default "archive". */
@@ -70,6 +76,11 @@ export interface WorkerDependencies {
   emitter: SafeEmitter<WorkerEvents>;
   /** Called once the worker has stopped, e.g. to close the pool it was given. */
   onStopped?: () => Promise<void>;
+  /**
+   * Replaces the default store over `db`: the event consumer's skips events an idempotent
+   * subscriber already handled and records handled events in the ack statement.
+   */
+  store?: WorkerStore;
 }
 
 export interface WorkerStats {
@@ -97,7 +108,10 @@ type State = "idle" | "running" | "stopping" | "stopped";
  */
 export class Worker {
   readonly id = randomUUID();
-  readonly #options: Required<Omit<WorkerOptions, "jobsModule" | "threads" | "ackMode">> & Pick<WorkerOptions, "jobsModule" | "threads">;
+  readonly #options: Required<Omit<WorkerOptions, "jobsModule" | "threads" | "ackMode" | "prefetch">> & Pick<WorkerOptions, "jobsModule" | "threads">;
+  readonly #prefetch: number;
+  /** Claimed, not yet handed to the pool: oldest first. */
+  readonly #buffer: Array<{ queue: string; message: QueueMessage }> = [];
   readonly #ackModeFor: (queue: string) => AckMode;
   readonly #deps: WorkerDependencies;
   readonly #store: WorkerStore;
@@ -139,9 +153,13 @@ export class Worker {
       threads: options.threads,
       routeMessage: options.routeMessage ?? routeJobMessage,
     };
+    this.#prefetch = options.prefetch ?? this.#options.capacity;
+    if (!Number.isInteger(this.#prefetch) || this.#prefetch < 0 || this.#prefetch > 1000) {
+      throw new ValidationError("INVALID_OPTION", `prefetch must be an integer from 0 to 1000, got ${String(options.prefetch)}`);
+    }
     this.#deps = deps;
     this.#registry = deps.registry;
-    this.#store = createWorkerStore(deps.db);
+    this.#store = deps.store ?? createWorkerStore(deps.db);
     this.#acker = new Acker(this.#store, this.#ackModeFor, (error, queue, ids) =>
       this.#reportError(error, `ack of ${ids.length} message(s) in ${queue} failed; they will be redelivered after their VT`),
     );
@@ -220,6 +238,7 @@ export class Worker {
     this.#state = "stopping";
     this.#wake(false);
     await this.#loopDone;
+    await this.#releaseBuffer();
     const pool = this.#pool!;
     pool.shutdown();
     const graceful = await pool.waitForTermination(this.#options.shutdownTimeoutMs);
@@ -241,14 +260,18 @@ export class Worker {
   }
 
   async #loop(): Promise<void> {
+    // Claim only when a worthwhile batch fits (or the pool is idle), so a stream of single
+    // completions does not turn into a stream of single-row claims.
+    const minClaim = Math.max(1, Math.ceil((this.#options.capacity + this.#prefetch) / 4));
     while (this.#state === "running") {
-      const free = this.#pool!.availableCapacity();
+      this.#pump();
+      const room = this.#options.capacity + this.#prefetch - this.#pool!.metadata().busy - this.#buffer.length;
       let full = false;
-      if (free > 0 && this.#maybeMoreOrPollDue()) {
+      if (room > 0 && (room >= minClaim || this.#pool!.isIdle()) && this.#maybeMoreOrPollDue()) {
         try {
           await this.#refreshQueues(false);
-          const claimed = await this.#claim(free);
-          full = claimed === free;
+          const claimed = await this.#claim(room);
+          full = claimed === room;
           this.#maybeMore = full;
           this.#databaseBack();
         } catch (error) {
@@ -261,16 +284,25 @@ export class Worker {
     }
   }
 
-  /** Claims up to `free` messages across the queues, in priority order. */
-  async #claim(free: number): Promise<number> {
+  /** Claims up to `wanted` messages across the queues, in priority order, into the buffer. */
+  async #claim(wanted: number): Promise<number> {
     let claimed = 0;
     for (const queue of this.#queues) {
-      if (this.#state !== "running" || claimed >= free) break;
-      const messages = await this.#store.claim(queue, this.#options.visibilityTimeoutSec, free - claimed);
-      for (const message of messages) this.#dispatch(queue, message);
+      if (this.#state !== "running" || claimed >= wanted) break;
+      const messages = await this.#store.claim(queue, this.#options.visibilityTimeoutSec, wanted - claimed);
+      for (const message of messages) this.#buffer.push({ queue, message });
       claimed += messages.length;
+      this.#pump();
     }
     return claimed;
+  }
+
+  /** Hands buffered messages to the pool while it has free slots. */
+  #pump(): void {
+    while (this.#buffer.length > 0 && this.#pool!.availableCapacity() > 0) {
+      const next = this.#buffer.shift()!;
+      this.#dispatch(next.queue, next.message);
+    }
   }
 
   #dispatch(queue: string, message: QueueMessage): void {
@@ -337,18 +369,31 @@ export class Worker {
     }
   }
 
+  /** Claimed messages that never started go back at once, not after their VT. */
+  async #releaseBuffer(): Promise<void> {
+    const buffered = this.#buffer.splice(0);
+    const byQueue = new Map<string, string[]>();
+    for (const { queue, message } of buffered) byQueue.set(queue, [...(byQueue.get(queue) ?? []), message.msgId]);
+    for (const [queue, ids] of byQueue) {
+      await this.#store.release(queue, ids).catch((error: unknown) => this.#reportError(error, "releasing prefetched messages failed; they return after their VT"));
+    }
+  }
+
   #track(work: Promise<void>): void {
     this.#settling.add(work);
     void work.finally(() => this.#settling.delete(work));
   }
 
+  /** Running and buffered messages by queue: everything whose VT this worker must keep extending. */
   #inFlightByQueue(): Map<string, string[]> {
     const byQueue = new Map<string, string[]>();
-    for (const run of this.#inFlight.values()) {
-      const ids = byQueue.get(run.queue);
-      if (ids) ids.push(run.messageId);
-      else byQueue.set(run.queue, [run.messageId]);
-    }
+    const add = (queue: string, id: string): void => {
+      const ids = byQueue.get(queue);
+      if (ids) ids.push(id);
+      else byQueue.set(queue, [id]);
+    };
+    for (const run of this.#inFlight.values()) add(run.queue, run.messageId);
+    for (const { queue, message } of this.#buffer) add(queue, message.msgId);
     return byQueue;
   }
 
@@ -378,6 +423,7 @@ export class Worker {
   }
 
   #onSlotFreed(): void {
+    if (this.#state === "running") this.#pump();
     // Only worth a read if the last one came back full or a notification arrived since.
     if (this.#maybeMore) this.#wake(true);
   }

@@ -97,6 +97,7 @@ export class QueueClient {
       if (await this.queueExists(queue)) continue;
       await this.#db.query(sql.CREATE_QUEUE, [queue]);
       await this.#db.query(sql.ENABLE_NOTIFY, [queue]);
+      await this.#db.query(sql.TUNE_QUEUE_TABLE, [queue]);
     }
   }
 

@@ -143,6 +143,13 @@ export const purge = (queue: string): NamedStatement =>
 
 export const CREATE_QUEUE = "SELECT pgmq.create($1)";
 export const ENABLE_NOTIFY = "SELECT pgbus.enable_notify($1)";
+export const TUNE_QUEUE_TABLE = "SELECT pgbus.tune_queue_table($1)";
 export const DROP_QUEUE = "SELECT pgmq.drop_queue($1) AS dropped";
 export const LIST_QUEUES = "SELECT queue_name, created_at FROM pgmq.meta ORDER BY queue_name";
 export const QUEUE_EXISTS = "SELECT 1 FROM pgmq.meta WHERE queue_name = $1";
+
+/** The per-queue statement cache, shared with the other sql modules (events/sql.ts) so statement names stay unique. */
+export const namedStatement = statement;
+
+/** The columns of a queue row, for statements in other sql modules that archive or return messages. */
+export { MESSAGE_COLUMNS };

@@ -1,0 +1,47 @@
+import { type Queryable, runStatement } from "../db/queryable.ts";
+import { type WorkerStore, createWorkerStore } from "../process/worker-store.ts";
+import { QueueClient, type MessageRow, toMessage } from "../queue/client.ts";
+import { archiveMarkingHandled, BIND_TOPIC, claimSkippingHandled, deleteMarkingHandled } from "./sql.ts";
+import type { SubscriberDefinition } from "./subscriber.ts";
+
+/**
+ * The worker store of an event consumer: the jobs' store, except on the queues of
+ * idempotent subscribers (`idempotent` maps such a queue to its subscriber's name), where
+ * - claim skips copies of events the subscriber already handled, archiving them in the
+ *   claim statement itself (skipped, not run, and acked);
+ * - ack archives (or deletes) and records the events as handled in one statement.
+ * A claim that skipped copies returns fewer messages than asked, so the worker takes its
+ * queue for drained until the next notification or poll: duplicates are rare, and a burst
+ * of them costs at most a poll interval, never a run.
+ */
+export function createEventStore(db: Queryable, idempotent: ReadonlyMap<string, string>): WorkerStore {
+  const base = createWorkerStore(db);
+  const run = <R>(statement: { name: string; text: string }, values: unknown[]) => runStatement<R>(db, true, statement, values);
+  return {
+    ...base,
+    async claim(queue, vtSeconds, qty) {
+      const subscriber = idempotent.get(queue);
+      if (subscriber === undefined) return base.claim(queue, vtSeconds, qty);
+      const rows = await run<MessageRow>(claimSkippingHandled(queue), [vtSeconds, qty, subscriber]);
+      // Sorted like QueueClient.read: oldest first (ids are bigint strings).
+      return rows.map((row) => toMessage(row)).sort((a, b) => a.msgId.length - b.msgId.length || (a.msgId < b.msgId ? -1 : a.msgId > b.msgId ? 1 : 0));
+    },
+    async ack(queue, ids, mode) {
+      const subscriber = idempotent.get(queue);
+      if (subscriber === undefined) return base.ack(queue, ids, mode);
+      await run(mode === "archive" ? archiveMarkingHandled(queue) : deleteMarkingHandled(queue), [ids, subscriber]);
+    },
+  };
+}
+
+/**
+ * Creates each subscriber's queue (and DLQ) and binds its pattern to it. Idempotent and
+ * cheap when everything exists, so consumers run it on every start.
+ */
+export async function ensureSubscriptions(db: Queryable, subscribers: Iterable<SubscriberDefinition>): Promise<void> {
+  const queues = new QueueClient(db);
+  for (const { subscriber } of subscribers) {
+    await queues.createQueue(subscriber.queue);
+    await db.query(BIND_TOPIC, [subscriber.pattern, subscriber.queue]);
+  }
+}
