@@ -70,11 +70,20 @@ export interface ResolvedConfig {
   maxJobsPerWorker?: number;
   /** Recycle a worker process above this resident memory. Default: never. */
   maxMemoryMb?: number;
+  /**
+   * Delays between re-forks of a child that died: `baseMs` doubling up to `maxMs`, back to
+   * `baseMs` once a child stayed up `resetAfterMs`. Default 1000 / 60000 / 30000.
+   */
+  restartBackoff?: { baseMs?: number; maxMs?: number; resetAfterMs?: number };
   /** Default 5000. */
   heartbeatIntervalMs: number;
   /** A process without a heartbeat for this long counts as dead. Default 30000. */
   staleProcessAfterMs: number;
   dispatcher: DispatcherConfig;
+  /** The consumer child (run when the jobs module exports event subscribers); it uses the global executionMode. */
+  consumers: { capacity: number };
+  /** The outbox poller, run inside each dispatcher child: moves pgbus.outbox rows to their queues. */
+  outbox: { batchSize: number; pollIntervalMs: number };
   /** Default 4 MiB. */
   maxPayloadBytes: number;
   /** Default "info". */
@@ -230,6 +239,9 @@ const dispatcher = strict({
   processedEventTtlHours: int(1).default(168),
 });
 
+const consumers = strict({ capacity: int(1, MAX_CAPACITY).default(DEFAULT_CAPACITY) });
+const outbox = strict({ batchSize: int(1, 10_000).default(500), pollIntervalMs: int(10).default(1_000) });
+
 /** The config file's schema: every key optional except databaseUrl (which env can supply). */
 export const configSchema = strict({
   databaseUrl,
@@ -246,9 +258,12 @@ export const configSchema = strict({
   shutdownTimeoutMs: int(0).default(25_000),
   maxJobsPerWorker: int(1).optional(),
   maxMemoryMb: int(16).optional(),
+  restartBackoff: strict({ baseMs: int(10).optional(), maxMs: int(10).optional(), resetAfterMs: int(0).optional() }).optional(),
   heartbeatIntervalMs: int(100).default(5_000),
   staleProcessAfterMs: int(1).default(30_000),
   dispatcher: dispatcher.prefault({}),
+  consumers: consumers.prefault({}),
+  outbox: outbox.prefault({}),
   maxPayloadBytes: int(1).default(4 * 1_048_576),
   logLevel: z.enum(LOG_LEVELS).default("info"),
 }).superRefine((config, ctx) => {

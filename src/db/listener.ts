@@ -12,6 +12,11 @@ export interface ListenerOptions {
   applicationName?: string;
   /** First reconnect delay; doubles up to maxBackoffMs. */
   minBackoffMs?: number;
+  /**
+   * Default 5,000 ms: after an outage of any length the first poll (onConnected) comes at
+   * most this long after the database is back, in step with the worker's own claim retry
+   * (also at most 5 s) and the supervisor's wait for the database.
+   */
   maxBackoffMs?: number;
 }
 
@@ -28,7 +33,7 @@ export class Listener {
   #backoffMs: number;
 
   constructor(options: ListenerOptions) {
-    this.#options = { applicationName: "pgbus:listen", minBackoffMs: 250, maxBackoffMs: 10_000, ...options };
+    this.#options = { applicationName: "pgbus:listen", minBackoffMs: 250, maxBackoffMs: 5_000, ...options };
     this.#backoffMs = this.#options.minBackoffMs;
   }
 

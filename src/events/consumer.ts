@@ -54,6 +54,11 @@ export class Consumer {
     return this.#subscribers;
   }
 
+  /** The subscriber queues it claims from (known once started). */
+  get queues(): readonly string[] {
+    return this.#worker?.queues ?? [];
+  }
+
   stats(): WorkerStats | null {
     return this.#worker?.stats() ?? null;
   }

@@ -7,8 +7,10 @@ import { createPool } from "../db/queryable.ts";
 import { ValidationError } from "../errors.ts";
 import { loadJobsModule } from "../jobs/registry.ts";
 import type { Logger } from "../logger.ts";
+import { OutboxPoller } from "../events/outbox-poller.ts";
 import { Dispatcher } from "./dispatcher.ts";
 import { Heartbeat, type ProcessSnapshot } from "./heartbeat.ts";
+import type { WorkerStats } from "./worker.ts";
 import type { ChildMessage, ChildRole, ChildStats, ParentMessage } from "./messages.ts";
 
 /**
@@ -37,6 +39,8 @@ export async function startChild(init: InitMessage, logger: Logger, hooks: Child
   switch (role.kind) {
     case "worker":
       return startWorker(role.index, init, logger, hooks);
+    case "consumer":
+      return startConsumer(init, logger, hooks);
     case "dispatcher":
       return startDispatcher(init, logger, hooks);
   }
@@ -58,30 +62,74 @@ function heartbeatPool(config: ResolvedConfig): pg.Pool {
   return createPool({ connectionString: config.databaseUrl }, { max: 1, applicationName: "pgbus:heartbeat" });
 }
 
-async function startWorker(index: number, init: InitMessage, logger: Logger, hooks: ChildHooks): Promise<RunningChild> {
-  const { config, supervisorId } = init;
-  const entry = config.workers[index];
-  if (!entry) throw new ValidationError("INVALID_CONFIG", `worker ${index} is not in the config (it has ${config.workers.length} workers)`);
+/** What a worker or consumer child runs: both claim, run jobs in a pool and ack. */
+interface JobProcessor {
+  readonly queues: readonly string[];
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  stats(): WorkerStats | null;
+}
+
+function requireJobsModule(config: ResolvedConfig): string {
   if (config.jobsModule === undefined) {
     throw new ValidationError("INVALID_CONFIG", "workers need jobsModule: the module exporting the job definitions (config jobsModule, PGBUS_JOBS_MODULE or --jobs-module)");
   }
-  const registry = await loadJobsModule(config.jobsModule);
+  return config.jobsModule;
+}
+
+async function startWorker(index: number, init: InitMessage, logger: Logger, hooks: ChildHooks): Promise<RunningChild> {
+  const { config } = init;
+  const entry = config.workers[index];
+  if (!entry) throw new ValidationError("INVALID_CONFIG", `worker ${index} is not in the config (it has ${config.workers.length} workers)`);
+  const jobsModule = requireJobsModule(config);
+  return runJobProcessor("worker", entry.capacity, init, logger, hooks, (bus) =>
+    bus.worker({
+      queues: entry.queues,
+      excludeQueues: excludedQueuesFor(config, index),
+      capacity: entry.capacity,
+      executionMode: entry.executionMode,
+      jobsModule,
+      visibilityTimeoutSec: entry.visibilityTimeoutSec,
+      pollIntervalMs: entry.pollIntervalMs,
+      ackMode: (queue) => ackModeFor(config, queue),
+      shutdownTimeoutMs: config.shutdownTimeoutMs,
+    }),
+  );
+}
+
+/** Runs every event subscriber the jobs module exports, with the global execution mode. */
+async function startConsumer(init: InitMessage, logger: Logger, hooks: ChildHooks): Promise<RunningChild> {
+  const { config } = init;
+  const jobsModule = requireJobsModule(config);
+  return runJobProcessor("consumer", config.consumers.capacity, init, logger, hooks, (bus) =>
+    bus.consumer({
+      capacity: config.consumers.capacity,
+      executionMode: config.executionMode,
+      jobsModule,
+      visibilityTimeoutSec: config.visibilityTimeoutSec,
+      pollIntervalMs: config.pollIntervalMs,
+      ackMode: (queue) => ackModeFor(config, queue),
+      shutdownTimeoutMs: config.shutdownTimeoutMs,
+    }),
+  );
+}
+
+async function runJobProcessor(
+  role: "worker" | "consumer",
+  capacity: number,
+  init: InitMessage,
+  logger: Logger,
+  hooks: ChildHooks,
+  build: (bus: Pgbus) => JobProcessor,
+): Promise<RunningChild> {
+  const { config, supervisorId } = init;
+  const registry = await loadJobsModule(requireJobsModule(config));
   const bus = new Pgbus({ connectionString: config.databaseUrl, jobs: registry.all(), logger, maxPayloadBytes: config.maxPayloadBytes });
-  const worker = bus.worker({
-    queues: entry.queues,
-    excludeQueues: excludedQueuesFor(config, index),
-    capacity: entry.capacity,
-    executionMode: entry.executionMode,
-    jobsModule: config.jobsModule,
-    visibilityTimeoutSec: entry.visibilityTimeoutSec,
-    pollIntervalMs: entry.pollIntervalMs,
-    ackMode: (queue) => ackModeFor(config, queue),
-    shutdownTimeoutMs: config.shutdownTimeoutMs,
-  });
+  const processor = build(bus);
   const db = heartbeatPool(config);
   const processId = randomUUID();
   const stats = (): ChildStats => {
-    const { processed, failed, retried, deadLettered, busy } = worker.stats();
+    const { processed, failed, retried, deadLettered, busy } = processor.stats() ?? { processed: 0, failed: 0, retried: 0, deadLettered: 0, busy: 0 };
     return { processed, failed, retried, deadLettered, busy, rssMb: rssMb() };
   };
   const recycleIfDue = (): void => {
@@ -94,13 +142,13 @@ async function startWorker(index: number, init: InitMessage, logger: Logger, hoo
   };
   const snapshot = (): ProcessSnapshot => {
     const { busy, rssMb: rss, ...counts } = stats();
-    return { executionMode: worker.stats().executionMode, capacity: entry.capacity, busy, queues: [...worker.queues], stats: { ...counts, rssMb: rss } };
+    return { executionMode: processor.stats()?.executionMode ?? null, capacity, busy, queues: [...processor.queues], stats: { ...counts, rssMb: rss } };
   };
   const heartbeat = new Heartbeat({
     db,
     id: processId,
     supervisorId,
-    role: "worker",
+    role,
     intervalMs: config.heartbeatIntervalMs,
     logger,
     snapshot,
@@ -122,19 +170,19 @@ async function startWorker(index: number, init: InitMessage, logger: Logger, hoo
     await db.end().catch(() => {});
   };
   try {
-    await worker.start();
+    await processor.start();
   } catch (error) {
     await close();
     throw error;
   }
   await heartbeat.start();
-  const { executionMode, capacity } = worker.stats();
+  const started = processor.stats();
   let stopping: Promise<void> | null = null;
   return {
-    ready: { type: "ready", processId, pid: process.pid, executionMode, capacity, queues: [...worker.queues] },
+    ready: { type: "ready", processId, pid: process.pid, executionMode: started?.executionMode ?? null, capacity, queues: [...processor.queues] },
     stop() {
       stopping ??= (async () => {
-        await worker.stop(); // keeps beating meanwhile, so a long drain does not look dead
+        await processor.stop(); // keeps beating meanwhile, so a long drain does not look dead
         await heartbeat.stop();
         await close();
       })();
@@ -166,15 +214,22 @@ async function startDispatcher(init: InitMessage, logger: Logger, hooks: ChildHo
     // Beat at once so `pgbus status` shows who is active without waiting an interval.
     onActiveChange: () => void heartbeat.beat(),
   });
+  // Outbox pollers are safe side by side (SKIP LOCKED), so every dispatcher child runs one,
+  // active or not: rows move as long as any host is up.
+  const outboxPool = createPool({ connectionString: config.databaseUrl }, { max: 1, applicationName: "pgbus:outbox" });
+  const outbox = new OutboxPoller({ pool: outboxPool, logger, batchSize: config.outbox.batchSize, pollIntervalMs: config.outbox.pollIntervalMs });
   await dispatcher.start();
+  await outbox.start();
   await heartbeat.start();
   let stopping: Promise<void> | null = null;
   return {
     ready: { type: "ready", processId, pid: process.pid, executionMode: null, capacity: null, queues: [] },
     stop() {
       stopping ??= (async () => {
+        await outbox.stop();
         await dispatcher.stop();
         await heartbeat.stop();
+        await outboxPool.end().catch(() => {});
         await db.end().catch(() => {});
       })();
       return stopping;

@@ -15,13 +15,15 @@ import { RestartBackoff, type RestartBackoffOptions } from "./restart-backoff.ts
 import { waitForDatabaseAndMigrate } from "./wait-for-database.ts";
 
 /** Which roles `pgbus start --only` runs. */
-export type OnlyRoles = "workers" | "dispatcher";
-export const ONLY_ROLES: readonly OnlyRoles[] = ["workers", "dispatcher"];
+export type OnlyRoles = "workers" | "consumers" | "dispatcher";
+export const ONLY_ROLES: readonly OnlyRoles[] = ["workers", "consumers", "dispatcher"];
 
 export interface SupervisorOptions {
   config: ResolvedConfig;
-  /** Run only these roles. Default: every worker entry plus one dispatcher. */
+  /** Run only these roles. Default: every worker entry, a consumer (when there are subscribers) and one dispatcher. */
   only?: OnlyRoles;
+  /** Run a consumer child: the jobs module exports event subscribers. */
+  consumers?: boolean;
   logger: Logger;
   restartBackoff?: Partial<RestartBackoffOptions>;
   /** After shutdownTimeoutMs, how much longer children get to exit before SIGKILL. Default 5,000 ms. */
@@ -84,15 +86,17 @@ export class Supervisor {
     this.#logger = options.logger;
     const { config } = options;
     const roles: ChildRole[] = [];
-    if (options.only !== "dispatcher") config.workers.forEach((_, index) => roles.push({ kind: "worker", index }));
-    if (options.only !== "workers") roles.push({ kind: "dispatcher" });
+    const runs = (role: OnlyRoles): boolean => options.only === undefined || options.only === role;
+    if (runs("workers")) config.workers.forEach((_, index) => roles.push({ kind: "worker", index }));
+    if (runs("consumers") && options.consumers) roles.push({ kind: "consumer" });
+    if (runs("dispatcher")) roles.push({ kind: "dispatcher" });
     if (roles.some((role) => role.kind === "worker") && config.jobsModule === undefined) {
       throw new ValidationError(
         "INVALID_CONFIG",
         "pgbus start: workers need jobsModule, the module exporting the job definitions; set jobsModule in pgbus.config, PGBUS_JOBS_MODULE or --jobs-module",
       );
     }
-    this.#slots = roles.map((role) => ({ role, child: null, backoff: new RestartBackoff(options.restartBackoff), restartTimer: null, restarts: 0, stats: null }));
+    this.#slots = roles.map((role) => ({ role, child: null, backoff: new RestartBackoff({ ...config.restartBackoff, ...options.restartBackoff }), restartTimer: null, restarts: 0, stats: null }));
     this.#pool = createPool({ connectionString: config.databaseUrl }, { max: 2, applicationName: "pgbus:supervisor" });
     this.#heartbeat = new Heartbeat({
       db: this.#pool,

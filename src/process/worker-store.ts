@@ -1,7 +1,6 @@
 import type { ErrorRecord } from "../errors.ts";
 import { type Queryable, runStatement } from "../db/queryable.ts";
 import { QueueClient, type QueueMessage } from "../queue/client.ts";
-import { isDlqName } from "../queue/names.ts";
 import * as sql from "../queue/sql.ts";
 
 export const ACK_MODES = ["archive", "delete"] as const;
@@ -21,7 +20,7 @@ export interface WorkerStore {
   extend(inFlight: ReadonlyMap<string, string[]>, vtSeconds: number): Promise<void>;
   /** Makes messages visible again at once (runs abandoned at shutdown). */
   release(queue: string, ids: string[]): Promise<void>;
-  /** Every queue that is not a DLQ. */
+  /** Queues a wildcard worker serves: not DLQs, not event-subscriber queues. */
   listQueues(): Promise<string[]>;
   ensureQueue(queue: string): Promise<void>;
 }
@@ -50,7 +49,7 @@ export function createWorkerStore(db: Queryable): WorkerStore {
       await queues.setVtMany(queue, ids, 0);
     },
     async listQueues() {
-      return (await queues.listQueues()).map((queue) => queue.name).filter((name) => !isDlqName(name));
+      return (await run<{ queue_name: string }>({ name: "pgbus_job_queues", text: sql.JOB_QUEUES }, [])).map((row) => row.queue_name);
     },
     ensureQueue: (queue) => queues.createQueue(queue),
   };

@@ -147,6 +147,8 @@ export const TUNE_QUEUE_TABLE = "SELECT pgbus.tune_queue_table($1)";
 export const DROP_QUEUE = "SELECT pgmq.drop_queue($1) AS dropped";
 export const LIST_QUEUES = "SELECT queue_name, created_at FROM pgmq.meta ORDER BY queue_name";
 export const QUEUE_EXISTS = "SELECT 1 FROM pgmq.meta WHERE queue_name = $1";
+/** Queues a wildcard worker serves: no DLQs, no event-subscriber queues. */
+export const JOB_QUEUES = "SELECT job_queues AS queue_name FROM pgbus.job_queues()";
 
 /** The per-queue statement cache, shared with the other sql modules (events/sql.ts) so statement names stay unique. */
 export const namedStatement = statement;

@@ -2,6 +2,8 @@ import { type Command, Option } from "commander";
 import { createConsoleLogger } from "../../logger.ts";
 import { ONLY_ROLES, type OnlyRoles, Supervisor } from "../../process/supervisor.ts";
 import { loadCliConfig } from "../context.ts";
+import { isSubscriberDefinition } from "../../events/subscriber.ts";
+import { loadJobsModule } from "../../jobs/registry.ts";
 
 /** A second SIGINT/SIGTERM within this window counts as the same request. */
 const SAME_SIGNAL_WINDOW_MS = 1_000;
@@ -14,10 +16,24 @@ interface StartOptions {
   only?: OnlyRoles;
 }
 
+/**
+ * Whether the jobs module exports event subscribers, so a consumer child is needed. A
+ * module that does not load is left to the worker children, which report why and are
+ * re-forked with backoff like any child that cannot boot.
+ */
+async function exportsSubscribers(jobsModule: string | undefined): Promise<boolean> {
+  if (jobsModule === undefined) return false;
+  try {
+    return (await loadJobsModule(jobsModule)).all().some(isSubscriberDefinition);
+  } catch {
+    return false;
+  }
+}
+
 export function registerStart(program: Command): void {
   program
     .command("start")
-    .description("run the supervisor: one process per worker entry plus a dispatcher, re-forked if they die")
+    .description("run the supervisor: one process per worker entry, a consumer for event subscribers, and a dispatcher, re-forked if they die")
     .option("--execution-mode <mode>", "async, threads or fiber (an alias of async); per-worker settings in the config win")
     .option("--queues <dsl>", 'workers as a queue DSL, replacing the config\'s: "critical: 5; default, mailers: 10; *: 2"')
     .option("--jobs-module <path>", "module exporting the job definitions")
@@ -31,7 +47,7 @@ export function registerStart(program: Command): void {
         logLevel: options.logLevel,
       });
       const logger = createConsoleLogger(config.logLevel, { role: "supervisor", pid: process.pid });
-      const supervisor = new Supervisor({ config, only: options.only, logger });
+      const supervisor = new Supervisor({ config, only: options.only, logger, consumers: await exportsSubscribers(config.jobsModule) });
       const exitCode = new Promise<number>((resolve) => {
         let firstSignalAt: number | null = null;
         const graceful = (signal: NodeJS.Signals): void => {
