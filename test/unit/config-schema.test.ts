@@ -37,6 +37,8 @@ describe("resolveConfig: defaults", () => {
         failedJobRetentionHours: 720,
         processedEventTtlHours: 168,
       },
+      consumers: { capacity: 10 },
+      outbox: { batchSize: 500, pollIntervalMs: 1000 },
       maxPayloadBytes: 4 * 1_048_576,
       logLevel: "info",
     });

@@ -1,0 +1,250 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { Pgbus } from "../../src/bus.ts";
+import type { Logger } from "../../src/logger.ts";
+import { QueueClient } from "../../src/queue/client.ts";
+import { migrate } from "../../src/schema/migrator.ts";
+import { CHAOS_RUNS_DDL, outageRecord } from "../fixtures/chaos/jobs.ts";
+import { FIXTURE_CONFIG, type LogLine, cliEnv, killAll, startCli, waitFor } from "../fixtures/process/spawn.ts";
+import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
+import { type TcpProxy, startTcpProxy } from "../helpers/tcp-proxy.ts";
+
+/**
+ * The database going away and coming back, for the test's own connections only: every
+ * pgbus connection goes through a TCP proxy that the test cuts (all sockets destroyed, new
+ * ones reset) and restores. The issue speaks of a 30 s outage; the tests default to a
+ * shorter one (PGBUS_TEST_OUTAGE_MS=30000 runs the issue's).
+ */
+
+const OUTAGE_MS = Number(process.env["PGBUS_TEST_OUTAGE_MS"] ?? 4_000);
+const CHAOS_JOBS = fileURLToPath(new URL("../fixtures/chaos/jobs.ts", import.meta.url));
+
+interface Recorded {
+  level: string;
+  msg: string;
+  fields: Record<string, unknown>;
+}
+
+function recordingLogger(): Logger & { lines: Recorded[]; count(msg: string, from?: number): number } {
+  const lines: Recorded[] = [];
+  const log = (level: string) => (obj: object | string, msg?: string) =>
+    void lines.push(typeof obj === "string" ? { level, msg: obj, fields: {} } : { level, msg: msg ?? "", fields: obj as Record<string, unknown> });
+  return {
+    lines,
+    count: (msg, from = 0) => lines.slice(from).filter((line) => line.msg === msg).length,
+    debug: log("debug"),
+    info: log("info"),
+    warn: log("warn"),
+    error: log("error"),
+  };
+}
+
+let db: TestDatabase;
+let queues: QueueClient;
+const proxies: TcpProxy[] = [];
+
+async function proxy(): Promise<TcpProxy> {
+  const created = await startTcpProxy();
+  proxies.push(created);
+  return created;
+}
+
+before(async () => {
+  db = await createTestDatabase("db_outage");
+  await migrate(db.pool);
+  await db.pool.query(CHAOS_RUNS_DDL);
+  queues = new QueueClient(db.pool);
+  await queues.createQueue("outage");
+  // The fixture jobs record their runs straight into the test database, not through a proxy.
+  process.env["CHAOS_RECORD_URL"] = db.url;
+});
+
+after(async () => {
+  await killAll();
+  await Promise.all(proxies.map((p) => p.close()));
+  await db.drop();
+});
+
+const send = (payload: object = {}) => queues.send("outage", { job: "outage_record", payload });
+const runsOf = async (id: string) => Number((await db.pool.query("SELECT count(*) AS n FROM chaos_runs WHERE msg_id = $1", [id])).rows[0].n);
+const archived = async (ids: string[]) => Number((await db.pool.query("SELECT count(*) AS n FROM pgmq.a_outage WHERE msg_id = ANY($1::bigint[])", [ids])).rows[0].n);
+
+describe("a worker (in-process) through a database outage", () => {
+  test("idle: logs the outage once, reconnects, re-LISTENs and polls once on reconnect", async () => {
+    const link = await proxy();
+    const logger = recordingLogger();
+    const bus = new Pgbus({ connectionString: link.urlFor(db.url), jobs: [outageRecord], logger });
+    // A 60 s backstop poll: whatever runs sooner was woken by NOTIFY or by the reconnect.
+    const worker = bus.worker({ queues: ["outage"], capacity: 5, pollIntervalMs: 60_000 });
+    await worker.start();
+    try {
+      const first = await send();
+      await waitFor(async () => (await runsOf(first)) === 1, "the first job (NOTIFY)", 10_000);
+      const mark = logger.lines.length;
+
+      link.cut();
+      await waitFor(() => logger.count("LISTEN connection lost; reconnecting", mark) === 1, "the LISTEN connection to notice");
+      const during = await send(); // straight into the database: its NOTIFY reaches nobody
+      await sleep(OUTAGE_MS);
+      link.restore();
+      const restoredAt = Date.now();
+
+      await waitFor(async () => (await runsOf(during)) === 1, "the job enqueued during the outage", 15_000, 50);
+      const resumeMs = Date.now() - restoredAt;
+      // Listener backoff is capped at 5 s; the reconnect polls at once.
+      assert.ok(resumeMs < 6_500, `the job sent during the outage ran ${resumeMs} ms after the database came back`);
+      assert.equal(logger.count("LISTEN connection restored", mark), 1);
+
+      const later = await send();
+      const sentAt = Date.now();
+      await waitFor(async () => (await runsOf(later)) === 1, "a job after the reconnect (NOTIFY again)", 10_000, 20);
+      assert.ok(Date.now() - sentAt < 3_000, "woken by NOTIFY on the new LISTEN connection, not by the 60 s poll");
+
+      const noisy = logger.lines.slice(mark).filter((line) => line.level === "warn" || line.level === "error");
+      assert.deepEqual(
+        noisy.map((line) => line.msg),
+        ["LISTEN connection lost; reconnecting"],
+        "one line when the connection went, none per failed attempt",
+      );
+      assert.ok(link.refusedWhileCut >= 2, `it kept retrying during the outage (${link.refusedWhileCut} attempts)`);
+    } finally {
+      await worker.stop();
+      await bus.close();
+    }
+  });
+
+  test("busy: nothing is lost, repeats are only runs cut off by the outage, claim errors are logged once", async () => {
+    const link = await proxy();
+    const logger = recordingLogger();
+    const bus = new Pgbus({ connectionString: link.urlFor(db.url), jobs: [outageRecord], logger });
+    const worker = bus.worker({ queues: ["outage"], capacity: 10, pollIntervalMs: 200, visibilityTimeoutSec: 2 });
+    await worker.start();
+    try {
+      const ids = await queues.sendBatch("outage", Array.from({ length: 150 }, () => ({ job: "outage_record", payload: { ms: 100 } })));
+      await waitFor(async () => Number((await db.pool.query("SELECT count(*) AS n FROM chaos_runs WHERE msg_id = ANY($1::bigint[])", [ids])).rows[0].n) >= 20, "20 runs");
+      const mark = logger.lines.length;
+      link.cut();
+      const cutAt = new Date();
+      await sleep(OUTAGE_MS);
+      link.restore();
+
+      await waitFor(async () => (await archived(ids)) === ids.length, "every job to be archived", 30_000);
+      assert.equal((await queues.metrics("outage")).queueLength, 0);
+      const repeats = (
+        await db.pool.query(
+          `SELECT msg_id, min(started_at) AS first FROM chaos_runs WHERE msg_id = ANY($1::bigint[]) GROUP BY msg_id HAVING count(*) > 1`,
+          [ids],
+        )
+      ).rows as Array<{ msg_id: string; first: Date }>;
+      const unexplained = repeats.filter((row) => row.first.getTime() > cutAt.getTime() + OUTAGE_MS);
+      assert.deepEqual(unexplained, [], "a job ran twice although its first run started after the outage");
+
+      assert.equal(logger.count("claiming messages failed; retrying with backoff", mark), 1);
+      assert.equal(logger.count("database reachable again; claiming resumed", mark), 1);
+      assert.equal(logger.count("LISTEN connection lost; reconnecting", mark), 1);
+      assert.equal(worker.stats().deadLettered, 0);
+    } finally {
+      await worker.stop();
+      await bus.close();
+    }
+  });
+
+  test(
+    "busy with a long job: VT-extension and ack failures are logged once per outage, and the long job runs once",
+    {
+      todo:
+        "worker.ts / visibility-extender.ts / acker.ts (not owned here): the extender logs every failed tick (every VT/3) " +
+        "and the acker every failed flush; and after an outage longer than the VT the worker claims its own in-flight message again",
+    },
+    async () => {
+      const link = await proxy();
+      const logger = recordingLogger();
+      const bus = new Pgbus({ connectionString: link.urlFor(db.url), jobs: [outageRecord], logger });
+      const worker = bus.worker({ queues: ["outage"], capacity: 10, pollIntervalMs: 200, visibilityTimeoutSec: 1 });
+      await worker.start();
+      try {
+        const long = await send({ ms: OUTAGE_MS + 2_000 });
+        await waitFor(async () => (await runsOf(long)) === 1, "the long job to start");
+        const mark = logger.lines.length;
+        link.cut();
+        await sleep(OUTAGE_MS);
+        link.restore();
+        await waitFor(async () => (await archived([long])) === 1, "the long job to be archived", 30_000);
+        const noisy = logger.lines.slice(mark).filter((line) => line.level === "error" || line.level === "warn");
+        const perMessage = new Map<string, number>();
+        for (const line of noisy) perMessage.set(line.msg, (perMessage.get(line.msg) ?? 0) + 1);
+        for (const [msg, times] of perMessage) assert.ok(times <= 1, `logged ${times} times during one outage: ${msg}`);
+        assert.equal(await runsOf(long), 1, "the live worker ran its own in-flight job a second time");
+      } finally {
+        await worker.stop();
+        await bus.close();
+      }
+    },
+  );
+});
+
+describe("pgbus start through a database outage", () => {
+  const startThrough = (link: TcpProxy, testConfig: object, args: string[] = []) =>
+    startCli(["start", "--config", FIXTURE_CONFIG, ...args], cliEnv(link.urlFor(db.url), { jobsModule: CHAOS_JOBS, ...testConfig }, { CHAOS_RECORD_URL: db.url }));
+
+  test("supervisor, worker, dispatcher and heartbeats ride it out: no restarts, one line per state change, the queued job runs", async () => {
+    const link = await proxy();
+    const cli = startThrough(link, { workers: [{ queues: ["outage"], capacity: 5 }], pollIntervalMs: 60_000 });
+    await cli.waitForMessage("supervisor ready: every child started", 1, 30_000);
+    await cli.waitForMessage("dispatcher active: holds the maintenance lock");
+    const children = cli.childPids().sort();
+    const first = await send();
+    await waitFor(async () => (await runsOf(first)) === 1, "a job before the outage");
+    const mark = cli.lines.length;
+
+    link.cut();
+    const heartbeatFailed = (line: LogLine) => line.msg.startsWith("heartbeat failed");
+    await cli.waitForLines(heartbeatFailed, 3, 10_000); // supervisor, worker and dispatcher each noticed
+    const during = await send();
+    await sleep(OUTAGE_MS);
+    link.restore();
+    const restoredAt = Date.now();
+
+    await waitFor(async () => (await runsOf(during)) === 1, "the job enqueued during the outage", 15_000, 50);
+    const resumeMs = Date.now() - restoredAt;
+    assert.ok(resumeMs < 6_500, `resumed ${resumeMs} ms after the database came back`);
+    await cli.waitForLines((line) => line.msg === "heartbeat restored", 3, 10_000);
+    await cli.waitForMessage("dispatcher reconnected", 1, 10_000);
+    await waitFor(
+      async () => Number((await db.pool.query("SELECT count(*) AS n FROM pgbus.processes WHERE last_beat_at > now() - interval '1 second'")).rows[0].n) === 3,
+      "three fresh heartbeat rows",
+    );
+
+    const since = cli.lines.slice(mark);
+    assert.equal(since.filter((line) => line.msg.startsWith("child exited unexpectedly")).length, 0, cli.dump());
+    assert.deepEqual(cli.childPids().sort(), children, "the same children, never re-forked");
+    const perProcess = new Map<string, number>();
+    for (const line of since.filter((l) => l.level === "warn" || l.level === "error" || l.level === "raw")) {
+      const key = `${line.pid} ${line.msg}`;
+      perProcess.set(key, (perProcess.get(key) ?? 0) + 1);
+    }
+    for (const [key, times] of perProcess) assert.equal(times, 1, `logged ${times} times during one outage: ${key}\n${cli.dump()}`);
+    assert.ok(perProcess.size <= 8, `at most a few lines per process: ${[...perProcess.keys()].join("; ")}`);
+
+    cli.signal("SIGTERM");
+    assert.equal((await cli.exited).code, 0, cli.dump());
+  });
+
+  test("pgbus start while PostgreSQL refuses connections waits with a clear message, then starts", async () => {
+    // supervisor.test.ts covers a database that does not exist yet; this is a server that is down.
+    const link = await proxy();
+    link.cut();
+    const cli = startThrough(link, {}, ["--only", "dispatcher"]);
+    const [waiting] = await cli.waitForLines((line) => line.msg.startsWith("waiting for PostgreSQL at"));
+    assert.match(waiting!.msg, new RegExp(`^waiting for PostgreSQL at 127\\.0\\.0\\.1:${link.port}/${db.name} \\.\\.\\. \\(.+\\)$`));
+    await waitFor(() => link.refusedWhileCut >= 3, "a few attempts");
+    link.restore();
+    await cli.waitForMessage("child started", 1, 15_000);
+    assert.equal(cli.lines.filter((line) => line.msg.startsWith("waiting for PostgreSQL")).length, 1, "logged once, not per attempt");
+    assert.equal(cli.exited instanceof Promise, true);
+    cli.signal("SIGTERM");
+    assert.equal((await cli.exited).code, 0, cli.dump());
+  });
+});
