@@ -1,6 +1,6 @@
 import { type Queryable, runStatement } from "../db/queryable.ts";
 import { type WorkerStore, createWorkerStore } from "../process/worker-store.ts";
-import { QueueClient, type MessageRow, toMessage } from "../queue/client.ts";
+import { QueueClient, type MessageRow, byMessageId, toMessage } from "../queue/client.ts";
 import { archiveMarkingHandled, BIND_TOPIC, claimSkippingHandled, deleteMarkingHandled } from "./sql.ts";
 import type { SubscriberDefinition } from "./subscriber.ts";
 
@@ -19,12 +19,13 @@ export function createEventStore(db: Queryable, idempotent: ReadonlyMap<string, 
   const run = <R>(statement: { name: string; text: string }, values: unknown[]) => runStatement<R>(db, true, statement, values);
   return {
     ...base,
-    async claim(queue, vtSeconds, qty) {
+    async claim(queue, vtSeconds, qty, acks) {
       const subscriber = idempotent.get(queue);
-      if (subscriber === undefined) return base.claim(queue, vtSeconds, qty);
+      if (subscriber === undefined) return base.claim(queue, vtSeconds, qty, acks);
+      // Acks here must also mark events handled, so they take their own statement first.
+      if (acks && acks.ids.length > 0) await this.ack(queue, acks.ids, acks.mode);
       const rows = await run<MessageRow>(claimSkippingHandled(queue), [vtSeconds, qty, subscriber]);
-      // Sorted like QueueClient.read: oldest first (ids are bigint strings).
-      return rows.map((row) => toMessage(row)).sort((a, b) => a.msgId.length - b.msgId.length || (a.msgId < b.msgId ? -1 : a.msgId > b.msgId ? 1 : 0));
+      return rows.map((row) => toMessage(row)).sort(byMessageId);
     },
     async ack(queue, ids, mode) {
       const subscriber = idempotent.get(queue);

@@ -1,4 +1,4 @@
-import type { AckMode, WorkerStore } from "./worker-store.ts";
+import type { AckMode, PiggybackAck, WorkerStore } from "./worker-store.ts";
 
 /**
  * Collects successful runs and acknowledges them in batches: one statement per queue per
@@ -31,6 +31,18 @@ export class Acker {
     if (ids) ids.push(id);
     else this.#pending.set(queue, [id]);
     this.#schedule();
+  }
+
+  /**
+   * Hands over the pending acks of one queue, for the worker to send with its next claim
+   * (one round trip instead of two). They are no longer this acker's: on failure the
+   * caller gives them back with `add`.
+   */
+  take(queue: string): PiggybackAck | undefined {
+    const ids = this.#pending.get(queue);
+    if (!ids) return undefined;
+    this.#pending.delete(queue);
+    return { ids, mode: this.#modeFor(queue) };
   }
 
   /** Acks everything collected so far (and waits for a flush already under way). */

@@ -28,11 +28,22 @@ export function describeDatabase(databaseUrl: string): string {
 }
 
 /**
+ * What kind of wait a failure means: a server that cannot be reached (its wording varies
+ * from one attempt to the next: ECONNREFUSED, ECONNRESET, "Connection terminated
+ * unexpectedly") or one that answers with a SQLSTATE (database missing, starting up,
+ * password refused). Only a change of kind is logged again.
+ */
+function waitKind(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? `sqlstate ${code}` : "unreachable";
+}
+
+/**
  * Waits until PostgreSQL answers, then migrates. A database that is not up yet (containers
  * starting together) is waited for with backoff rather than failed on: the wait is logged
- * once, and again only when the reason changes, so the log shows what is wrong without a
- * line per attempt. A migration that fails on its own SQL is fatal (waiting cannot fix it).
- * Resolves null when aborted first.
+ * once, and again only when the kind of failure changes (see waitKind), so the log shows
+ * what is wrong without a line per attempt. A migration that fails on its own SQL is fatal
+ * (waiting cannot fix it). Resolves null when aborted first.
  */
 export async function waitForDatabaseAndMigrate(options: WaitForDatabaseOptions): Promise<MigrationResult | null> {
   const { pool, logger, signal } = options;
@@ -40,18 +51,19 @@ export async function waitForDatabaseAndMigrate(options: WaitForDatabaseOptions)
   const maxDelay = options.maxDelayMs ?? 5_000;
   const target = describeDatabase(options.databaseUrl);
   let delay = minDelay;
-  let lastReason: string | null = null;
+  let lastKind: string | null = null;
   while (!signal.aborted) {
     try {
       await ping(pool);
       const result = await migrate(pool);
-      if (lastReason !== null) logger.info({ database: target }, `PostgreSQL at ${target} is reachable`);
+      if (lastKind !== null) logger.info({ database: target }, `PostgreSQL at ${target} is reachable`);
       return result;
     } catch (error) {
       if (error instanceof PgbusError && error.code === "MIGRATION_FAILED") throw error;
       const reason = toErrorRecord(error).message || toErrorRecord(error).name;
-      if (reason !== lastReason) {
-        lastReason = reason;
+      const kind = waitKind(error);
+      if (kind !== lastKind) {
+        lastKind = kind;
         logger.warn({ database: target, reason }, `waiting for PostgreSQL at ${target} ... (${reason})`);
       }
     }

@@ -1,6 +1,6 @@
 import type { ErrorRecord } from "../errors.ts";
 import { type Queryable, runStatement } from "../db/queryable.ts";
-import { QueueClient, type QueueMessage } from "../queue/client.ts";
+import { QueueClient, byMessageId } from "../queue/client.ts";
 import * as sql from "../queue/sql.ts";
 
 export const ACK_MODES = ["archive", "delete"] as const;
@@ -10,8 +10,22 @@ export type AckMode = (typeof ACK_MODES)[number];
  * The worker's only way to the database: noun-verb operations, each one statement. The
  * worker loop holds no SQL, so batching and prefetch can change behind this seam.
  */
+/** A claimed message: what the worker needs to run it. */
+export interface ClaimedMessage {
+  msgId: string;
+  readCt: number;
+  message: unknown;
+}
+
+/** Messages of finished jobs to ack in the same round trip as a claim. */
+export interface PiggybackAck {
+  ids: string[];
+  mode: AckMode;
+}
+
 export interface WorkerStore {
-  claim(queue: string, vtSeconds: number, qty: number): Promise<QueueMessage[]>;
+  /** Claims up to `qty` visible messages, oldest first, after acking `acks` (when given) in the same statement. */
+  claim(queue: string, vtSeconds: number, qty: number, acks?: PiggybackAck): Promise<ClaimedMessage[]>;
   /** Archive or delete many messages of one queue in one statement. */
   ack(queue: string, ids: string[], mode: AckMode): Promise<void>;
   retry(queue: string, id: string, delayMs: number, error: ErrorRecord): Promise<void>;
@@ -29,7 +43,10 @@ export function createWorkerStore(db: Queryable): WorkerStore {
   const queues = new QueueClient(db, { prepared: true });
   const run = <R>(statement: { name: string; text: string }, values: unknown[]) => runStatement<R>(db, true, statement, values);
   return {
-    claim: (queue, vtSeconds, qty) => queues.read(queue, vtSeconds, qty),
+    async claim(queue, vtSeconds, qty, acks) {
+      const rows = await run<{ msg_id: string; read_ct: number; message: unknown }>(sql.claimAndAck(queue, acks?.mode ?? "delete"), [vtSeconds, qty, acks?.ids ?? []]);
+      return rows.map((row) => ({ msgId: row.msg_id, readCt: row.read_ct, message: row.message })).sort(byMessageId);
+    },
     async ack(queue, ids, mode) {
       if (mode === "archive") await queues.archive(queue, ids);
       else await queues.delete(queue, ids);

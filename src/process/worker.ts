@@ -10,11 +10,10 @@ import type { SafeEmitter } from "../observability/emitter.ts";
 import type { JobRef, WorkerEvents } from "../observability/events.ts";
 import { createExecutionPool } from "../pools/create.ts";
 import type { ExecutionMode, ExecutionPool, JobOutcome } from "../pools/types.ts";
-import type { QueueMessage } from "../queue/client.ts";
 import { validateQueueName } from "../queue/names.ts";
 import { Acker } from "./acker.ts";
 import { VisibilityExtender } from "./visibility-extender.ts";
-import { type AckMode, type WorkerStore, createWorkerStore } from "./worker-store.ts";
+import { type AckMode, type ClaimedMessage, type WorkerStore, createWorkerStore } from "./worker-store.ts";
 
 export const NOTIFY_CHANNEL = "pgbus_queue";
 
@@ -111,7 +110,7 @@ export class Worker {
   readonly #options: Required<Omit<WorkerOptions, "jobsModule" | "threads" | "ackMode" | "prefetch">> & Pick<WorkerOptions, "jobsModule" | "threads">;
   readonly #prefetch: number;
   /** Claimed, not yet handed to the pool: oldest first. */
-  readonly #buffer: Array<{ queue: string; message: QueueMessage }> = [];
+  readonly #buffer: Array<{ queue: string; message: ClaimedMessage }> = [];
   readonly #ackModeFor: (queue: string) => AckMode;
   readonly #deps: WorkerDependencies;
   readonly #store: WorkerStore;
@@ -289,7 +288,14 @@ export class Worker {
     let claimed = 0;
     for (const queue of this.#queues) {
       if (this.#state !== "running" || claimed >= wanted) break;
-      const messages = await this.#store.claim(queue, this.#options.visibilityTimeoutSec, wanted - claimed);
+      const acks = this.#acker.take(queue);
+      let messages: ClaimedMessage[];
+      try {
+        messages = await this.#store.claim(queue, this.#options.visibilityTimeoutSec, wanted - claimed, acks);
+      } catch (error) {
+        for (const id of acks?.ids ?? []) this.#acker.add(queue, id); // not acked: try again with the next flush
+        throw error;
+      }
       for (const message of messages) this.#buffer.push({ queue, message });
       claimed += messages.length;
       this.#pump();
@@ -305,7 +311,7 @@ export class Worker {
     }
   }
 
-  #dispatch(queue: string, message: QueueMessage): void {
+  #dispatch(queue: string, message: ClaimedMessage): void {
     const routed = this.#options.routeMessage(queue, message.message);
     const jobName = routed?.job ?? null;
     const ref: JobRef = { queue, messageId: message.msgId, job: jobName ?? "(invalid message)", attempt: message.readCt };

@@ -245,7 +245,8 @@ export function toMessage<T>(row: MessageRow): QueueMessage<T> {
   };
 }
 
-function byMessageId(a: QueueMessage, b: QueueMessage): number {
+/** Oldest first: ids are bigint strings, so shorter is smaller. */
+export function byMessageId(a: { msgId: string }, b: { msgId: string }): number {
   return a.msgId.length - b.msgId.length || (a.msgId < b.msgId ? -1 : a.msgId > b.msgId ? 1 : 0);
 }
 

@@ -72,6 +72,32 @@ export const setVisibility = (queue: string): NamedStatement =>
       WHERE msg_id = ANY($1::bigint[]) RETURNING ${MESSAGE_COLUMNS}`,
   );
 
+/**
+ * The worker's claim, which also acks: one round trip deletes (or archives) the messages
+ * of finished jobs and claims the next ones. $1 vt seconds, $2 qty, $3 ids to ack (may be
+ * empty). Returns only what a worker needs (no timestamps to parse). The rows being acked
+ * are excluded from the claim explicitly: their VT normally hides them, but a job that
+ * outlived its VT must not be acked and re-claimed by the same statement.
+ */
+export const claimAndAck = (queue: string, mode: "archive" | "delete"): NamedStatement =>
+  statement(`claim_${mode}`, queue, () => {
+    const ack =
+      mode === "archive"
+        ? `acked AS (DELETE FROM ${queueTable(queue)} WHERE msg_id = ANY($3::bigint[]) RETURNING ${MESSAGE_COLUMNS}),
+     archived AS (INSERT INTO ${archiveTable(queue)} (${MESSAGE_COLUMNS}) SELECT ${MESSAGE_COLUMNS} FROM acked),`
+        : `acked AS (DELETE FROM ${queueTable(queue)} WHERE msg_id = ANY($3::bigint[])),`;
+    return `WITH ${ack}
+     picked AS (
+       SELECT msg_id FROM ${queueTable(queue)}
+        WHERE vt <= clock_timestamp() AND msg_id <> ALL($3::bigint[])
+        ORDER BY msg_id LIMIT $2
+        FOR UPDATE SKIP LOCKED)
+     UPDATE ${queueTable(queue)} q
+        SET vt = clock_timestamp() + $1::float8 * interval '1 second', read_ct = q.read_ct + 1, last_read_at = clock_timestamp()
+       FROM picked WHERE q.msg_id = picked.msg_id
+     RETURNING q.msg_id, q.read_ct, q.message`;
+  });
+
 /** $1 ids. Moves rows to the archive table in one statement; returns the ids moved. */
 export const archiveMany = (queue: string): NamedStatement =>
   statement("archive", queue, () =>
