@@ -23,6 +23,11 @@ export class SafeEmitter<Events extends { [K in keyof Events]: object }> {
     this.#listeners.get(event)?.delete(listener as (payload: never) => unknown);
   }
 
+  /** Whether anyone listens: lets the hot path skip building a payload nobody reads. */
+  has(event: keyof Events): boolean {
+    return (this.#listeners.get(event)?.size ?? 0) > 0;
+  }
+
   emit<K extends keyof Events>(event: K, payload: Events[K]): void {
     const set = this.#listeners.get(event);
     if (!set) return;

@@ -349,7 +349,7 @@ export class Worker {
     if (outcome.ok) {
       this.#stats.processed++;
       this.#acker.add(run.queue, run.messageId);
-      this.#deps.emitter.emit("job:success", { ...ref, durationMs });
+      if (this.#deps.emitter.has("job:success")) this.#deps.emitter.emit("job:success", { ...ref, durationMs });
       return;
     }
     this.#stats.failed++;
