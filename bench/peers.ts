@@ -18,6 +18,7 @@ const SCENARIOS: Array<[string, string, string]> = [
   ["drain100", "drain 50,000 no-op jobs, capacity 100", "jobs/s"],
   ["io100", "5,000 jobs awaiting 20 ms, capacity 100", "jobs/s"],
   ["latency", "enqueue-to-start latency, idle worker, 20 ms apart", "ms"],
+  ["steady", "steady state: 2,000 jobs/s for 60 s, capacity 100 (end-to-end latency)", "ms"],
   ["backlog10k", "first 10,000 of a 10,000-job backlog, capacity 100", "jobs/s"],
   ["backlog1m", "first 10,000 of a 1,000,000-job backlog, capacity 100", "jobs/s"],
 ];
@@ -29,7 +30,7 @@ const results = new Map<string, Result[]>();
 for (let rep = 1; rep <= REPETITIONS; rep++) {
   for (const [scenario] of SCENARIOS.filter(([name]) => selected.includes(name))) {
     for (const adapter of ADAPTERS) {
-      if (adapter === "bare-sql" && (scenario === "single" || scenario === "latency")) continue;
+      if (adapter === "bare-sql" && ["single", "latency", "steady"].includes(scenario)) continue;
       // The million-row backlog takes minutes to build per library: pgbus's two ack modes and graphile-worker only.
       if (scenario.startsWith("backlog") && !["pgbus-delete", "pgbus-archive", "graphile-worker"].includes(adapter)) continue;
       const output = execFileSync(process.execPath, ["--import", "tsx", fileURLToPath(new URL("./peers/run-one.ts", import.meta.url)), adapter, scenario], {
@@ -59,6 +60,7 @@ for (const [scenario, label, unit] of SCENARIOS.filter(([name]) => selected.incl
       adapter,
       `${stat(pick("value"))} ${unit}`,
       pick("p99").length ? `${stat(pick("p99"))} ms` : "",
+      pick("backlogAtStop").length ? String(Math.max(...pick("backlogAtStop"))) : "",
       pick("rssMb").length ? format(median(pick("rssMb"))) : "",
       pick("connections").length ? String(Math.max(...pick("connections"))) : "",
     ]);
@@ -66,7 +68,7 @@ for (const [scenario, label, unit] of SCENARIOS.filter(([name]) => selected.incl
 }
 
 console.log(`\npgbus vs peers: median (min–max) of ${REPETITIONS} interleaved runs\n`);
-const table = printTable(["scenario", "library", "median (min–max)", "p99", "peak RSS MB", "peak PG conns"], rows);
+const table = printTable(["scenario", "library", "median (min–max)", "p99", "backlog at stop", "peak RSS MB", "peak PG conns"], rows);
 
 const client = new pg.Client({ connectionString: process.env.PGBUS_BENCH_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres" });
 await client.connect();

@@ -17,10 +17,11 @@ export interface Adapter {
   readonly consumerConnections: string;
   /** Installs the library's schema in the database. */
   setup(url: string): Promise<void>;
-  enqueueBulk(count: number): Promise<void>;
+  /** Enqueues `count` jobs in batches; `payload` makes each job's payload (default {}). */
+  enqueueBulk(count: number, payload?: () => object): Promise<void>;
   enqueueOne(): Promise<void>;
-  /** Starts consuming; `onJob` is called at the start of every handler run. */
-  startWorker(capacity: number, handler: Handler, onJob: () => void): Promise<RunningWorker>;
+  /** Starts consuming; `onJob` is called with the job's payload at the start of every run. */
+  startWorker(capacity: number, handler: Handler, onJob: (payload: unknown) => void): Promise<RunningWorker>;
   close(): Promise<void>;
 }
 
@@ -35,9 +36,9 @@ export function pgbusAdapter(options: { ackMode: "archive" | "delete"; execution
       bus = new Pgbus({ connectionString: url, jobs: [noop, io20] });
       await bus.migrate();
     },
-    async enqueueBulk(count) {
+    async enqueueBulk(count, payload = () => ({})) {
       for (let sent = 0; sent < count; sent += 10_000) {
-        await bus.enqueueMany(noop, Array.from({ length: Math.min(10_000, count - sent) }, () => ({})));
+        await bus.enqueueMany(noop, Array.from({ length: Math.min(10_000, count - sent) }, payload));
       }
     },
     enqueueOne: async () => void (await bus.enqueue(noop, {})),
@@ -48,10 +49,14 @@ export function pgbusAdapter(options: { ackMode: "archive" | "delete"; execution
         executionMode: options.executionMode,
         jobsModule: JOBS_MODULE,
         ackMode: options.ackMode,
-        // Every adapter enqueues the same message; the scenario picks the handler.
-        routeMessage: () => ({ job: handler === "io20" ? io20.name : noop.name, payload: {} }),
+        // Every adapter enqueues the same message; the scenario picks the handler. Routing
+        // happens as the job is handed to the pool: the moment its run starts.
+        routeMessage: (_queue, message) => {
+          const { payload } = message as { payload: unknown };
+          onJob(payload);
+          return { job: handler === "io20" ? io20.name : noop.name, payload };
+        },
       });
-      bus.on("job:start", onJob);
       await worker.start();
       return worker;
     },
@@ -71,9 +76,9 @@ export function graphileAdapter(): Adapter {
       utils = await makeWorkerUtils({ connectionString: url, logger: silentGraphileLogger });
       await utils.migrate();
     },
-    async enqueueBulk(count) {
+    async enqueueBulk(count, payload = () => ({})) {
       for (let sent = 0; sent < count; sent += 10_000) {
-        await utils.addJobs(Array.from({ length: Math.min(10_000, count - sent) }, () => ({ identifier: "task", payload: {} })));
+        await utils.addJobs(Array.from({ length: Math.min(10_000, count - sent) }, () => ({ identifier: "task", payload: payload() })));
       }
     },
     enqueueOne: async () => void (await utils.addJob("task", {})),
@@ -86,8 +91,8 @@ export function graphileAdapter(): Adapter {
         logger: silentGraphileLogger,
         crontab: "",
         taskList: {
-          task: async () => {
-            onJob();
+          task: async (payload) => {
+            onJob(payload);
             if (handler === "io20") await sleep20();
           },
         },
@@ -113,9 +118,9 @@ export function pgbossAdapter(): Adapter {
       await boss.start();
       await boss.createQueue("bench");
     },
-    async enqueueBulk(count) {
+    async enqueueBulk(count, payload = () => ({})) {
       for (let sent = 0; sent < count; sent += 10_000) {
-        await boss.insert(Array.from({ length: Math.min(10_000, count - sent) }, () => ({ name: "bench", data: {} })));
+        await boss.insert(Array.from({ length: Math.min(10_000, count - sent) }, () => ({ name: "bench", data: payload() })));
       }
     },
     enqueueOne: async () => void (await boss.send("bench", {})),
@@ -124,8 +129,8 @@ export function pgbossAdapter(): Adapter {
       // handler runs them concurrently. Its fastest documented polling interval is 0.5 s.
       const id = await boss.work("bench", { batchSize: capacity, pollingIntervalSeconds: 0.5 }, async (jobs) => {
         await Promise.all(
-          jobs.map(async () => {
-            onJob();
+          jobs.map(async (job) => {
+            onJob(job.data);
             if (handler === "io20") await sleep20();
           }),
         );
@@ -145,8 +150,8 @@ export function bareSqlAdapter(): Adapter {
       pool = new pg.Pool({ connectionString: url, max: 3, application_name: "pgbus:worker:bare" });
       await pool.query("CREATE TABLE IF NOT EXISTS bare_jobs (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payload jsonb NOT NULL)");
     },
-    async enqueueBulk(count) {
-      await pool.query("INSERT INTO bare_jobs (payload) SELECT '{}'::jsonb FROM generate_series(1, $1)", [count]);
+    async enqueueBulk(count, payload = () => ({})) {
+      await pool.query("INSERT INTO bare_jobs (payload) SELECT p FROM jsonb_array_elements($1::jsonb) AS p", [JSON.stringify(Array.from({ length: count }, payload))]);
     },
     enqueueOne: async () => void (await pool.query("INSERT INTO bare_jobs (payload) VALUES ('{}')")),
     async startWorker(capacity, handler, onJob) {
@@ -154,12 +159,12 @@ export function bareSqlAdapter(): Adapter {
       const loop = (async () => {
         while (running) {
           const { rows } = await pool.query(
-            "DELETE FROM bare_jobs WHERE id IN (SELECT id FROM bare_jobs ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id",
+            "DELETE FROM bare_jobs WHERE id IN (SELECT id FROM bare_jobs ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING payload",
             [capacity],
           );
           if (rows.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
-          await Promise.all(rows.map(async () => {
-            onJob();
+          await Promise.all(rows.map(async (row) => {
+            onJob(row.payload);
             if (handler === "io20") await sleep20();
           }));
         }

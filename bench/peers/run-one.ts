@@ -47,7 +47,7 @@ async function drain(count: number, capacity: number, handler: "noop" | "io20", 
 
 async function latency() {
   const starts: number[] = [];
-  const worker = await adapter.startWorker(10, "noop", () => starts.push(performance.now()));
+  const worker = await adapter.startWorker(10, "noop", () => void starts.push(performance.now()));
   await new Promise((resolve) => setTimeout(resolve, 500));
   const sends: number[] = [];
   for (let i = 0; i < SIZES.latency; i++) {
@@ -60,6 +60,36 @@ async function latency() {
   await worker.stop();
   const latencies = sends.slice(0, starts.length).map((sent, i) => starts[i]! - sent);
   return { value: median(latencies), p99: percentile(latencies, 99), lost: SIZES.latency - starts.length };
+}
+
+/**
+ * A producer at a fixed rate while the worker consumes: end-to-end latency from enqueue to
+ * run start, and the backlog left when the producer stops (whether the queue kept up).
+ */
+async function steady() {
+  const rate = Number(process.env.BENCH_RATE ?? 2_000);
+  const seconds = Number(process.env.BENCH_STEADY_SECONDS ?? 60);
+  const latencies: number[] = [];
+  const worker = await adapter.startWorker(100, "noop", (payload) => {
+    const sentAt = (payload as { t?: number } | null)?.t;
+    if (sentAt !== undefined) latencies.push(Date.now() - sentAt);
+  });
+  const rss = peakSampler(() => process.memoryUsage().rss);
+  const started = Date.now();
+  let sent = 0;
+  while (Date.now() - started < seconds * 1000) {
+    const due = Math.floor(((Date.now() - started) / 1000) * rate) - sent;
+    if (due > 0) {
+      await adapter.enqueueBulk(due, () => ({ t: Date.now() }));
+      sent += due;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  const backlogAtStop = sent - latencies.length;
+  const deadline = Date.now() + 15_000;
+  while (latencies.length < sent && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  await worker.stop();
+  return { value: median(latencies), p99: percentile(latencies, 99), backlogAtStop, rssMb: (await rss.stop()) / 1024 / 1024, rate: sent / seconds };
 }
 
 let result: Record<string, number>;
@@ -86,6 +116,9 @@ switch (scenario) {
     break;
   case "latency":
     result = await latency();
+    break;
+  case "steady":
+    result = await steady();
     break;
   case "backlog10k":
     result = await drain(10_000, 100, "noop", 10_000);
