@@ -4,6 +4,7 @@ import { Listener } from "../db/listener.ts";
 import { clientConfigOf, runStatement } from "../db/queryable.ts";
 import { type Logger, silentLogger } from "../logger.ts";
 import { DEFER_OUTBOX_ROW, MOVE_OUTBOX, OUTBOX_CANDIDATES } from "./sql.ts";
+import { Wakeup } from "../process/wakeup.ts";
 
 export const OUTBOX_CHANNEL = "pgbus_outbox";
 
@@ -60,8 +61,7 @@ export class OutboxPoller {
   #listener: Listener | null = null;
   #loopDone: Promise<void> = Promise.resolve();
   #stopPromise: Promise<void> | null = null;
-  #wakePending = false;
-  #wakeUp: (() => void) | null = null;
+  readonly #wakeup = new Wakeup();
   #failing = false;
 
   constructor(options: OutboxPollerOptions) {
@@ -171,23 +171,10 @@ export class OutboxPoller {
   }
 
   #wake(): void {
-    this.#wakePending = true;
-    this.#wakeUp?.();
+    this.#wakeup.wake();
   }
 
   async #sleep(ms: number): Promise<void> {
-    if (this.#wakePending || this.#state !== "running") {
-      this.#wakePending = false;
-      return;
-    }
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.#wakeUp = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-    this.#wakeUp = null;
-    this.#wakePending = false;
+    if (this.#state === "running") await this.#wakeup.sleep(ms);
   }
 }

@@ -13,6 +13,7 @@ import type { ExecutionMode, ExecutionPool, JobOutcome } from "../pools/types.ts
 import { validateQueueName } from "../queue/names.ts";
 import { Acker } from "./acker.ts";
 import { VisibilityExtender } from "./visibility-extender.ts";
+import { Wakeup } from "./wakeup.ts";
 import { type AckMode, type ClaimedMessage, type WorkerStore, createWorkerStore } from "./worker-store.ts";
 
 export const NOTIFY_CHANNEL = "pgbus_queue";
@@ -125,8 +126,7 @@ export class Worker {
   #state: State = "idle";
   #queues: string[] = [];
   #maybeMore = true;
-  #wakePending = false;
-  #wakeUp: (() => void) | null = null;
+  readonly #wakeup = new Wakeup();
   #loopDone: Promise<void> = Promise.resolve();
   #stopPromise: Promise<void> | null = null;
   #databaseDown = false;
@@ -444,27 +444,12 @@ export class Worker {
 
   #wake(maybeMore: boolean): void {
     if (maybeMore) this.#maybeMore = true;
-    this.#wakePending = true;
-    this.#wakeUp?.();
+    this.#wakeup.wake();
   }
 
   async #sleep(ms: number): Promise<void> {
-    if (this.#wakePending || this.#state !== "running") {
-      this.#wakePending = false;
-      return;
-    }
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.#pollDue = true;
-        resolve();
-      }, ms);
-      this.#wakeUp = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-    this.#wakeUp = null;
-    this.#wakePending = false;
+    if (this.#state !== "running") return;
+    if (!(await this.#wakeup.sleep(ms))) this.#pollDue = true;
   }
 
   #databaseError(error: unknown): void {

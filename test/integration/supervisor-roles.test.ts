@@ -21,10 +21,10 @@ test("pgbus start runs a consumer child for the module's subscribers and an outb
   await new QueueClient(db.pool).createQueue("work");
   const env = cliEnv(db.url, { jobsModule: "./events-jobs.ts", workers: [{ queues: ["*"], capacity: 5 }], outbox: { pollIntervalMs: 200 } });
   const cli = startCli(["start", "--config", FIXTURE_CONFIG], env);
-  await cli.waitForMessage("child started", 3);
+  await cli.waitForMessage("child started", 3, 30_000);
   assert.deepEqual(cli.childPids("consumer").length, 1, cli.dump());
 
-  await waitFor(async () => (await db.pool.query("SELECT 1 FROM pgmq.topic_bindings WHERE queue_name = 'ev_audit'")).rowCount === 1, "the consumer to bind its queue");
+  await waitFor(async () => (await db.pool.query("SELECT 1 FROM pgmq.topic_bindings WHERE queue_name = 'ev_audit'")).rowCount === 1, "the consumer to bind its queue", 30_000);
   for (let i = 0; i < 20; i++) await bus.publish("orders.created", { i });
   await bus.publish("users.created", { ignored: true });
   const client = await db.pool.connect();
@@ -36,7 +36,7 @@ test("pgbus start runs a consumer child for the module's subscribers and an outb
     client.release();
   }
   const count = async () => Number((await db.pool.query("SELECT count(*) FROM runs WHERE job = 'subscriber.audit'")).rows[0].count);
-  await waitFor(async () => (await count()) === 21, "21 events handled by the subscriber", 20_000);
+  await waitFor(async () => (await count()) === 21, "21 events handled by the subscriber", 30_000);
   assert.equal(Number((await db.pool.query("SELECT count(*) FROM pgmq.q_ev_audit_dlq")).rows[0].count), 0, "the '*' worker did not dead-letter events");
   assert.equal(Number((await db.pool.query("SELECT count(*) FROM pgbus.outbox")).rows[0].count), 0, "the outbox row was moved");
 

@@ -10,15 +10,23 @@ BEGIN
   RETURN NULL;
 END $$;
 
--- Not pgmq._checked_name: with the pgmq extension installed that helper does not exist.
+-- pgbus's own name check (pgmq._checked_name is missing when the pgmq extension is used):
+-- every pgbus function that builds an identifier from a queue name goes through it.
+CREATE FUNCTION pgbus.checked_queue_name(queue_name text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  IF queue_name IS NULL OR queue_name !~ '^[a-z0-9_]{1,47}$' THEN
+    RAISE EXCEPTION 'invalid queue name %: queue names are 1-47 characters of a-z, 0-9 and "_"', quote_literal(coalesce(queue_name, 'NULL'))
+      USING ERRCODE = 'invalid_name';
+  END IF;
+  RETURN queue_name;
+END $$;
+
 CREATE FUNCTION pgbus.enable_notify(queue_name text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-  qn text := queue_name;
+  qn text := pgbus.checked_queue_name(queue_name);
 BEGIN
-  IF qn IS NULL OR qn !~ '^[a-z0-9_]{1,47}$' THEN
-    RAISE EXCEPTION 'invalid queue name %', quote_literal(coalesce(qn, 'NULL')) USING ERRCODE = 'invalid_name';
-  END IF;
   -- Checked first: CREATE TRIGGER locks the table against readers and writers alike.
   IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'pgbus_notify_insert' AND tgrelid = format('pgmq.%I', 'q_' || qn)::regclass) THEN
     RETURN;

@@ -5,11 +5,8 @@
 CREATE FUNCTION pgbus.tune_queue_table(queue_name text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-  qn text := queue_name;
+  qn text := pgbus.checked_queue_name(queue_name);
 BEGIN
-  IF qn IS NULL OR qn !~ '^[a-z0-9_]{1,47}$' THEN
-    RAISE EXCEPTION 'invalid queue name %', quote_literal(coalesce(qn, 'NULL')) USING ERRCODE = 'invalid_name';
-  END IF;
   EXECUTE format(
     'ALTER TABLE pgmq.%I SET (fillfactor = 90, autovacuum_vacuum_scale_factor = 0.0, autovacuum_vacuum_threshold = 5000,
        autovacuum_vacuum_insert_scale_factor = 0.0, autovacuum_vacuum_insert_threshold = 20000,
