@@ -18,7 +18,7 @@ const SCENARIOS: Array<[string, string, string]> = [
   ["drain100", "drain 50,000 no-op jobs, capacity 100", "jobs/s"],
   ["io100", "5,000 jobs awaiting 20 ms, capacity 100", "jobs/s"],
   ["latency", "enqueue-to-start latency, idle worker, 20 ms apart", "ms"],
-  ["steady", "steady state: 2,000 jobs/s for 60 s, capacity 100 (end-to-end latency)", "ms"],
+  ["steady", `steady state: 2,000 jobs/s for ${process.env.BENCH_STEADY_SECONDS ?? 60} s, capacity 100 (end-to-end latency)`, "ms"],
   ["backlog10k", "first 10,000 of a 10,000-job backlog, capacity 100", "jobs/s"],
   ["backlog1m", "first 10,000 of a 1,000,000-job backlog, capacity 100", "jobs/s"],
 ];
@@ -96,6 +96,7 @@ Produced by \`npm run bench:peers\` on ${new Date().toISOString().slice(0, 10)}.
   pg-boss with \`batchSize\` = capacity and its shortest polling interval (0.5 s), insert() for bulk; bare-sql is \`DELETE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT capacity)\` with no library.
 - Peak PG connections: for pgbus, the connections of the worker (application_name pgbus:worker*); for the others every connection of their database during the run (they do not separate producer and consumer).
 - Each measurement runs in a fresh process against a fresh database; repetitions: ${REPETITIONS}, interleaved.
+- A drain that has not finished after ${process.env.BENCH_MAX_SECONDS ?? 60} s is measured over that time instead (jobs started / seconds); runs so capped: ${[...results.entries()].filter(([, runs]) => runs.some((run) => run.capped)).map(([key]) => key.replace("|", " / ")).join(", ") || "none"}.
 
 ${table}
 `,
