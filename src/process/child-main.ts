@@ -82,11 +82,18 @@ process.on("message", (message: unknown) => {
 // The children must not outlive the supervisor. Its death closes the IPC channel
 // ('disconnect'), even under SIGKILL; checking the parent pid as well covers any way the
 // channel could stay open while the parent is gone.
+//
+// A supervisor can die while its new child is still loading (SIGKILLed right after a
+// re-fork): the channel may close before this listener exists, and process.ppid is then
+// already init's. So the supervisor passes its pid as the first argument, and a channel
+// already closed counts as gone. (Without this, such a child lived on forever, found by
+// the chaos run.)
 process.on("disconnect", () => shutdown(0, "supervisor gone (IPC channel closed)"));
-const parentPid = process.ppid;
+const parentPid = Number(process.argv[2]) || process.ppid;
 const parentWatch = setInterval(() => {
   if (process.ppid !== parentPid) shutdown(0, "supervisor gone (parent changed)");
 }, PARENT_CHECK_MS);
+if (!process.connected || process.ppid !== parentPid) shutdown(0, "supervisor gone before this child started");
 
 // Ctrl-C reaches the whole process group; the supervisor, which got it too, sends "stop",
 // so the children leave the orchestration to it instead of racing it.

@@ -43,6 +43,14 @@ export class Dispatcher {
   #ticking: Promise<unknown> = Promise.resolve();
   #stopPromise: Promise<void> | null = null;
   #connectionFailing = false;
+  /** Set when this dispatcher's own connection failed; see #reapNotBefore. */
+  #cutOff = false;
+  /**
+   * After an outage of its own the dispatcher does not reap until this time (one stale
+   * period after reconnecting): every process's heartbeat failed during the outage too,
+   * and live ones must get a chance to beat again before any is declared dead.
+   */
+  #reapNotBefore = 0;
 
   constructor(options: DispatcherOptions) {
     this.#options = options;
@@ -131,6 +139,7 @@ export class Dispatcher {
       }
     });
     await step("processes", async () => {
+      if (Date.now() < this.#reapNotBefore) return;
       const reaped = await reapStaleProcesses(client, staleProcessAfterMs);
       report.staleProcesses = reaped.length;
       for (const { id, role, host, pid } of reaped) logger.warn({ processId: id, processRole: role, host, processPid: pid }, "reaped a process whose heartbeat went stale; its jobs return after their VT");
@@ -166,6 +175,10 @@ export class Dispatcher {
       this.#connectionFailing = false;
       this.#options.logger.info({}, "dispatcher reconnected");
     }
+    if (this.#cutOff) {
+      this.#cutOff = false;
+      this.#reapNotBefore = Date.now() + this.#options.staleProcessAfterMs;
+    }
     this.#client = client;
     return client;
   }
@@ -175,11 +188,13 @@ export class Dispatcher {
     this.#client = null;
     client.end().catch(() => {});
     if (this.#state !== "running") return;
+    this.#cutOff = true;
     if (this.#active) this.#options.logger.warn({ err: toErrorRecord(error).message }, "dispatcher lost its connection and with it the maintenance lock; it will try to win it again");
     this.#setActive(false);
   }
 
   #connectionFailed(error: unknown): void {
+    this.#cutOff = true;
     if (this.#connectionFailing) return;
     this.#connectionFailing = true;
     this.#options.logger.error({ err: toErrorRecord(error).message }, "dispatcher cannot connect; retrying every interval (logged again once it works)");

@@ -195,7 +195,8 @@ export class Supervisor {
 
   #fork(slot: Slot): void {
     if (this.#state !== "running") return;
-    const child = fork(CHILD_MAIN, [], {
+    // Our pid as the argument: how the child tells that we are gone (see child-main.ts).
+    const child = fork(CHILD_MAIN, [String(process.pid)], {
       execArgv: childExecArgv(),
       stdio: ["ignore", "inherit", "inherit", "ipc"],
       serialization: "json",
