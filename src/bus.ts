@@ -78,6 +78,7 @@ export class Pgbus {
   /** Consumers and outbox pollers this bus built, stopped by close(). */
   readonly #services = new Set<{ stop(): Promise<void> }>();
   readonly #maxPayloadBytes: number;
+  #closing: Promise<void> | null = null;
 
   constructor(options: PgbusOptions) {
     if (!options.pool && !options.connectionString) {
@@ -198,7 +199,12 @@ export class Pgbus {
   }
 
   /** Stops the workers this bus built (gracefully) and closes its own pool. */
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     await Promise.all([...this.#services].map((service) => service.stop()));
     await Promise.all([...this.#workers].map((worker) => worker.stop()));
     if (this.#ownsPool) await this.#pool.end();

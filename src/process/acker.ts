@@ -13,6 +13,8 @@ export class Acker {
   #pending = new Map<string, string[]>();
   #flushing: Promise<void> | null = null;
   #scheduled = false;
+  /** Failures are reported once per outage, not once per batch. */
+  #failing = false;
 
   constructor(store: WorkerStore, modeFor: (queue: string) => AckMode, onError: (error: unknown, queue: string, ids: string[]) => void) {
     this.#store = store;
@@ -71,10 +73,12 @@ export class Acker {
         [...batch].map(async ([queue, ids]) => {
           try {
             await this.#store.ack(queue, ids, this.#modeFor(queue));
+            this.#failing = false;
           } catch (error) {
             // Not retried here: the messages stay in the queue and come back after their
             // VT, so a lost ack means a repeat run, never a lost job.
-            this.#onError(error, queue, ids);
+            if (!this.#failing) this.#onError(error, queue, ids);
+            this.#failing = true;
           }
         }),
       );

@@ -12,6 +12,8 @@ export class VisibilityExtender {
   readonly #onError: (error: unknown) => void;
   #timer: NodeJS.Timeout | null = null;
   #running: Promise<void> | null = null;
+  /** Failures are reported once per outage, not once per tick. */
+  #failing = false;
 
   constructor(options: { store: WorkerStore; vtSeconds: number; inFlight: () => ReadonlyMap<string, string[]>; onError: (error: unknown) => void }) {
     this.#store = options.store;
@@ -22,7 +24,7 @@ export class VisibilityExtender {
 
   start(): void {
     if (this.#timer) return;
-    this.#timer = setInterval(() => this.#tick(), Math.max(100, (this.#vtSeconds * 1000) / 3));
+    this.#timer = setInterval(() => this.extendNow(), Math.max(100, (this.#vtSeconds * 1000) / 3));
     this.#timer.unref();
   }
 
@@ -32,13 +34,22 @@ export class VisibilityExtender {
     await this.#running;
   }
 
-  #tick(): void {
+  /** Extends now (a tick, or at once when the database is back after an outage). */
+  extendNow(): void {
     if (this.#running) return; // the previous extension is still under way: don't pile up
     const inFlight = this.#inFlight();
     if (inFlight.size === 0) return;
     this.#running = this.#store
       .extend(inFlight, this.#vtSeconds)
-      .catch(this.#onError)
+      .then(
+        () => {
+          this.#failing = false;
+        },
+        (error: unknown) => {
+          if (!this.#failing) this.#onError(error);
+          this.#failing = true;
+        },
+      )
       .finally(() => {
         this.#running = null;
       });

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { type ErrorRecord, ValidationError, toErrorRecord } from "../errors.ts";
 import { Listener } from "../db/listener.ts";
+import { isUndefinedTable } from "../db/pg-errors.ts";
 import { backoffDelayMs } from "../jobs/backoff.ts";
 import type { JobDefinition } from "../jobs/define.ts";
 import { type JobRegistry, loadJobsModule } from "../jobs/registry.ts";
@@ -17,6 +18,7 @@ import { Wakeup } from "./wakeup.ts";
 import { type AckMode, type ClaimedMessage, type WorkerStore, createWorkerStore } from "./worker-store.ts";
 
 export const NOTIFY_CHANNEL = "pgbus_queue";
+const MISSING_QUEUE_RETRY_MS = 5_000;
 
 export interface WorkerOptions {
   /** Queues in priority order, or ["*"] for every queue (re-resolved as queues appear). */
@@ -127,6 +129,8 @@ export class Worker {
   #queues: string[] = [];
   #maybeMore = true;
   readonly #wakeup = new Wakeup();
+  /** Queues whose table is gone, with when to try them again. */
+  readonly #missingQueues = new Map<string, number>();
   #loopDone: Promise<void> = Promise.resolve();
   #stopPromise: Promise<void> | null = null;
   #databaseDown = false;
@@ -229,7 +233,8 @@ export class Worker {
   }
 
   async #stop(): Promise<void> {
-    if (this.#state === "idle") {
+    if (this.#state === "idle" || this.#pool === null) {
+      // Never started, or start() failed before the pool existed: nothing runs.
       this.#state = "stopped";
       await this.#deps.onStopped?.();
       return;
@@ -283,24 +288,50 @@ export class Worker {
     }
   }
 
-  /** Claims up to `wanted` messages across the queues, in priority order, into the buffer. */
+  /**
+   * Claims up to `wanted` messages across the queues, in priority order, into the buffer.
+   * One queue failing does not starve the others: a dropped queue is skipped (and looked
+   * for again later); the claim as a whole fails only when every queue tried failed.
+   */
   async #claim(wanted: number): Promise<number> {
     let claimed = 0;
+    let tried = 0;
+    let failures = 0;
+    let lastError: unknown;
     for (const queue of this.#queues) {
       if (this.#state !== "running" || claimed >= wanted) break;
+      if ((this.#missingQueues.get(queue) ?? 0) > Date.now()) continue;
+      tried++;
       const acks = this.#acker.take(queue);
       let messages: ClaimedMessage[];
       try {
         messages = await this.#store.claim(queue, this.#options.visibilityTimeoutSec, wanted - claimed, acks);
       } catch (error) {
         for (const id of acks?.ids ?? []) this.#acker.add(queue, id); // not acked: try again with the next flush
-        throw error;
+        if (isUndefinedTable(error)) this.#queueMissing(queue, error);
+        else {
+          failures++;
+          lastError = error;
+        }
+        continue;
       }
-      for (const message of messages) this.#buffer.push({ queue, message });
+      if (this.#missingQueues.delete(queue)) this.#deps.logger.info({ workerId: this.id, queue }, "queue is back; claiming from it again");
+      for (const message of messages) {
+        // Already running here: its VT lapsed (a stalled loop or database) and this worker
+        // got it back. The run under way goes on; a second copy must not start.
+        if (!this.#inFlight.has(`${queue}:${message.msgId}`)) this.#buffer.push({ queue, message });
+      }
       claimed += messages.length;
       this.#pump();
     }
+    if (tried > 0 && failures === tried) throw lastError;
     return claimed;
+  }
+
+  /** Logged once per queue; the queue is tried again after a while in case it is recreated. */
+  #queueMissing(queue: string, error: unknown): void {
+    if (!this.#missingQueues.has(queue)) this.#reportError(error, `queue ${queue} no longer exists (dropped?); skipping it and checking again every ${MISSING_QUEUE_RETRY_MS / 1000} s`);
+    this.#missingQueues.set(queue, Date.now() + MISSING_QUEUE_RETRY_MS);
   }
 
   /** Hands buffered messages to the pool while it has free slots. */
@@ -462,6 +493,7 @@ export class Worker {
   #databaseBack(): void {
     if (this.#databaseDown) {
       this.#databaseDown = false;
+      this.#extender.extendNow(); // in-flight VTs may be close to running out after the outage
       this.#deps.logger.info({ workerId: this.id }, "database reachable again; claiming resumed");
     }
   }

@@ -280,7 +280,7 @@ describe("bad configuration is refused, naming key, value and the valid values",
     await assert.rejects(loadConfig({ cwd: "/", env: { DATABASE_URL: URL, PGBUS_EXECUTION_MODE: "processes" } }), (error) =>
       assertPgbusError(error, "INVALID_EXECUTION_MODE", 'PGBUS_EXECUTION_MODE: executionMode: got "processes"; valid: async, threads, fiber'),
     );
-    // A bus of its own: a worker whose start failed cannot be stopped yet (see the todo test below).
+    // A bus of its own, so a worker whose start failed is stopped and closed here.
     const throwaway = new Pgbus({ connectionString: db.url, jobs });
     const worker = throwaway.worker({ queues: ["bad"], executionMode: "green-threads" });
     await assert.rejects(worker.start(), (error) => assertPgbusError(error, "INVALID_EXECUTION_MODE", 'invalid execution mode "green-threads": use one of async, threads, fiber'));
@@ -295,11 +295,6 @@ describe("bad configuration is refused, naming key, value and the valid values",
 describe("a worker whose start failed", () => {
   test(
     "can be stopped, and the bus that built it still closes",
-    {
-      todo:
-        "worker.ts (not owned here): after start() rejects, stop() throws TypeError (this.#pool is null in #stop), so " +
-        "Pgbus.close() rejects too and never ends its pool",
-    },
     async () => {
       const own = new Pgbus({ connectionString: db.url, jobs });
       const worker = own.worker({ queues: ["bad"], executionMode: "nope" });
@@ -313,11 +308,6 @@ describe("a worker whose start failed", () => {
 describe("a queue table dropped while a worker runs", () => {
   test(
     "the worker logs the error, keeps running, still processes its other queues, and does not crash-loop",
-    {
-      todo:
-        "worker.ts (not owned here): #claim stops at the first queue whose claim throws, so every queue after the dropped one " +
-        "in the worker's list starves, and the whole loop sleeps as if the database were down",
-    },
     async () => {
       await bus.queues.createQueue("doomed");
       await withWorker({ queues: ["doomed", "bad_other"] }, async (worker) => {

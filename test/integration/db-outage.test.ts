@@ -158,11 +158,6 @@ describe("a worker (in-process) through a database outage", () => {
 
   test(
     "busy with a long job: VT-extension and ack failures are logged once per outage, and the long job runs once",
-    {
-      todo:
-        "visibility-extender.ts / acker.ts / worker.ts (not owned here): the extender logs every failed tick (every VT/3, " +
-        "90 lines in a 30 s outage at VT 1 s) and the acker every failed flush",
-    },
     async () => {
       const link = await proxy();
       const logger = recordingLogger();
