@@ -19,6 +19,8 @@ import { type AckMode, type ClaimedMessage, type WorkerStore, createWorkerStore 
 
 export const NOTIFY_CHANNEL = "pgbus_queue";
 const MISSING_QUEUE_RETRY_MS = 5_000;
+/** One per claim/ack connection of the worker's pool. */
+const MAX_CLAIMS_IN_FLIGHT = 2;
 
 export interface WorkerOptions {
   /** Queues in priority order, or ["*"] for every queue (re-resolved as queues appear). */
@@ -129,6 +131,11 @@ export class Worker {
   #queues: string[] = [];
   #maybeMore = true;
   readonly #wakeup = new Wakeup();
+  /** Claims under way, and the room they reserved. */
+  readonly #claimsInFlight = new Set<Promise<void>>();
+  #reserved = 0;
+  #lastClaimFull = false;
+  #claimBackoffUntil = 0;
   /** Queues whose table is gone, with when to try them again. */
   readonly #missingQueues = new Map<string, number>();
   #loopDone: Promise<void> = Promise.resolve();
@@ -264,27 +271,52 @@ export class Worker {
   }
 
   async #loop(): Promise<void> {
+    const total = this.#options.capacity + this.#prefetch;
     // Claim only when a worthwhile batch fits (or the pool is idle), so a stream of single
     // completions does not turn into a stream of single-row claims.
-    const minClaim = Math.max(1, Math.ceil((this.#options.capacity + this.#prefetch) / 4));
+    const minClaim = Math.max(1, Math.ceil(total / 4));
+    // Each claim takes at most half of what the worker may hold, so while a backlog lasts
+    // two claims run at once, one per connection: the database works on the next batch
+    // while the last one's round trip is under way.
+    const claimSize = Math.max(1, Math.ceil(total / 2));
     while (this.#state === "running") {
       this.#pump();
-      const room = this.#options.capacity + this.#prefetch - this.#pool!.metadata().busy - this.#buffer.length;
-      let full = false;
-      if (room > 0 && (room >= minClaim || this.#pool!.isIdle()) && this.#maybeMoreOrPollDue()) {
-        try {
-          await this.#refreshQueues(false);
-          const claimed = await this.#claim(room);
-          full = claimed === room;
-          this.#maybeMore = full;
-          this.#databaseBack();
-        } catch (error) {
-          this.#databaseError(error);
-          await this.#sleep(Math.min(5_000, this.#options.pollIntervalMs * 2));
-          continue;
-        }
+      const room = total - this.#pool!.metadata().busy - this.#buffer.length - this.#reserved;
+      const mayLaunch =
+        Date.now() >= this.#claimBackoffUntil &&
+        (this.#claimsInFlight.size === 0 || (this.#claimsInFlight.size < MAX_CLAIMS_IN_FLIGHT && this.#lastClaimFull));
+      if (mayLaunch && room > 0 && (room >= minClaim || (this.#pool!.isIdle() && this.#reserved === 0)) && this.#maybeMoreOrPollDue()) {
+        this.#launchClaim(Math.min(room, claimSize));
+        continue;
       }
-      if (!full) await this.#sleep(this.#options.pollIntervalMs);
+      const backoffLeft = this.#claimBackoffUntil - Date.now();
+      await this.#sleep(backoffLeft > 0 ? Math.min(backoffLeft, this.#options.pollIntervalMs) : this.#options.pollIntervalMs);
+    }
+    await Promise.all(this.#claimsInFlight);
+  }
+
+  /** Runs one claim without blocking the loop; its room stays reserved until it returns. */
+  #launchClaim(size: number): void {
+    this.#reserved += size;
+    const claim = this.#claimBatch(size).finally(() => {
+      this.#reserved -= size;
+      this.#claimsInFlight.delete(claim);
+      this.#wake(false);
+    });
+    this.#claimsInFlight.add(claim);
+  }
+
+  async #claimBatch(size: number): Promise<void> {
+    try {
+      await this.#refreshQueues(false);
+      const claimed = await this.#claim(size);
+      this.#lastClaimFull = claimed === size;
+      this.#maybeMore = this.#lastClaimFull;
+      this.#databaseBack();
+    } catch (error) {
+      this.#lastClaimFull = false;
+      this.#databaseError(error);
+      this.#claimBackoffUntil = Date.now() + Math.min(5_000, this.#options.pollIntervalMs * 2);
     }
   }
 
