@@ -9,7 +9,7 @@ import type { JobRegistry } from "./registry.ts";
  * throws (an Error, a string, undefined, a rejected promise with no reason) becomes an
  * outcome. Used the same way on the event loop (async mode) and inside a thread.
  */
-export async function executeJob(registry: JobRegistry, task: JobTask, signal: AbortSignal, logger: Logger): Promise<JobOutcome> {
+export async function executeJob(registry: JobRegistry, task: JobTask, abort: { readonly signal: AbortSignal }, logger: Logger): Promise<JobOutcome> {
   const job = registry.get(task.job);
   if (!job) {
     return {
@@ -26,7 +26,10 @@ export async function executeJob(registry: JobRegistry, task: JobTask, signal: A
       attempt: task.attempt,
       job: task.job,
       queue: task.queue,
-      signal,
+      // A getter: the signal (and its controller) is made only if the handler reads it.
+      get signal() {
+        return abort.signal;
+      },
       logger,
     });
     return { ok: true };

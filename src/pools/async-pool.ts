@@ -3,6 +3,7 @@ import type { JobRegistry } from "../jobs/registry.ts";
 import { type Logger, silentLogger } from "../logger.ts";
 import { LoopBlockMonitor } from "./loop-block-monitor.ts";
 import { validateBlockedLoopThreshold } from "./options.ts";
+import { LazyAbort } from "./lazy-abort.ts";
 import { abortedOutcome, killReason } from "./outcomes.ts";
 import { PoolSlots } from "./slots.ts";
 import type { ExecutionPool, JobOutcome, JobTask, PostOptions } from "./types.ts";
@@ -23,7 +24,7 @@ export interface AsyncPoolOptions {
 
 interface Run {
   readonly job: string;
-  readonly controller: AbortController;
+  readonly abort: LazyAbort;
   /** Resolves the post; later calls (the handler settling after kill gave up) are no-ops. */
   readonly settle: (outcome: JobOutcome) => void;
 }
@@ -93,7 +94,7 @@ export class AsyncPool implements ExecutionPool {
     this.#slots.close();
     this.#monitor.stop();
     const reason = killReason();
-    for (const run of this.#runs) run.controller.abort(reason);
+    for (const run of this.#runs) run.abort.abort(reason);
     if (await this.#slots.waitForIdle(this.#killGraceMs)) return;
     for (const run of this.#runs) run.settle(abortedOutcome(reason));
     await this.#slots.whenIdle();
@@ -105,20 +106,20 @@ export class AsyncPool implements ExecutionPool {
 
   async #start(task: JobTask, external: AbortSignal | undefined): Promise<JobOutcome> {
     if (external?.aborted) return abortedOutcome(external.reason);
-    const controller = new AbortController();
-    const forwardAbort = (): void => controller.abort(external?.reason);
+    const abort = new LazyAbort();
+    const forwardAbort = (): void => abort.abort(external?.reason);
     external?.addEventListener("abort", forwardAbort, { once: true });
     let run: Run | undefined;
     try {
       const outcome = await new Promise<JobOutcome>((settle, fail) => {
-        run = { job: task.job, controller, settle };
+        run = { job: task.job, abort, settle };
         this.#runs.add(run);
         this.#monitor.jobStarted(run.job);
-        executeJob(this.#registry, task, controller.signal, this.#logger).then(settle, fail);
+        executeJob(this.#registry, task, abort, this.#logger).then(settle, fail);
       });
       // Whatever an aborted handler rejects with, report it the way threads mode does
       // (where the thread is terminated and nothing comes back): as an AbortError.
-      return outcome.ok || !controller.signal.aborted ? outcome : abortedOutcome(controller.signal.reason);
+      return outcome.ok || !abort.aborted ? outcome : abortedOutcome(abort.reason);
     } finally {
       if (run) this.#runs.delete(run);
       external?.removeEventListener("abort", forwardAbort);

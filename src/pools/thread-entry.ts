@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { threadId, workerData } from "node:worker_threads";
 import { type ErrorRecord, PgbusError, type PgbusErrorCode, toErrorRecord } from "../errors.ts";
 import { executeJob } from "../jobs/executor.ts";
+import { LazyAbort } from "./lazy-abort.ts";
 import { loadJobsModule } from "../jobs/registry.ts";
 import { silentLogger } from "../logger.ts";
 import type { JobOutcome, JobTask } from "./types.ts";
@@ -51,7 +52,7 @@ export default async function handle(request: ThreadRequest): Promise<JobOutcome
   if (request.type === "load") return load();
   // Aborting a run terminates its thread (see ThreadPool), so this signal never fires;
   // it exists because handlers are written against a ctx.signal in both modes.
-  return executeJob(await registry, request.task, new AbortController().signal, silentLogger);
+  return executeJob(await registry, request.task, new LazyAbort(), silentLogger);
 }
 
 async function load(): Promise<LoadReport> {
