@@ -1,27 +1,36 @@
 import { toErrorRecord } from "../errors.ts";
 import type { Logger } from "../logger.ts";
+import { failedOutcome } from "../pools/outcomes.ts";
 import type { JobOutcome, JobTask } from "../pools/types.ts";
 import type { JobDefinition } from "./define.ts";
 import type { JobRegistry } from "./registry.ts";
+
+const SUCCEEDED: JobOutcome = Object.freeze({ ok: true as const });
 
 /**
  * Runs one task's perform() and describes how it ended. Never throws: whatever the handler
  * throws (an Error, a string, undefined, a rejected promise with no reason) becomes an
  * outcome. Used the same way on the event loop (async mode) and inside a thread.
+ *
+ * Written without async/await on purpose: this runs once per job, and a job without a
+ * schema then costs one promise of ours on top of the handler's.
  */
-export async function executeJob(registry: JobRegistry, task: JobTask, abort: { readonly signal: AbortSignal }, logger: Logger): Promise<JobOutcome> {
+export function executeJob(registry: JobRegistry, task: JobTask, abort: { readonly signal: AbortSignal }, logger: Logger): Promise<JobOutcome> {
   const job = registry.get(task.job);
   if (!job) {
-    return {
+    return Promise.resolve({
       ok: false,
       permanent: true,
       error: { name: "UnknownJobError", message: `no job named ${JSON.stringify(task.job)} is registered in this worker` },
-    };
+    });
   }
-  const validated = await validatePayload(job, task.payload);
-  if (!validated.ok) return validated;
+  if (!job.schema) return perform(job, task.payload, task, abort, logger);
+  return validatePayload(job, task.payload).then((validated) => (validated.ok ? perform(job, validated.value, task, abort, logger) : validated));
+}
+
+function perform(job: JobDefinition, payload: unknown, task: JobTask, abort: { readonly signal: AbortSignal }, logger: Logger): Promise<JobOutcome> {
   try {
-    await job.perform(validated.value, {
+    const running = job.perform(payload, {
       messageId: task.messageId,
       attempt: task.attempt,
       job: task.job,
@@ -32,9 +41,9 @@ export async function executeJob(registry: JobRegistry, task: JobTask, abort: { 
       },
       logger,
     });
-    return { ok: true };
+    return Promise.resolve(running).then(() => SUCCEEDED, failedOutcome);
   } catch (thrown) {
-    return { ok: false, error: toErrorRecord(thrown) };
+    return Promise.resolve(failedOutcome(thrown));
   }
 }
 

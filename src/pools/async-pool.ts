@@ -4,7 +4,7 @@ import { type Logger, silentLogger } from "../logger.ts";
 import { LoopBlockMonitor } from "./loop-block-monitor.ts";
 import { validateBlockedLoopThreshold } from "./options.ts";
 import { LazyAbort } from "./lazy-abort.ts";
-import { abortedOutcome, killReason } from "./outcomes.ts";
+import { abortedOutcome, failedOutcome, killReason } from "./outcomes.ts";
 import { PoolSlots } from "./slots.ts";
 import type { ExecutionPool, JobOutcome, JobTask, PostOptions } from "./types.ts";
 
@@ -104,25 +104,27 @@ export class AsyncPool implements ExecutionPool {
     return { mode: this.mode, capacity: this.capacity, busy: this.#slots.busy };
   }
 
-  async #start(task: JobTask, external: AbortSignal | undefined): Promise<JobOutcome> {
-    if (external?.aborted) return abortedOutcome(external.reason);
+  /**
+   * One run, in as few promises as it takes (this is the per-job hot path): the run's
+   * promise settles when the handler's outcome arrives, or earlier through kill().
+   */
+  #start(task: JobTask, external: AbortSignal | undefined): Promise<JobOutcome> {
+    if (external?.aborted) return Promise.resolve(abortedOutcome(external.reason));
     const abort = new LazyAbort();
-    const forwardAbort = (): void => abort.abort(external?.reason);
-    external?.addEventListener("abort", forwardAbort, { once: true });
-    let run: Run | undefined;
-    try {
-      const outcome = await new Promise<JobOutcome>((settle, fail) => {
-        run = { job: task.job, abort, settle };
-        this.#runs.add(run);
-        this.#monitor.jobStarted(run.job);
-        executeJob(this.#registry, task, abort, this.#logger).then(settle, fail);
-      });
-      // Whatever an aborted handler rejects with, report it the way threads mode does
-      // (where the thread is terminated and nothing comes back): as an AbortError.
-      return outcome.ok || !abort.aborted ? outcome : abortedOutcome(abort.reason);
-    } finally {
-      if (run) this.#runs.delete(run);
-      external?.removeEventListener("abort", forwardAbort);
-    }
+    const forwardAbort = external ? (): void => abort.abort(external.reason) : undefined;
+    if (forwardAbort) external!.addEventListener("abort", forwardAbort, { once: true });
+    return new Promise<JobOutcome>((settle) => {
+      const run: Run = { job: task.job, abort, settle };
+      this.#runs.add(run);
+      this.#monitor.jobStarted(run.job);
+      const finish = (outcome: JobOutcome): void => {
+        this.#runs.delete(run);
+        if (forwardAbort) external!.removeEventListener("abort", forwardAbort);
+        // Whatever an aborted handler rejects with, report it the way threads mode does
+        // (where the thread is terminated and nothing comes back): as an AbortError.
+        settle(outcome.ok || !abort.aborted ? outcome : abortedOutcome(abort.reason));
+      };
+      executeJob(this.#registry, task, abort, this.#logger).then(finish, (thrown: unknown) => finish(failedOutcome(thrown)));
+    });
   }
 }

@@ -52,7 +52,16 @@ export class PoolSlots {
     } catch (thrown) {
       running = Promise.reject(thrown);
     }
-    return running.catch(failedOutcome).finally(() => this.#release());
+    return running.then(
+      (outcome) => {
+        this.#release();
+        return outcome;
+      },
+      (thrown: unknown) => {
+        this.#release();
+        return failedOutcome(thrown);
+      },
+    );
   }
 
   close(): void {

@@ -13,6 +13,7 @@ import { createExecutionPool } from "../pools/create.ts";
 import type { ExecutionMode, ExecutionPool, JobOutcome } from "../pools/types.ts";
 import { validateQueueName } from "../queue/names.ts";
 import { Acker } from "./acker.ts";
+import { PendingWork } from "./pending-work.ts";
 import { VisibilityExtender } from "./visibility-extender.ts";
 import { Wakeup } from "./wakeup.ts";
 import { type AckMode, type ClaimedMessage, type WorkerStore, createWorkerStore } from "./worker-store.ts";
@@ -120,7 +121,7 @@ export class Worker {
   readonly #deps: WorkerDependencies;
   readonly #store: WorkerStore;
   readonly #inFlight = new Map<string, InFlightRun>();
-  readonly #settling = new Set<Promise<void>>();
+  readonly #followUps = new PendingWork();
   readonly #stats = { processed: 0, failed: 0, retried: 0, deadLettered: 0 };
   #registry: JobRegistry;
   #pool: ExecutionPool | null = null;
@@ -260,7 +261,7 @@ export class Worker {
       this.#deps.logger.warn({ abandoned, shutdownTimeoutMs: this.#options.shutdownTimeoutMs }, "shutdown timeout: aborting in-flight jobs; their messages are released for redelivery");
       await pool.kill();
     }
-    await Promise.all(this.#settling);
+    await this.#followUps.whenDone();
     await this.#acker.drain();
     await this.#extender.stop();
     await this.#listener?.stop();
@@ -379,17 +380,17 @@ export class Worker {
     const jobName = routed?.job ?? null;
     const ref: JobRef = { queue, messageId: message.msgId, job: jobName ?? "(invalid message)", attempt: message.readCt };
     if (routed === null || jobName === null) {
-      this.#track(this.#deadLetter(ref, { name: "InvalidMessageError", message: `message is not a pgbus job: expected {"job": string, "payload": ...}, got ${JSON.stringify(message.message)?.slice(0, 200)}` }, "invalid_message"));
+      this.#followUps.track(this.#deadLetter(ref, { name: "InvalidMessageError", message: `message is not a pgbus job: expected {"job": string, "payload": ...}, got ${JSON.stringify(message.message)?.slice(0, 200)}` }, "invalid_message"));
       return;
     }
     const definition = this.#registry.get(jobName);
     if (!definition) {
-      this.#track(this.#deadLetter(ref, { name: "UnknownJobError", message: `no job named ${JSON.stringify(jobName)} is registered in this worker` }, "unknown_job"));
+      this.#followUps.track(this.#deadLetter(ref, { name: "UnknownJobError", message: `no job named ${JSON.stringify(jobName)} is registered in this worker` }, "unknown_job"));
       return;
     }
-    const run: InFlightRun = { ...ref, startedAt: performance.now(), abandoned: false };
+    const run: InFlightRun = { queue, messageId: message.msgId, job: jobName, attempt: message.readCt, startedAt: performance.now(), abandoned: false };
     this.#inFlight.set(`${queue}:${message.msgId}`, run);
-    this.#deps.emitter.emit("job:start", ref);
+    if (this.#deps.emitter.has("job:start")) this.#deps.emitter.emit("job:start", ref);
     const signal = definition.timeoutMs ? AbortSignal.timeout(definition.timeoutMs) : undefined;
     let outcome: Promise<JobOutcome>;
     try {
@@ -398,23 +399,36 @@ export class Worker {
       outcome = Promise.resolve({ ok: false, error: toErrorRecord(error) });
       run.abandoned = true; // not run at all: give the message back rather than count a failure
     }
-    this.#track(outcome.then((result) => this.#settle(run, definition, result)));
+    this.#followUps.begin();
+    void outcome.then((result) => {
+      const followUp = this.#settle(run, definition, result);
+      if (followUp) this.#followUps.track(followUp);
+      this.#followUps.end();
+    });
   }
 
-  async #settle(run: InFlightRun, definition: JobDefinition, outcome: JobOutcome): Promise<void> {
+  /** A success only joins the next ack batch (no promise); anything else needs a statement. */
+  #settle(run: InFlightRun, definition: JobDefinition, outcome: JobOutcome): Promise<void> | undefined {
     this.#inFlight.delete(`${run.queue}:${run.messageId}`);
-    const ref: JobRef = { queue: run.queue, messageId: run.messageId, job: run.job, attempt: run.attempt };
-    const durationMs = performance.now() - run.startedAt;
+    if (outcome.ok && !run.abandoned) {
+      this.#stats.processed++;
+      this.#acker.add(run.queue, run.messageId);
+      if (this.#deps.emitter.has("job:success")) {
+        this.#deps.emitter.emit("job:success", { queue: run.queue, messageId: run.messageId, job: run.job, attempt: run.attempt, durationMs: performance.now() - run.startedAt });
+      }
+      return undefined;
+    }
+    return this.#settleUnsuccessful(run, definition, outcome);
+  }
+
+  async #settleUnsuccessful(run: InFlightRun, definition: JobDefinition, outcome: JobOutcome): Promise<void> {
     if (run.abandoned) {
       await this.#store.release(run.queue, [run.messageId]).catch((error: unknown) => this.#reportError(error, "releasing an aborted job failed; it returns after its VT"));
       return;
     }
-    if (outcome.ok) {
-      this.#stats.processed++;
-      this.#acker.add(run.queue, run.messageId);
-      if (this.#deps.emitter.has("job:success")) this.#deps.emitter.emit("job:success", { ...ref, durationMs });
-      return;
-    }
+    if (outcome.ok) return;
+    const ref: JobRef = { queue: run.queue, messageId: run.messageId, job: run.job, attempt: run.attempt };
+    const durationMs = performance.now() - run.startedAt;
     this.#stats.failed++;
     const exhausted = run.attempt > definition.maxRetries;
     const retryInMs = outcome.permanent || exhausted ? null : backoffDelayMs(definition.backoff, run.attempt);
@@ -446,11 +460,6 @@ export class Worker {
     for (const [queue, ids] of byQueue) {
       await this.#store.release(queue, ids).catch((error: unknown) => this.#reportError(error, "releasing prefetched messages failed; they return after their VT"));
     }
-  }
-
-  #track(work: Promise<void>): void {
-    this.#settling.add(work);
-    void work.finally(() => this.#settling.delete(work));
   }
 
   /** Running and buffered messages by queue: everything whose VT this worker must keep extending. */

@@ -1,0 +1,91 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { createWorkerStore, type WorkerStore } from "../../src/process/worker-store.ts";
+import { QueueClient } from "../../src/queue/client.ts";
+import { migrate } from "../../src/schema/migrator.ts";
+import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
+
+// The worker's claim statement also acks the previous batch: these are its contracts.
+let db: TestDatabase;
+let queues: QueueClient;
+let store: WorkerStore;
+
+before(async () => {
+  db = await createTestDatabase("worker_store");
+  await migrate(db.pool);
+  queues = new QueueClient(db.pool, { prepared: true });
+  store = createWorkerStore(db.pool);
+});
+after(() => db.drop());
+
+const ids = (messages: Array<{ msgId: string }>) => messages.map((message) => message.msgId);
+
+for (const mode of ["delete", "archive"] as const) {
+  describe(`claim with piggybacked acks (${mode} mode)`, () => {
+    const queue = `claim_${mode}`;
+    before(() => queues.createQueue(queue));
+
+    test("acks the given messages and claims the next ones, oldest first, in one statement", async () => {
+      const sent = await queues.sendBatch(queue, [{ n: 1 }, { n: 2 }, { n: 3 }, { n: 4 }]);
+      const first = await store.claim(queue, 30, 2);
+      assert.deepEqual(ids(first), sent.slice(0, 2));
+      assert.deepEqual(first.map((message) => [message.readCt, message.message]), [[1, { n: 1 }], [1, { n: 2 }]]);
+
+      const second = await store.claim(queue, 30, 10, { ids: ids(first), mode });
+      assert.deepEqual(ids(second), sent.slice(2));
+      const left = await db.pool.query(`SELECT msg_id::text FROM pgmq.q_${queue} ORDER BY msg_id`);
+      assert.deepEqual(left.rows.map((row) => row.msg_id), sent.slice(2));
+      const archived = await db.pool.query(`SELECT msg_id::text FROM pgmq.a_${queue} ORDER BY msg_id`);
+      assert.deepEqual(archived.rows.map((row) => row.msg_id), mode === "archive" ? sent.slice(0, 2) : []);
+      await store.claim(queue, 30, 0, { ids: ids(second), mode });
+    });
+
+    test("a message acked by the claim is never claimed again by it, even when its VT ran out", async () => {
+      const [id] = await queues.sendBatch(queue, [{ late: true }]);
+      const claimed = await store.claim(queue, 30, 10);
+      assert.deepEqual(ids(claimed), [id]);
+      // The job outlived its VT: the message is visible again when its ack goes out.
+      await queues.setVt(queue, id!, 0);
+      const next = await store.claim(queue, 30, 10, { ids: [id!], mode });
+      assert.deepEqual(next, []);
+      const left = await db.pool.query(`SELECT count(*)::int AS n FROM pgmq.q_${queue}`);
+      assert.equal(left.rows[0].n, 0);
+    });
+
+    test("acks of messages already gone are ignored; the claim still returns what is visible", async () => {
+      const sent = await queues.sendBatch(queue, [{ n: 5 }]);
+      const claimed = await store.claim(queue, 30, 10, { ids: ["999999999"], mode });
+      assert.deepEqual(ids(claimed), sent);
+      await store.claim(queue, 30, 0, { ids: sent, mode });
+    });
+  });
+}
+
+describe("queue table tuning for in-place claims", () => {
+  const shape = async (queue: string) => {
+    const indexes = await db.pool.query("SELECT indexname FROM pg_indexes WHERE schemaname = 'pgmq' AND tablename = $1 ORDER BY 1", [`q_${queue}`]);
+    const options = await db.pool.query("SELECT reloptions FROM pg_class WHERE oid = $1::regclass", [`pgmq.q_${queue}`]);
+    return { indexes: indexes.rows.map((row) => row.indexname), fillfactor: (options.rows[0].reloptions ?? []).find((o: string) => o.startsWith("fillfactor=")) };
+  };
+
+  test("createQueue leaves only the primary key (no vt index to update) and fills pages to 70%", async () => {
+    await queues.createQueue("tuned");
+    assert.deepEqual(await shape("tuned"), { indexes: ["q_tuned_pkey"], fillfactor: "fillfactor=70" });
+  });
+
+  test("a queue made with plain pgmq.create is tuned the same way by pgbus.tune_queue_table", async () => {
+    await db.pool.query("SELECT pgmq.create('plain_made')");
+    assert.deepEqual((await shape("plain_made")).indexes, ["q_plain_made_pkey", "q_plain_made_vt_idx"]);
+    await db.pool.query("SELECT pgbus.tune_queue_table('plain_made')");
+    assert.deepEqual(await shape("plain_made"), { indexes: ["q_plain_made_pkey"], fillfactor: "fillfactor=70" });
+  });
+
+  test("claims on a tuned queue update in place (HOT)", async () => {
+    await queues.createQueue("hot");
+    await queues.sendBatch("hot", Array.from({ length: 50 }, (_, n) => ({ n })));
+    await store.claim("hot", 30, 50);
+    // pg_stat counters are flushed at transaction end; a new statement sees them.
+    const stats = await db.pool.query("SELECT pg_stat_get_tuples_hot_updated($1::regclass)::int + pg_stat_get_xact_tuples_hot_updated($1::regclass)::int AS hot", ["pgmq.q_hot"]);
+    assert.ok(stats.rows[0].hot > 0, `expected HOT updates, got ${stats.rows[0].hot}`);
+  });
+});
