@@ -225,9 +225,11 @@ export class Worker {
       onNotification: (queue) => this.#onNotification(queue),
       onConnected: () => this.#wake(true),
     });
-    await this.#listener.start();
     this.#extender.start();
+    // Claiming starts without waiting for LISTEN: the first batch does not depend on it, and
+    // once LISTEN is in place onConnected wakes the loop, so nothing sent meanwhile waits.
     this.#loopDone = this.#loop();
+    await this.#listener.start();
     this.#deps.emitter.emit("worker:start", { workerId: this.id, queues: this.#queues, capacity: this.#options.capacity, executionMode: this.#pool.mode });
   }
 
