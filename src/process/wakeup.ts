@@ -8,7 +8,10 @@ export class Wakeup {
 
   wake(): void {
     this.#pending = true;
-    this.#interrupt?.();
+    // Called on every job completion: only the first wake of a sleep has work to do.
+    const interrupt = this.#interrupt;
+    this.#interrupt = null;
+    interrupt?.();
   }
 
   /** Resolves true when woken, false when `ms` passed without a wake(). */
