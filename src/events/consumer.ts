@@ -1,3 +1,4 @@
+import type pg from "pg";
 import { ValidationError } from "../errors.ts";
 import type { Queryable } from "../db/queryable.ts";
 import { JobRegistry, loadJobsModule } from "../jobs/registry.ts";
@@ -19,7 +20,7 @@ export interface ConsumerDependencies {
   /** Subscribers known to the bus. */
   registry: JobRegistry;
   /** Where queues and bindings are created (the bus's pool). */
-  db: Queryable;
+  db: pg.Pool;
   /** Builds the worker over the given registry, with `store` over the worker's own connections. */
   createWorker(options: WorkerOptions, registry: JobRegistry, store: (db: Queryable) => WorkerStore): Worker;
 }

@@ -21,6 +21,8 @@ export const PUBLISH: NamedStatement = {
   text: "SELECT pgmq.send_topic($1::text, $2::jsonb, $3::jsonb, $4::int) AS queues",
 };
 
+/** Held while a subscriber's queue and binding are made, so consumers starting together do not race. */
+export const LOCK_SUBSCRIPTIONS = "SELECT pg_advisory_xact_lock(hashtext('pgbus:subscriptions'))";
 /** $1 pattern, $2 queue. Idempotent (ON CONFLICT DO NOTHING inside). */
 export const BIND_TOPIC = "SELECT pgmq.bind_topic($1::text, $2::text)";
 

@@ -134,3 +134,25 @@ describe("consumer configuration errors are typed and name the problem", () => {
     }
   });
 });
+
+describe("subscriber queues and wildcard workers", () => {
+  test("a subscriber's queue never appears among the job queues before its binding does", async () => {
+    const { ensureSubscriptions } = await import("../../src/events/consumer-store.ts");
+    const subscribers = Array.from({ length: 15 }, (_, n) => defineSubscriber({ name: `race_${n}`, pattern: `race.${n}`, handle() {} }));
+    const seenUnbound = new Set<string>();
+    let setting = true;
+    const watcher = (async () => {
+      // What a "*" worker lists, polled as fast as one connection allows while the queues are made.
+      while (setting) {
+        const { rows } = await db.pool.query("SELECT queue_name FROM pgbus.job_queues() AS queue_name WHERE queue_name LIKE 'ev_race_%'");
+        for (const row of rows) seenUnbound.add(row.queue_name);
+      }
+    })();
+    await ensureSubscriptions(db.pool, subscribers);
+    setting = false;
+    await watcher;
+    assert.deepEqual([...seenUnbound], [], "queues listed for wildcard workers while their binding was missing");
+    const bound = await db.pool.query("SELECT count(*)::int AS n FROM pgmq.topic_bindings WHERE queue_name LIKE 'ev_race_%'");
+    assert.equal(bound.rows[0].n, 15);
+  });
+});

@@ -36,7 +36,12 @@ test("pgbus start runs a consumer child for the module's subscribers and an outb
     client.release();
   }
   const count = async () => Number((await db.pool.query("SELECT count(*) FROM runs WHERE job = 'subscriber.audit'")).rows[0].count);
-  await waitFor(async () => (await count()) === 21, "21 events handled by the subscriber", 30_000);
+  await waitFor(async () => (await count()) === 21, "21 events handled by the subscriber", 30_000).catch(async (error: Error) => {
+    const state = await db.pool.query(
+      "SELECT (SELECT count(*) FROM runs) AS runs, (SELECT json_agg(json_build_object('id', msg_id, 'vt', vt, 'read_ct', read_ct)) FROM pgmq.q_ev_audit) AS queued, (SELECT count(*) FROM pgbus.outbox) AS outbox",
+    );
+    throw new Error(`${error.message}; state ${JSON.stringify(state.rows[0])}\n${cli.dump()}`);
+  });
   assert.equal(Number((await db.pool.query("SELECT count(*) FROM pgmq.q_ev_audit_dlq")).rows[0].count), 0, "the '*' worker did not dead-letter events");
   assert.equal(Number((await db.pool.query("SELECT count(*) FROM pgbus.outbox")).rows[0].count), 0, "the outbox row was moved");
 
