@@ -26,6 +26,27 @@ const selected = (process.env.BENCH_SCENARIOS ?? SCENARIOS.map((s) => s[0]).join
 
 type Result = Record<string, number>;
 const results = new Map<string, Result[]>();
+/** Measurements that failed twice: reported, and left out of the medians, rather than ending a 40-minute run. */
+const failures: string[] = [];
+
+/** One measurement in a fresh process; a failed one is tried once more, then given up (null). */
+function measure(adapter: string, scenario: string): Result | null {
+  for (let attempt = 1; attempt <= 2; attempt++) {
+    try {
+      const output = execFileSync(process.execPath, ["--import", "tsx", fileURLToPath(new URL("./peers/run-one.ts", import.meta.url)), adapter, scenario], {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "pipe"],
+        env: process.env,
+        maxBuffer: 64 * 1024 * 1024,
+      });
+      return JSON.parse(output.trim().split("\n").pop()!) as Result;
+    } catch (error) {
+      const stderr = String((error as { stderr?: unknown }).stderr ?? error).trim().split("\n").slice(0, 5).join(" | ");
+      console.error(`${scenario} ${adapter}: attempt ${attempt} failed: ${stderr}`);
+    }
+  }
+  return null;
+}
 
 for (let rep = 1; rep <= REPETITIONS; rep++) {
   for (const [scenario] of SCENARIOS.filter(([name]) => selected.includes(name))) {
@@ -33,12 +54,11 @@ for (let rep = 1; rep <= REPETITIONS; rep++) {
       if (adapter === "bare-sql" && ["single", "latency", "steady"].includes(scenario)) continue;
       // The million-row backlog takes minutes to build per library: pgbus's two ack modes and graphile-worker only.
       if (scenario.startsWith("backlog") && !["pgbus-delete", "pgbus-archive", "graphile-worker"].includes(adapter)) continue;
-      const output = execFileSync(process.execPath, ["--import", "tsx", fileURLToPath(new URL("./peers/run-one.ts", import.meta.url)), adapter, scenario], {
-        encoding: "utf8",
-        stdio: ["ignore", "pipe", "ignore"],
-        env: process.env,
-      });
-      const result = JSON.parse(output.trim().split("\n").pop()!) as Result;
+      const result = measure(adapter, scenario);
+      if (!result) {
+        failures.push(`rep ${rep} ${scenario} ${adapter}`);
+        continue;
+      }
       const key = `${scenario}|${adapter}`;
       results.set(key, [...(results.get(key) ?? []), result]);
       console.error(`rep ${rep} ${scenario} ${adapter}: ${JSON.stringify(result)}`);
@@ -91,11 +111,11 @@ Produced by \`npm run bench:peers\` on ${new Date().toISOString().slice(0, 10)}.
 - Machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()} ${os.release()}; Node ${process.version}
 - PostgreSQL ${version} on the same machine: ${settings.join(", ")}
 - Libraries: pgbus ${versionOf("pgbus")} (this tree), graphile-worker ${versionOf("graphile-worker")}, pg-boss ${versionOf("pg-boss")}
-- Settings: pgbus workers with default options (claim = free capacity, batched acks, NOTIFY wake-up; pgbus-delete/-archive are the two ack modes in async mode, pgbus-threads is threads mode with delete acks);
+- Settings: pgbus workers with default options except \`prefetch\` = 2 × capacity, the documented setting for many short jobs (pgbus-delete/-archive are the two ack modes in async mode, pgbus-threads is threads mode with delete acks);
   graphile-worker with its documented batching (\`localQueue.size\` = max(100, 2 × concurrency), \`completeJobBatchDelay\` 1 ms, \`failJobBatchDelay\` 1 ms, pollInterval 1 s) and addJobs for bulk;
   pg-boss with \`batchSize\` = capacity and its shortest polling interval (0.5 s), insert() for bulk; bare-sql is \`DELETE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT capacity)\` with no library.
 - Peak PG connections: for pgbus, the connections of the worker (application_name pgbus:worker*); for the others every connection of their database during the run (they do not separate producer and consumer).
-- Each measurement runs in a fresh process against a fresh database; repetitions: ${REPETITIONS}, interleaved.
+- Each measurement runs in a fresh process against a fresh database; repetitions: ${REPETITIONS}, interleaved. Measurements that failed twice (left out): ${failures.join(", ") || "none"}.
 - A drain that has not finished after ${process.env.BENCH_MAX_SECONDS ?? 60} s is measured over that time instead (jobs started / seconds); runs so capped: ${[...results.entries()].filter(([, runs]) => runs.some((run) => run.capped)).map(([key]) => key.replace("|", " / ")).join(", ") || "none"}.
 
 ${table}

@@ -73,11 +73,16 @@ const silentGraphileLogger = new GraphileLogger(() => () => {});
 export function graphileAdapter(): Adapter {
   let url = "";
   let utils: Awaited<ReturnType<typeof makeWorkerUtils>>;
+  // The producer's pool is ours, so an idle client cut off when the database is dropped
+  // after the measurement is an event we ignore, not an unhandled 'error' that kills the run.
+  let producerPool: pg.Pool;
   return {
     consumerConnections: "",
     async setup(databaseUrl) {
       url = databaseUrl;
-      utils = await makeWorkerUtils({ connectionString: url, logger: silentGraphileLogger });
+      producerPool = new pg.Pool({ connectionString: url });
+      producerPool.on("error", () => {});
+      utils = await makeWorkerUtils({ pgPool: producerPool, logger: silentGraphileLogger });
       await utils.migrate();
     },
     async enqueueBulk(count, payload = () => ({})) {
@@ -108,6 +113,7 @@ export function graphileAdapter(): Adapter {
     },
     close: async () => {
       await utils.release();
+      await producerPool.end();
     },
   };
 }
