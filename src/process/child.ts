@@ -50,6 +50,23 @@ function rssMb(): number {
   return Math.round(process.memoryUsage.rss() / 1_048_576);
 }
 
+/**
+ * maxMemoryMb is for leaks: a limit that a freshly started child already exceeds would
+ * recycle every replacement at its first beat, forever. Such a limit is reported once, with
+ * the figure to go by, and this child runs without it.
+ */
+function usableMemoryLimit(limitMb: number | undefined, logger: Logger): number | undefined {
+  if (limitMb === undefined) return undefined;
+  const atStart = rssMb();
+  if (atStart < limitMb) return limitMb;
+  logger.error(
+    { maxMemoryMb: limitMb, rssMbAtStart: atStart },
+    `maxMemoryMb ${limitMb} is below this worker's resident memory right after start (${atStart} MB); ` +
+      `memory recycling is off for this process: set maxMemoryMb well above ${atStart}`,
+  );
+  return undefined;
+}
+
 /** With "*", a worker leaves alone the queues other worker entries name. */
 export function excludedQueuesFor(config: Pick<ResolvedConfig, "workers">, index: number): string[] {
   const entry = config.workers[index];
@@ -132,12 +149,13 @@ async function runJobProcessor(
     const { processed, failed, retried, deadLettered, busy } = processor.stats() ?? { processed: 0, failed: 0, retried: 0, deadLettered: 0, busy: 0 };
     return { processed, failed, retried, deadLettered, busy, rssMb: rssMb() };
   };
+  const memoryLimitMb = usableMemoryLimit(config.maxMemoryMb, logger);
   const recycleIfDue = (): void => {
     const now = stats();
     if (config.maxJobsPerWorker !== undefined && now.processed + now.failed >= config.maxJobsPerWorker) {
       hooks.recycle(`ran ${now.processed + now.failed} jobs (maxJobsPerWorker ${config.maxJobsPerWorker})`);
-    } else if (config.maxMemoryMb !== undefined && now.rssMb > config.maxMemoryMb) {
-      hooks.recycle(`resident memory ${now.rssMb} MB exceeds maxMemoryMb ${config.maxMemoryMb}`);
+    } else if (memoryLimitMb !== undefined && now.rssMb > memoryLimitMb) {
+      hooks.recycle(`resident memory ${now.rssMb} MB exceeds maxMemoryMb ${memoryLimitMb}`);
     }
   };
   const snapshot = (): ProcessSnapshot => {
@@ -158,8 +176,12 @@ async function runJobProcessor(
     },
   });
   // The job count is checked after every run, not only per beat, so the limit is exact.
-  bus.on("job:success", recycleIfDue);
-  bus.on("job:failure", recycleIfDue);
+  // Only then: a listener makes the worker build an event for every run, a per-job cost
+  // a worker without the limit need not pay (memory is checked on each beat).
+  if (config.maxJobsPerWorker !== undefined) {
+    bus.on("job:success", recycleIfDue);
+    bus.on("job:failure", recycleIfDue);
+  }
   // A library is silent; the CLI's log is where an operator looks for failing jobs.
   bus.on("job:failure", ({ job, queue, messageId, attempt, error, retryInMs }) =>
     logger.warn({ job, queue, messageId, attempt, err: error.message, retryInMs }, retryInMs === null ? "job failed" : "job failed; retrying"),

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, describe, test, type TestContext } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { QueueClient } from "../../src/queue/client.ts";
 import { migrate } from "../../src/schema/migrator.ts";
 import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
@@ -132,6 +133,37 @@ describe("pgbus start (supervisor)", () => {
     assert.ok((await scalar(db, "SELECT count(DISTINCT pid) FROM runs")) >= 3, "at least three worker processes took turns");
     assert.ok(cli.lines.filter((line) => line.msg === "child recycled; forking its replacement").length >= 2);
     assert.equal(cli.lines.filter(UNEXPECTED).length, 0, "recycling is not a crash: no backoff");
+    cli.signal("SIGTERM");
+    assert.equal((await cli.exited).code, 0);
+  });
+
+  test("a worker whose memory grows past maxMemoryMb is recycled at its next heartbeat and nothing is lost", async (t) => {
+    const db = await freshDatabase(t, "sup_recycle_mem");
+    const cli = start(db, { workers: [{ queues: ["work"], capacity: 1 }], maxMemoryMb: 220, heartbeatIntervalMs: 200 }, ["--only", "workers"]);
+    await cli.waitForMessage("child started");
+    await enqueue(db, "leak", { mb: 40 }, 12);
+    await waitFor(async () => (await scalar(db, "SELECT count(DISTINCT msg_id) FROM runs")) >= 12, "12 jobs run", 30_000);
+    const reasons = cli.lines.filter((line) => line.msg === "child recycling").map((line) => String(line.reason));
+    assert.ok(reasons.length >= 1, cli.dump());
+    for (const reason of reasons) assert.match(reason, /^resident memory \d+ MB exceeds maxMemoryMb 220$/);
+    assert.ok((await scalar(db, "SELECT count(DISTINCT pid) FROM runs")) >= 2, "a replacement took over");
+    assert.equal(cli.lines.filter(UNEXPECTED).length, 0, "recycling is not a crash: no backoff");
+    cli.signal("SIGTERM");
+    assert.equal((await cli.exited).code, 0);
+  });
+
+  test("a maxMemoryMb below a fresh worker's memory is reported once, not obeyed in a recycling loop", async (t) => {
+    const db = await freshDatabase(t, "sup_recycle_low");
+    const cli = start(db, { workers: [{ queues: ["work"], capacity: 1 }], maxMemoryMb: 16, heartbeatIntervalMs: 200 }, ["--only", "workers"]);
+    await cli.waitForMessage("child started");
+    await enqueue(db, "record", {}, 10);
+    await waitFor(async () => (await scalar(db, "SELECT count(DISTINCT msg_id) FROM runs")) >= 10, "10 jobs run", 30_000);
+    await sleep(600); // three beats
+    const reported = cli.lines.filter((line) => line.msg.startsWith("maxMemoryMb 16 is below this worker's resident memory"));
+    assert.equal(reported.length, 1, cli.dump());
+    assert.match(reported[0]!.msg, /memory recycling is off for this process: set maxMemoryMb well above \d+/);
+    assert.equal(cli.lines.filter((line) => line.msg === "child recycling").length, 0);
+    assert.equal(await scalar(db, "SELECT count(DISTINCT pid) FROM runs"), 1);
     cli.signal("SIGTERM");
     assert.equal((await cli.exited).code, 0);
   });
