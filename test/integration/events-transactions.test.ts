@@ -88,43 +88,26 @@ describe("publish, outbox and enqueue join the caller's transaction", () => {
     }
   });
 
-  test("Kysely (fromKysely): commit keeps everything, rollback leaves nothing", async () => {
-    await assert.rejects(
-      kysely.transaction().execute(async (trx) => {
-        await writeEverything(fromKysely(trx), 3);
-        throw new Rollback();
-      }),
-      Rollback,
-    );
-    await assertNothing();
-    await kysely.transaction().execute((trx) => writeEverything(fromKysely(trx), 4));
-    await assertCommitted(4);
-  });
-
-  test("Drizzle (fromDrizzle): commit keeps everything, rollback leaves nothing", async () => {
-    await assert.rejects(
-      drizzleDb.transaction(async (tx) => {
-        await writeEverything(fromDrizzle(tx), 5);
-        throw new Rollback();
-      }),
-      Rollback,
-    );
-    await assertNothing();
-    await drizzleDb.transaction((tx) => writeEverything(fromDrizzle(tx), 6));
-    await assertCommitted(6);
-  });
-
-  test("Knex (fromKnex): commit keeps everything, rollback leaves nothing", async () => {
-    await assert.rejects(
-      knex.transaction(async (trx) => {
-        await writeEverything(fromKnex(trx), 7);
-        throw new Rollback();
-      }),
-      Rollback,
-    );
-    await assertNothing();
-    await knex.transaction((trx) => writeEverything(fromKnex(trx), 8));
-    await assertCommitted(8);
+  /** Each ORM's transaction runner, with pgbus's adapter over the transaction it hands out. */
+  const ormTransactions: Array<[string, (work: (client: Queryable) => Promise<void>) => Promise<unknown>]> = [
+    ["Kysely (fromKysely)", (work) => kysely.transaction().execute((trx) => work(fromKysely(trx)))],
+    ["Drizzle (fromDrizzle)", (work) => drizzleDb.transaction((tx) => work(fromDrizzle(tx)))],
+    ["Knex (fromKnex)", (work) => knex.transaction((trx) => work(fromKnex(trx)))],
+  ];
+  ormTransactions.forEach(([name, inTransaction], index) => {
+    test(`${name}: commit keeps everything, rollback leaves nothing`, async () => {
+      const order = 3 + index * 2;
+      await assert.rejects(
+        inTransaction(async (client) => {
+          await writeEverything(client, order);
+          throw new Rollback();
+        }),
+        Rollback,
+      );
+      await assertNothing();
+      await inTransaction((client) => writeEverything(client, order + 1));
+      await assertCommitted(order + 1);
+    });
   });
 
   test("the stored event is snake_case JSON with the headers as given; delayMs delays every copy", async () => {
