@@ -412,23 +412,19 @@ export class Worker {
   /** A success only joins the next ack batch (no promise); anything else needs a statement. */
   #settle(run: InFlightRun, definition: JobDefinition, outcome: JobOutcome): Promise<void> | undefined {
     this.#inFlight.delete(`${run.queue}:${run.messageId}`);
-    if (outcome.ok && !run.abandoned) {
-      this.#stats.processed++;
-      this.#acker.add(run.queue, run.messageId);
-      if (this.#deps.emitter.has("job:success")) {
-        this.#deps.emitter.emit("job:success", { queue: run.queue, messageId: run.messageId, job: run.job, attempt: run.attempt, durationMs: performance.now() - run.startedAt });
-      }
-      return undefined;
+    if (run.abandoned) {
+      return this.#store.release(run.queue, [run.messageId]).catch((error: unknown) => this.#reportError(error, "releasing an aborted job failed; it returns after its VT"));
     }
-    return this.#settleUnsuccessful(run, definition, outcome);
+    if (!outcome.ok) return this.#settleFailure(run, definition, outcome);
+    this.#stats.processed++;
+    this.#acker.add(run.queue, run.messageId);
+    if (this.#deps.emitter.has("job:success")) {
+      this.#deps.emitter.emit("job:success", { queue: run.queue, messageId: run.messageId, job: run.job, attempt: run.attempt, durationMs: performance.now() - run.startedAt });
+    }
+    return undefined;
   }
 
-  async #settleUnsuccessful(run: InFlightRun, definition: JobDefinition, outcome: JobOutcome): Promise<void> {
-    if (run.abandoned) {
-      await this.#store.release(run.queue, [run.messageId]).catch((error: unknown) => this.#reportError(error, "releasing an aborted job failed; it returns after its VT"));
-      return;
-    }
-    if (outcome.ok) return;
+  async #settleFailure(run: InFlightRun, definition: JobDefinition, outcome: Extract<JobOutcome, { ok: false }>): Promise<void> {
     const ref: JobRef = { queue: run.queue, messageId: run.messageId, job: run.job, attempt: run.attempt };
     const durationMs = performance.now() - run.startedAt;
     this.#stats.failed++;
