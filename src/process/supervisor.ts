@@ -177,7 +177,8 @@ export class Supervisor {
     const results = await Promise.all(
       live.map(async ({ slot, child }) => {
         const outcome = await Promise.race([child.exited, deadline]);
-        if (outcome !== "timeout") return outcome.code === 0 && outcome.signal === null;
+        // A child caught recycling when the stop came has drained its jobs just the same.
+        if (outcome !== "timeout") return (outcome.code === 0 || outcome.code === RECYCLE_EXIT_CODE) && outcome.signal === null;
         this.#logger.warn({ child: roleName(slot.role), childPid: child.process.pid, graceMs }, "child did not stop in time; killing it");
         child.process.kill("SIGKILL");
         await child.exited;

@@ -147,9 +147,9 @@ describe("pgbus start (supervisor)", () => {
     assert.ok(reasons.length >= 1, cli.dump());
     for (const reason of reasons) assert.match(reason, /^resident memory \d+ MB exceeds maxMemoryMb 220$/);
     assert.ok((await scalar(db, "SELECT count(DISTINCT pid) FROM runs")) >= 2, "a replacement took over");
-    assert.equal(cli.lines.filter(UNEXPECTED).length, 0, "recycling is not a crash: no backoff");
+    assert.equal(cli.lines.filter(UNEXPECTED).length, 0, `recycling is not a crash: no backoff\n${cli.dump()}`);
     cli.signal("SIGTERM");
-    assert.equal((await cli.exited).code, 0);
+    assert.equal((await cli.exited).code, 0, cli.dump());
   });
 
   test("a maxMemoryMb below a fresh worker's memory is reported once, not obeyed in a recycling loop", async (t) => {
