@@ -83,7 +83,8 @@ describe("a worker (in-process) through a database outage", () => {
     await worker.start();
     try {
       const first = await send();
-      await waitFor(async () => (await runsOf(first)) === 1, "the first job (NOTIFY)", 10_000);
+      // Idle means acked too: a cut between the run and its ack would log (rightly) a failed ack.
+      await waitFor(async () => (await runsOf(first)) === 1 && (await archived([first])) === 1, "the first job (NOTIFY) to run and be acked", 10_000);
       const mark = logger.lines.length;
 
       link.cut();
