@@ -59,7 +59,7 @@ describe("dispatcher", () => {
     const a = dispatcher();
     await a.start();
     assert.equal(a.active, true);
-    await db.pool.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgbus:dispatcher'");
+    await db.pool.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgbus:dispatcher' AND datname = current_database()");
     await waitFor(() => !a.active, "the dispatcher to notice its connection is gone");
     await a.tick();
     assert.equal(a.active, true);
