@@ -33,15 +33,23 @@ const failures: string[] = [];
 function measure(adapter: string, scenario: string): Result | null {
   for (let attempt = 1; attempt <= 2; attempt++) {
     try {
-      const output = execFileSync(process.execPath, ["--import", "tsx", fileURLToPath(new URL("./peers/run-one.ts", import.meta.url)), adapter, scenario], {
-        encoding: "utf8",
-        stdio: ["ignore", "pipe", "pipe"],
-        env: process.env,
-        maxBuffer: 64 * 1024 * 1024,
-      });
+      const output = execFileSync(
+        process.execPath,
+        ["--import", "tsx", fileURLToPath(new URL("./peers/run-one.ts", import.meta.url)), adapter, scenario],
+        {
+          encoding: "utf8",
+          stdio: ["ignore", "pipe", "pipe"],
+          env: process.env,
+          maxBuffer: 64 * 1024 * 1024,
+        },
+      );
       return JSON.parse(output.trim().split("\n").pop()!) as Result;
     } catch (error) {
-      const stderr = String((error as { stderr?: unknown }).stderr ?? error).trim().split("\n").slice(0, 5).join(" | ");
+      const stderr = String((error as { stderr?: unknown }).stderr ?? error)
+        .trim()
+        .split("\n")
+        .slice(0, 5)
+        .join(" | ");
       console.error(`${scenario} ${adapter}: attempt ${attempt} failed: ${stderr}`);
     }
   }
@@ -93,9 +101,11 @@ const table = printTable(["scenario", "library", "median (min–max)", "p99", "b
 const client = new pg.Client({ connectionString: process.env.PGBUS_BENCH_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres" });
 await client.connect();
 const version = (await client.query("SHOW server_version")).rows[0].server_version;
-const settings = (await client.query(
-  "SELECT name, setting, unit FROM pg_settings WHERE name IN ('shared_buffers','synchronous_commit','max_connections','work_mem','fsync','wal_level') ORDER BY name",
-)).rows.map((r) => `${r.name}=${r.setting}${r.unit ?? ""}`);
+const settings = (
+  await client.query(
+    "SELECT name, setting, unit FROM pg_settings WHERE name IN ('shared_buffers','synchronous_commit','max_connections','work_mem','fsync','wal_level') ORDER BY name",
+  )
+).rows.map((r) => `${r.name}=${r.setting}${r.unit ?? ""}`);
 await client.end();
 const versionOf = (name: string) => {
   const path = name === "pgbus" ? "../package.json" : `../node_modules/${name}/package.json`;
@@ -116,7 +126,12 @@ Produced by \`npm run bench:peers\` on ${new Date().toISOString().slice(0, 10)}.
   pg-boss with \`batchSize\` = capacity and its shortest polling interval (0.5 s), insert() for bulk; bare-sql is \`DELETE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT capacity)\` with no library.
 - Peak PG connections: for pgbus, the connections of the worker (application_name pgbus:worker*); for the others every connection of their database during the run (they do not separate producer and consumer).
 - Each measurement runs in a fresh process against a fresh database; repetitions: ${REPETITIONS}, interleaved. Measurements that failed twice (left out): ${failures.join(", ") || "none"}.
-- A drain that has not finished after ${process.env.BENCH_MAX_SECONDS ?? 60} s is measured over that time instead (jobs started / seconds); runs so capped: ${[...results.entries()].filter(([, runs]) => runs.some((run) => run.capped)).map(([key]) => key.replace("|", " / ")).join(", ") || "none"}.
+- A drain that has not finished after ${process.env.BENCH_MAX_SECONDS ?? 60} s is measured over that time instead (jobs started / seconds); runs so capped: ${
+    [...results.entries()]
+      .filter(([, runs]) => runs.some((run) => run.capped))
+      .map(([key]) => key.replace("|", " / "))
+      .join(", ") || "none"
+  }.
 
 ${table}
 `,

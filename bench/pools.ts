@@ -40,7 +40,10 @@ async function drain(mode: ExecutionMode, capacity: number, job: typeof noop | t
   await bus.queues.purgeQueue("bench");
   await admin.query("TRUNCATE pgmq.a_bench");
   for (let sent = 0; sent < count; sent += 10_000) {
-    await bus.enqueueMany(job as typeof noop, Array.from({ length: Math.min(10_000, count - sent) }, () => ({})));
+    await bus.enqueueMany(
+      job as typeof noop,
+      Array.from({ length: Math.min(10_000, count - sent) }, () => ({})),
+    );
   }
   const rss = peakSampler(() => process.memoryUsage().rss);
   const conns = peakSampler(() => connections.count());
@@ -108,9 +111,22 @@ for (const capacity of CAPACITIES) {
   }
 }
 
-console.log(`\nExecution pools: ${NOOP_JOBS} no-op jobs, ${IO_JOBS} I/O jobs (20 ms timer), ${LATENCY_SAMPLES} latency samples; ack mode archive\n`);
+console.log(
+  `\nExecution pools: ${NOOP_JOBS} no-op jobs, ${IO_JOBS} I/O jobs (20 ms timer), ${LATENCY_SAMPLES} latency samples; ack mode archive\n`,
+);
 printTable(
-  ["mode", "capacity", "no-op jobs/s", "I/O jobs/s", "I/O % of ideal", "latency p50 ms", "p95 ms", "p99 ms", "peak RSS MB", "peak PG conns"],
+  [
+    "mode",
+    "capacity",
+    "no-op jobs/s",
+    "I/O jobs/s",
+    "I/O % of ideal",
+    "latency p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "peak RSS MB",
+    "peak PG conns",
+  ],
   rows.map((r) => [r.mode, r.capacity, r.noopPerSec, r.ioPerSec, r.ioIdealPct, r.p50, r.p95, r.p99, r.rssMb, r.connections]),
 );
 

@@ -22,7 +22,12 @@ if (!makeAdapter || !Number.isInteger(jobs) || jobs < 20_000 || !Number.isIntege
 
 /** Machine-wide CPU ticks (1/100 s) from the first line of /proc/stat. */
 function machineTicks(): { busy: number; idle: number } {
-  const [user, nice, system, idle, iowait, irq, softirq] = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number) as number[];
+  const [user, nice, system, idle, iowait, irq, softirq] = readFileSync("/proc/stat", "utf8")
+    .split("\n")[0]!
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number) as number[];
   return { busy: user! + nice! + system! + irq! + softirq!, idle: idle! + iowait! };
 }
 
@@ -73,7 +78,11 @@ console.log(
     jobsPerSecond: Math.round(jobs / seconds),
     ratePer20k,
     seconds: round(seconds),
-    cpuSeconds: { thisProcess: round(thisProcess), rest: round(machineBusy - thisProcess), idle: round((machineAfter.idle - machineBefore.idle) / 100) },
+    cpuSeconds: {
+      thisProcess: round(thisProcess),
+      rest: round(machineBusy - thisProcess),
+      idle: round((machineAfter.idle - machineBefore.idle) / 100),
+    },
     cpuMicrosecondsPerJob: { thisProcess: round((thisProcess * 1e6) / jobs), rest: round(((machineBusy - thisProcess) * 1e6) / jobs) },
   }),
 );

@@ -90,7 +90,9 @@ for (let rep = 1; rep <= REPETITIONS; rep++) {
 }
 
 const pick = (queues: number, key: keyof Run) => median(results.get(queues)!.map((r) => r[key]));
-console.log(`\nPublish throughput, ${EVENTS.toLocaleString("en-US")} events x ${PUBLISHERS} concurrent publishers, then ${SERIAL_EVENTS.toLocaleString("en-US")} one at a time; median of ${REPETITIONS} runs\n`);
+console.log(
+  `\nPublish throughput, ${EVENTS.toLocaleString("en-US")} events x ${PUBLISHERS} concurrent publishers, then ${SERIAL_EVENTS.toLocaleString("en-US")} one at a time; median of ${REPETITIONS} runs\n`,
+);
 printTable(
   ["bound queues", `events/s (${PUBLISHERS} publishers)`, "copies/s", "events/s (1 publisher)", "p50 ms", "p99 ms"],
   QUEUE_COUNTS.map((queues) => [

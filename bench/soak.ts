@@ -78,7 +78,10 @@ async function enqueue(queues: QueueClient, jobs: number): Promise<void> {
   const chunk = 10_000;
   for (let sent = 0; sent < jobs; sent += chunk) {
     const count = Math.min(chunk, jobs - sent);
-    await queues.sendBatch("soak", Array.from({ length: count }, () => ({ job: "soak_noop", payload: {} })));
+    await queues.sendBatch(
+      "soak",
+      Array.from({ length: count }, () => ({ job: "soak_noop", payload: {} })),
+    );
   }
 }
 
@@ -109,7 +112,9 @@ async function soak(mode: string, jobs: number, warmup: number, capacity: number
       }
       if (Date.now() - last >= 5_000) {
         last = Date.now();
-        process.stderr.write(`[soak] ${mode}: ${sample.processed} of ${jobs}, rss ${mb(sample.rss).toFixed(1)} MB, heap used ${mb(sample.heapUsed).toFixed(1)} MB\n`);
+        process.stderr.write(
+          `[soak] ${mode}: ${sample.processed} of ${jobs}, rss ${mb(sample.rss).toFixed(1)} MB, heap used ${mb(sample.heapUsed).toFixed(1)} MB\n`,
+        );
       }
     });
     child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`${mode} worker exited with ${code}`))));
@@ -117,7 +122,8 @@ async function soak(mode: string, jobs: number, warmup: number, capacity: number
   const seconds = (Date.now() - started) / 1000;
   const first = samples[0];
   const end = samples.at(-1);
-  if (!first || !end || samples.length < 4) throw new Error(`${mode}: ${samples.length} samples after the warm-up; give it more jobs (--jobs) or a shorter --warmup`);
+  if (!first || !end || samples.length < 4)
+    throw new Error(`${mode}: ${samples.length} samples after the warm-up; give it more jobs (--jobs) or a shorter --warmup`);
   const window = Math.min(5, Math.floor(samples.length / 2));
   const startRss = medianRss(samples.slice(0, window));
   const endRss = medianRss(samples.slice(-window));
@@ -153,7 +159,8 @@ async function main(): Promise<number> {
   const jobs = Number(values.jobs);
   if (!Number.isInteger(jobs) || jobs < 1_000) throw new Error(`--jobs must be an integer >= 1000, got ${values.jobs}`);
   const warmup = values.warmup === undefined ? Math.floor(jobs / 4) : Number(values.warmup);
-  if (!Number.isInteger(warmup) || warmup < 0 || warmup >= jobs) throw new Error(`--warmup must be an integer from 0 to jobs - 1, got ${values.warmup}`);
+  if (!Number.isInteger(warmup) || warmup < 0 || warmup >= jobs)
+    throw new Error(`--warmup must be an integer from 0 to jobs - 1, got ${values.warmup}`);
   const db = await createTestDatabase("soak");
   try {
     await migrate(db.pool);
@@ -167,7 +174,17 @@ async function main(): Promise<number> {
       results.push(await soak(mode, jobs, warmup, capacity, db.url));
     }
     const rows = results.map((r) =>
-      [r.mode, r.jobs, `${Math.round(r.jobs / r.seconds)}/s`, r.samples, r.startMb.toFixed(1), r.endMb.toFixed(1), r.peakMb.toFixed(1), `${r.growthPercent.toFixed(1)}%`, `${r.heapStartMb.toFixed(1)} -> ${r.heapEndMb.toFixed(1)}`].join(" | "),
+      [
+        r.mode,
+        r.jobs,
+        `${Math.round(r.jobs / r.seconds)}/s`,
+        r.samples,
+        r.startMb.toFixed(1),
+        r.endMb.toFixed(1),
+        r.peakMb.toFixed(1),
+        `${r.growthPercent.toFixed(1)}%`,
+        `${r.heapStartMb.toFixed(1)} -> ${r.heapEndMb.toFixed(1)}`,
+      ].join(" | "),
     );
     process.stdout.write(
       [
@@ -180,7 +197,8 @@ async function main(): Promise<number> {
       ].join("\n"),
     );
     const over = results.filter((r) => r.growthPercent >= MAX_GROWTH_PERCENT);
-    for (const r of over) process.stderr.write(`[soak] FAIL: ${r.mode} grew ${r.growthPercent.toFixed(1)}% (limit ${MAX_GROWTH_PERCENT}%)\n`);
+    for (const r of over)
+      process.stderr.write(`[soak] FAIL: ${r.mode} grew ${r.growthPercent.toFixed(1)}% (limit ${MAX_GROWTH_PERCENT}%)\n`);
     return over.length === 0 ? 0 : 1;
   } finally {
     await db.drop();

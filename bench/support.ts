@@ -47,7 +47,10 @@ export function connectionCounter(url: string, prefix: string): { count(): Promi
   return {
     async count() {
       await ready;
-      const result = await client.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE $1", [`${prefix}%`]);
+      const result = await client.query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE $1",
+        [`${prefix}%`],
+      );
       return result.rows[0].n as number;
     },
     close: () => client.end(),

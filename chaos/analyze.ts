@@ -47,7 +47,13 @@ async function loadRuns(db: pg.Pool): Promise<Map<string, Run[]>> {
   );
   const byMessage = new Map<string, Run[]>();
   for (const row of result.rows) {
-    const run: Run = { msgId: row.key, pid: row.pid, attempt: row.attempt, startedAt: row.started_at.getTime(), finishedAt: row.finished_at?.getTime() ?? null };
+    const run: Run = {
+      msgId: row.key,
+      pid: row.pid,
+      attempt: row.attempt,
+      startedAt: row.started_at.getTime(),
+      finishedAt: row.finished_at?.getTime() ?? null,
+    };
     const runs = byMessage.get(run.msgId);
     if (runs) runs.push(run);
     else byMessage.set(run.msgId, [run]);
@@ -61,7 +67,8 @@ export function explain(earlier: Run, later: Run, faults: readonly Fault[]): Exp
     const between = earlier.startedAt <= fault.at + KILL_SLACK_MS && fault.at <= later.startedAt;
     if (fault.kind === "worker" && between && fault.pid === earlier.pid) return "worker kill";
     if (fault.kind === "supervisor" && between && fault.childPids.includes(earlier.pid)) return "supervisor kill";
-    if (fault.kind === "postgres" && earlier.startedAt <= fault.upAt + POSTGRES_SLACK_MS && later.startedAt >= fault.at) return "PostgreSQL restart";
+    if (fault.kind === "postgres" && earlier.startedAt <= fault.upAt + POSTGRES_SLACK_MS && later.startedAt >= fault.at)
+      return "PostgreSQL restart";
   }
   return null;
 }
@@ -70,12 +77,21 @@ async function count(db: pg.Pool, text: string, values: unknown[] = []): Promise
   return Number(Object.values((await db.query(text, values)).rows[0] as object)[0]);
 }
 
-export async function analyze(db: pg.Pool, queues: readonly string[], expected: readonly string[], faults: readonly Fault[]): Promise<Analysis> {
-  const union = (prefix: string) => queues.map((queue) => `SELECT '${queue}:' || msg_id AS key FROM pgmq.${prefix}${queue}`).join(" UNION ALL ");
+export async function analyze(
+  db: pg.Pool,
+  queues: readonly string[],
+  expected: readonly string[],
+  faults: readonly Fault[],
+): Promise<Analysis> {
+  const union = (prefix: string) =>
+    queues.map((queue) => `SELECT '${queue}:' || msg_id AS key FROM pgmq.${prefix}${queue}`).join(" UNION ALL ");
   const archivedIds = new Set((await db.query<{ key: string }>(union("a_"))).rows.map((row) => row.key));
   const lost = expected.filter((id) => !archivedIds.has(id));
   const stillQueued = await count(db, `SELECT count(*) FROM (${union("q_")}) q`);
-  const deadLettered = await count(db, `SELECT count(*) FROM (${queues.map((queue) => `SELECT 1 FROM pgmq.q_${queue}_dlq`).join(" UNION ALL ")}) d`);
+  const deadLettered = await count(
+    db,
+    `SELECT count(*) FROM (${queues.map((queue) => `SELECT 1 FROM pgmq.q_${queue}_dlq`).join(" UNION ALL ")}) d`,
+  );
 
   const byMessage = await loadRuns(db);
   const explainedBy: Record<Explanation, number> = { "worker kill": 0, "supervisor kill": 0, "PostgreSQL restart": 0 };
@@ -104,11 +120,14 @@ export async function analyze(db: pg.Pool, queues: readonly string[], expected: 
   const restart = faults.find((fault) => fault.kind === "postgres");
   let postgres: Analysis["postgres"] = null;
   if (restart) {
-    const firstRun = (await db.query<{ at: Date | null }>("SELECT min(started_at) AS at FROM chaos_runs WHERE started_at >= $1", [new Date(restart.upAt)])).rows[0]?.at;
+    const firstRun = (
+      await db.query<{ at: Date | null }>("SELECT min(started_at) AS at FROM chaos_runs WHERE started_at >= $1", [new Date(restart.upAt)])
+    ).rows[0]?.at;
     const firstAck = (
-      await db.query<{ at: Date | null }>(`SELECT min(archived_at) AS at FROM (${queues.map((q) => `SELECT archived_at FROM pgmq.a_${q}`).join(" UNION ALL ")}) a WHERE archived_at >= $1`, [
-        new Date(restart.upAt),
-      ])
+      await db.query<{ at: Date | null }>(
+        `SELECT min(archived_at) AS at FROM (${queues.map((q) => `SELECT archived_at FROM pgmq.a_${q}`).join(" UNION ALL ")}) a WHERE archived_at >= $1`,
+        [new Date(restart.upAt)],
+      )
     ).rows[0]?.at;
     postgres = {
       downMs: restart.upAt - restart.at,
@@ -117,5 +136,17 @@ export async function analyze(db: pg.Pool, queues: readonly string[], expected: 
     };
   }
 
-  return { jobs: expected.length, archived: archivedIds.size, stillQueued, deadLettered, lost, runs, repeated, explainedBy, unexplained, redeliveryMs, postgres };
+  return {
+    jobs: expected.length,
+    archived: archivedIds.size,
+    stillQueued,
+    deadLettered,
+    lost,
+    runs,
+    repeated,
+    explainedBy,
+    unexplained,
+    redeliveryMs,
+    postgres,
+  };
 }

@@ -25,7 +25,13 @@ async function sleepUntil(at: number): Promise<void> {
 }
 
 /** SIGKILLs a random live worker child every 1-3 s (the profile's range) until `until`. */
-export async function killWorkers(supervisors: Supervisors, profile: ChaosProfile, random: () => number, until: number, log: FaultLog): Promise<void> {
+export async function killWorkers(
+  supervisors: Supervisors,
+  profile: ChaosProfile,
+  random: () => number,
+  until: number,
+  log: FaultLog,
+): Promise<void> {
   for (;;) {
     await sleep(uniform(random, profile.killEveryMs));
     if (Date.now() >= until) return;

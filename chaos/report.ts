@@ -31,7 +31,9 @@ export function failures(analysis: Analysis, facts: RunFacts): string[] {
   const problems: string[] = [];
   if (analysis.lost.length > 0) problems.push(`${analysis.lost.length} job(s) lost (first ids: ${analysis.lost.slice(0, 10).join(", ")})`);
   for (const { msgId, runs } of analysis.unexplained.slice(0, 10)) {
-    problems.push(`message ${msgId} ran ${runs.length} times with no fault in between: ${runs.map((r) => `pid ${r.pid} at ${new Date(r.startedAt).toISOString()}`).join("; ")}`);
+    problems.push(
+      `message ${msgId} ran ${runs.length} times with no fault in between: ${runs.map((r) => `pid ${r.pid} at ${new Date(r.startedAt).toISOString()}`).join("; ")}`,
+    );
   }
   if (analysis.unexplained.length > 10) problems.push(`... and ${analysis.unexplained.length - 10} more unexplained repeats`);
   if (facts.leakedPids.length > 0) problems.push(`processes still running after the supervisor stopped: ${facts.leakedPids.join(", ")}`);
@@ -46,7 +48,11 @@ export function formatReport(analysis: Analysis, log: FaultLog, facts: RunFacts)
   const ok = (good: boolean) => (good ? "ok" : "FAIL");
   const { profile } = facts;
   const rows: Array<[string, string, string]> = [
-    ["jobs lost (must be 0)", `${analysis.lost.length} of ${analysis.jobs} (archived ${analysis.archived}, still queued ${analysis.stillQueued}, dead-lettered ${analysis.deadLettered})`, ok(analysis.lost.length === 0)],
+    [
+      "jobs lost (must be 0)",
+      `${analysis.lost.length} of ${analysis.jobs} (archived ${analysis.archived}, still queued ${analysis.stillQueued}, dead-lettered ${analysis.deadLettered})`,
+      ok(analysis.lost.length === 0),
+    ],
     ["jobs run more than once", `${analysis.repeated} (runs recorded: ${analysis.runs})`, ok(analysis.unexplained.length === 0)],
     ["  ... first run in flight at a worker SIGKILL", String(analysis.explainedBy["worker kill"]), ""],
     ["  ... first run in flight at the supervisor SIGKILL", String(analysis.explainedBy["supervisor kill"]), ""],
@@ -67,9 +73,17 @@ export function formatReport(analysis: Analysis, log: FaultLog, facts: RunFacts)
       "",
     ],
     ["leaked processes", String(facts.leakedPids.length), ok(facts.leakedPids.length === 0)],
-    ["wall time / throughput", `${seconds(facts.wallMs)} / ${Math.round(analysis.archived / (facts.wallMs / 1000))} jobs/s (jobs spread over ${profile.spreadSec} s)`, ok(facts.drained)],
+    [
+      "wall time / throughput",
+      `${seconds(facts.wallMs)} / ${Math.round(analysis.archived / (facts.wallMs / 1000))} jobs/s (jobs spread over ${profile.spreadSec} s)`,
+      ok(facts.drained),
+    ],
   ];
   const header = `pgbus chaos: profile ${profile.name}, seed ${facts.seed}, ${profile.jobs} jobs, VT ${profile.visibilityTimeoutSec} s, workers: async x20 + threads x4`;
-  const table = ["| check | result | |", "|---|---|---|", ...rows.map(([check, result, verdict]) => `| ${check} | ${result} | ${verdict} |`)];
+  const table = [
+    "| check | result | |",
+    "|---|---|---|",
+    ...rows.map(([check, result, verdict]) => `| ${check} | ${result} | ${verdict} |`),
+  ];
   return [header, "", ...table, "", `log: ${facts.logFile}`].join("\n");
 }

@@ -38,7 +38,12 @@ function say(text: string): void {
 
 function options(): { profile: ChaosProfile; seed: number; force: boolean } {
   const { values } = parseArgs({
-    options: { profile: { type: "string", default: "small" }, seed: { type: "string" }, jobs: { type: "string" }, force: { type: "boolean", default: false } },
+    options: {
+      profile: { type: "string", default: "small" },
+      seed: { type: "string" },
+      jobs: { type: "string" },
+      force: { type: "boolean", default: false },
+    },
   });
   const base = PROFILES[values.profile];
   if (!base) throw new Error(`unknown profile ${JSON.stringify(values.profile)}; valid: ${Object.keys(PROFILES).join(", ")}`);
@@ -84,7 +89,11 @@ async function enqueueAll(queues: QueueClient, profile: ChaosProfile, random: ()
     const cpu: object[] = [];
     for (let i = 0; i < size; i++) {
       if (random() < profile.cpuShare) cpu.push({ job: "chaos_cpu", payload: { ms: Math.round(2 + random() * 8) } });
-      else io.push({ job: "chaos_io", payload: { ms: random() < profile.longShare ? Math.round(2_500 + random() * 1_500) : Math.round(5 + random() * 25) } });
+      else
+        io.push({
+          job: "chaos_io",
+          payload: { ms: random() < profile.longShare ? Math.round(2_500 + random() * 1_500) : Math.round(5 + random() * 25) },
+        });
     }
     const runAt = new Date(windowStart + batch * 100);
     if (io.length > 0) ids.push(...(await queues.sendBatch("chaos_io", io, { runAt })).map((id) => `chaos_io:${id}`));
@@ -139,7 +148,9 @@ async function main(): Promise<number> {
   try {
     const others = await otherSessions(db.pool, db.name, 15_000);
     if (others.length > 0 && !force) {
-      throw new Error(`other sessions are connected to PostgreSQL (${others.join(", ")}); this run restarts the server and would break them. Run it alone (or pass --force).`);
+      throw new Error(
+        `other sessions are connected to PostgreSQL (${others.join(", ")}); this run restarts the server and would break them. Run it alone (or pass --force).`,
+      );
     }
     await migrate(db.pool);
     await db.pool.query(CHAOS_RUNS_DDL);
@@ -160,7 +171,9 @@ async function main(): Promise<number> {
     const spreadMs = profile.spreadSec * 1_000;
     await Promise.all([
       killWorkers(supervisors, profile, random, windowEnd, log),
-      killSupervisor(supervisors, windowStart + spreadMs * profile.supervisorKillAt, log).then(() => say("supervisor SIGKILLed and restarted")),
+      killSupervisor(supervisors, windowStart + spreadMs * profile.supervisorKillAt, log).then(() =>
+        say("supervisor SIGKILLed and restarted"),
+      ),
       restartDatabase(windowStart + spreadMs * profile.postgresRestartAt, log).then(() => say("PostgreSQL restarted")),
     ]);
     say(`window over: ${log.faults.filter((f) => f.kind === "worker").length} worker kills; draining`);

@@ -2,7 +2,14 @@
 export { Pgbus } from "./bus.ts";
 export type { BusPublishOptions, EnqueueOptions, JobMessage, PgbusOptions } from "./bus.ts";
 export { defineSubscriber, isSubscriberDefinition } from "./events/subscriber.ts";
-export type { EventContext, EventHandler, SubscriberDefinition, SubscriberDefinitionOptions, SubscriberInfo, SubscriberOptions } from "./events/subscriber.ts";
+export type {
+  EventContext,
+  EventHandler,
+  SubscriberDefinition,
+  SubscriberDefinitionOptions,
+  SubscriberInfo,
+  SubscriberOptions,
+} from "./events/subscriber.ts";
 export type { Event, EventMessage, PublishOptions } from "./events/event.ts";
 export type { PublishedEvent } from "./events/publish.ts";
 export { topicMatches, validateRoutingKey, validateTopicPattern } from "./events/routing.ts";
@@ -26,7 +33,16 @@ export { Worker } from "./process/worker.ts";
 export type { WorkerOptions, WorkerStats } from "./process/worker.ts";
 export type { AckMode } from "./process/worker-store.ts";
 export { QueueClient } from "./queue/client.ts";
-export type { Headers, MessageId, QueueClientOptions, QueueInfo, QueueMessage, QueueMetrics, SendBatchOptions, SendOptions } from "./queue/client.ts";
+export type {
+  Headers,
+  MessageId,
+  QueueClientOptions,
+  QueueInfo,
+  QueueMessage,
+  QueueMetrics,
+  SendBatchOptions,
+  SendOptions,
+} from "./queue/client.ts";
 export { validateQueueName } from "./queue/names.ts";
 export { migrate } from "./schema/migrator.ts";
 export type { MigrationResult } from "./schema/migrator.ts";

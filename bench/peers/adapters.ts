@@ -161,7 +161,9 @@ export function bareSqlAdapter(): Adapter {
       await pool.query("CREATE TABLE IF NOT EXISTS bare_jobs (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payload jsonb NOT NULL)");
     },
     async enqueueBulk(count, payload = () => ({})) {
-      await pool.query("INSERT INTO bare_jobs (payload) SELECT p FROM jsonb_array_elements($1::jsonb) AS p", [JSON.stringify(Array.from({ length: count }, payload))]);
+      await pool.query("INSERT INTO bare_jobs (payload) SELECT p FROM jsonb_array_elements($1::jsonb) AS p", [
+        JSON.stringify(Array.from({ length: count }, payload)),
+      ]);
     },
     enqueueOne: async () => void (await pool.query("INSERT INTO bare_jobs (payload) VALUES ('{}')")),
     async startWorker(capacity, handler, onJob) {
@@ -173,13 +175,20 @@ export function bareSqlAdapter(): Adapter {
             [capacity],
           );
           if (rows.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
-          await Promise.all(rows.map(async (row) => {
-            onJob(row.payload);
-            if (handler === "io20") await sleep20();
-          }));
+          await Promise.all(
+            rows.map(async (row) => {
+              onJob(row.payload);
+              if (handler === "io20") await sleep20();
+            }),
+          );
         }
       })();
-      return { stop: async () => { running = false; await loop; } };
+      return {
+        stop: async () => {
+          running = false;
+          await loop;
+        },
+      };
     },
     close: () => pool.end(),
   };

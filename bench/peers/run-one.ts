@@ -48,7 +48,12 @@ async function drain(count: number, capacity: number, handler: "noop" | "io20", 
   const seconds = (performance.now() - started) / 1000;
   const runs = seen;
   await worker.stop();
-  return { value: Math.min(runs, count) / seconds, capped: runs < count ? 1 : 0, rssMb: (await rss.stop()) / 1024 / 1024, connections: await conns.stop() };
+  return {
+    value: Math.min(runs, count) / seconds,
+    capped: runs < count ? 1 : 0,
+    rssMb: (await rss.stop()) / 1024 / 1024,
+    connections: await conns.stop(),
+  };
 }
 
 async function latency() {
@@ -95,7 +100,13 @@ async function steady() {
   const deadline = Date.now() + 15_000;
   while (latencies.length < sent && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   await worker.stop();
-  return { value: median(latencies), p99: percentile(latencies, 99), backlogAtStop, rssMb: (await rss.stop()) / 1024 / 1024, rate: sent / seconds };
+  return {
+    value: median(latencies),
+    p99: percentile(latencies, 99),
+    backlogAtStop,
+    rssMb: (await rss.stop()) / 1024 / 1024,
+    rate: sent / seconds,
+  };
 }
 
 let result: Record<string, number>;

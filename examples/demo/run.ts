@@ -27,11 +27,13 @@ function relayLogs(child: ChildProcess): void {
       const entry = JSON.parse(line) as { level: string; msg: string; role?: string; pid?: number; err?: string };
       // 90 flaky webhooks fail once each: show a few, not all.
       if (entry.msg === "job failed; retrying" && ++retries > 3) {
-        if (retries === 4) console.log("  [pgbus] (more \"job failed; retrying\" lines not shown)");
+        if (retries === 4) console.log('  [pgbus] (more "job failed; retrying" lines not shown)');
         return;
       }
       const detail = entry.err ? ` (${entry.err})` : "";
-      console.log(`  [pgbus ${entry.role ?? ""} ${entry.pid ?? ""}] ${entry.level === "info" ? "" : `${entry.level}: `}${entry.msg}${detail}`);
+      console.log(
+        `  [pgbus ${entry.role ?? ""} ${entry.pid ?? ""}] ${entry.level === "info" ? "" : `${entry.level}: `}${entry.msg}${detail}`,
+      );
     } catch {
       console.log(`  [pgbus] ${line}`);
     }
@@ -40,7 +42,9 @@ function relayLogs(child: ChildProcess): void {
 
 function pgbusStatus(): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, ["--import", "tsx", CLI, "status"], { env }, (error, stdout, stderr) => (error ? reject(new Error(stderr || error.message)) : resolve(stdout)));
+    execFile(process.execPath, ["--import", "tsx", CLI, "status"], { env }, (error, stdout, stderr) =>
+      error ? reject(new Error(stderr || error.message)) : resolve(stdout),
+    );
   });
 }
 
@@ -53,14 +57,31 @@ async function main(): Promise<number> {
   await bus.migrate();
   const queues = ["mailers", "images", "default"];
   const before = await depths(queues); // leftovers of an interrupted run are processed too
-  await bus.enqueueMany(sendWelcomeEmail, Array.from({ length: 150 }, (_, i) => ({ userId: i, email: `user${i}@example.com` })));
-  await bus.enqueueMany(resizeImage, Array.from({ length: 60 }, (_, i) => ({ imageId: i, width: 640 })));
-  await bus.enqueueMany(flakyWebhook, Array.from({ length: 90 }, (_, i) => ({ url: `https://example.com/hooks/${i}` })));
-  const total = new Map(queues.map((queue) => [queue, (before.get(queue) ?? 0) + ({ mailers: 150, images: 60, default: 90 } as Record<string, number>)[queue]!]));
+  await bus.enqueueMany(
+    sendWelcomeEmail,
+    Array.from({ length: 150 }, (_, i) => ({ userId: i, email: `user${i}@example.com` })),
+  );
+  await bus.enqueueMany(
+    resizeImage,
+    Array.from({ length: 60 }, (_, i) => ({ imageId: i, width: 640 })),
+  );
+  await bus.enqueueMany(
+    flakyWebhook,
+    Array.from({ length: 90 }, (_, i) => ({ url: `https://example.com/hooks/${i}` })),
+  );
+  const total = new Map(
+    queues.map((queue) => [
+      queue,
+      (before.get(queue) ?? 0) + ({ mailers: 150, images: 60, default: 90 } as Record<string, number>)[queue]!,
+    ]),
+  );
   console.log("enqueued 150 send_welcome_email (mailers), 60 resize_image (images), 90 flaky_webhook (default)");
 
   const started = Date.now();
-  const supervisor = spawn(process.execPath, ["--import", "tsx", CLI, "start", "--config", CONFIG], { env, stdio: ["ignore", "inherit", "pipe"] });
+  const supervisor = spawn(process.execPath, ["--import", "tsx", CLI, "start", "--config", CONFIG], {
+    env,
+    stdio: ["ignore", "inherit", "pipe"],
+  });
   relayLogs(supervisor);
   const exited = new Promise<number | null>((resolve) => supervisor.on("exit", (code) => resolve(code)));
   process.on("SIGINT", () => supervisor.kill("SIGTERM"));
@@ -69,7 +90,9 @@ async function main(): Promise<number> {
   while (!done && supervisor.exitCode === null) {
     await sleep(1_000);
     const now = await depths(queues);
-    const parts = queues.map((queue) => `${queue} ${total.get(queue)! - now.get(queue)!}/${total.get(queue)} processed, ${now.get(queue)} remaining`);
+    const parts = queues.map(
+      (queue) => `${queue} ${total.get(queue)! - now.get(queue)!}/${total.get(queue)} processed, ${now.get(queue)} remaining`,
+    );
     console.log(`${String(Math.round((Date.now() - started) / 1000)).padStart(3)}s  ${parts.join(" | ")}`);
     done = [...now.values()].every((depth) => depth === 0);
     if (!done && Date.now() - started > TIMEOUT_MS) {

@@ -14,7 +14,14 @@ export function printLine(text = ""): void {
 export function formatTable(headers: readonly string[], rows: readonly Cell[][]): string {
   const text = [headers.map(String), ...rows.map((row) => row.map((cell) => (cell === null || cell === undefined ? "-" : String(cell))))];
   const widths = headers.map((_, column) => Math.max(...text.map((row) => row[column]?.length ?? 0)));
-  return text.map((row) => row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join("  ").trimEnd()).join("\n");
+  return text
+    .map((row) =>
+      row
+        .map((cell, column) => cell.padEnd(widths[column] ?? 0))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
 }
 
 /** "42s", "3m 5s", "2h 10m", "3d 4h": ages at a glance. */

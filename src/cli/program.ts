@@ -46,4 +46,3 @@ export function describeError(error: unknown): string {
   if (code === "ECONNREFUSED") return `cannot reach PostgreSQL: ${message} (check DATABASE_URL or --database-url)`;
   return message;
 }
-

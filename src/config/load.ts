@@ -164,9 +164,7 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Loade
   const env = options.env ?? process.env;
   const explicitPath = options.configPath ?? (env["PGBUS_CONFIG"] || undefined);
   const explicit =
-    explicitPath === undefined
-      ? undefined
-      : { path: explicitPath, source: options.configPath !== undefined ? "--config" : "PGBUS_CONFIG" };
+    explicitPath === undefined ? undefined : { path: explicitPath, source: options.configPath !== undefined ? "--config" : "PGBUS_CONFIG" };
 
   const configFile = await findConfigFile(cwd, explicit);
   const source = configFile ? fileLabel(cwd, configFile) : `no ${CONFIG_FILE_NAMES.join(", ")} in ${cwd}`;

@@ -116,9 +116,7 @@ export function resolveWildcardQueues<T extends { queues: readonly string[] }>(
   allQueues: readonly string[],
 ): Array<T & { queues: string[] }> {
   const named = new Set(specs.flatMap((spec) => spec.queues.filter((queue) => queue !== WILDCARD)));
-  const rest = [...new Set(allQueues)].filter(
-    (queue) => queue !== WILDCARD && !named.has(queue) && !isDlqName(queue),
-  );
+  const rest = [...new Set(allQueues)].filter((queue) => queue !== WILDCARD && !named.has(queue) && !isDlqName(queue));
   return specs.map((spec) => {
     if (!spec.queues.includes(WILDCARD)) return { ...spec, queues: [...spec.queues] };
     const own = spec.queues.filter((queue) => queue !== WILDCARD);

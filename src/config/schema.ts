@@ -161,11 +161,7 @@ const queueList = z
  * instead of z.union because a union reports both branches' failures; here each input
  * type gets the one error that applies to it, at its own path.
  */
-function dslOrArray<A, D>(
-  arraySchema: z.ZodType<A>,
-  fromDsl: (text: string) => D,
-  typeRule: string,
-) {
+function dslOrArray<A, D>(arraySchema: z.ZodType<A>, fromDsl: (text: string) => D, typeRule: string) {
   return z.unknown().transform((value, ctx): A | D => {
     if (typeof value === "string") {
       try {
@@ -212,9 +208,7 @@ const worker = strict({
 }).transform(({ queues, capacity = DEFAULT_CAPACITY, ...rest }): WorkerDraft[] =>
   // A DSL string in one worker entry is shorthand for one worker per DSL entry, all
   // sharing this entry's other settings; a DSL entry without capacity takes this one's.
-  typeof queues === "string"
-    ? parseQueueDsl(queues, capacity).map((spec) => ({ ...rest, ...spec }))
-    : [{ ...rest, queues, capacity }],
+  typeof queues === "string" ? parseQueueDsl(queues, capacity).map((spec) => ({ ...rest, ...spec })) : [{ ...rest, queues, capacity }],
 );
 
 const workers = dslOrArray(
@@ -297,9 +291,7 @@ function finalize(parsed: ParsedConfig): ResolvedConfig {
       pollIntervalMs: draft.pollIntervalMs ?? parsed.pollIntervalMs,
       visibilityTimeoutSec: draft.visibilityTimeoutSec ?? parsed.visibilityTimeoutSec,
     })),
-    queues: Object.fromEntries(
-      Object.entries(queues).map(([name, settings]) => [name, { ackMode: settings.ackMode ?? parsed.ackMode }]),
-    ),
+    queues: Object.fromEntries(Object.entries(queues).map(([name, settings]) => [name, { ackMode: settings.ackMode ?? parsed.ackMode }])),
   };
 }
 
@@ -338,7 +330,14 @@ function problemCode(issue: z.core.$ZodIssue, path: readonly PropertyKey[]): Pgb
   return path.at(-1) === "executionMode" ? "INVALID_EXECUTION_MODE" : "INVALID_CONFIG";
 }
 
-function problem(source: string, issue: z.core.$ZodIssue, path: readonly PropertyKey[], text: string, value: unknown, valid?: string): ConfigProblem {
+function problem(
+  source: string,
+  issue: z.core.$ZodIssue,
+  path: readonly PropertyKey[],
+  text: string,
+  value: unknown,
+  valid?: string,
+): ConfigProblem {
   const dotted = path.map(String).join(".");
   const got = value === undefined ? "" : `got ${show(value)}`;
   const body = [text, got].filter((part) => part !== "").join(", ") + (valid ? `; valid: ${valid}` : "");

@@ -71,7 +71,10 @@ export class Listener {
     } catch (error) {
       await client.end().catch(() => {});
       if (this.#connected || this.#backoffMs === this.#options.minBackoffMs) {
-        this.#options.logger.warn({ channel: this.#options.channel, err: (error as Error).message }, "cannot LISTEN; retrying with backoff");
+        this.#options.logger.warn(
+          { channel: this.#options.channel, err: (error as Error).message },
+          "cannot LISTEN; retrying with backoff",
+        );
       }
       this.#connected = false;
       this.#scheduleRetry();
@@ -82,7 +85,8 @@ export class Listener {
       return;
     }
     this.#client = client;
-    if (this.#backoffMs !== this.#options.minBackoffMs) this.#options.logger.info({ channel: this.#options.channel }, "LISTEN connection restored");
+    if (this.#backoffMs !== this.#options.minBackoffMs)
+      this.#options.logger.info({ channel: this.#options.channel }, "LISTEN connection restored");
     this.#connected = true;
     this.#backoffMs = this.#options.minBackoffMs;
     this.#options.onConnected();

@@ -97,7 +97,9 @@ export class Consumer {
     };
     this.#subscribers = selected.map((definition) => definition.subscriber);
     if (this.#state !== "starting") return; // stopped while preparing
-    this.#worker = this.#deps.createWorker({ ...workerOptions, queues: [...byQueue.keys()], routeMessage }, registry, (db) => createEventStore(db, idempotent));
+    this.#worker = this.#deps.createWorker({ ...workerOptions, queues: [...byQueue.keys()], routeMessage }, registry, (db) =>
+      createEventStore(db, idempotent),
+    );
     await this.#worker.start();
     if (this.#state === "starting") this.#state = "running";
   }
@@ -122,14 +124,18 @@ export class Consumer {
     if (!wanted) {
       if (known.length === 0) {
         const where = this.#options.jobsModule ? `jobs module ${this.#options.jobsModule}` : "this bus";
-        throw new ValidationError("INVALID_OPTION", `consumer has no subscribers: ${where} defines none (bus.subscribe or an exported defineSubscriber)`);
+        throw new ValidationError(
+          "INVALID_OPTION",
+          `consumer has no subscribers: ${where} defines none (bus.subscribe or an exported defineSubscriber)`,
+        );
       }
       return known;
     }
     if (wanted.length === 0) throw new ValidationError("INVALID_OPTION", "consumer subscribers is empty; name at least one subscriber");
     return wanted.map((entry) => {
       if (typeof entry !== "string") {
-        if (!isSubscriberDefinition(entry)) throw new ValidationError("INVALID_OPTION", `consumer subscribers: ${String(entry)} is not a subscriber definition`);
+        if (!isSubscriberDefinition(entry))
+          throw new ValidationError("INVALID_OPTION", `consumer subscribers: ${String(entry)} is not a subscriber definition`);
         return entry;
       }
       const found = known.find((definition) => definition.subscriber.name === entry);

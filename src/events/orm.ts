@@ -122,7 +122,8 @@ export function splitPlaceholders(text: string): Array<string | number> {
 }
 
 function valueAt(values: readonly unknown[], position: number): unknown {
-  if (position < 1 || position > values.length) throw new RangeError(`statement uses $${position} but only ${values.length} value(s) were given`);
+  if (position < 1 || position > values.length)
+    throw new RangeError(`statement uses $${position} but only ${values.length} value(s) were given`);
   const value = values[position - 1];
   return value === undefined ? null : value;
 }

@@ -65,11 +65,14 @@ export class OutboxPoller {
   #failing = false;
 
   constructor(options: OutboxPollerOptions) {
-    if (!options?.pool || typeof options.pool.query !== "function") throw new ValidationError("INVALID_OPTION", "OutboxPoller needs pool (a pg.Pool)");
+    if (!options?.pool || typeof options.pool.query !== "function")
+      throw new ValidationError("INVALID_OPTION", "OutboxPoller needs pool (a pg.Pool)");
     const batchSize = options.batchSize ?? 500;
     const pollIntervalMs = options.pollIntervalMs ?? 1000;
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new ValidationError("INVALID_OPTION", `batchSize must be an integer >= 1, got ${String(batchSize)}`);
-    if (!Number.isFinite(pollIntervalMs) || pollIntervalMs < 1) throw new ValidationError("INVALID_OPTION", `pollIntervalMs must be a number >= 1, got ${String(pollIntervalMs)}`);
+    if (!Number.isInteger(batchSize) || batchSize < 1)
+      throw new ValidationError("INVALID_OPTION", `batchSize must be an integer >= 1, got ${String(batchSize)}`);
+    if (!Number.isFinite(pollIntervalMs) || pollIntervalMs < 1)
+      throw new ValidationError("INVALID_OPTION", `pollIntervalMs must be a number >= 1, got ${String(pollIntervalMs)}`);
     this.#pool = options.pool;
     this.#logger = options.logger ?? silentLogger;
     this.#batchSize = batchSize;

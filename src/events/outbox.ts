@@ -64,11 +64,14 @@ export class Outbox {
 
   /** Writes many jobs of one kind in one statement; returns outbox row ids in input order. */
   async enqueueMany<P>(job: JobDefinition<P>, payloads: readonly P[], options: OutboxWriteOptions = {}): Promise<string[]> {
-    if (!Array.isArray(payloads)) throw new ValidationError("INVALID_OPTION", `outbox.enqueueMany needs an array of payloads for job ${job.name}`);
+    if (!Array.isArray(payloads))
+      throw new ValidationError("INVALID_OPTION", `outbox.enqueueMany needs an array of payloads for job ${job.name}`);
     const delayMs = validateDelayMs(options.delayMs);
     for (const [index, payload] of payloads.entries()) await this.#deps.validatePayload(job as JobDefinition, payload, index);
     if (payloads.length === 0) return [];
-    const bodies = payloads.map((payload, index) => serializeJson({ job: job.name, payload }, `payload ${index} of job ${job.name}`, this.#maxBytes()));
+    const bodies = payloads.map((payload, index) =>
+      serializeJson({ job: job.name, payload }, `payload ${index} of job ${job.name}`, this.#maxBytes()),
+    );
     const header = options.headers === undefined ? null : serializeJson(options.headers, `headers of job ${job.name}`);
     await this.#deps.prepareJob(job as JobDefinition);
     const headers = header === null ? null : `[${new Array<string>(payloads.length).fill(header).join(",")}]`;
@@ -79,7 +82,10 @@ export class Outbox {
   #db(options: OutboxWriteOptions): Queryable {
     const client = options.client ?? this.#deps.pool;
     if (typeof client?.query !== "function") {
-      throw new ValidationError("INVALID_OPTION", `outbox client must have query(text, values) (a pg PoolClient or an adapter such as fromKysely), got ${String(client)}`);
+      throw new ValidationError(
+        "INVALID_OPTION",
+        `outbox client must have query(text, values) (a pg PoolClient or an adapter such as fromKysely), got ${String(client)}`,
+      );
     }
     return client;
   }

@@ -21,7 +21,12 @@ export interface PublishTarget {
  * queue whose pattern matches, inside PostgreSQL, in one statement (pgmq.send_topic). On a
  * caller's transaction handle the copies exist only if that transaction commits.
  */
-export async function publishEvent<P>(target: PublishTarget, routingKey: string, payload: P, options: PublishOptions = {}): Promise<PublishedEvent<P>> {
+export async function publishEvent<P>(
+  target: PublishTarget,
+  routingKey: string,
+  payload: P,
+  options: PublishOptions = {},
+): Promise<PublishedEvent<P>> {
   validateRoutingKey(routingKey);
   const delay = delaySeconds(options.delayMs);
   const event = newEvent(routingKey, payload);

@@ -37,8 +37,11 @@ export const MARK_HANDLED = `INSERT INTO pgbus.processed_events (subscriber, eve
  * Different CTEs touch different rows, so no row is modified twice.
  */
 export const claimSkippingHandled = (queue: string): NamedStatement =>
-  namedStatement("ev_read", queue, () =>
-    `WITH picked AS (
+  namedStatement(
+    "ev_read",
+    queue,
+    () =>
+      `WITH picked AS (
        SELECT q.msg_id,
               EXISTS (SELECT 1 FROM pgbus.processed_events pe
                        WHERE pe.subscriber = $3::text AND pe.event_id = pgbus.event_id_of(q.message)) AS handled
@@ -66,8 +69,11 @@ export const claimSkippingHandled = (queue: string): NamedStatement =>
  * crash before it commits runs the handler again, never loses the event.
  */
 export const archiveMarkingHandled = (queue: string): NamedStatement =>
-  namedStatement("ev_archive", queue, () =>
-    `WITH moved AS (DELETE FROM ${queueTable(queue)} WHERE msg_id = ANY($1::bigint[]) RETURNING ${MESSAGE_COLUMNS}),
+  namedStatement(
+    "ev_archive",
+    queue,
+    () =>
+      `WITH moved AS (DELETE FROM ${queueTable(queue)} WHERE msg_id = ANY($1::bigint[]) RETURNING ${MESSAGE_COLUMNS}),
      archived AS (INSERT INTO ${archiveTable(queue)} (${MESSAGE_COLUMNS}) SELECT ${MESSAGE_COLUMNS} FROM moved)
      INSERT INTO pgbus.processed_events (subscriber, event_id)
      SELECT DISTINCT $2::text, pgbus.event_id_of(message) FROM moved WHERE pgbus.event_id_of(message) IS NOT NULL
@@ -76,8 +82,11 @@ export const archiveMarkingHandled = (queue: string): NamedStatement =>
 
 /** Like archiveMarkingHandled for ackMode "delete". $1 ids, $2 subscriber. */
 export const deleteMarkingHandled = (queue: string): NamedStatement =>
-  namedStatement("ev_delete", queue, () =>
-    `WITH moved AS (DELETE FROM ${queueTable(queue)} WHERE msg_id = ANY($1::bigint[]) RETURNING message)
+  namedStatement(
+    "ev_delete",
+    queue,
+    () =>
+      `WITH moved AS (DELETE FROM ${queueTable(queue)} WHERE msg_id = ANY($1::bigint[]) RETURNING message)
      INSERT INTO pgbus.processed_events (subscriber, event_id)
      SELECT DISTINCT $2::text, pgbus.event_id_of(message) FROM moved WHERE pgbus.event_id_of(message) IS NOT NULL
      ON CONFLICT DO NOTHING`,

@@ -119,10 +119,14 @@ export function subscribersByQueue(subscribers: Iterable<SubscriberDefinition>):
   for (const subscriber of subscribers) {
     const { name, queue } = subscriber.subscriber;
     const sameName = names.get(name);
-    if (sameName && sameName !== subscriber) throw new ValidationError("DUPLICATE_JOB", `two different subscribers are named ${JSON.stringify(name)}`);
+    if (sameName && sameName !== subscriber)
+      throw new ValidationError("DUPLICATE_JOB", `two different subscribers are named ${JSON.stringify(name)}`);
     const sameQueue = byQueue.get(queue);
     if (sameQueue && sameQueue !== subscriber) {
-      throw new ValidationError("INVALID_OPTION", `subscribers ${sameQueue.subscriber.name} and ${name} share queue ${queue}; each subscriber needs its own queue`);
+      throw new ValidationError(
+        "INVALID_OPTION",
+        `subscribers ${sameQueue.subscriber.name} and ${name} share queue ${queue}; each subscriber needs its own queue`,
+      );
     }
     names.set(name, subscriber);
     byQueue.set(queue, subscriber);

@@ -24,7 +24,9 @@ export interface JobContext {
  */
 export interface PayloadSchema<T> {
   readonly "~standard": {
-    validate(value: unknown):
+    validate(
+      value: unknown,
+    ):
       | { value: T; issues?: undefined }
       | { issues: ReadonlyArray<{ message: string; path?: ReadonlyArray<PropertyKey | { key: PropertyKey }> }> }
       | Promise<

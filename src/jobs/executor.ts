@@ -15,7 +15,12 @@ const SUCCEEDED: JobOutcome = Object.freeze({ ok: true as const });
  * Written without async/await on purpose: this runs once per job, and a job without a
  * schema then costs one promise of ours on top of the handler's.
  */
-export function executeJob(registry: JobRegistry, task: JobTask, abort: { readonly signal: AbortSignal }, logger: Logger): Promise<JobOutcome> {
+export function executeJob(
+  registry: JobRegistry,
+  task: JobTask,
+  abort: { readonly signal: AbortSignal },
+  logger: Logger,
+): Promise<JobOutcome> {
   const job = registry.get(task.job);
   if (!job) {
     return Promise.resolve({
@@ -25,10 +30,18 @@ export function executeJob(registry: JobRegistry, task: JobTask, abort: { readon
     });
   }
   if (!job.schema) return perform(job, task.payload, task, abort, logger);
-  return validatePayload(job, task.payload).then((validated) => (validated.ok ? perform(job, validated.value, task, abort, logger) : validated));
+  return validatePayload(job, task.payload).then((validated) =>
+    validated.ok ? perform(job, validated.value, task, abort, logger) : validated,
+  );
 }
 
-function perform(job: JobDefinition, payload: unknown, task: JobTask, abort: { readonly signal: AbortSignal }, logger: Logger): Promise<JobOutcome> {
+function perform(
+  job: JobDefinition,
+  payload: unknown,
+  task: JobTask,
+  abort: { readonly signal: AbortSignal },
+  logger: Logger,
+): Promise<JobOutcome> {
   try {
     const running = job.perform(payload, {
       messageId: task.messageId,
@@ -61,8 +74,16 @@ async function validatePayload(
         return path ? `${path}: ${issue.message}` : issue.message;
       })
       .join("; ");
-    return { ok: false, permanent: true, error: { name: "InvalidPayloadError", message: `payload of job ${job.name} is invalid: ${issues}` } };
+    return {
+      ok: false,
+      permanent: true,
+      error: { name: "InvalidPayloadError", message: `payload of job ${job.name} is invalid: ${issues}` },
+    };
   } catch (thrown) {
-    return { ok: false, permanent: true, error: { name: "InvalidPayloadError", message: `validating payload of job ${job.name} threw: ${toErrorRecord(thrown).message}` } };
+    return {
+      ok: false,
+      permanent: true,
+      error: { name: "InvalidPayloadError", message: `validating payload of job ${job.name} threw: ${toErrorRecord(thrown).message}` },
+    };
   }
 }

@@ -42,6 +42,9 @@ export class SafeEmitter<Events extends { [K in keyof Events]: object }> {
   }
 
   #report(event: keyof Events, error: unknown): void {
-    this.#logger().error({ event: String(event), err: error instanceof Error ? error.message : String(error) }, "event listener threw; ignored");
+    this.#logger().error(
+      { event: String(event), err: error instanceof Error ? error.message : String(error) },
+      "event listener threw; ignored",
+    );
   }
 }

@@ -56,11 +56,12 @@ export class AsyncPool implements ExecutionPool {
     this.#monitor = new LoopBlockMonitor(
       validateBlockedLoopThreshold(options.blockedLoopThresholdMs ?? 200),
       () => [...this.#runs].map((run) => run.job),
-      (blockedMs, jobs) => this.#logger.warn(
-        { jobs, blockedMs },
-        `event loop blocked for ${blockedMs} ms while running jobs [${jobs.join(", ")}]; ` +
-          `CPU-bound jobs belong in threads mode (executionMode: "threads")`,
-      ),
+      (blockedMs, jobs) =>
+        this.#logger.warn(
+          { jobs, blockedMs },
+          `event loop blocked for ${blockedMs} ms while running jobs [${jobs.join(", ")}]; ` +
+            `CPU-bound jobs belong in threads mode (executionMode: "threads")`,
+        ),
     );
   }
 

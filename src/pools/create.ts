@@ -29,10 +29,7 @@ export interface CreateExecutionPoolOptions {
 export function normalizeExecutionMode(value: unknown): ExecutionMode {
   if (value === "async" || value === "fiber") return "async";
   if (value === "threads") return "threads";
-  throw new ValidationError(
-    "INVALID_EXECUTION_MODE",
-    `invalid execution mode ${show(value)}: use one of ${EXECUTION_MODES.join(", ")}`,
-  );
+  throw new ValidationError("INVALID_EXECUTION_MODE", `invalid execution mode ${show(value)}: use one of ${EXECUTION_MODES.join(", ")}`);
 }
 
 /**
@@ -45,14 +42,20 @@ export async function createExecutionPool(options: CreateExecutionPoolOptions): 
   const { jobsModule, logger, onStateChange } = options;
   if (mode === "threads") {
     if (jobsModule === undefined) {
-      throw new ValidationError("INVALID_OPTION", "threads mode needs jobsModule: the path or file URL of the module exporting the jobs, loaded in every thread");
+      throw new ValidationError(
+        "INVALID_OPTION",
+        "threads mode needs jobsModule: the path or file URL of the module exporting the jobs, loaded in every thread",
+      );
     }
     return ThreadPool.start({ capacity, jobsModule, logger, onStateChange, threads: options.threads });
   }
   let registry = options.registry;
   if (registry === undefined) {
     if (jobsModule === undefined) {
-      throw new ValidationError("INVALID_OPTION", "async mode needs registry (a JobRegistry) or jobsModule (the path or file URL of the module exporting the jobs)");
+      throw new ValidationError(
+        "INVALID_OPTION",
+        "async mode needs registry (a JobRegistry) or jobsModule (the path or file URL of the module exporting the jobs)",
+      );
     }
     registry = await loadJobsModule(jobsModule);
   }

@@ -22,8 +22,7 @@ export interface ThreadData {
 export type ThreadRequest = { type: "load" } | { type: "run"; task: JobTask };
 
 export type LoadReport =
-  | { type: "loaded"; threadId: number }
-  | { type: "load-failed"; threadId: number; error: ErrorRecord; code?: PgbusErrorCode };
+  { type: "loaded"; threadId: number } | { type: "load-failed"; threadId: number; error: ErrorRecord; code?: PgbusErrorCode };
 
 // Loading starts as soon as the thread boots (threads replacing terminated ones are warm
 // too) and happens once per thread. The rejection is kept for whoever awaits it; the empty

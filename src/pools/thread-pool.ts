@@ -172,11 +172,18 @@ async function loadOnEveryThread(piscina: Pool, threads: number, jobsModule: str
   try {
     reports = (await Promise.all(Array.from({ length: threads }, () => piscina.run({ type: "load" })))) as LoadReport[];
   } catch (cause) {
-    throw new PgbusError("JOBS_MODULE_LOAD_FAILED", `could not start worker threads for jobs module ${jobsModule}: ${toErrorRecord(cause).message}`, { cause });
+    throw new PgbusError(
+      "JOBS_MODULE_LOAD_FAILED",
+      `could not start worker threads for jobs module ${jobsModule}: ${toErrorRecord(cause).message}`,
+      { cause },
+    );
   }
   const failed = reports.find((report) => report.type === "load-failed");
   if (failed?.type === "load-failed") {
-    const message = failed.code === "JOBS_MODULE_LOAD_FAILED" ? failed.error.message : `could not load jobs module ${jobsModule}: ${failed.error.message}`;
+    const message =
+      failed.code === "JOBS_MODULE_LOAD_FAILED"
+        ? failed.error.message
+        : `could not load jobs module ${jobsModule}: ${failed.error.message}`;
     throw new PgbusError("JOBS_MODULE_LOAD_FAILED", message);
   }
 }

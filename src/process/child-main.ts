@@ -37,7 +37,10 @@ async function boot(init: InitMessage): Promise<RunningChild | null> {
   try {
     const running = await startChild(init, logger, { send, recycle });
     if (!stopping) {
-      logger.info({ executionMode: running.ready.executionMode, capacity: running.ready.capacity, queues: running.ready.queues }, "child started");
+      logger.info(
+        { executionMode: running.ready.executionMode, capacity: running.ready.capacity, queues: running.ready.queues },
+        "child started",
+      );
       send(running.ready);
     }
     return running;

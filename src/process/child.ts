@@ -89,7 +89,10 @@ interface JobProcessor {
 
 function requireJobsModule(config: ResolvedConfig): string {
   if (config.jobsModule === undefined) {
-    throw new ValidationError("INVALID_CONFIG", "workers need jobsModule: the module exporting the job definitions (config jobsModule, PGBUS_JOBS_MODULE or --jobs-module)");
+    throw new ValidationError(
+      "INVALID_CONFIG",
+      "workers need jobsModule: the module exporting the job definitions (config jobsModule, PGBUS_JOBS_MODULE or --jobs-module)",
+    );
   }
   return config.jobsModule;
 }
@@ -146,7 +149,13 @@ async function runJobProcessor(
   const db = heartbeatPool(config);
   const processId = randomUUID();
   const stats = (): ChildStats => {
-    const { processed, failed, retried, deadLettered, busy } = processor.stats() ?? { processed: 0, failed: 0, retried: 0, deadLettered: 0, busy: 0 };
+    const { processed, failed, retried, deadLettered, busy } = processor.stats() ?? {
+      processed: 0,
+      failed: 0,
+      retried: 0,
+      deadLettered: 0,
+      busy: 0,
+    };
     return { processed, failed, retried, deadLettered, busy, rssMb: rssMb() };
   };
   const memoryLimitMb = usableMemoryLimit(config.maxMemoryMb, logger);
@@ -160,7 +169,13 @@ async function runJobProcessor(
   };
   const snapshot = (): ProcessSnapshot => {
     const { busy, rssMb: rss, ...counts } = stats();
-    return { executionMode: processor.stats()?.executionMode ?? null, capacity, busy, queues: [...processor.queues], stats: { ...counts, rssMb: rss } };
+    return {
+      executionMode: processor.stats()?.executionMode ?? null,
+      capacity,
+      busy,
+      queues: [...processor.queues],
+      stats: { ...counts, rssMb: rss },
+    };
   };
   const heartbeat = new Heartbeat({
     db,
@@ -184,9 +199,14 @@ async function runJobProcessor(
   }
   // A library is silent; the CLI's log is where an operator looks for failing jobs.
   bus.on("job:failure", ({ job, queue, messageId, attempt, error, retryInMs }) =>
-    logger.warn({ job, queue, messageId, attempt, err: error.message, retryInMs }, retryInMs === null ? "job failed" : "job failed; retrying"),
+    logger.warn(
+      { job, queue, messageId, attempt, err: error.message, retryInMs },
+      retryInMs === null ? "job failed" : "job failed; retrying",
+    ),
   );
-  bus.on("job:dead", ({ job, queue, messageId, reason, error }) => logger.error({ job, queue, messageId, reason, err: error.message }, "job moved to the dead-letter queue"));
+  bus.on("job:dead", ({ job, queue, messageId, reason, error }) =>
+    logger.error({ job, queue, messageId, reason, err: error.message }, "job moved to the dead-letter queue"),
+  );
   const close = async (): Promise<void> => {
     await bus.close().catch(() => {});
     await db.end().catch(() => {});
@@ -201,7 +221,14 @@ async function runJobProcessor(
   const started = processor.stats();
   let stopping: Promise<void> | null = null;
   return {
-    ready: { type: "ready", processId, pid: process.pid, executionMode: started?.executionMode ?? null, capacity, queues: [...processor.queues] },
+    ready: {
+      type: "ready",
+      processId,
+      pid: process.pid,
+      executionMode: started?.executionMode ?? null,
+      capacity,
+      queues: [...processor.queues],
+    },
     stop() {
       stopping ??= (async () => {
         await processor.stop(); // keeps beating meanwhile, so a long drain does not look dead
@@ -217,7 +244,15 @@ async function startDispatcher(init: InitMessage, logger: Logger, hooks: ChildHo
   const { config, supervisorId } = init;
   const db = heartbeatPool(config);
   const processId = randomUUID();
-  const stats = (): ChildStats => ({ processed: 0, failed: 0, retried: 0, deadLettered: 0, busy: 0, rssMb: rssMb(), dispatcherActive: dispatcher.active });
+  const stats = (): ChildStats => ({
+    processed: 0,
+    failed: 0,
+    retried: 0,
+    deadLettered: 0,
+    busy: 0,
+    rssMb: rssMb(),
+    dispatcherActive: dispatcher.active,
+  });
   const heartbeat: Heartbeat = new Heartbeat({
     db,
     id: processId,
@@ -225,7 +260,13 @@ async function startDispatcher(init: InitMessage, logger: Logger, hooks: ChildHo
     role: "dispatcher",
     intervalMs: config.heartbeatIntervalMs,
     logger,
-    snapshot: () => ({ executionMode: null, capacity: null, busy: 0, queues: [], stats: { dispatcherActive: dispatcher.active, rssMb: rssMb() } }),
+    snapshot: () => ({
+      executionMode: null,
+      capacity: null,
+      busy: 0,
+      queues: [],
+      stats: { dispatcherActive: dispatcher.active, rssMb: rssMb() },
+    }),
     onBeat: () => hooks.send({ type: "stats", stats: stats() }),
   });
   const dispatcher: Dispatcher = new Dispatcher({
@@ -239,7 +280,12 @@ async function startDispatcher(init: InitMessage, logger: Logger, hooks: ChildHo
   // Outbox pollers are safe side by side (SKIP LOCKED), so every dispatcher child runs one,
   // active or not: rows move as long as any host is up.
   const outboxPool = createPool({ connectionString: config.databaseUrl }, { max: 1, applicationName: "pgbus:outbox" });
-  const outbox = new OutboxPoller({ pool: outboxPool, logger, batchSize: config.outbox.batchSize, pollIntervalMs: config.outbox.pollIntervalMs });
+  const outbox = new OutboxPoller({
+    pool: outboxPool,
+    logger,
+    batchSize: config.outbox.batchSize,
+    pollIntervalMs: config.outbox.pollIntervalMs,
+  });
   await dispatcher.start();
   await outbox.start();
   await heartbeat.start();

@@ -142,7 +142,11 @@ export class Dispatcher {
       if (Date.now() < this.#reapNotBefore) return;
       const reaped = await reapStaleProcesses(client, staleProcessAfterMs);
       report.staleProcesses = reaped.length;
-      for (const { id, role, host, pid } of reaped) logger.warn({ processId: id, processRole: role, host, processPid: pid }, "reaped a process whose heartbeat went stale; its jobs return after their VT");
+      for (const { id, role, host, pid } of reaped)
+        logger.warn(
+          { processId: id, processRole: role, host, processPid: pid },
+          "reaped a process whose heartbeat went stale; its jobs return after their VT",
+        );
     });
     await step("failed_jobs", async () => {
       report.failedJobs = await pruneFailedJobs(client, config.failedJobRetentionHours);
@@ -189,7 +193,11 @@ export class Dispatcher {
     client.end().catch(() => {});
     if (this.#state !== "running") return;
     this.#cutOff = true;
-    if (this.#active) this.#options.logger.warn({ err: toErrorRecord(error).message }, "dispatcher lost its connection and with it the maintenance lock; it will try to win it again");
+    if (this.#active)
+      this.#options.logger.warn(
+        { err: toErrorRecord(error).message },
+        "dispatcher lost its connection and with it the maintenance lock; it will try to win it again",
+      );
     this.#setActive(false);
   }
 
@@ -197,7 +205,10 @@ export class Dispatcher {
     this.#cutOff = true;
     if (this.#connectionFailing) return;
     this.#connectionFailing = true;
-    this.#options.logger.error({ err: toErrorRecord(error).message }, "dispatcher cannot connect; retrying every interval (logged again once it works)");
+    this.#options.logger.error(
+      { err: toErrorRecord(error).message },
+      "dispatcher cannot connect; retrying every interval (logged again once it works)",
+    );
   }
 
   #setActive(active: boolean): void {

@@ -69,7 +69,10 @@ export class Heartbeat {
     await this.#beating;
     if (!wasRunning) return;
     await deleteProcess(this.#options.db, this.#options.id).catch((error: unknown) => {
-      this.#options.logger.warn({ err: toErrorRecord(error).message }, "could not delete this process's heartbeat row; the dispatcher reaps it once stale");
+      this.#options.logger.warn(
+        { err: toErrorRecord(error).message },
+        "could not delete this process's heartbeat row; the dispatcher reaps it once stale",
+      );
     });
   }
 

@@ -79,7 +79,8 @@ async function deadLetterQueueOf(db: Queryable, queue: string): Promise<{ queue:
     throw new PgbusError("QUEUE_NOT_FOUND", `queue ${JSON.stringify(base)} does not exist; queues: ${known.join(", ") || "(none)"}`);
   }
   const dlq = dlqName(base);
-  if (!(await client.queueExists(dlq))) throw new PgbusError("QUEUE_NOT_FOUND", `queue ${JSON.stringify(base)} has no dead-letter queue ${dlq}`);
+  if (!(await client.queueExists(dlq)))
+    throw new PgbusError("QUEUE_NOT_FOUND", `queue ${JSON.stringify(base)} has no dead-letter queue ${dlq}`);
   return { queue: base, dlq };
 }
 
@@ -108,7 +109,8 @@ function toDeadLetter(row: DeadLetterRow): DeadLetter {
 }
 
 export async function listDeadLetters(db: Queryable, queue: string, limit = 100): Promise<DeadLetter[]> {
-  if (!Number.isInteger(limit) || limit < 1) throw new ValidationError("INVALID_OPTION", `limit must be an integer >= 1, got ${String(limit)}`);
+  if (!Number.isInteger(limit) || limit < 1)
+    throw new ValidationError("INVALID_OPTION", `limit must be an integer >= 1, got ${String(limit)}`);
   const { dlq } = await deadLetterQueueOf(db, queue);
   const result = await db.query(sql.listDeadLetters(dlq), [limit]);
   return (result.rows as DeadLetterRow[]).map(toDeadLetter);
@@ -119,13 +121,18 @@ function selectionValue(selection: DeadLetterSelection): string[] | null {
   if (selection.ids.length === 0) throw new ValidationError("INVALID_OPTION", "give message ids, or all");
   return selection.ids.map((id) => {
     const text = String(id);
-    if (!/^[1-9][0-9]{0,18}$/.test(text)) throw new ValidationError("INVALID_OPTION", `invalid message id ${JSON.stringify(text)}: ids are positive integers`);
+    if (!/^[1-9][0-9]{0,18}$/.test(text))
+      throw new ValidationError("INVALID_OPTION", `invalid message id ${JSON.stringify(text)}: ids are positive integers`);
     return text;
   });
 }
 
 /** Moves dead letters back to their queue (one statement); `moved` are their DLQ ids, `requeued` the new ones. */
-export async function retryDeadLetters(db: Queryable, queue: string, selection: DeadLetterSelection): Promise<{ moved: string[]; requeued: string[] }> {
+export async function retryDeadLetters(
+  db: Queryable,
+  queue: string,
+  selection: DeadLetterSelection,
+): Promise<{ moved: string[]; requeued: string[] }> {
   const ids = selectionValue(selection);
   const names = await deadLetterQueueOf(db, queue);
   const result = await db.query(sql.retryDeadLetters(names.queue, names.dlq), [ids, DEAD_LETTER_HEADERS]);

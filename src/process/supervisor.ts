@@ -96,7 +96,14 @@ export class Supervisor {
         "pgbus start: workers need jobsModule, the module exporting the job definitions; set jobsModule in pgbus.config, PGBUS_JOBS_MODULE or --jobs-module",
       );
     }
-    this.#slots = roles.map((role) => ({ role, child: null, backoff: new RestartBackoff({ ...config.restartBackoff, ...options.restartBackoff }), restartTimer: null, restarts: 0, stats: null }));
+    this.#slots = roles.map((role) => ({
+      role,
+      child: null,
+      backoff: new RestartBackoff({ ...config.restartBackoff, ...options.restartBackoff }),
+      restartTimer: null,
+      restarts: 0,
+      stats: null,
+    }));
     this.#pool = createPool({ connectionString: config.databaseUrl }, { max: 2, applicationName: "pgbus:supervisor" });
     this.#heartbeat = new Heartbeat({
       db: this.#pool,
@@ -125,7 +132,12 @@ export class Supervisor {
 
   async #start(): Promise<void> {
     const { config } = this.#options;
-    const migrated = await waitForDatabaseAndMigrate({ pool: this.#pool, databaseUrl: config.databaseUrl, logger: this.#logger, signal: this.#abort.signal });
+    const migrated = await waitForDatabaseAndMigrate({
+      pool: this.#pool,
+      databaseUrl: config.databaseUrl,
+      logger: this.#logger,
+      signal: this.#abort.signal,
+    });
     if (migrated === null || this.#state !== "starting") return;
     if (migrated.applied.length > 0) this.#logger.info({ applied: migrated.applied }, "migrations applied");
     this.#state = "running";
@@ -153,7 +165,10 @@ export class Supervisor {
       slot.child?.process.kill("SIGKILL");
     }
     // Best effort and bounded: an unreachable database must not keep a SIGQUIT waiting.
-    await Promise.race([Promise.all([this.#heartbeat.stop(), deleteProcessTree(this.#pool, this.id)]).catch(() => {}), sleep(1_000, undefined, { ref: false })]);
+    await Promise.race([
+      Promise.all([this.#heartbeat.stop(), deleteProcessTree(this.#pool, this.id)]).catch(() => {}),
+      sleep(1_000, undefined, { ref: false }),
+    ]);
     void this.#pool.end().catch(() => {});
     return 1;
   }
@@ -169,7 +184,8 @@ export class Supervisor {
       this.#cancelRestart(slot);
     }
     const live = this.#slots.flatMap((slot) => (slot.child ? [{ slot, child: slot.child }] : []));
-    if (live.length > 0) this.#logger.info({ children: live.length, shutdownTimeoutMs: this.#options.config.shutdownTimeoutMs }, "stopping children");
+    if (live.length > 0)
+      this.#logger.info({ children: live.length, shutdownTimeoutMs: this.#options.config.shutdownTimeoutMs }, "stopping children");
     for (const { child } of live) this.#send(child, { type: "stop" });
     const graceMs = this.#options.config.shutdownTimeoutMs + (this.#options.killMarginMs ?? 5_000);
     let timer: NodeJS.Timeout | undefined;
@@ -190,7 +206,10 @@ export class Supervisor {
     this.#state = "stopped";
     await this.#heartbeat.stop();
     await this.#pool.end().catch(() => {});
-    this.#logger.info({ clean, restarts: this.#restarts }, clean ? "supervisor stopped" : "supervisor stopped; some children did not stop cleanly");
+    this.#logger.info(
+      { clean, restarts: this.#restarts },
+      clean ? "supervisor stopped" : "supervisor stopped; some children did not stop cleanly",
+    );
     return clean ? 0 : 1;
   }
 
@@ -203,7 +222,12 @@ export class Supervisor {
       serialization: "json",
     });
     let resolveExit!: (exit: ChildExit) => void;
-    const handle: ChildHandle = { process: child, startedAt: Date.now(), processId: null, exited: new Promise((resolve) => (resolveExit = resolve)) };
+    const handle: ChildHandle = {
+      process: child,
+      startedAt: Date.now(),
+      processId: null,
+      exited: new Promise((resolve) => (resolveExit = resolve)),
+    };
     slot.child = handle;
     child.on("message", (message: unknown) => this.#onMessage(slot, handle, message));
     child.on("exit", (code, signal) => {
@@ -262,7 +286,10 @@ export class Supervisor {
     const delay = slot.backoff.next(Date.now() - child.startedAt);
     slot.restarts++;
     this.#restarts++;
-    this.#logger.warn({ child: name, childPid, code, signal, restartInMs: delay, restarts: slot.restarts }, `child exited unexpectedly; restarting in ${delay} ms`);
+    this.#logger.warn(
+      { child: name, childPid, code, signal, restartInMs: delay, restarts: slot.restarts },
+      `child exited unexpectedly; restarting in ${delay} ms`,
+    );
     slot.restartTimer = setTimeout(() => {
       slot.restartTimer = null;
       this.#fork(slot);

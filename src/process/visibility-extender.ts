@@ -15,7 +15,12 @@ export class VisibilityExtender {
   /** Failures are reported once per outage, not once per tick. */
   #failing = false;
 
-  constructor(options: { store: WorkerStore; vtSeconds: number; inFlight: () => ReadonlyMap<string, string[]>; onError: (error: unknown) => void }) {
+  constructor(options: {
+    store: WorkerStore;
+    vtSeconds: number;
+    inFlight: () => ReadonlyMap<string, string[]>;
+    onError: (error: unknown) => void;
+  }) {
     this.#store = options.store;
     this.#vtSeconds = options.vtSeconds;
     this.#inFlight = options.inFlight;

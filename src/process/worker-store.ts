@@ -44,7 +44,11 @@ export function createWorkerStore(db: Queryable): WorkerStore {
   const run = <R>(statement: { name: string; text: string }, values: unknown[]) => runStatement<R>(db, true, statement, values);
   return {
     async claim(queue, vtSeconds, qty, acks) {
-      const rows = await run<{ msg_id: string; read_ct: number; message: unknown }>(sql.claimAndAck(queue, acks?.mode ?? "delete"), [vtSeconds, qty, acks?.ids ?? []]);
+      const rows = await run<{ msg_id: string; read_ct: number; message: unknown }>(sql.claimAndAck(queue, acks?.mode ?? "delete"), [
+        vtSeconds,
+        qty,
+        acks?.ids ?? [],
+      ]);
       return rows.map((row) => ({ msgId: row.msg_id, readCt: row.read_ct, message: row.message })).sort(byMessageId);
     },
     async ack(queue, ids, mode) {

@@ -113,7 +113,8 @@ type State = "idle" | "running" | "stopping" | "stopped";
  */
 export class Worker {
   readonly id = randomUUID();
-  readonly #options: Required<Omit<WorkerOptions, "jobsModule" | "threads" | "ackMode" | "prefetch">> & Pick<WorkerOptions, "jobsModule" | "threads">;
+  readonly #options: Required<Omit<WorkerOptions, "jobsModule" | "threads" | "ackMode" | "prefetch">> &
+    Pick<WorkerOptions, "jobsModule" | "threads">;
   readonly #prefetch: number;
   /** Claimed, not yet handed to the pool: oldest first. */
   readonly #buffer: Array<{ queue: string; message: ClaimedMessage }> = [];
@@ -146,7 +147,10 @@ export class Worker {
 
   constructor(options: WorkerOptions, deps: WorkerDependencies) {
     if (!Array.isArray(options.queues) || options.queues.length === 0) {
-      throw new ValidationError("INVALID_OPTION", `worker queues must be a non-empty list of queue names or ["*"], got ${JSON.stringify(options.queues)}`);
+      throw new ValidationError(
+        "INVALID_OPTION",
+        `worker queues must be a non-empty list of queue names or ["*"], got ${JSON.stringify(options.queues)}`,
+      );
     }
     for (const queue of options.queues) if (queue !== "*") validateQueueName(queue);
     const ackMode = options.ackMode ?? "archive";
@@ -230,7 +234,12 @@ export class Worker {
     // once LISTEN is in place onConnected wakes the loop, so nothing sent meanwhile waits.
     this.#loopDone = this.#loop();
     await this.#listener.start();
-    this.#deps.emitter.emit("worker:start", { workerId: this.id, queues: this.#queues, capacity: this.#options.capacity, executionMode: this.#pool.mode });
+    this.#deps.emitter.emit("worker:start", {
+      workerId: this.id,
+      queues: this.#queues,
+      capacity: this.#options.capacity,
+      executionMode: this.#pool.mode,
+    });
   }
 
   /**
@@ -260,7 +269,10 @@ export class Worker {
     if (!graceful) {
       for (const run of this.#inFlight.values()) run.abandoned = true;
       abandoned = this.#inFlight.size;
-      this.#deps.logger.warn({ abandoned, shutdownTimeoutMs: this.#options.shutdownTimeoutMs }, "shutdown timeout: aborting in-flight jobs; their messages are released for redelivery");
+      this.#deps.logger.warn(
+        { abandoned, shutdownTimeoutMs: this.#options.shutdownTimeoutMs },
+        "shutdown timeout: aborting in-flight jobs; their messages are released for redelivery",
+      );
       await pool.kill();
     }
     await this.#followUps.whenDone();
@@ -365,7 +377,11 @@ export class Worker {
 
   /** Logged once per queue; the queue is tried again after a while in case it is recreated. */
   #queueMissing(queue: string, error: unknown): void {
-    if (!this.#missingQueues.has(queue)) this.#reportError(error, `queue ${queue} no longer exists (dropped?); skipping it and checking again every ${MISSING_QUEUE_RETRY_MS / 1000} s`);
+    if (!this.#missingQueues.has(queue))
+      this.#reportError(
+        error,
+        `queue ${queue} no longer exists (dropped?); skipping it and checking again every ${MISSING_QUEUE_RETRY_MS / 1000} s`,
+      );
     this.#missingQueues.set(queue, Date.now() + MISSING_QUEUE_RETRY_MS);
   }
 
@@ -382,21 +398,46 @@ export class Worker {
     const jobName = routed?.job ?? null;
     const ref: JobRef = { queue, messageId: message.msgId, job: jobName ?? "(invalid message)", attempt: message.readCt };
     if (routed === null || jobName === null) {
-      this.#followUps.track(this.#deadLetter(ref, { name: "InvalidMessageError", message: `message is not a pgbus job: expected {"job": string, "payload": ...}, got ${JSON.stringify(message.message)?.slice(0, 200)}` }, "invalid_message"));
+      this.#followUps.track(
+        this.#deadLetter(
+          ref,
+          {
+            name: "InvalidMessageError",
+            message: `message is not a pgbus job: expected {"job": string, "payload": ...}, got ${JSON.stringify(message.message)?.slice(0, 200)}`,
+          },
+          "invalid_message",
+        ),
+      );
       return;
     }
     const definition = this.#registry.get(jobName);
     if (!definition) {
-      this.#followUps.track(this.#deadLetter(ref, { name: "UnknownJobError", message: `no job named ${JSON.stringify(jobName)} is registered in this worker` }, "unknown_job"));
+      this.#followUps.track(
+        this.#deadLetter(
+          ref,
+          { name: "UnknownJobError", message: `no job named ${JSON.stringify(jobName)} is registered in this worker` },
+          "unknown_job",
+        ),
+      );
       return;
     }
-    const run: InFlightRun = { queue, messageId: message.msgId, job: jobName, attempt: message.readCt, startedAt: performance.now(), abandoned: false };
+    const run: InFlightRun = {
+      queue,
+      messageId: message.msgId,
+      job: jobName,
+      attempt: message.readCt,
+      startedAt: performance.now(),
+      abandoned: false,
+    };
     this.#inFlight.set(`${queue}:${message.msgId}`, run);
     if (this.#deps.emitter.has("job:start")) this.#deps.emitter.emit("job:start", ref);
     const signal = definition.timeoutMs ? AbortSignal.timeout(definition.timeoutMs) : undefined;
     let outcome: Promise<JobOutcome>;
     try {
-      outcome = this.#pool!.post({ job: jobName, payload: routed.payload, messageId: message.msgId, attempt: message.readCt, queue }, { signal });
+      outcome = this.#pool!.post(
+        { job: jobName, payload: routed.payload, messageId: message.msgId, attempt: message.readCt, queue },
+        { signal },
+      );
     } catch (error) {
       outcome = Promise.resolve({ ok: false, error: toErrorRecord(error) });
       run.abandoned = true; // not run at all: give the message back rather than count a failure
@@ -413,13 +454,21 @@ export class Worker {
   #settle(run: InFlightRun, definition: JobDefinition, outcome: JobOutcome): Promise<void> | undefined {
     this.#inFlight.delete(`${run.queue}:${run.messageId}`);
     if (run.abandoned) {
-      return this.#store.release(run.queue, [run.messageId]).catch((error: unknown) => this.#reportError(error, "releasing an aborted job failed; it returns after its VT"));
+      return this.#store
+        .release(run.queue, [run.messageId])
+        .catch((error: unknown) => this.#reportError(error, "releasing an aborted job failed; it returns after its VT"));
     }
     if (!outcome.ok) return this.#settleFailure(run, definition, outcome);
     this.#stats.processed++;
     this.#acker.add(run.queue, run.messageId);
     if (this.#deps.emitter.has("job:success")) {
-      this.#deps.emitter.emit("job:success", { queue: run.queue, messageId: run.messageId, job: run.job, attempt: run.attempt, durationMs: performance.now() - run.startedAt });
+      this.#deps.emitter.emit("job:success", {
+        queue: run.queue,
+        messageId: run.messageId,
+        job: run.job,
+        attempt: run.attempt,
+        durationMs: performance.now() - run.startedAt,
+      });
     }
     return undefined;
   }
@@ -437,7 +486,9 @@ export class Worker {
       return;
     }
     this.#stats.retried++;
-    await this.#store.retry(run.queue, run.messageId, retryInMs, outcome.error).catch((error: unknown) => this.#reportError(error, "scheduling a retry failed; the job returns after its VT"));
+    await this.#store
+      .retry(run.queue, run.messageId, retryInMs, outcome.error)
+      .catch((error: unknown) => this.#reportError(error, "scheduling a retry failed; the job returns after its VT"));
   }
 
   async #deadLetter(ref: JobRef, error: ErrorRecord, reason: WorkerEvents["job:dead"]["reason"]): Promise<void> {
@@ -456,7 +507,9 @@ export class Worker {
     const byQueue = new Map<string, string[]>();
     for (const { queue, message } of buffered) byQueue.set(queue, [...(byQueue.get(queue) ?? []), message.msgId]);
     for (const [queue, ids] of byQueue) {
-      await this.#store.release(queue, ids).catch((error: unknown) => this.#reportError(error, "releasing prefetched messages failed; they return after their VT"));
+      await this.#store
+        .release(queue, ids)
+        .catch((error: unknown) => this.#reportError(error, "releasing prefetched messages failed; they return after their VT"));
     }
   }
 

@@ -120,7 +120,10 @@ export class QueueClient {
 
   async listQueues(): Promise<QueueInfo[]> {
     const result = await this.#db.query(sql.LIST_QUEUES);
-    return (result.rows as Array<{ queue_name: string; created_at: Date }>).map((row) => ({ name: row.queue_name, createdAt: row.created_at }));
+    return (result.rows as Array<{ queue_name: string; created_at: Date }>).map((row) => ({
+      name: row.queue_name,
+      createdAt: row.created_at,
+    }));
   }
 
   async queueExists(name: string): Promise<boolean> {
@@ -141,7 +144,9 @@ export class QueueClient {
   async sendBatch(queue: string, messages: readonly unknown[], options: SendBatchOptions = {}): Promise<string[]> {
     validateQueueName(queue);
     if (messages.length === 0) return [];
-    const bodies = messages.map((message, index) => serializeJson(message, `message ${index} for queue ${queue}`, this.#options.maxPayloadBytes));
+    const bodies = messages.map((message, index) =>
+      serializeJson(message, `message ${index} for queue ${queue}`, this.#options.maxPayloadBytes),
+    );
     const headers = batchHeaders(options.headers, messages.length, queue);
     const [delayMs, runAt] = visibility(options);
     const rows = await this.#run<{ msg_id: string }>(sql.sendMany(queue), [`[${bodies.join(",")}]`, headers, delayMs, runAt]);
@@ -199,7 +204,10 @@ export class QueueClient {
    */
   async moveToDeadLetterQueue(queue: string, id: MessageId, error: ErrorRecord & { reason?: string }): Promise<string | null> {
     validateQueueName(queue);
-    const headers = serializeJson({ pgbus_error: error, pgbus_source_queue: queue, pgbus_source_msg_id: String(id), pgbus_dead_at: new Date().toISOString() }, "dead-letter headers");
+    const headers = serializeJson(
+      { pgbus_error: error, pgbus_source_queue: queue, pgbus_source_msg_id: String(id), pgbus_dead_at: new Date().toISOString() },
+      "dead-letter headers",
+    );
     const rows = await this.#run<{ msg_id: string }>(sql.moveToDeadLetter(queue, dlqName(queue)), [toId(id), headers, queue]);
     return rows[0]?.msg_id ?? null;
   }
@@ -271,7 +279,10 @@ function batchHeaders(headers: Headers | Headers[] | undefined, count: number, q
   if (headers === undefined) return null;
   if (Array.isArray(headers)) {
     if (headers.length !== count) {
-      throw new ValidationError("INVALID_OPTION", `headers has ${headers.length} entries for ${count} messages; give one per message or a single object`);
+      throw new ValidationError(
+        "INVALID_OPTION",
+        `headers has ${headers.length} entries for ${count} messages; give one per message or a single object`,
+      );
     }
     return serializeJson(headers, `headers for queue ${queue}`);
   }

@@ -17,7 +17,10 @@ export function serializeJson(value: unknown, what: string, maxBytes: number = D
     throw new ValidationError("INVALID_PAYLOAD", `${what} is not JSON-serialisable: ${reason}`, { cause });
   }
   if (text === undefined) {
-    throw new ValidationError("INVALID_PAYLOAD", `${what} is not JSON-serialisable: got ${typeof value}; use an object, array, string, number, boolean or null`);
+    throw new ValidationError(
+      "INVALID_PAYLOAD",
+      `${what} is not JSON-serialisable: got ${typeof value}; use an object, array, string, number, boolean or null`,
+    );
   }
   if (text.includes("\\u0000")) {
     throw new ValidationError("INVALID_PAYLOAD", `${what} contains the NUL character (\\u0000), which PostgreSQL's jsonb cannot store`);

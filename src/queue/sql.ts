@@ -27,16 +27,22 @@ function statement(op: string, queue: string, build: () => string): NamedStateme
 
 /** $1 message, $2 headers, $3 delay in ms, $4 earliest visible time (or null). */
 export const sendOne = (queue: string): NamedStatement =>
-  statement("send", queue, () =>
-    `INSERT INTO ${queueTable(queue)} (vt, message, headers)
+  statement(
+    "send",
+    queue,
+    () =>
+      `INSERT INTO ${queueTable(queue)} (vt, message, headers)
      VALUES (greatest(clock_timestamp() + $3::float8 * interval '1 millisecond', coalesce($4::timestamptz, '-infinity')), $1::jsonb, $2::jsonb)
      RETURNING msg_id`,
   );
 
 /** $1 JSON array of messages, $2 JSON array of headers (or null), $3 delay ms, $4 visible time. One statement for any count. */
 export const sendMany = (queue: string): NamedStatement =>
-  statement("send_batch", queue, () =>
-    `INSERT INTO ${queueTable(queue)} (vt, message, headers)
+  statement(
+    "send_batch",
+    queue,
+    () =>
+      `INSERT INTO ${queueTable(queue)} (vt, message, headers)
      SELECT greatest(clock_timestamp() + $3::float8 * interval '1 millisecond', coalesce($4::timestamptz, '-infinity')), m.msg, $2::jsonb -> (m.ord::int - 1)
        FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS m(msg, ord)
       ORDER BY m.ord
@@ -45,8 +51,11 @@ export const sendMany = (queue: string): NamedStatement =>
 
 /** $1 vt seconds, $2 qty. Oldest visible first; rows other readers hold are skipped, not waited for. */
 export const readBatch = (queue: string): NamedStatement =>
-  statement("read", queue, () =>
-    `WITH picked AS (
+  statement(
+    "read",
+    queue,
+    () =>
+      `WITH picked AS (
        SELECT msg_id FROM ${queueTable(queue)}
         WHERE vt <= clock_timestamp()
         ORDER BY msg_id LIMIT $2
@@ -58,8 +67,11 @@ export const readBatch = (queue: string): NamedStatement =>
   );
 
 export const popOne = (queue: string): NamedStatement =>
-  statement("pop", queue, () =>
-    `WITH picked AS (
+  statement(
+    "pop",
+    queue,
+    () =>
+      `WITH picked AS (
        SELECT msg_id FROM ${queueTable(queue)} WHERE vt <= clock_timestamp() ORDER BY msg_id LIMIT 1 FOR UPDATE SKIP LOCKED)
      DELETE FROM ${queueTable(queue)} q USING picked WHERE q.msg_id = picked.msg_id
      RETURNING q.${MESSAGE_COLUMNS.split(", ").join(", q.")}`,
@@ -67,8 +79,11 @@ export const popOne = (queue: string): NamedStatement =>
 
 /** $1 ids (bigint[]), $2 seconds from now until visible again. */
 export const setVisibility = (queue: string): NamedStatement =>
-  statement("set_vt", queue, () =>
-    `UPDATE ${queueTable(queue)} SET vt = clock_timestamp() + $2::float8 * interval '1 second'
+  statement(
+    "set_vt",
+    queue,
+    () =>
+      `UPDATE ${queueTable(queue)} SET vt = clock_timestamp() + $2::float8 * interval '1 second'
       WHERE msg_id = ANY($1::bigint[]) RETURNING ${MESSAGE_COLUMNS}`,
   );
 
@@ -108,8 +123,11 @@ export const claimAndAck = (queue: string, mode: "archive" | "delete"): NamedSta
 
 /** $1 ids. Moves rows to the archive table in one statement; returns the ids moved. */
 export const archiveMany = (queue: string): NamedStatement =>
-  statement("archive", queue, () =>
-    `WITH moved AS (DELETE FROM ${queueTable(queue)} WHERE msg_id = ANY($1::bigint[]) RETURNING ${MESSAGE_COLUMNS})
+  statement(
+    "archive",
+    queue,
+    () =>
+      `WITH moved AS (DELETE FROM ${queueTable(queue)} WHERE msg_id = ANY($1::bigint[]) RETURNING ${MESSAGE_COLUMNS})
      INSERT INTO ${archiveTable(queue)} (${MESSAGE_COLUMNS}) SELECT ${MESSAGE_COLUMNS} FROM moved
      RETURNING msg_id`,
   );
@@ -124,8 +142,11 @@ export const deleteMany = (queue: string): NamedStatement =>
  * of the two queues whatever happens.
  */
 export const moveToDeadLetter = (queue: string, dlq: string): NamedStatement =>
-  statement("dead_letter", queue, () =>
-    `WITH moved AS (DELETE FROM ${queueTable(queue)} WHERE msg_id = $1::bigint RETURNING msg_id, message, headers, read_ct),
+  statement(
+    "dead_letter",
+    queue,
+    () =>
+      `WITH moved AS (DELETE FROM ${queueTable(queue)} WHERE msg_id = $1::bigint RETURNING msg_id, message, headers, read_ct),
      dead AS (
        INSERT INTO ${queueTable(dlq)} (vt, message, headers)
        SELECT clock_timestamp(), message, coalesce(headers, '{}'::jsonb) || $2::jsonb || jsonb_build_object('pgbus_read_ct', read_ct) FROM moved
@@ -138,8 +159,11 @@ export const moveToDeadLetter = (queue: string, dlq: string): NamedStatement =>
 
 /** $1 id, $2 delay ms until the retry, $3 error record, $4 queue name. Reschedules the message and records the failure. */
 export const retryLater = (queue: string): NamedStatement =>
-  statement("retry", queue, () =>
-    `WITH retried AS (
+  statement(
+    "retry",
+    queue,
+    () =>
+      `WITH retried AS (
        UPDATE ${queueTable(queue)} SET vt = clock_timestamp() + $2::float8 * interval '1 millisecond'
         WHERE msg_id = $1::bigint RETURNING msg_id, message ->> 'job' AS job, read_ct)
      INSERT INTO pgbus.failed_jobs (queue_name, msg_id, job, attempt, error, outcome)
@@ -162,8 +186,11 @@ export function extendVisibility(queues: readonly string[]): NamedStatement {
 }
 
 export const metrics = (queue: string): NamedStatement =>
-  statement("metrics", queue, () =>
-    `SELECT count(*) AS queue_length,
+  statement(
+    "metrics",
+    queue,
+    () =>
+      `SELECT count(*) AS queue_length,
             count(*) FILTER (WHERE vt <= clock_timestamp()) AS queue_visible_length,
             extract(epoch FROM now() - max(enqueued_at))::int AS newest_msg_age_sec,
             extract(epoch FROM now() - min(enqueued_at))::int AS oldest_msg_age_sec,
@@ -173,7 +200,11 @@ export const metrics = (queue: string): NamedStatement =>
   );
 
 export const purge = (queue: string): NamedStatement =>
-  statement("purge", queue, () => `WITH removed AS (DELETE FROM ${queueTable(queue)} RETURNING 1) SELECT count(*)::int AS count FROM removed`);
+  statement(
+    "purge",
+    queue,
+    () => `WITH removed AS (DELETE FROM ${queueTable(queue)} RETURNING 1) SELECT count(*)::int AS count FROM removed`,
+  );
 
 export const CREATE_QUEUE = "SELECT pgmq.create($1)";
 export const ENABLE_NOTIFY = "SELECT pgbus.enable_notify($1)";

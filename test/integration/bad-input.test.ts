@@ -46,7 +46,9 @@ before(async () => {
   process.env["PGBUS_TEST_DB_URL"] = db.url;
   bus = new Pgbus({ connectionString: db.url, jobs, logger, maxPayloadBytes: 1_024 });
   await bus.migrate();
-  await db.pool.query("CREATE TABLE bad_input_runs (msg_id bigint NOT NULL, job text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())");
+  await db.pool.query(
+    "CREATE TABLE bad_input_runs (msg_id bigint NOT NULL, job text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())",
+  );
 });
 after(async () => {
   try {
@@ -60,7 +62,8 @@ beforeEach(async () => {
   for (const queue of ["bad", "bad_dlq", "bad_other"]) await bus.queues.purgeQueue(queue);
 });
 
-const scalar = async (text: string, values: unknown[] = []) => Number(Object.values((await db.pool.query(text, values)).rows[0] as object)[0]);
+const scalar = async (text: string, values: unknown[] = []) =>
+  Number(Object.values((await db.pool.query(text, values)).rows[0] as object)[0]);
 
 /** Runs a worker on `queues` for the duration of `body`; always stops it. */
 async function withWorker(options: Partial<WorkerOptions>, body: (worker: Worker) => Promise<void>): Promise<void> {
@@ -84,10 +87,16 @@ interface DeadLetter {
 async function deadLetters(count: number): Promise<DeadLetter[]> {
   await waitFor(async () => (await scalar("SELECT count(*) FROM pgmq.q_bad_dlq")) >= count, `${count} dead letter(s)`, 15_000, 50);
   // In the order the messages were sent: dead-lettering runs concurrently, so DLQ order may differ.
-  const rows = (await db.pool.query("SELECT message, headers FROM pgmq.q_bad_dlq ORDER BY (headers ->> 'pgbus_source_msg_id')::bigint")).rows as Array<{ message: unknown; headers: Record<string, unknown> }>;
+  const rows = (await db.pool.query("SELECT message, headers FROM pgmq.q_bad_dlq ORDER BY (headers ->> 'pgbus_source_msg_id')::bigint"))
+    .rows as Array<{ message: unknown; headers: Record<string, unknown> }>;
   return rows.map(({ message, headers }) => {
     const error = headers["pgbus_error"] as { name: string; message: string; reason: string };
-    return { message, reason: error.reason, error: { name: error.name, message: error.message }, sourceMsgId: String(headers["pgbus_source_msg_id"]) };
+    return {
+      message,
+      reason: error.reason,
+      error: { name: error.name, message: error.message },
+      sourceMsgId: String(headers["pgbus_source_msg_id"]),
+    };
   });
 }
 
@@ -103,7 +112,8 @@ function assertPgbusError(error: unknown, code: PgbusErrorCode, ...fragments: Ar
   assert.ok(error instanceof PgbusError, `a PgbusError, got ${String(error)}`);
   assert.equal(error.code, code, error.message);
   for (const fragment of fragments) {
-    if (typeof fragment === "string") assert.ok(error.message.includes(fragment), `message:\n${error.message}\nshould contain: ${fragment}`);
+    if (typeof fragment === "string")
+      assert.ok(error.message.includes(fragment), `message:\n${error.message}\nshould contain: ${fragment}`);
     else assert.match(error.message, fragment);
   }
   return true;
@@ -133,7 +143,11 @@ describe("bad messages reaching a worker end in the DLQ with the reason", () => 
       assert.equal(dead!.reason, "invalid_payload");
       assert.equal(dead!.error.name, "InvalidPayloadError");
       assert.match(dead!.error.message, /payload of job needs_number is invalid: n: must be a number/);
-      assert.deepEqual((await failures(id)).map((f) => f.outcome), ["dead"], "not retried: retrying cannot fix a payload");
+      assert.deepEqual(
+        (await failures(id)).map((f) => f.outcome),
+        ["dead"],
+        "not retried: retrying cannot fix a payload",
+      );
     });
   });
 
@@ -148,12 +162,19 @@ describe("bad messages reaching a worker end in the DLQ with the reason", () => 
         ["text", null, [1, 2], 42, {}, { job: 5, payload: {} }, null],
         "each message moved to the DLQ as it was",
       );
-      for (const d of dead) assert.match(d.error.message, /message is not a pgbus job: expected \{"job": string, "payload": \.\.\.\}, got /);
+      for (const d of dead)
+        assert.match(d.error.message, /message is not a pgbus job: expected \{"job": string, "payload": \.\.\.\}, got /);
       assert.equal((await bus.queues.metrics("bad")).queueLength, 0);
-      assert.equal(await scalar("SELECT count(*) FROM pgbus.failed_jobs WHERE outcome = 'dead' AND error ->> 'reason' = 'invalid_message'"), bodies.length);
+      assert.equal(
+        await scalar("SELECT count(*) FROM pgbus.failed_jobs WHERE outcome = 'dead' AND error ->> 'reason' = 'invalid_message'"),
+        bodies.length,
+      );
       // Still working: a good job after the bad ones runs.
       const good = await bus.enqueue(fine, {});
-      await waitFor(async () => (await scalar("SELECT count(*) FROM bad_input_runs WHERE msg_id = $1", [good])) === 1, "a good job after the bad ones");
+      await waitFor(
+        async () => (await scalar("SELECT count(*) FROM bad_input_runs WHERE msg_id = $1", [good])) === 1,
+        "a good job after the bad ones",
+      );
       assert.equal(worker.stats().deadLettered, bodies.length);
     });
   });
@@ -182,7 +203,13 @@ describe("handlers that throw non-Errors or never settle", () => {
       const [dead] = await deadLetters(1);
       assert.equal(dead!.reason, "retries_exhausted");
       assert.equal(dead!.error.name, "AbortError");
-      assert.deepEqual((await failures(id)).map((f) => [f.outcome, f.name]), [["retried", "AbortError"], ["dead", "AbortError"]]);
+      assert.deepEqual(
+        (await failures(id)).map((f) => [f.outcome, f.name]),
+        [
+          ["retried", "AbortError"],
+          ["dead", "AbortError"],
+        ],
+      );
       assert.equal(await scalar("SELECT count(*) FROM bad_input_runs WHERE msg_id = $1", [id]), 2, "run, timed out, retried once");
       assert.equal(worker.stats().busy, 0, "the slots came back");
     });
@@ -194,7 +221,10 @@ describe("handlers that throw non-Errors or never settle", () => {
       const [dead] = await deadLetters(1);
       assert.equal(dead!.reason, "retries_exhausted");
       assert.equal(dead!.error.name, "AbortError");
-      assert.deepEqual((await failures(id)).map((f) => f.outcome), ["dead"]);
+      assert.deepEqual(
+        (await failures(id)).map((f) => f.outcome),
+        ["dead"],
+      );
       await waitFor(() => worker.stats().busy === 0, "the slot to come back");
     });
   });
@@ -212,11 +242,19 @@ describe("handlers that throw non-Errors or never settle", () => {
       await waitFor(async () => (await scalar("SELECT count(*) FROM bad_input_runs WHERE msg_id = $1", [id])) === 1, "the run to start");
       await new Promise((resolve) => setTimeout(resolve, 1_500)); // past its 300 ms timeout and past one VT
       assert.equal(worker.stats().busy, 1, "still in its slot: the timeout could not stop it");
-      assert.equal(await scalar("SELECT count(*) FROM bad_input_runs WHERE msg_id = $1", [id]), 1, "not handed out again while this worker lives");
+      assert.equal(
+        await scalar("SELECT count(*) FROM bad_input_runs WHERE msg_id = $1", [id]),
+        1,
+        "not handed out again while this worker lives",
+      );
     } finally {
       await worker.stop();
     }
-    assert.equal(await scalar("SELECT count(*) FROM pgmq.q_bad WHERE msg_id = $1 AND vt <= clock_timestamp()", [id]), 1, "released at stop, visible again");
+    assert.equal(
+      await scalar("SELECT count(*) FROM pgmq.q_bad WHERE msg_id = $1 AND vt <= clock_timestamp()", [id]),
+      1,
+      "released at stop, visible again",
+    );
     await bus.queues.purgeQueue("bad");
   });
 });
@@ -226,9 +264,15 @@ describe("bad values at enqueue are refused with a typed error, and nothing is e
     const circular: Record<string, unknown> = { a: 1 };
     circular["self"] = circular;
     const loose = defineJob<unknown>({ name: "loose", queue: "bad", perform() {} });
-    await assert.rejects(bus.enqueue(loose, circular), (error) => assertPgbusError(error, "INVALID_PAYLOAD", "is not JSON-serialisable", /circular/i));
-    await assert.rejects(bus.enqueue(loose, { big: 10n }), (error) => assertPgbusError(error, "INVALID_PAYLOAD", "is not JSON-serialisable", /BigInt/));
-    await assert.rejects(bus.enqueueMany(loose, [{ ok: 1 }, { big: 1n }]), (error) => assertPgbusError(error, "INVALID_PAYLOAD", "message 1 for queue bad"));
+    await assert.rejects(bus.enqueue(loose, circular), (error) =>
+      assertPgbusError(error, "INVALID_PAYLOAD", "is not JSON-serialisable", /circular/i),
+    );
+    await assert.rejects(bus.enqueue(loose, { big: 10n }), (error) =>
+      assertPgbusError(error, "INVALID_PAYLOAD", "is not JSON-serialisable", /BigInt/),
+    );
+    await assert.rejects(bus.enqueueMany(loose, [{ ok: 1 }, { big: 1n }]), (error) =>
+      assertPgbusError(error, "INVALID_PAYLOAD", "message 1 for queue bad"),
+    );
     assert.equal((await bus.queues.metrics("bad")).queueLength, 0, "not even the valid payload of the batch");
   });
 
@@ -237,7 +281,9 @@ describe("bad values at enqueue are refused with a typed error, and nothing is e
     await assert.rejects(bus.enqueue(loose, { blob: "x".repeat(2_000) }), (error) =>
       assertPgbusError(error, "PAYLOAD_TOO_LARGE", /is \d+ bytes of JSON, over the 1024-byte limit \(maxPayloadBytes\)/),
     );
-    await assert.rejects(bus.queues.withClient(db.pool).send("bad", "x".repeat(5 * 1_048_576)), (error) => assertPgbusError(error, "PAYLOAD_TOO_LARGE"));
+    await assert.rejects(bus.queues.withClient(db.pool).send("bad", "x".repeat(5 * 1_048_576)), (error) =>
+      assertPgbusError(error, "PAYLOAD_TOO_LARGE"),
+    );
     assert.equal((await bus.queues.metrics("bad")).queueLength, 0);
   });
 });
@@ -247,7 +293,11 @@ describe("bad configuration is refused, naming key, value and the valid values",
 
   test("invalid config values: INVALID_CONFIG with key path, value and rule, one line per problem", () => {
     assert.throws(
-      () => resolveConfig({ databaseUrl: URL, workers: [{ queues: ["a"], capacity: -1 }], pollIntervalMs: "fast", ackMode: "forget", colour: "blue" }, "pgbus.config.json"),
+      () =>
+        resolveConfig(
+          { databaseUrl: URL, workers: [{ queues: ["a"], capacity: -1 }], pollIntervalMs: "fast", ackMode: "forget", colour: "blue" },
+          "pgbus.config.json",
+        ),
       (error) => {
         assertPgbusError(
           error,
@@ -262,28 +312,63 @@ describe("bad configuration is refused, naming key, value and the valid values",
         return true;
       },
     );
-    assert.throws(() => resolveConfig({ databaseUrl: URL, restartBackoff: { baseMs: 0, resetAfter: 1 } }, "cfg"), (error) =>
-      assertPgbusError(error, "INVALID_CONFIG", "cfg: restartBackoff.baseMs: must be an integer >= 10, got 0", "cfg: restartBackoff.resetAfter: unknown key, got 1; valid: baseMs, maxMs, resetAfterMs"),
+    assert.throws(
+      () => resolveConfig({ databaseUrl: URL, restartBackoff: { baseMs: 0, resetAfter: 1 } }, "cfg"),
+      (error) =>
+        assertPgbusError(
+          error,
+          "INVALID_CONFIG",
+          "cfg: restartBackoff.baseMs: must be an integer >= 10, got 0",
+          "cfg: restartBackoff.resetAfter: unknown key, got 1; valid: baseMs, maxMs, resetAfterMs",
+        ),
     );
-    assert.throws(() => resolveConfig({ databaseUrl: "mysql://nope" }, "cfg"), (error) => assertPgbusError(error, "INVALID_CONFIG", 'databaseUrl: must be a postgres:// or postgresql:// URL, got "mysql://nope"'));
+    assert.throws(
+      () => resolveConfig({ databaseUrl: "mysql://nope" }, "cfg"),
+      (error) => assertPgbusError(error, "INVALID_CONFIG", 'databaseUrl: must be a postgres:// or postgresql:// URL, got "mysql://nope"'),
+    );
   });
 
   test("invalid queue DSL: INVALID_QUEUE_DSL naming the entry and the rule, from the API, the config and the environment", async () => {
-    assert.throws(() => parseQueueDsl("critical: 5; mailers: lots"), (error) => assertPgbusError(error, "INVALID_QUEUE_DSL", 'invalid queue DSL entry "mailers: lots": capacity "lots" must be an integer from 1 to 1000'));
-    assert.throws(() => parseQueueDsl("Bad-Name: 2"), (error) => assertPgbusError(error, "INVALID_QUEUE_DSL", 'invalid queue name "Bad-Name"'));
-    assert.throws(() => resolveConfig({ databaseUrl: URL, workers: "a: 1; a: 2" }, "cfg"), (error) => assertPgbusError(error, "INVALID_QUEUE_DSL", 'queue "a" is already in entry "a: 1"'));
-    await assert.rejects(loadConfig({ cwd: "/", env: { DATABASE_URL: URL, PGBUS_QUEUES: "x:" } }), (error) => assertPgbusError(error, "INVALID_QUEUE_DSL", "PGBUS_QUEUES", '"x:"'));
+    assert.throws(
+      () => parseQueueDsl("critical: 5; mailers: lots"),
+      (error) =>
+        assertPgbusError(
+          error,
+          "INVALID_QUEUE_DSL",
+          'invalid queue DSL entry "mailers: lots": capacity "lots" must be an integer from 1 to 1000',
+        ),
+    );
+    assert.throws(
+      () => parseQueueDsl("Bad-Name: 2"),
+      (error) => assertPgbusError(error, "INVALID_QUEUE_DSL", 'invalid queue name "Bad-Name"'),
+    );
+    assert.throws(
+      () => resolveConfig({ databaseUrl: URL, workers: "a: 1; a: 2" }, "cfg"),
+      (error) => assertPgbusError(error, "INVALID_QUEUE_DSL", 'queue "a" is already in entry "a: 1"'),
+    );
+    await assert.rejects(loadConfig({ cwd: "/", env: { DATABASE_URL: URL, PGBUS_QUEUES: "x:" } }), (error) =>
+      assertPgbusError(error, "INVALID_QUEUE_DSL", "PGBUS_QUEUES", '"x:"'),
+    );
   });
 
   test("invalid execution mode: INVALID_EXECUTION_MODE listing async, threads, fiber, from config, environment, worker option and CLI flag", async () => {
-    assert.throws(() => resolveConfig({ databaseUrl: URL, executionMode: "fibre" }, "cfg"), (error) => assertPgbusError(error, "INVALID_EXECUTION_MODE", 'executionMode: got "fibre"; valid: async, threads, fiber'));
+    assert.throws(
+      () => resolveConfig({ databaseUrl: URL, executionMode: "fibre" }, "cfg"),
+      (error) => assertPgbusError(error, "INVALID_EXECUTION_MODE", 'executionMode: got "fibre"; valid: async, threads, fiber'),
+    );
     await assert.rejects(loadConfig({ cwd: "/", env: { DATABASE_URL: URL, PGBUS_EXECUTION_MODE: "processes" } }), (error) =>
-      assertPgbusError(error, "INVALID_EXECUTION_MODE", 'PGBUS_EXECUTION_MODE: executionMode: got "processes"; valid: async, threads, fiber'),
+      assertPgbusError(
+        error,
+        "INVALID_EXECUTION_MODE",
+        'PGBUS_EXECUTION_MODE: executionMode: got "processes"; valid: async, threads, fiber',
+      ),
     );
     // A bus of its own, so a worker whose start failed is stopped and closed here.
     const throwaway = new Pgbus({ connectionString: db.url, jobs });
     const worker = throwaway.worker({ queues: ["bad"], executionMode: "green-threads" });
-    await assert.rejects(worker.start(), (error) => assertPgbusError(error, "INVALID_EXECUTION_MODE", 'invalid execution mode "green-threads": use one of async, threads, fiber'));
+    await assert.rejects(worker.start(), (error) =>
+      assertPgbusError(error, "INVALID_EXECUTION_MODE", 'invalid execution mode "green-threads": use one of async, threads, fiber'),
+    );
     await throwaway.close().catch(() => {});
 
     const cli = await runCli(["start", "--config", FIXTURE_CONFIG, "--execution-mode", "turbo"], cliEnv(db.url));
@@ -293,37 +378,41 @@ describe("bad configuration is refused, naming key, value and the valid values",
 });
 
 describe("a worker whose start failed", () => {
-  test(
-    "can be stopped, and the bus that built it still closes",
-    async () => {
-      const own = new Pgbus({ connectionString: db.url, jobs });
-      const worker = own.worker({ queues: ["bad"], executionMode: "nope" });
-      await assert.rejects(worker.start(), (error) => assertPgbusError(error, "INVALID_EXECUTION_MODE"));
-      await worker.stop();
-      await own.close();
-    },
-  );
+  test("can be stopped, and the bus that built it still closes", async () => {
+    const own = new Pgbus({ connectionString: db.url, jobs });
+    const worker = own.worker({ queues: ["bad"], executionMode: "nope" });
+    await assert.rejects(worker.start(), (error) => assertPgbusError(error, "INVALID_EXECUTION_MODE"));
+    await worker.stop();
+    await own.close();
+  });
 });
 
 describe("a queue table dropped while a worker runs", () => {
-  test(
-    "the worker logs the error, keeps running, still processes its other queues, and does not crash-loop",
-    async () => {
-      await bus.queues.createQueue("doomed");
-      await withWorker({ queues: ["doomed", "bad_other"] }, async (worker) => {
-        const before = await bus.enqueue(fine, {});
-        await waitFor(async () => (await scalar("SELECT count(*) FROM bad_input_runs WHERE msg_id = $1", [before])) === 1, "a job before the drop");
-        const mark = logLines.length;
-        await db.pool.query("DROP TABLE pgmq.q_doomed");
-        const ids = await bus.enqueueMany(fine, [{}, {}, {}]);
-        await waitFor(async () => (await scalar("SELECT count(*) FROM bad_input_runs WHERE msg_id = ANY($1::bigint[])", [ids])) === 3, "jobs of the other queue", 5_000);
-        const errors = logLines.slice(mark).filter((line) => line.level === "error");
-        assert.ok(errors.length >= 1, "the failure was logged");
-        assert.ok(errors.some((line) => /q_doomed/.test(String(line.err))), `the log names the missing table: ${JSON.stringify(errors)}`);
-        assert.ok(errors.length <= 2, `logged once, not per poll: ${errors.length} lines`);
-        assert.equal(worker.stats().processed >= 4, true);
-      });
-      await db.pool.query("DELETE FROM pgmq.meta WHERE queue_name = 'doomed'");
-    },
-  );
+  test("the worker logs the error, keeps running, still processes its other queues, and does not crash-loop", async () => {
+    await bus.queues.createQueue("doomed");
+    await withWorker({ queues: ["doomed", "bad_other"] }, async (worker) => {
+      const before = await bus.enqueue(fine, {});
+      await waitFor(
+        async () => (await scalar("SELECT count(*) FROM bad_input_runs WHERE msg_id = $1", [before])) === 1,
+        "a job before the drop",
+      );
+      const mark = logLines.length;
+      await db.pool.query("DROP TABLE pgmq.q_doomed");
+      const ids = await bus.enqueueMany(fine, [{}, {}, {}]);
+      await waitFor(
+        async () => (await scalar("SELECT count(*) FROM bad_input_runs WHERE msg_id = ANY($1::bigint[])", [ids])) === 3,
+        "jobs of the other queue",
+        5_000,
+      );
+      const errors = logLines.slice(mark).filter((line) => line.level === "error");
+      assert.ok(errors.length >= 1, "the failure was logged");
+      assert.ok(
+        errors.some((line) => /q_doomed/.test(String(line.err))),
+        `the log names the missing table: ${JSON.stringify(errors)}`,
+      );
+      assert.ok(errors.length <= 2, `logged once, not per poll: ${errors.length} lines`);
+      assert.equal(worker.stats().processed >= 4, true);
+    });
+    await db.pool.query("DELETE FROM pgmq.meta WHERE queue_name = 'doomed'");
+  });
 });

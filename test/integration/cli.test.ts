@@ -33,7 +33,11 @@ describe("pgbus CLI", () => {
   after(() => db.drop());
 
   test("--version prints the package version; --help works on every command", async () => {
-    const [version, rootHelp, startHelp] = await Promise.all([runCli(["--version"], env), runCli(["--help"], env), runCli(["start", "--help"], env)]);
+    const [version, rootHelp, startHelp] = await Promise.all([
+      runCli(["--version"], env),
+      runCli(["--help"], env),
+      runCli(["start", "--help"], env),
+    ]);
     assert.equal(version.code, 0);
     assert.equal(version.stdout.trim(), VERSION);
     for (const help of [rootHelp, startHelp]) {
@@ -49,14 +53,32 @@ describe("pgbus CLI", () => {
     ];
     const program = buildProgram();
     const paths = visit(program, ["pgbus"]);
-    assert.deepEqual(paths, ["pgbus", "pgbus start", "pgbus migrate", "pgbus status", "pgbus queues", "pgbus enqueue", "pgbus dlq", "pgbus dlq list", "pgbus dlq retry", "pgbus dlq discard"]);
+    assert.deepEqual(paths, [
+      "pgbus",
+      "pgbus start",
+      "pgbus migrate",
+      "pgbus status",
+      "pgbus queues",
+      "pgbus enqueue",
+      "pgbus dlq",
+      "pgbus dlq list",
+      "pgbus dlq retry",
+      "pgbus dlq discard",
+    ]);
     for (const path of paths) {
-      const command = path.split(" ").slice(1).reduce((parent, name) => parent.commands.find((sub) => sub.name() === name)!, program);
+      const command = path
+        .split(" ")
+        .slice(1)
+        .reduce((parent, name) => parent.commands.find((sub) => sub.name() === name)!, program);
       assert.match(command.helpInformation(), new RegExp(`^Usage: ${path}`), path);
       assert.ok(command.description() !== "", `${path} has a description`);
     }
     const readCommands = ["status", "queues"].map((name) => program.commands.find((sub) => sub.name() === name)!);
-    for (const command of readCommands) assert.ok(command.options.some((option) => option.long === "--json"), `${command.name()} --json`);
+    for (const command of readCommands)
+      assert.ok(
+        command.options.some((option) => option.long === "--json"),
+        `${command.name()} --json`,
+      );
   });
 
   test("migrate applies the schema once; again it has nothing to do", async () => {
@@ -69,7 +91,10 @@ describe("pgbus CLI", () => {
   });
 
   test("--execution-mode nope fails before touching the database, naming the valid modes", async () => {
-    const result = await runCli(["start", "--config", FIXTURE_CONFIG, "--execution-mode", "nope"], cliEnv("postgres://nobody@127.0.0.1:1/none"));
+    const result = await runCli(
+      ["start", "--config", FIXTURE_CONFIG, "--execution-mode", "nope"],
+      cliEnv("postgres://nobody@127.0.0.1:1/none"),
+    );
     assert.notEqual(result.code, 0);
     assertOneLineError(result.stderr);
     for (const mode of ["async", "threads", "fiber"]) assert.match(result.stderr, new RegExp(mode));
@@ -136,7 +161,10 @@ describe("pgbus CLI", () => {
 
     const status = await pgbus("status", "--json");
     assert.equal(status.code, 0, status.stderr);
-    const parsed = JSON.parse(status.stdout) as { processes: unknown[]; queues: Array<{ name: string; archivedLastMinute: number; oldestAgeSec: number | null }> };
+    const parsed = JSON.parse(status.stdout) as {
+      processes: unknown[];
+      queues: Array<{ name: string; archivedLastMinute: number; oldestAgeSec: number | null }>;
+    };
     assert.deepEqual(parsed.processes, []);
     assert.equal(parsed.queues.find((q) => q.name === "work")?.archivedLastMinute, 0);
 
@@ -149,14 +177,30 @@ describe("pgbus CLI", () => {
   test("dlq list, retry (back to the queue without the error headers) and discard", async () => {
     const queues = new QueueClient(db.pool);
     await queues.createQueue("orders");
-    const ids = await queues.sendBatch("orders", [1, 2, 3].map((n) => ({ job: "charge", payload: { n } })), { headers: { trace: "t1" } });
-    for (const id of ids) await queues.moveToDeadLetterQueue("orders", id, { name: "Error", message: `boom ${id}`, reason: "retries_exhausted" });
+    const ids = await queues.sendBatch(
+      "orders",
+      [1, 2, 3].map((n) => ({ job: "charge", payload: { n } })),
+      { headers: { trace: "t1" } },
+    );
+    for (const id of ids)
+      await queues.moveToDeadLetterQueue("orders", id, { name: "Error", message: `boom ${id}`, reason: "retries_exhausted" });
 
-    const [list, table, unknown] = await Promise.all([pgbus("dlq", "list", "orders", "--json"), pgbus("dlq", "list", "orders"), pgbus("dlq", "list", "nosuch")]);
+    const [list, table, unknown] = await Promise.all([
+      pgbus("dlq", "list", "orders", "--json"),
+      pgbus("dlq", "list", "orders"),
+      pgbus("dlq", "list", "nosuch"),
+    ]);
     assert.equal(list.code, 0, list.stderr);
     const letters = JSON.parse(list.stdout) as Array<{ id: string; job: string; reason: string; error: { message: string } }>;
     assert.equal(letters.length, 3);
-    assert.deepEqual(letters.map((l) => [l.job, l.reason]), [["charge", "retries_exhausted"], ["charge", "retries_exhausted"], ["charge", "retries_exhausted"]]);
+    assert.deepEqual(
+      letters.map((l) => [l.job, l.reason]),
+      [
+        ["charge", "retries_exhausted"],
+        ["charge", "retries_exhausted"],
+        ["charge", "retries_exhausted"],
+      ],
+    );
     assert.match(letters[0]!.error.message, /^boom /);
     assert.match(table.stdout, /ID\s+JOB\s+ATTEMPTS/);
 

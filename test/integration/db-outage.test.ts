@@ -32,7 +32,9 @@ interface Recorded {
 function recordingLogger(): Logger & { lines: Recorded[]; count(msg: string, from?: number): number } {
   const lines: Recorded[] = [];
   const log = (level: string) => (obj: object | string, msg?: string) =>
-    void lines.push(typeof obj === "string" ? { level, msg: obj, fields: {} } : { level, msg: msg ?? "", fields: obj as Record<string, unknown> });
+    void lines.push(
+      typeof obj === "string" ? { level, msg: obj, fields: {} } : { level, msg: msg ?? "", fields: obj as Record<string, unknown> },
+    );
   return {
     lines,
     count: (msg, from = 0) => lines.slice(from).filter((line) => line.msg === msg).length,
@@ -70,8 +72,10 @@ after(async () => {
 });
 
 const send = (payload: object = {}) => queues.send("outage", { job: "outage_record", payload });
-const runsOf = async (id: string) => Number((await db.pool.query("SELECT count(*) AS n FROM chaos_runs WHERE msg_id = $1", [id])).rows[0].n);
-const archived = async (ids: string[]) => Number((await db.pool.query("SELECT count(*) AS n FROM pgmq.a_outage WHERE msg_id = ANY($1::bigint[])", [ids])).rows[0].n);
+const runsOf = async (id: string) =>
+  Number((await db.pool.query("SELECT count(*) AS n FROM chaos_runs WHERE msg_id = $1", [id])).rows[0].n);
+const archived = async (ids: string[]) =>
+  Number((await db.pool.query("SELECT count(*) AS n FROM pgmq.a_outage WHERE msg_id = ANY($1::bigint[])", [ids])).rows[0].n);
 
 describe("a worker (in-process) through a database outage", () => {
   test("idle: logs the outage once, reconnects, re-LISTENs and polls once on reconnect", async () => {
@@ -84,7 +88,11 @@ describe("a worker (in-process) through a database outage", () => {
     try {
       const first = await send();
       // Idle means acked too: a cut between the run and its ack would log (rightly) a failed ack.
-      await waitFor(async () => (await runsOf(first)) === 1 && (await archived([first])) === 1, "the first job (NOTIFY) to run and be acked", 10_000);
+      await waitFor(
+        async () => (await runsOf(first)) === 1 && (await archived([first])) === 1,
+        "the first job (NOTIFY) to run and be acked",
+        10_000,
+      );
       const mark = logger.lines.length;
 
       link.cut();
@@ -128,8 +136,15 @@ describe("a worker (in-process) through a database outage", () => {
     const worker = bus.worker({ queues: ["outage"], capacity: 10, pollIntervalMs: 200, visibilityTimeoutSec: 2 });
     await worker.start();
     try {
-      const ids = await queues.sendBatch("outage", Array.from({ length: 150 }, () => ({ job: "outage_record", payload: { ms: 100 } })));
-      await waitFor(async () => Number((await db.pool.query("SELECT count(*) AS n FROM chaos_runs WHERE msg_id = ANY($1::bigint[])", [ids])).rows[0].n) >= 20, "20 runs");
+      const ids = await queues.sendBatch(
+        "outage",
+        Array.from({ length: 150 }, () => ({ job: "outage_record", payload: { ms: 100 } })),
+      );
+      await waitFor(
+        async () =>
+          Number((await db.pool.query("SELECT count(*) AS n FROM chaos_runs WHERE msg_id = ANY($1::bigint[])", [ids])).rows[0].n) >= 20,
+        "20 runs",
+      );
       const mark = logger.lines.length;
       link.cut();
       const cutAt = new Date();
@@ -157,35 +172,34 @@ describe("a worker (in-process) through a database outage", () => {
     }
   });
 
-  test(
-    "busy with a long job: VT-extension and ack failures are logged once per outage, and the long job runs once",
-    async () => {
-      const link = await proxy();
-      const logger = recordingLogger();
-      const bus = new Pgbus({ connectionString: link.urlFor(db.url), jobs: [outageRecord], logger });
-      const worker = bus.worker({ queues: ["outage"], capacity: 10, pollIntervalMs: 200, visibilityTimeoutSec: 1 });
-      await worker.start();
-      try {
-        const long = await send({ ms: OUTAGE_MS + 2_000 });
-        await waitFor(async () => (await runsOf(long)) === 1, "the long job to start");
-        const mark = logger.lines.length;
-        link.cut();
-        await sleep(OUTAGE_MS);
-        link.restore();
-        await waitFor(async () => (await archived([long])) === 1, "the long job to be archived", 30_000);
-        const noisy = logger.lines.slice(mark).filter((line) => line.level === "error" || line.level === "warn");
-        const perMessage = new Map<string, number>();
-        for (const line of noisy) perMessage.set(line.msg, (perMessage.get(line.msg) ?? 0) + 1);
-        const problems = [...perMessage].filter(([, times]) => times > 1).map(([msg, times]) => `logged ${times} times during one outage: ${msg}`);
-        const runs = await runsOf(long);
-        if (runs !== 1) problems.push(`the live worker ran its own in-flight job ${runs} times`);
-        assert.deepEqual(problems, []);
-      } finally {
-        await worker.stop();
-        await bus.close();
-      }
-    },
-  );
+  test("busy with a long job: VT-extension and ack failures are logged once per outage, and the long job runs once", async () => {
+    const link = await proxy();
+    const logger = recordingLogger();
+    const bus = new Pgbus({ connectionString: link.urlFor(db.url), jobs: [outageRecord], logger });
+    const worker = bus.worker({ queues: ["outage"], capacity: 10, pollIntervalMs: 200, visibilityTimeoutSec: 1 });
+    await worker.start();
+    try {
+      const long = await send({ ms: OUTAGE_MS + 2_000 });
+      await waitFor(async () => (await runsOf(long)) === 1, "the long job to start");
+      const mark = logger.lines.length;
+      link.cut();
+      await sleep(OUTAGE_MS);
+      link.restore();
+      await waitFor(async () => (await archived([long])) === 1, "the long job to be archived", 30_000);
+      const noisy = logger.lines.slice(mark).filter((line) => line.level === "error" || line.level === "warn");
+      const perMessage = new Map<string, number>();
+      for (const line of noisy) perMessage.set(line.msg, (perMessage.get(line.msg) ?? 0) + 1);
+      const problems = [...perMessage]
+        .filter(([, times]) => times > 1)
+        .map(([msg, times]) => `logged ${times} times during one outage: ${msg}`);
+      const runs = await runsOf(long);
+      if (runs !== 1) problems.push(`the live worker ran its own in-flight job ${runs} times`);
+      assert.deepEqual(problems, []);
+    } finally {
+      await worker.stop();
+      await bus.close();
+    }
+  });
 });
 
 describe("the dispatcher through a database outage", () => {
@@ -193,10 +207,18 @@ describe("the dispatcher through a database outage", () => {
     const link = await proxy();
     const staleProcessAfterMs = 1_500;
     const config = { intervalMs: 60_000, archiveRetentionHours: 24, failedJobRetentionHours: 24, processedEventTtlHours: 24 };
-    const dispatcher = new Dispatcher({ clientConfig: { connectionString: link.urlFor(db.url) }, config, staleProcessAfterMs, logger: recordingLogger() });
+    const dispatcher = new Dispatcher({
+      clientConfig: { connectionString: link.urlFor(db.url) },
+      config,
+      staleProcessAfterMs,
+      logger: recordingLogger(),
+    });
     const staleRow = async () => {
       const id = randomUUID();
-      await db.pool.query("INSERT INTO pgbus.processes (id, role, host, pid, last_beat_at) VALUES ($1, 'worker', 'h', 1, now() - interval '1 minute')", [id]);
+      await db.pool.query(
+        "INSERT INTO pgbus.processes (id, role, host, pid, last_beat_at) VALUES ($1, 'worker', 'h', 1, now() - interval '1 minute')",
+        [id],
+      );
       return id;
     };
     const exists = async (id: string) => (await db.pool.query("SELECT 1 FROM pgbus.processes WHERE id = $1", [id])).rowCount === 1;
@@ -233,7 +255,10 @@ describe("the dispatcher through a database outage", () => {
 
 describe("pgbus start through a database outage", () => {
   const startThrough = (link: TcpProxy, testConfig: object, args: string[] = []) =>
-    startCli(["start", "--config", FIXTURE_CONFIG, ...args], cliEnv(link.urlFor(db.url), { jobsModule: CHAOS_JOBS, ...testConfig }, { CHAOS_RECORD_URL: db.url }));
+    startCli(
+      ["start", "--config", FIXTURE_CONFIG, ...args],
+      cliEnv(link.urlFor(db.url), { jobsModule: CHAOS_JOBS, ...testConfig }, { CHAOS_RECORD_URL: db.url }),
+    );
 
   test("supervisor, worker, dispatcher and heartbeats ride it out: no restarts, one line per state change, the queued job runs", async () => {
     const link = await proxy();
@@ -259,7 +284,10 @@ describe("pgbus start through a database outage", () => {
     await cli.waitForLines((line) => line.msg === "heartbeat restored", 3, 10_000);
     await cli.waitForMessage("dispatcher reconnected", 1, 10_000);
     await waitFor(
-      async () => Number((await db.pool.query("SELECT count(*) AS n FROM pgbus.processes WHERE last_beat_at > now() - interval '1 second'")).rows[0].n) === 3,
+      async () =>
+        Number(
+          (await db.pool.query("SELECT count(*) AS n FROM pgbus.processes WHERE last_beat_at > now() - interval '1 second'")).rows[0].n,
+        ) === 3,
       "three fresh heartbeat rows",
     );
 
@@ -288,7 +316,11 @@ describe("pgbus start through a database outage", () => {
     await waitFor(() => link.refusedWhileCut >= 3, "a few attempts");
     link.restore();
     await cli.waitForMessage("child started", 1, 15_000);
-    assert.equal(cli.lines.filter((line) => line.msg.startsWith("waiting for PostgreSQL")).length, 1, `logged once, not per attempt:\n${cli.dump()}`);
+    assert.equal(
+      cli.lines.filter((line) => line.msg.startsWith("waiting for PostgreSQL")).length,
+      1,
+      `logged once, not per attempt:\n${cli.dump()}`,
+    );
     cli.signal("SIGTERM");
     assert.equal((await cli.exited).code, 0, cli.dump());
   });

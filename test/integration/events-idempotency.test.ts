@@ -130,7 +130,11 @@ describe("idempotent subscribers", () => {
       // The same event, delivered again (a producer retry, a PGMQ client in another language, ...).
       const duplicate = await bus.queues.send("ev_billing", toEventMessage({ ...event }));
       await until(async () => (await db.pool.query("SELECT 1 FROM pgmq.a_ev_billing WHERE msg_id = $1", [duplicate])).rows.length === 1);
-      assert.equal(await count("SELECT count(*) AS n FROM event_attempts WHERE subscriber = 'billing'"), 1, "the handler did not run again");
+      assert.equal(
+        await count("SELECT count(*) AS n FROM event_attempts WHERE subscriber = 'billing'"),
+        1,
+        "the handler did not run again",
+      );
       assert.equal((await bus.queues.metrics("ev_billing")).queueLength, 0);
       // A different event still runs.
       await bus.publish("orders.paid", { n: 2 });
@@ -156,10 +160,17 @@ describe("idempotent subscribers", () => {
     try {
       const event = await bus.publish("slow.thing", {});
       await started.promise;
-      assert.equal(await count("SELECT count(*) AS n FROM pgbus.processed_events WHERE subscriber = 'slow'"), 0, "not marked while running");
+      assert.equal(
+        await count("SELECT count(*) AS n FROM pgbus.processed_events WHERE subscriber = 'slow'"),
+        0,
+        "not marked while running",
+      );
       release.resolve();
       await until(async () => (await count("SELECT count(*) AS n FROM pgmq.a_ev_slow")) === 1);
-      assert.equal(await count("SELECT count(*) AS n FROM pgbus.processed_events WHERE subscriber = 'slow' AND event_id = $1", [event.eventId]), 1);
+      assert.equal(
+        await count("SELECT count(*) AS n FROM pgbus.processed_events WHERE subscriber = 'slow' AND event_id = $1", [event.eventId]),
+        1,
+      );
     } finally {
       await consumer.stop();
     }
@@ -169,7 +180,13 @@ describe("idempotent subscribers", () => {
 describe("threads mode", () => {
   test("subscribers exported by the jobs module run in worker threads, each copy to its own handler", async () => {
     for (let i = 0; i < 20; i++) await bus.publish("orders.shipped", { n: i });
-    const consumer = bus.consumer({ jobsModule: SUBSCRIBERS_MODULE, executionMode: "threads", threads: 2, capacity: 4, pollIntervalMs: 50 });
+    const consumer = bus.consumer({
+      jobsModule: SUBSCRIBERS_MODULE,
+      executionMode: "threads",
+      threads: 2,
+      capacity: 4,
+      pollIntervalMs: 50,
+    });
     await consumer.start();
     try {
       await until(async () => (await count("SELECT count(*) AS n FROM event_effects")) === 60);
@@ -206,7 +223,9 @@ describe("isolation between subscribers", () => {
       await until(async () => (await bus.queues.metrics("ev_broken_dlq")).queueLength === 30);
       await until(async () => handled.get("ledger") === 30 && handled.get("mailer") === 30);
       assert.equal(failures, 30 * 3, "first run + 2 retries each");
-      const dead = await db.pool.query("SELECT message->>'routing_key' AS key, headers->'pgbus_error'->>'message' AS error FROM pgmq.q_ev_broken_dlq LIMIT 1");
+      const dead = await db.pool.query(
+        "SELECT message->>'routing_key' AS key, headers->'pgbus_error'->>'message' AS error FROM pgmq.q_ev_broken_dlq LIMIT 1",
+      );
       assert.deepEqual(dead.rows[0], { key: "invoices.issued", error: "the broken subscriber fails every time" });
       assert.equal((await bus.queues.metrics("ev_ledger_dlq")).queueLength, 0);
       assert.equal((await bus.queues.metrics("ev_mailer_dlq")).queueLength, 0);

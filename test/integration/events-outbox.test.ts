@@ -58,7 +58,11 @@ describe("outbox poller", () => {
         const client = await db.pool.connect();
         try {
           await client.query("BEGIN");
-          await bus.outbox.enqueueMany(shipJob, Array.from({ length: 25 }, (_, i) => ({ n: t * 25 + i })), { client });
+          await bus.outbox.enqueueMany(
+            shipJob,
+            Array.from({ length: 25 }, (_, i) => ({ n: t * 25 + i })),
+            { client },
+          );
           for (let i = 0; i < 25; i++) eventIds.push((await bus.outbox.publish("ob.order.created", { n: t * 25 + i }, { client })).eventId);
           await client.query("COMMIT");
         } finally {
@@ -71,7 +75,9 @@ describe("outbox poller", () => {
       await Promise.all(pollers.map((p) => p.stop()));
     }
     assert.equal(eventIds.length, 1_000);
-    const jobs = await db.pool.query("SELECT count(*)::int AS n, count(DISTINCT (message->'payload'->>'n'))::int AS distinct_n FROM pgmq.q_ob_jobs");
+    const jobs = await db.pool.query(
+      "SELECT count(*)::int AS n, count(DISTINCT (message->'payload'->>'n'))::int AS distinct_n FROM pgmq.q_ob_jobs",
+    );
     assert.deepEqual(jobs.rows[0], { n: 1_000, distinct_n: 1_000 });
     for (const queue of ["ev_ob_one", "ev_ob_two"]) {
       const events = await db.pool.query(
@@ -115,7 +121,9 @@ describe("outbox poller", () => {
     await p.start();
     try {
       await until(async () => (await count("SELECT count(*) AS n FROM pgmq.q_ob_jobs")) === 5);
-      const { rows } = await db.pool.query("SELECT target, attempts, last_error, available_at > clock_timestamp() AS later FROM pgbus.outbox");
+      const { rows } = await db.pool.query(
+        "SELECT target, attempts, last_error, available_at > clock_timestamp() AS later FROM pgbus.outbox",
+      );
       assert.equal(rows.length, 1);
       assert.equal(rows[0].target, "ob_doomed");
       assert.ok(rows[0].attempts >= 1);

@@ -59,9 +59,18 @@ describe("routing keys and patterns are validated before any SQL", () => {
     await assert.rejects(bus.publish("a.*", {}), isInvalidKey(/routing key "a\.\*"/));
     assert.deepEqual(calls, []);
     assert.throws(() => bus.subscribe("a..b", () => {}, { name: "x" }), isInvalidKey(/topic pattern "a\.\.b"/));
-    assert.throws(() => defineSubscriber({ name: "Bad-Name", pattern: "a", handle() {} }), (e: unknown) => e instanceof ValidationError && e.code === "INVALID_OPTION");
-    assert.throws(() => defineSubscriber({ name: "ok", pattern: "a", queue: "Bad Queue", handle() {} }), (e: unknown) => e instanceof ValidationError && e.code === "INVALID_QUEUE_NAME");
-    await assert.rejects(bus.publish("a", {}, { delayMs: -1 }), (e: unknown) => e instanceof ValidationError && e.code === "INVALID_OPTION");
+    assert.throws(
+      () => defineSubscriber({ name: "Bad-Name", pattern: "a", handle() {} }),
+      (e: unknown) => e instanceof ValidationError && e.code === "INVALID_OPTION",
+    );
+    assert.throws(
+      () => defineSubscriber({ name: "ok", pattern: "a", queue: "Bad Queue", handle() {} }),
+      (e: unknown) => e instanceof ValidationError && e.code === "INVALID_QUEUE_NAME",
+    );
+    await assert.rejects(
+      bus.publish("a", {}, { delayMs: -1 }),
+      (e: unknown) => e instanceof ValidationError && e.code === "INVALID_OPTION",
+    );
   });
 
   test("the TypeScript matcher agrees with pgmq._topic_regex on every pattern x key", async () => {
@@ -117,13 +126,25 @@ describe("consumer configuration errors are typed and name the problem", () => {
   test("no subscribers, unknown names, shared queues; stop is safe before start and twice", async () => {
     const lonely = new Pgbus({ connectionString: db.url });
     try {
-      await assert.rejects(lonely.consumer().start(), (e: unknown) => e instanceof ValidationError && /consumer has no subscribers/.test(e.message));
-      await assert.rejects(bus.consumer({ subscribers: ["nope"] }).start(), (e: unknown) => e instanceof ValidationError && /no subscriber named "nope"; known subscribers: .*star/.test(e.message));
+      await assert.rejects(
+        lonely.consumer().start(),
+        (e: unknown) => e instanceof ValidationError && /consumer has no subscribers/.test(e.message),
+      );
+      await assert.rejects(
+        bus.consumer({ subscribers: ["nope"] }).start(),
+        (e: unknown) => e instanceof ValidationError && /no subscriber named "nope"; known subscribers: .*star/.test(e.message),
+      );
       const one = defineSubscriber({ name: "one", pattern: "x", queue: "shared_q", handle() {} });
       const two = defineSubscriber({ name: "two", pattern: "y", queue: "shared_q", handle() {} });
-      await assert.rejects(lonely.consumer({ subscribers: [one, two] }).start(), (e: unknown) => e instanceof ValidationError && /share queue shared_q/.test(e.message));
+      await assert.rejects(
+        lonely.consumer({ subscribers: [one, two] }).start(),
+        (e: unknown) => e instanceof ValidationError && /share queue shared_q/.test(e.message),
+      );
       bus.subscribe("z", () => {}, { name: "zed" });
-      assert.throws(() => bus.subscribe("z.*", () => {}, { name: "zed" }), (e: unknown) => e instanceof ValidationError && e.code === "DUPLICATE_JOB");
+      assert.throws(
+        () => bus.subscribe("z.*", () => {}, { name: "zed" }),
+        (e: unknown) => e instanceof ValidationError && e.code === "DUPLICATE_JOB",
+      );
       const idle = bus.consumer({ subscribers: ["zed"] });
       await idle.stop();
       await idle.stop();

@@ -115,14 +115,21 @@ describe("publish, outbox and enqueue join the caller's transaction", () => {
     const { rows } = await db.pool.query("SELECT message, headers, vt > clock_timestamp() AS delayed FROM pgmq.q_ev_tx_sink");
     assert.deepEqual(rows, [
       {
-        message: { event_id: event.eventId, routing_key: "tx.shape", payload: { a: [1, "two"] }, published_at: event.publishedAt.toISOString() },
+        message: {
+          event_id: event.eventId,
+          routing_key: "tx.shape",
+          payload: { a: [1, "two"] },
+          published_at: event.publishedAt.toISOString(),
+        },
         headers: { trace: "t-1", n: 2 },
         delayed: false,
       },
     ]);
     assert.match(event.eventId, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     await bus.publish("tx.later", {}, { delayMs: 1_500 });
-    const later = await db.pool.query("SELECT extract(epoch FROM vt - enqueued_at) AS secs FROM pgmq.q_ev_tx_sink WHERE message->>'routing_key' = 'tx.later'");
+    const later = await db.pool.query(
+      "SELECT extract(epoch FROM vt - enqueued_at) AS secs FROM pgmq.q_ev_tx_sink WHERE message->>'routing_key' = 'tx.later'",
+    );
     assert.ok(Number(later.rows[0].secs) >= 1.9, `rounded up to 2 s, got ${later.rows[0].secs}`);
     assert.equal((await bus.publish("nobody.listens", {})).queues, 0);
   });
@@ -130,8 +137,8 @@ describe("publish, outbox and enqueue join the caller's transaction", () => {
 
 describe("ORM adapters pass parameters as parameters", () => {
   const probe = "SELECT $1::bigint[] AS ids, $2::text AS text, $1::bigint[] AS again, $3::jsonb AS doc, 'why?' AS literal";
-  const values = [["1", "22"], "it's a $1 \"quote\" ?", '{"k": [1, null]}'];
-  const expected = { ids: ["1", "22"], text: "it's a $1 \"quote\" ?", again: ["1", "22"], doc: { k: [1, null] }, literal: "why?" };
+  const values = [["1", "22"], 'it\'s a $1 "quote" ?', '{"k": [1, null]}'];
+  const expected = { ids: ["1", "22"], text: 'it\'s a $1 "quote" ?', again: ["1", "22"], doc: { k: [1, null] }, literal: "why?" };
 
   test("splitPlaceholders and toArrayLiteral", () => {
     assert.deepEqual(splitPlaceholders("a $1::int, $12 $1"), ["a ", 1, "::int, ", 12, " ", 1]);

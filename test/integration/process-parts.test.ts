@@ -26,7 +26,12 @@ describe("dispatcher", () => {
   let db: TestDatabase;
   const dispatchers: Dispatcher[] = [];
   const dispatcher = (staleProcessAfterMs = 30_000) => {
-    const created = new Dispatcher({ clientConfig: { connectionString: db.url }, config: DISPATCHER, staleProcessAfterMs, logger: recordingLogger() });
+    const created = new Dispatcher({
+      clientConfig: { connectionString: db.url },
+      config: DISPATCHER,
+      staleProcessAfterMs,
+      logger: recordingLogger(),
+    });
     dispatchers.push(created);
     return created;
   };
@@ -59,7 +64,9 @@ describe("dispatcher", () => {
     const a = dispatcher();
     await a.start();
     assert.equal(a.active, true);
-    await db.pool.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgbus:dispatcher' AND datname = current_database()");
+    await db.pool.query(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgbus:dispatcher' AND datname = current_database()",
+    );
     await waitFor(() => !a.active, "the dispatcher to notice its connection is gone");
     await a.tick();
     assert.equal(a.active, true);
@@ -74,10 +81,16 @@ describe("dispatcher", () => {
     await db.pool.query("UPDATE pgmq.a_maint SET archived_at = now() - interval '25 hours' WHERE msg_id = $1", [oldId]);
     await db.pool.query(`INSERT INTO pgbus.failed_jobs (queue_name, msg_id, job, attempt, error, outcome, failed_at)
       VALUES ('maint', 1, 'j', 1, '{}', 'retried', now() - interval '25 hours'), ('maint', 2, 'j', 1, '{}', 'retried', now())`);
-    await db.pool.query(`INSERT INTO pgbus.processed_events (subscriber, event_id, processed_at)
-      VALUES ('s', $1, now() - interval '25 hours'), ('s', $2, now())`, [randomUUID(), randomUUID()]);
-    await db.pool.query(`INSERT INTO pgbus.processes (id, role, host, pid, last_beat_at)
-      VALUES ($1, 'worker', 'h', 1, now() - interval '1 minute'), ($2, 'worker', 'h', 2, now())`, [randomUUID(), randomUUID()]);
+    await db.pool.query(
+      `INSERT INTO pgbus.processed_events (subscriber, event_id, processed_at)
+      VALUES ('s', $1, now() - interval '25 hours'), ('s', $2, now())`,
+      [randomUUID(), randomUUID()],
+    );
+    await db.pool.query(
+      `INSERT INTO pgbus.processes (id, role, host, pid, last_beat_at)
+      VALUES ($1, 'worker', 'h', 1, now() - interval '1 minute'), ($2, 'worker', 'h', 2, now())`,
+      [randomUUID(), randomUUID()],
+    );
 
     const d = dispatcher(10_000);
     await d.start();
@@ -110,9 +123,20 @@ describe("heartbeat", () => {
       snapshot: () => ({ executionMode: "async", capacity: 5, busy: busy++, queues: ["a"], stats: { processed: 3 } }),
     });
     await heartbeat.start();
-    const row = (await db.pool.query("SELECT role, pid, execution_mode, capacity, queues, stats FROM pgbus.processes WHERE id = $1", [id])).rows[0];
-    assert.deepEqual(row, { role: "worker", pid: process.pid, execution_mode: "async", capacity: 5, queues: ["a"], stats: { processed: 3 } });
-    await waitFor(async () => (await db.pool.query("SELECT busy FROM pgbus.processes WHERE id = $1", [id])).rows[0]?.busy >= 2, "later beats");
+    const row = (await db.pool.query("SELECT role, pid, execution_mode, capacity, queues, stats FROM pgbus.processes WHERE id = $1", [id]))
+      .rows[0];
+    assert.deepEqual(row, {
+      role: "worker",
+      pid: process.pid,
+      execution_mode: "async",
+      capacity: 5,
+      queues: ["a"],
+      stats: { processed: 3 },
+    });
+    await waitFor(
+      async () => (await db.pool.query("SELECT busy FROM pgbus.processes WHERE id = $1", [id])).rows[0]?.busy >= 2,
+      "later beats",
+    );
     await Promise.all([heartbeat.stop(), heartbeat.stop()]);
     assert.equal((await db.pool.query("SELECT 1 FROM pgbus.processes WHERE id = $1", [id])).rowCount, 0);
   });
@@ -120,18 +144,39 @@ describe("heartbeat", () => {
   test("a database that fails is logged once when beats start failing and once when they work again", async () => {
     const logger = recordingLogger();
     let down = true;
-    const flaky = { query: (text: string, values?: unknown[]) => (down ? Promise.reject(new Error("connection refused")) : db.pool.query(text, values)) };
-    const heartbeat = new Heartbeat({ db: flaky, id: randomUUID(), supervisorId: null, role: "worker", intervalMs: 20, logger, snapshot: () => ({ executionMode: null, capacity: null, busy: 0, queues: [], stats: {} }) });
+    const flaky = {
+      query: (text: string, values?: unknown[]) => (down ? Promise.reject(new Error("connection refused")) : db.pool.query(text, values)),
+    };
+    const heartbeat = new Heartbeat({
+      db: flaky,
+      id: randomUUID(),
+      supervisorId: null,
+      role: "worker",
+      intervalMs: 20,
+      logger,
+      snapshot: () => ({ executionMode: null, capacity: null, busy: 0, queues: [], stats: {} }),
+    });
     await heartbeat.start();
     for (let i = 0; i < 5; i++) await heartbeat.beat();
     down = false;
     await heartbeat.beat();
     await heartbeat.stop();
-    assert.deepEqual(logger.lines.filter((line) => line.startsWith("heartbeat")), ["heartbeat failed; retrying every interval (logged again once it works)", "heartbeat restored"]);
+    assert.deepEqual(
+      logger.lines.filter((line) => line.startsWith("heartbeat")),
+      ["heartbeat failed; retrying every interval (logged again once it works)", "heartbeat restored"],
+    );
   });
 
   test("an unstarted heartbeat stops without touching the database", async () => {
-    const heartbeat = new Heartbeat({ db: { query: () => Promise.reject(new Error("must not be called")) }, id: randomUUID(), supervisorId: null, role: "worker", intervalMs: 100, logger: recordingLogger(), snapshot: () => ({ executionMode: null, capacity: null, busy: 0, queues: [], stats: {} }) });
+    const heartbeat = new Heartbeat({
+      db: { query: () => Promise.reject(new Error("must not be called")) },
+      id: randomUUID(),
+      supervisorId: null,
+      role: "worker",
+      intervalMs: 100,
+      logger: recordingLogger(),
+      snapshot: () => ({ executionMode: null, capacity: null, busy: 0, queues: [], stats: {} }),
+    });
     await heartbeat.stop();
     await heartbeat.stop();
   });
@@ -140,7 +185,10 @@ describe("heartbeat", () => {
 describe("restart backoff", () => {
   test("doubles from 1 s up to 60 s, and starts over after a child stayed up 30 s", () => {
     const backoff = new RestartBackoff();
-    assert.deepEqual([0, 0, 0, 0, 0, 0, 0, 0].map((uptime) => backoff.next(uptime)), [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]);
+    assert.deepEqual(
+      [0, 0, 0, 0, 0, 0, 0, 0].map((uptime) => backoff.next(uptime)),
+      [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000],
+    );
     assert.equal(backoff.next(30_000), 1_000);
     assert.equal(backoff.next(100), 2_000);
   });
@@ -152,7 +200,12 @@ describe("lifecycles", () => {
     const supervisor = new Supervisor({ config, logger: silentLogger });
     assert.deepEqual(await Promise.all([supervisor.stop(), supervisor.stop()]), [0, 0]);
     await supervisor.start(); // after stop: does nothing, forks nothing
-    const dispatcher = new Dispatcher({ clientConfig: { connectionString: config.databaseUrl }, config: DISPATCHER, staleProcessAfterMs: 30_000, logger: silentLogger });
+    const dispatcher = new Dispatcher({
+      clientConfig: { connectionString: config.databaseUrl },
+      config: DISPATCHER,
+      staleProcessAfterMs: 30_000,
+      logger: silentLogger,
+    });
     await Promise.all([dispatcher.stop(), dispatcher.stop()]);
     assert.equal(dispatcher.active, false);
   });

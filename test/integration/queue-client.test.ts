@@ -68,7 +68,10 @@ describe("send and read", () => {
     assert.deepEqual(await queues.read("basic", 30, 10), []);
     await queues.setVt("basic", delayed, 0);
     const visible = await queues.read("basic", 30, 10);
-    assert.deepEqual(visible.map((m) => m.msgId), [delayed]);
+    assert.deepEqual(
+      visible.map((m) => m.msgId),
+      [delayed],
+    );
     await queues.delete("basic", [delayed, scheduled]);
   });
 
@@ -94,7 +97,10 @@ describe("archive, delete and dead-letter", () => {
     assert.deepEqual((await queues.archive("acks", [two!, three!])).sort(), [two, three].sort());
     assert.equal(await queues.archive("acks", one!), false);
     const archived = await db.pool.query("SELECT a.msg_id::text, a.archived_at, a.message FROM pgmq.a_acks a ORDER BY a.msg_id");
-    assert.deepEqual(archived.rows.map((r) => r.msg_id), [one, two, three]);
+    assert.deepEqual(
+      archived.rows.map((r) => r.msg_id),
+      [one, two, three],
+    );
     assert.ok(archived.rows.every((r) => r.archived_at instanceof Date));
     assert.equal((await queues.metrics("acks")).queueLength, 0);
   });
@@ -142,7 +148,10 @@ describe("metrics", () => {
 describe("concurrency and batches", () => {
   test("20 concurrent readers over 10,000 messages get each message exactly once", async () => {
     await queues.createQueue("race");
-    const sent = await queues.sendBatch("race", Array.from({ length: 10_000 }, (_, i) => ({ i })));
+    const sent = await queues.sendBatch(
+      "race",
+      Array.from({ length: 10_000 }, (_, i) => ({ i })),
+    );
     const seen: string[] = [];
     await Promise.all(
       Array.from({ length: 20 }, async () => {
@@ -162,13 +171,23 @@ describe("concurrency and batches", () => {
     await queues.createQueue("bulk");
     const statements: string[] = [];
     const counting = { query: (text: string, values?: unknown[]) => (statements.push(text), db.pool.query(text, values)) };
-    const ids = await queues.withClient(counting).sendBatch("bulk", Array.from({ length: 10_000 }, (_, i) => ({ i })), { headers: { batch: true } });
+    const ids = await queues.withClient(counting).sendBatch(
+      "bulk",
+      Array.from({ length: 10_000 }, (_, i) => ({ i })),
+      { headers: { batch: true } },
+    );
     assert.equal(statements.length, 1);
     assert.equal(ids.length, 10_000);
     const rows = await db.pool.query("SELECT q.msg_id::text, q.message, q.headers FROM pgmq.q_bulk q ORDER BY q.msg_id LIMIT 3");
-    assert.deepEqual(rows.rows.map((r) => r.message.i), [0, 1, 2]);
+    assert.deepEqual(
+      rows.rows.map((r) => r.message.i),
+      [0, 1, 2],
+    );
     assert.deepEqual(rows.rows[0].headers, { batch: true });
-    assert.deepEqual(ids.slice(0, 3), rows.rows.map((r) => r.msg_id));
+    assert.deepEqual(
+      ids.slice(0, 3),
+      rows.rows.map((r) => r.msg_id),
+    );
   });
 
   test("work joins the caller's transaction: a rollback sends nothing, a commit sends", async () => {
@@ -185,7 +204,10 @@ describe("concurrency and batches", () => {
       client.release();
     }
     const read = await queues.read("tx", 30, 10);
-    assert.deepEqual(read.map((m) => m.message), [{ n: 2 }]);
+    assert.deepEqual(
+      read.map((m) => m.message),
+      [{ n: 2 }],
+    );
   });
 });
 
@@ -194,7 +216,8 @@ describe("hostile input", () => {
     for (const name of ["x; drop table", "a".repeat(200), "ünïcode", "", "Upper", 'q"uote', null]) {
       await assert.rejects(
         () => queues.send(name as string, {}),
-        (error: unknown) => error instanceof ValidationError && error.code === "INVALID_QUEUE_NAME" && /queue names are 1-47 characters/.test(error.message),
+        (error: unknown) =>
+          error instanceof ValidationError && error.code === "INVALID_QUEUE_NAME" && /queue names are 1-47 characters/.test(error.message),
         `name ${String(name)}`,
       );
     }
@@ -229,10 +252,16 @@ describe("hostile input", () => {
       [{ s: "nul\u0000" }, /NUL/],
     ];
     for (const [payload, pattern] of cases) {
-      await assert.rejects(() => queues.send("payloads", payload), (e: unknown) => e instanceof ValidationError && e.code === "INVALID_PAYLOAD" && pattern.test(e.message));
+      await assert.rejects(
+        () => queues.send("payloads", payload),
+        (e: unknown) => e instanceof ValidationError && e.code === "INVALID_PAYLOAD" && pattern.test(e.message),
+      );
     }
     const small = new QueueClient(db.pool, { maxPayloadBytes: 100 });
-    await assert.rejects(() => small.send("payloads", { s: "y".repeat(200) }), (e: unknown) => (e as { code?: string }).code === "PAYLOAD_TOO_LARGE" && /100-byte limit/.test((e as Error).message));
+    await assert.rejects(
+      () => small.send("payloads", { s: "y".repeat(200) }),
+      (e: unknown) => (e as { code?: string }).code === "PAYLOAD_TOO_LARGE" && /100-byte limit/.test((e as Error).message),
+    );
   });
 
   test("bad options are rejected naming the value", async () => {

@@ -161,10 +161,15 @@ describe("identifiers are refused before any SQL is built", () => {
       assert.throws(() => defineJob({ name: "ok_name", queue: name, perform() {} }), typed("INVALID_QUEUE_NAME", name));
       assert.throws(() => resolveConfig({ databaseUrl: db.url, workers: [{ queues: [name] }] }, "cfg"), typed("INVALID_CONFIG", name));
       // The DSL trims whitespace around names and splits on ";", ":" and ",".
-      if (name.trim() === name && name !== "" && !/[;:,]/.test(name)) assert.throws(() => parseQueueDsl(`${name}: 2`), typed("INVALID_QUEUE_DSL", name));
+      if (name.trim() === name && name !== "" && !/[;:,]/.test(name))
+        assert.throws(() => parseQueueDsl(`${name}: 2`), typed("INVALID_QUEUE_DSL", name));
     }
     const attack = ATTACKS[0]!;
-    for (const args of [["dlq", "list", attack], ["queues", "--json"], ["enqueue", "echo", "{}", "--queue", attack]]) {
+    for (const args of [
+      ["dlq", "list", attack],
+      ["queues", "--json"],
+      ["enqueue", "echo", "{}", "--queue", attack],
+    ]) {
       const result = await runCli(args, cliEnv(db.url));
       if (args[0] === "queues") {
         assert.equal(result.code, 0, result.stderr);
@@ -177,7 +182,8 @@ describe("identifiers are refused before any SQL is built", () => {
   });
 
   test("job names: INVALID_JOB_NAME at definition; a hand-made message naming an evil job is dead-lettered, its name kept byte for byte", async () => {
-    for (const name of [...INJECTIONS, "Job", "jöb", "a".repeat(101)]) assert.throws(() => defineJob({ name, perform() {} }), typed("INVALID_JOB_NAME", name));
+    for (const name of [...INJECTIONS, "Job", "jöb", "a".repeat(101)])
+      assert.throws(() => defineJob({ name, perform() {} }), typed("INVALID_JOB_NAME", name));
     const sent = await Promise.all(VALUES.map((job) => queues.send("sec", { job, payload: {} })));
     const worker = bus.worker({ queues: ["sec"], capacity: 5, pollIntervalMs: 100 });
     await worker.start();
@@ -186,10 +192,14 @@ describe("identifiers are refused before any SQL is built", () => {
     } finally {
       await worker.stop();
     }
-    const dead = (await db.pool.query("SELECT message ->> 'job' AS job, headers -> 'pgbus_error' ->> 'reason' AS reason FROM pgmq.q_sec_dlq")).rows;
+    const dead = (
+      await db.pool.query("SELECT message ->> 'job' AS job, headers -> 'pgbus_error' ->> 'reason' AS reason FROM pgmq.q_sec_dlq")
+    ).rows;
     assert.deepEqual(dead.map((row) => row.job).sort(), [...VALUES].sort());
     assert.deepEqual(new Set(dead.map((row) => row.reason)), new Set(["unknown_job"]));
-    const recorded = (await db.pool.query("SELECT job FROM pgbus.failed_jobs WHERE msg_id = ANY($1::bigint[])", [sent])).rows.map((row) => row.job);
+    const recorded = (await db.pool.query("SELECT job FROM pgbus.failed_jobs WHERE msg_id = ANY($1::bigint[])", [sent])).rows.map(
+      (row) => row.job,
+    );
     assert.deepEqual(recorded.sort(), [...VALUES].sort(), "failed_jobs keeps the names as they were");
     await bus.queues.purgeQueue("sec_dlq");
     await schemaIntact();

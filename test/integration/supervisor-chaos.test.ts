@@ -35,7 +35,10 @@ test("restartBackoff in the config sets the delays between re-forks", async (t) 
   const testConfig = { jobsModule: BOOT_CRASH_JOBS, restartBackoff: { baseMs: 200, maxMs: 400 } };
   const cli = startCli(["start", "--config", FIXTURE_CONFIG, "--only", "workers"], cliEnv(db.url, testConfig));
   const exits = await cli.waitForLines((line) => line.msg.startsWith("child exited unexpectedly"), 3, 30_000);
-  assert.deepEqual(exits.map((line) => line["restartInMs"]), [200, 400, 400]);
+  assert.deepEqual(
+    exits.map((line) => line["restartInMs"]),
+    [200, 400, 400],
+  );
   cli.signal("SIGTERM");
   await cli.exited;
 });

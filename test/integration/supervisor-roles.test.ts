@@ -17,14 +17,24 @@ test("pgbus start runs a consumer child for the module's subscribers and an outb
     await db.drop();
   });
   await migrate(db.pool);
-  await db.pool.query("CREATE TABLE runs (msg_id bigint NOT NULL, job text NOT NULL, pid integer NOT NULL, ran_at timestamptz NOT NULL DEFAULT now())");
+  await db.pool.query(
+    "CREATE TABLE runs (msg_id bigint NOT NULL, job text NOT NULL, pid integer NOT NULL, ran_at timestamptz NOT NULL DEFAULT now())",
+  );
   await new QueueClient(db.pool).createQueue("work");
-  const env = cliEnv(db.url, { jobsModule: "./events-jobs.ts", workers: [{ queues: ["*"], capacity: 5 }], outbox: { pollIntervalMs: 200 } });
+  const env = cliEnv(db.url, {
+    jobsModule: "./events-jobs.ts",
+    workers: [{ queues: ["*"], capacity: 5 }],
+    outbox: { pollIntervalMs: 200 },
+  });
   const cli = startCli(["start", "--config", FIXTURE_CONFIG], env);
   await cli.waitForMessage("child started", 3, 30_000);
   assert.deepEqual(cli.childPids("consumer").length, 1, cli.dump());
 
-  await waitFor(async () => (await db.pool.query("SELECT 1 FROM pgmq.topic_bindings WHERE queue_name = 'ev_audit'")).rowCount === 1, "the consumer to bind its queue", 30_000);
+  await waitFor(
+    async () => (await db.pool.query("SELECT 1 FROM pgmq.topic_bindings WHERE queue_name = 'ev_audit'")).rowCount === 1,
+    "the consumer to bind its queue",
+    30_000,
+  );
   for (let i = 0; i < 20; i++) await bus.publish("orders.created", { i });
   await bus.publish("users.created", { ignored: true });
   const client = await db.pool.connect();
@@ -42,7 +52,11 @@ test("pgbus start runs a consumer child for the module's subscribers and an outb
     );
     throw new Error(`${error.message}; state ${JSON.stringify(state.rows[0])}\n${cli.dump()}`);
   });
-  assert.equal(Number((await db.pool.query("SELECT count(*) FROM pgmq.q_ev_audit_dlq")).rows[0].count), 0, "the '*' worker did not dead-letter events");
+  assert.equal(
+    Number((await db.pool.query("SELECT count(*) FROM pgmq.q_ev_audit_dlq")).rows[0].count),
+    0,
+    "the '*' worker did not dead-letter events",
+  );
   assert.equal(Number((await db.pool.query("SELECT count(*) FROM pgbus.outbox")).rows[0].count), 0, "the outbox row was moved");
 
   const status = await runCli(["status", "--json", "--config", FIXTURE_CONFIG], env);

@@ -4,7 +4,17 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { QueueClient } from "../../src/queue/client.ts";
 import { migrate } from "../../src/schema/migrator.ts";
 import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
-import { BOOT_CRASH_JOBS, FIXTURE_CONFIG, type CliProcess, cliEnv, isAlive, killAll, runCli, startCli, waitFor } from "../fixtures/process/spawn.ts";
+import {
+  BOOT_CRASH_JOBS,
+  FIXTURE_CONFIG,
+  type CliProcess,
+  cliEnv,
+  isAlive,
+  killAll,
+  runCli,
+  startCli,
+  waitFor,
+} from "../fixtures/process/spawn.ts";
 
 /**
  * `pgbus start` as users run it: the real CLI in a child process, its children forked
@@ -20,7 +30,9 @@ async function freshDatabase(t: TestContext, label: string): Promise<TestDatabas
     await db.drop();
   });
   await migrate(db.pool);
-  await db.pool.query("CREATE TABLE runs (msg_id bigint NOT NULL, job text NOT NULL, pid integer NOT NULL, ran_at timestamptz NOT NULL DEFAULT now())");
+  await db.pool.query(
+    "CREATE TABLE runs (msg_id bigint NOT NULL, job text NOT NULL, pid integer NOT NULL, ran_at timestamptz NOT NULL DEFAULT now())",
+  );
   await new QueueClient(db.pool).createQueue("work");
   return db;
 }
@@ -35,7 +47,10 @@ async function scalar(db: TestDatabase, text: string, values: unknown[] = []): P
 }
 
 function enqueue(db: TestDatabase, job: string, payload: unknown, count: number, queue = "work"): Promise<string[]> {
-  return new QueueClient(db.pool).sendBatch(queue, Array.from({ length: count }, () => ({ job, payload })));
+  return new QueueClient(db.pool).sendBatch(
+    queue,
+    Array.from({ length: count }, () => ({ job, payload })),
+  );
 }
 
 const UNEXPECTED = (line: { msg: string }) => line.msg.startsWith("child exited unexpectedly");
@@ -55,7 +70,11 @@ describe("pgbus start (supervisor)", () => {
     const [, second] = await cli.waitForMessage("child started", 2);
     assert.notEqual(second!.pid, first!.pid);
 
-    await waitFor(async () => (await scalar(db, "SELECT count(*) FROM runs")) >= 5 && (await scalar(db, "SELECT count(*) FROM pgmq.q_work")) === 0, "the 5 jobs to complete", 20_000);
+    await waitFor(
+      async () => (await scalar(db, "SELECT count(*) FROM runs")) >= 5 && (await scalar(db, "SELECT count(*) FROM pgmq.q_work")) === 0,
+      "the 5 jobs to complete",
+      20_000,
+    );
     assert.equal(await scalar(db, "SELECT count(DISTINCT msg_id) FROM runs"), 5);
     assert.equal(await scalar(db, "SELECT count(*) FROM runs WHERE pid = $1", [first!.pid]), 0, "the killed child completed nothing");
     assert.equal(await scalar(db, "SELECT count(*) FROM pgmq.a_work WHERE read_ct >= 2"), 5, "each was read again after the VT ran out");
@@ -85,7 +104,10 @@ describe("pgbus start (supervisor)", () => {
     const db = await freshDatabase(t, "sup_crash_loop");
     const cli = start(db, { jobsModule: BOOT_CRASH_JOBS }, ["--only", "workers"]);
     const exits = await cli.waitForLines(UNEXPECTED, 3, 20_000);
-    assert.deepEqual(exits.map((line) => line["restartInMs"]), [1_000, 2_000, 4_000]);
+    assert.deepEqual(
+      exits.map((line) => line["restartInMs"]),
+      [1_000, 2_000, 4_000],
+    );
     const times = exits.map((line) => Date.parse(String(line["time"])));
     assert.ok(times[1]! - times[0]! >= 1_000 && times[2]! - times[1]! >= 2_000, `restarts waited: ${times.join(", ")}`);
     const boots = cli.lines.filter((line) => line.msg === "child could not start");
@@ -98,7 +120,12 @@ describe("pgbus start (supervisor)", () => {
 
   test("SIGKILL of the supervisor leaves no child running", async (t) => {
     const db = await freshDatabase(t, "sup_orphans");
-    const cli = start(db, { workers: [{ queues: ["work"], capacity: 2 }, { queues: ["*"], capacity: 2 }] });
+    const cli = start(db, {
+      workers: [
+        { queues: ["work"], capacity: 2 },
+        { queues: ["*"], capacity: 2 },
+      ],
+    });
     await cli.waitForMessage("supervisor ready: every child started");
     const pids = cli.childPids();
     assert.equal(pids.length, 3, "two workers and a dispatcher");
@@ -139,7 +166,10 @@ describe("pgbus start (supervisor)", () => {
 
   test("a worker whose memory grows past maxMemoryMb is recycled at its next heartbeat and nothing is lost", async (t) => {
     const db = await freshDatabase(t, "sup_recycle_mem");
-    const cli = start(db, { workers: [{ queues: ["work"], capacity: 1 }], maxMemoryMb: 220, heartbeatIntervalMs: 200 }, ["--only", "workers"]);
+    const cli = start(db, { workers: [{ queues: ["work"], capacity: 1 }], maxMemoryMb: 220, heartbeatIntervalMs: 200 }, [
+      "--only",
+      "workers",
+    ]);
     await cli.waitForMessage("child started");
     await enqueue(db, "leak", { mb: 40 }, 12);
     await waitFor(async () => (await scalar(db, "SELECT count(DISTINCT msg_id) FROM runs")) >= 12, "12 jobs run", 30_000);
@@ -154,7 +184,10 @@ describe("pgbus start (supervisor)", () => {
 
   test("a maxMemoryMb below a fresh worker's memory is reported once, not obeyed in a recycling loop", async (t) => {
     const db = await freshDatabase(t, "sup_recycle_low");
-    const cli = start(db, { workers: [{ queues: ["work"], capacity: 1 }], maxMemoryMb: 16, heartbeatIntervalMs: 200 }, ["--only", "workers"]);
+    const cli = start(db, { workers: [{ queues: ["work"], capacity: 1 }], maxMemoryMb: 16, heartbeatIntervalMs: 200 }, [
+      "--only",
+      "workers",
+    ]);
     await cli.waitForMessage("child started");
     await enqueue(db, "record", {}, 10);
     await waitFor(async () => (await scalar(db, "SELECT count(DISTINCT msg_id) FROM runs")) >= 10, "10 jobs run", 30_000);
@@ -200,8 +233,13 @@ describe("execution modes", () => {
     assert.equal(ready!["executionMode"], "async");
     const status = await runCli(["status", "--json"], cliEnv(db.url));
     assert.equal(status.code, 0, status.stderr);
-    const workers = (JSON.parse(status.stdout) as { processes: Array<{ role: string; executionMode: string }> }).processes.filter((p) => p.role === "worker");
-    assert.deepEqual(workers.map((p) => p.executionMode), ["async"]);
+    const workers = (JSON.parse(status.stdout) as { processes: Array<{ role: string; executionMode: string }> }).processes.filter(
+      (p) => p.role === "worker",
+    );
+    assert.deepEqual(
+      workers.map((p) => p.executionMode),
+      ["async"],
+    );
     cli.signal("SIGTERM");
     assert.equal((await cli.exited).code, 0);
   });
@@ -219,7 +257,8 @@ describe("execution modes", () => {
     await waitFor(async () => (await scalar(db, "SELECT count(*) FROM runs")) >= 8, "8 runs");
 
     const status = await runCli(["status", "--json"], cliEnv(db.url));
-    const processes = (JSON.parse(status.stdout) as { processes: Array<{ role: string; executionMode: string; queues: string[] }> }).processes;
+    const processes = (JSON.parse(status.stdout) as { processes: Array<{ role: string; executionMode: string; queues: string[] }> })
+      .processes;
     const modes = Object.fromEntries(processes.filter((p) => p.role === "worker").map((p) => [p.queues.join(","), p.executionMode]));
     assert.deepEqual(modes, { cpu: "threads", work: "async" });
     cli.signal("SIGTERM");
@@ -233,8 +272,12 @@ describe("scale-out", () => {
     const config = { workers: [{ queues: ["work"], capacity: 50 }] };
     const [a, b] = [start(db, config), start(db, config)];
     await Promise.all([a, b].map((cli) => cli.waitForMessage("supervisor ready: every child started", 1, 30_000)));
-    const activeDispatchers = () => scalar(db, "SELECT count(*) FROM pgbus.processes WHERE role = 'dispatcher' AND (stats ->> 'dispatcherActive')::boolean");
-    await waitFor(async () => (await scalar(db, "SELECT count(*) FROM pgbus.processes WHERE role = 'dispatcher'")) === 2, "both dispatchers' heartbeats");
+    const activeDispatchers = () =>
+      scalar(db, "SELECT count(*) FROM pgbus.processes WHERE role = 'dispatcher' AND (stats ->> 'dispatcherActive')::boolean");
+    await waitFor(
+      async () => (await scalar(db, "SELECT count(*) FROM pgbus.processes WHERE role = 'dispatcher'")) === 2,
+      "both dispatchers' heartbeats",
+    );
 
     await enqueue(db, "record", {}, 5_000);
     let mostActive = 0;

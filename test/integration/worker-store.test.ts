@@ -29,14 +29,26 @@ for (const mode of ["delete", "archive"] as const) {
       const sent = await queues.sendBatch(queue, [{ n: 1 }, { n: 2 }, { n: 3 }, { n: 4 }]);
       const first = await store.claim(queue, 30, 2);
       assert.deepEqual(ids(first), sent.slice(0, 2));
-      assert.deepEqual(first.map((message) => [message.readCt, message.message]), [[1, { n: 1 }], [1, { n: 2 }]]);
+      assert.deepEqual(
+        first.map((message) => [message.readCt, message.message]),
+        [
+          [1, { n: 1 }],
+          [1, { n: 2 }],
+        ],
+      );
 
       const second = await store.claim(queue, 30, 10, { ids: ids(first), mode });
       assert.deepEqual(ids(second), sent.slice(2));
       const left = await db.pool.query(`SELECT msg_id::text FROM pgmq.q_${queue} ORDER BY msg_id`);
-      assert.deepEqual(left.rows.map((row) => row.msg_id), sent.slice(2));
+      assert.deepEqual(
+        left.rows.map((row) => row.msg_id),
+        sent.slice(2),
+      );
       const archived = await db.pool.query(`SELECT msg_id::text FROM pgmq.a_${queue} ORDER BY msg_id`);
-      assert.deepEqual(archived.rows.map((row) => row.msg_id), mode === "archive" ? sent.slice(0, 2) : []);
+      assert.deepEqual(
+        archived.rows.map((row) => row.msg_id),
+        mode === "archive" ? sent.slice(0, 2) : [],
+      );
       await store.claim(queue, 30, 0, { ids: ids(second), mode });
     });
 
@@ -63,9 +75,14 @@ for (const mode of ["delete", "archive"] as const) {
 
 describe("queue table tuning for in-place claims", () => {
   const shape = async (queue: string) => {
-    const indexes = await db.pool.query("SELECT indexname FROM pg_indexes WHERE schemaname = 'pgmq' AND tablename = $1 ORDER BY 1", [`q_${queue}`]);
+    const indexes = await db.pool.query("SELECT indexname FROM pg_indexes WHERE schemaname = 'pgmq' AND tablename = $1 ORDER BY 1", [
+      `q_${queue}`,
+    ]);
     const options = await db.pool.query("SELECT reloptions FROM pg_class WHERE oid = $1::regclass", [`pgmq.q_${queue}`]);
-    return { indexes: indexes.rows.map((row) => row.indexname), fillfactor: (options.rows[0].reloptions ?? []).find((o: string) => o.startsWith("fillfactor=")) };
+    return {
+      indexes: indexes.rows.map((row) => row.indexname),
+      fillfactor: (options.rows[0].reloptions ?? []).find((o: string) => o.startsWith("fillfactor=")),
+    };
   };
 
   test("createQueue leaves only the primary key (no vt index to update) and fills pages to 70%", async () => {
@@ -82,10 +99,16 @@ describe("queue table tuning for in-place claims", () => {
 
   test("claims on a tuned queue update in place (HOT)", async () => {
     await queues.createQueue("hot");
-    await queues.sendBatch("hot", Array.from({ length: 50 }, (_, n) => ({ n })));
+    await queues.sendBatch(
+      "hot",
+      Array.from({ length: 50 }, (_, n) => ({ n })),
+    );
     await store.claim("hot", 30, 50);
     // pg_stat counters are flushed at transaction end; a new statement sees them.
-    const stats = await db.pool.query("SELECT pg_stat_get_tuples_hot_updated($1::regclass)::int + pg_stat_get_xact_tuples_hot_updated($1::regclass)::int AS hot", ["pgmq.q_hot"]);
+    const stats = await db.pool.query(
+      "SELECT pg_stat_get_tuples_hot_updated($1::regclass)::int + pg_stat_get_xact_tuples_hot_updated($1::regclass)::int AS hot",
+      ["pgmq.q_hot"],
+    );
     assert.ok(stats.rows[0].hot > 0, `expected HOT updates, got ${stats.rows[0].hot}`);
   });
 });

@@ -55,7 +55,10 @@ for (const executionMode of ["async", "threads"] as const) {
 
     test("runs enqueued jobs once each and archives them", async () => {
       await start();
-      await bus.enqueueMany(recordRun, Array.from({ length: 50 }, (_, i) => ({ note: `n${i}` })));
+      await bus.enqueueMany(
+        recordRun,
+        Array.from({ length: 50 }, (_, i) => ({ note: `n${i}` })),
+      );
       await until(async () => (await runCount()) === 50);
       await until(async () => Number((await rows("SELECT count(*) AS n FROM pgmq.a_work"))[0].n) >= 50);
       assert.equal(Number((await rows("SELECT count(DISTINCT msg_id) AS n FROM test_runs"))[0].n), 50);
@@ -71,10 +74,22 @@ for (const executionMode of ["async", "threads"] as const) {
       const id = await bus.enqueue(flaky, { succeedOnAttempt: 3 });
       await until(async () => (await rows("SELECT 1 FROM pgmq.a_work WHERE msg_id = $1", [id])).length === 1);
       const runs = await rows("SELECT attempt, at FROM test_runs ORDER BY at");
-      assert.deepEqual(runs.map((r) => r.attempt), [1, 2, 3]);
+      assert.deepEqual(
+        runs.map((r) => r.attempt),
+        [1, 2, 3],
+      );
       assert.ok(runs[1].at - runs[0].at >= 45, "second run waited for the backoff");
-      const failures = await rows("SELECT attempt, outcome, error->>'message' AS message FROM pgbus.failed_jobs WHERE msg_id = $1 ORDER BY attempt", [id]);
-      assert.deepEqual(failures.map((f) => [f.attempt, f.outcome]), [[1, "retried"], [2, "retried"]]);
+      const failures = await rows(
+        "SELECT attempt, outcome, error->>'message' AS message FROM pgbus.failed_jobs WHERE msg_id = $1 ORDER BY attempt",
+        [id],
+      );
+      assert.deepEqual(
+        failures.map((f) => [f.attempt, f.outcome]),
+        [
+          [1, "retried"],
+          [2, "retried"],
+        ],
+      );
       assert.match(failures[0].message, /flaky failure on attempt 1/);
       await worker.stop();
       assert.equal(worker.stats().retried, 2);
@@ -82,7 +97,12 @@ for (const executionMode of ["async", "threads"] as const) {
 
     test("after maxRetries the message moves to the DLQ with the last error", async () => {
       await start();
-      const dead = new Promise<WorkerEvents["job:dead"]>((resolve) => { const off = bus.on("job:dead", (e) => { off(); resolve(e); }); });
+      const dead = new Promise<WorkerEvents["job:dead"]>((resolve) => {
+        const off = bus.on("job:dead", (e) => {
+          off();
+          resolve(e);
+        });
+      });
       const id = await bus.enqueue(alwaysFails, {});
       const event = await dead;
       assert.equal(event.messageId, id);
@@ -93,7 +113,10 @@ for (const executionMode of ["async", "threads"] as const) {
       assert.equal((dlq?.headers?.pgbus_error as { message: string }).message, "nope, never");
       assert.equal((await bus.queues.metrics("work")).queueLength, 0);
       const outcomes = await rows("SELECT outcome FROM pgbus.failed_jobs WHERE msg_id = $1 ORDER BY attempt", [id]);
-      assert.deepEqual(outcomes.map((o) => o.outcome), ["retried", "retried", "dead"]);
+      assert.deepEqual(
+        outcomes.map((o) => o.outcome),
+        ["retried", "retried", "dead"],
+      );
     });
 
     test("unknown jobs, invalid payloads and non-job messages go to the DLQ at once, with the reason", async () => {
@@ -115,12 +138,22 @@ for (const executionMode of ["async", "threads"] as const) {
 
     test("VT extension keeps a job three VTs long from running twice", async () => {
       const first = await start({ visibilityTimeoutSec: 1 });
-      const second = bus.worker({ queues: ["work"], capacity: 10, executionMode, jobsModule: JOBS_MODULE, pollIntervalMs: 100, visibilityTimeoutSec: 1 });
+      const second = bus.worker({
+        queues: ["work"],
+        capacity: 10,
+        executionMode,
+        jobsModule: JOBS_MODULE,
+        pollIntervalMs: 100,
+        visibilityTimeoutSec: 1,
+      });
       await second.start();
       try {
         const id = await bus.enqueue(longRunning, { ms: 3_000 });
         await until(async () => (await rows("SELECT 1 FROM pgmq.a_work WHERE msg_id = $1", [id])).length === 1);
-        assert.deepEqual((await rows("SELECT note FROM test_runs")).map((r) => r.note), ["long"]);
+        assert.deepEqual(
+          (await rows("SELECT note FROM test_runs")).map((r) => r.note),
+          ["long"],
+        );
       } finally {
         await second.stop();
         await first.stop();
@@ -129,7 +162,10 @@ for (const executionMode of ["async", "threads"] as const) {
 
     test("graceful stop waits for all in-flight jobs and loses nothing", async () => {
       await start({ capacity: 20 });
-      await bus.enqueueMany(recordRun, Array.from({ length: 100 }, (_, i) => ({ note: `g${i}`, sleepMs: 100 })));
+      await bus.enqueueMany(
+        recordRun,
+        Array.from({ length: 100 }, (_, i) => ({ note: `g${i}`, sleepMs: 100 })),
+      );
       await until(async () => (await runCount()) >= 10);
       await worker.stop();
       const done = await runCount();
@@ -161,7 +197,12 @@ describe("worker events and wake-up", () => {
     await worker.start();
     try {
       await new Promise((resolve) => setTimeout(resolve, 200));
-      const started = new Promise<number>((resolve) => { const off = bus.on("job:start", () => { off(); resolve(Date.now()); }); });
+      const started = new Promise<number>((resolve) => {
+        const off = bus.on("job:start", () => {
+          off();
+          resolve(Date.now());
+        });
+      });
       const sentAt = Date.now();
       await bus.enqueue(recordRun, { note: "wake" });
       assert.ok((await started) - sentAt < 5_000);
@@ -199,6 +240,9 @@ describe("worker events and wake-up", () => {
   });
 
   test("enqueue rejects a payload that fails the job's schema, naming the problem", async () => {
-    await assert.rejects(() => bus.enqueue(strict, { n: "x" } as unknown as { n: number }), /payload 0 of job strict is invalid: n must be a number/);
+    await assert.rejects(
+      () => bus.enqueue(strict, { n: "x" } as unknown as { n: number }),
+      /payload 0 of job strict is invalid: n must be a number/,
+    );
   });
 });

@@ -43,7 +43,10 @@ describe("parseQueueDsl", () => {
   });
 
   it("accepts capacities at both ends of 1..1000", () => {
-    assert.deepEqual(parseQueueDsl("a: 1; b: 1000").map((s) => s.capacity), [1, 1000]);
+    assert.deepEqual(
+      parseQueueDsl("a: 1; b: 1000").map((s) => s.capacity),
+      [1, 1000],
+    );
   });
 
   it("rejects an empty DSL", () => {

@@ -44,7 +44,10 @@ describe("loadConfig: finding and reading the file", () => {
     assert.equal(config.databaseUrl, URL);
     assert.equal(config.configFile, undefined);
     assert.equal(config.executionMode, "async");
-    assert.deepEqual(config.workers.map((w) => [w.queues, w.capacity]), [[["*"], 10]]);
+    assert.deepEqual(
+      config.workers.map((w) => [w.queues, w.capacity]),
+      [[["*"], 10]],
+    );
   });
 
   it("fails with a hint when no databaseUrl is given anywhere", async () => {
@@ -104,7 +107,13 @@ describe("loadConfig: finding and reading the file", () => {
 
   it("fails on a missing explicit config file, naming it and where it came from", async () => {
     const cwd = await project({ "pgbus.config.json": { databaseUrl: URL } });
-    await loadError({ cwd, configPath: "nope.json", env: {} }, "INVALID_CONFIG", "--config: config file", join(cwd, "nope.json"), "does not exist");
+    await loadError(
+      { cwd, configPath: "nope.json", env: {} },
+      "INVALID_CONFIG",
+      "--config: config file",
+      join(cwd, "nope.json"),
+      "does not exist",
+    );
     await loadError({ cwd, env: { PGBUS_CONFIG: "gone.js" } }, "INVALID_CONFIG", "PGBUS_CONFIG: config file", join(cwd, "gone.js"));
   });
 
@@ -170,11 +179,17 @@ describe("loadConfig: precedence flags > env > file > defaults", () => {
     });
     const fromEnv = await loadConfig({ cwd, env: { PGBUS_EXECUTION_MODE: "async" } });
     assert.equal(fromEnv.executionMode, "async");
-    assert.deepEqual(fromEnv.workers.map((w) => w.executionMode), ["threads", "async"]);
+    assert.deepEqual(
+      fromEnv.workers.map((w) => w.executionMode),
+      ["threads", "async"],
+    );
 
     const fromFlag = await loadConfig({ cwd, env: { PGBUS_EXECUTION_MODE: "threads" }, flags: { executionMode: "fiber" } });
     assert.equal(fromFlag.executionMode, "async");
-    assert.deepEqual(fromFlag.workers.map((w) => w.executionMode), ["threads", "async"]);
+    assert.deepEqual(
+      fromFlag.workers.map((w) => w.executionMode),
+      ["threads", "async"],
+    );
   });
 
   it("replaces the file's workers with a queues DSL, flag over env", async () => {
@@ -191,7 +206,10 @@ describe("loadConfig: precedence flags > env > file > defaults", () => {
       ],
     );
     const fromFlag = await loadConfig({ cwd, env: { PGBUS_QUEUES: "a: 1" }, flags: { queues: "b: 3" } });
-    assert.deepEqual(fromFlag.workers.map((w) => [w.queues, w.capacity]), [[["b"], 3]]);
+    assert.deepEqual(
+      fromFlag.workers.map((w) => [w.queues, w.capacity]),
+      [[["b"], 3]],
+    );
   });
 });
 
@@ -217,13 +235,25 @@ describe("loadConfig: errors name where the bad value came from", () => {
       "INVALID_CONFIG",
       'PGBUS_SHUTDOWN_TIMEOUT_MS: shutdownTimeoutMs: must be an integer >= 0, got "soon"',
     );
-    await loadError({ cwd, env: { DATABASE_URL: "mysql://x:pw@h/db" } }, "INVALID_CONFIG", 'DATABASE_URL: databaseUrl: must be a postgres:// or postgresql:// URL, got "mysql://x:***@h/db"');
+    await loadError(
+      { cwd, env: { DATABASE_URL: "mysql://x:pw@h/db" } },
+      "INVALID_CONFIG",
+      'DATABASE_URL: databaseUrl: must be a postgres:// or postgresql:// URL, got "mysql://x:***@h/db"',
+    );
   });
 
   it("reports a bad queues DSL with INVALID_QUEUE_DSL and its source", async () => {
     const cwd = await project();
-    await loadError({ cwd, env: { DATABASE_URL: URL, PGBUS_QUEUES: "a: 0" } }, "INVALID_QUEUE_DSL", 'PGBUS_QUEUES: workers: invalid queue DSL entry "a: 0"');
-    await loadError({ cwd, env: { DATABASE_URL: URL }, flags: { queues: "a; a" } }, "INVALID_QUEUE_DSL", '--queues: workers: invalid queue DSL entry "a"');
+    await loadError(
+      { cwd, env: { DATABASE_URL: URL, PGBUS_QUEUES: "a: 0" } },
+      "INVALID_QUEUE_DSL",
+      'PGBUS_QUEUES: workers: invalid queue DSL entry "a: 0"',
+    );
+    await loadError(
+      { cwd, env: { DATABASE_URL: URL }, flags: { queues: "a; a" } },
+      "INVALID_QUEUE_DSL",
+      '--queues: workers: invalid queue DSL entry "a"',
+    );
   });
 
   it("names the file for a bad value in it", async () => {

@@ -8,10 +8,13 @@ const URL = "postgres://app@localhost:5432/app";
 
 function configError(input: unknown, code: PgbusErrorCode, ...lines: string[]): ValidationError {
   let caught: unknown;
-  assert.throws(() => resolveConfig(input, SOURCE), (error: unknown) => {
-    caught = error;
-    return true;
-  });
+  assert.throws(
+    () => resolveConfig(input, SOURCE),
+    (error: unknown) => {
+      caught = error;
+      return true;
+    },
+  );
   assert.ok(caught instanceof ValidationError, "a ValidationError");
   assert.equal(caught.code, code, caught.message);
   for (const line of lines) assert.ok(caught.message.includes(line), `message:\n${caught.message}\nhas: ${line}`);
@@ -95,7 +98,10 @@ describe("resolveConfig: execution modes and workers", () => {
       SOURCE,
     );
     assert.equal(config.executionMode, "async");
-    assert.deepEqual(config.workers.map((w) => w.executionMode), ["async", "async"]);
+    assert.deepEqual(
+      config.workers.map((w) => w.executionMode),
+      ["async", "async"],
+    );
   });
 
   it("expands a top-level workers DSL into one worker per entry", () => {
@@ -135,7 +141,11 @@ describe("resolveConfig: errors", () => {
   });
 
   it("rejects an unknown execution mode with INVALID_EXECUTION_MODE, listing the valid modes", () => {
-    configError({ databaseUrl: URL, executionMode: "nope" }, "INVALID_EXECUTION_MODE", 'pgbus.config.json: executionMode: got "nope"; valid: async, threads, fiber');
+    configError(
+      { databaseUrl: URL, executionMode: "nope" },
+      "INVALID_EXECUTION_MODE",
+      'pgbus.config.json: executionMode: got "nope"; valid: async, threads, fiber',
+    );
     configError(
       { databaseUrl: URL, workers: [{ queues: ["a"], executionMode: "green" }] },
       "INVALID_EXECUTION_MODE",
@@ -150,14 +160,26 @@ describe("resolveConfig: errors", () => {
   });
 
   it("rejects unknown keys at every level, naming them and the valid keys", () => {
-    configError({ databaseUrl: URL, pollIntervallMs: 100 }, "INVALID_CONFIG", "pgbus.config.json: pollIntervallMs: unknown key, got 100; valid: databaseUrl, jobsModule");
+    configError(
+      { databaseUrl: URL, pollIntervallMs: 100 },
+      "INVALID_CONFIG",
+      "pgbus.config.json: pollIntervallMs: unknown key, got 100; valid: databaseUrl, jobsModule",
+    );
     configError(
       { databaseUrl: URL, workers: [{ queues: ["a"], capcity: 4 }] },
       "INVALID_CONFIG",
       "workers.0.capcity: unknown key, got 4; valid: queues, capacity, executionMode",
     );
-    configError({ databaseUrl: URL, dispatcher: { interval: 1 } }, "INVALID_CONFIG", "dispatcher.interval: unknown key, got 1; valid: intervalMs,");
-    configError({ databaseUrl: URL, queues: { a: { ack: "delete" } } }, "INVALID_CONFIG", 'queues.a.ack: unknown key, got "delete"; valid: ackMode');
+    configError(
+      { databaseUrl: URL, dispatcher: { interval: 1 } },
+      "INVALID_CONFIG",
+      "dispatcher.interval: unknown key, got 1; valid: intervalMs,",
+    );
+    configError(
+      { databaseUrl: URL, queues: { a: { ack: "delete" } } },
+      "INVALID_CONFIG",
+      'queues.a.ack: unknown key, got "delete"; valid: ackMode',
+    );
   });
 
   it("asks for DATABASE_URL or databaseUrl when the URL is missing", () => {
@@ -179,11 +201,27 @@ describe("resolveConfig: errors", () => {
       "INVALID_CONFIG",
       'workers.0.queues.1: must be a queue name (1-47 characters of a-z, 0-9 and "_") or "*" alone, got "Not-OK"',
     );
-    configError({ databaseUrl: URL, workers: [{ queues: ["*", "a"] }] }, "INVALID_CONFIG", 'workers.0.queues.0: "*" must be the only entry');
-    configError({ databaseUrl: URL, workers: [{ queues: ["a", "a"] }] }, "INVALID_CONFIG", 'workers.0.queues.1: is named twice in this list, got "a"');
-    configError({ databaseUrl: URL, workers: [{ queues: [] }] }, "INVALID_CONFIG", 'workers.0.queues: must name at least one queue, or ["*"] for every queue, got []');
+    configError(
+      { databaseUrl: URL, workers: [{ queues: ["*", "a"] }] },
+      "INVALID_CONFIG",
+      'workers.0.queues.0: "*" must be the only entry',
+    );
+    configError(
+      { databaseUrl: URL, workers: [{ queues: ["a", "a"] }] },
+      "INVALID_CONFIG",
+      'workers.0.queues.1: is named twice in this list, got "a"',
+    );
+    configError(
+      { databaseUrl: URL, workers: [{ queues: [] }] },
+      "INVALID_CONFIG",
+      'workers.0.queues: must name at least one queue, or ["*"] for every queue, got []',
+    );
     configError({ databaseUrl: URL, workers: [{ capacity: 2 }] }, "INVALID_CONFIG", "workers.0.queues: required: a list of queue names");
-    configError({ databaseUrl: URL, queues: { "Bad-Name": {} } }, "INVALID_CONFIG", 'queues.Bad-Name: key must be a queue name (1-47 characters of a-z, 0-9 and "_"), got "Bad-Name"');
+    configError(
+      { databaseUrl: URL, queues: { "Bad-Name": {} } },
+      "INVALID_CONFIG",
+      'queues.Bad-Name: key must be a queue name (1-47 characters of a-z, 0-9 and "_"), got "Bad-Name"',
+    );
   });
 
   it("rejects wrong types with the rule and the value", () => {
@@ -193,13 +231,25 @@ describe("resolveConfig: errors", () => {
     configError({ databaseUrl: URL, shutdownTimeoutMs: "25s" }, "INVALID_CONFIG", 'shutdownTimeoutMs: must be an integer >= 0, got "25s"');
     configError({ databaseUrl: URL, pollIntervalMs: 5 }, "INVALID_CONFIG", "pollIntervalMs: must be an integer >= 10, got 5");
     configError({ databaseUrl: URL, maxMemoryMb: 8 }, "INVALID_CONFIG", "maxMemoryMb: must be an integer >= 16, got 8");
-    configError({ databaseUrl: URL, visibilityTimeoutSec: 1.5 }, "INVALID_CONFIG", "visibilityTimeoutSec: must be an integer from 1 to 43200, got 1.5");
+    configError(
+      { databaseUrl: URL, visibilityTimeoutSec: 1.5 },
+      "INVALID_CONFIG",
+      "visibilityTimeoutSec: must be an integer from 1 to 43200, got 1.5",
+    );
     configError([], "INVALID_CONFIG", "pgbus.config.json: must be an object with keys databaseUrl");
   });
 
   it("reports queue DSL errors with INVALID_QUEUE_DSL, naming the entry", () => {
-    configError({ databaseUrl: URL, workers: "a: 0" }, "INVALID_QUEUE_DSL", 'workers: invalid queue DSL entry "a: 0": capacity "0" must be an integer from 1 to 1000');
-    configError({ databaseUrl: URL, workers: [{ queues: "a; *; *" }] }, "INVALID_QUEUE_DSL", 'workers.0.queues: invalid queue DSL entry "*"');
+    configError(
+      { databaseUrl: URL, workers: "a: 0" },
+      "INVALID_QUEUE_DSL",
+      'workers: invalid queue DSL entry "a: 0": capacity "0" must be an integer from 1 to 1000',
+    );
+    configError(
+      { databaseUrl: URL, workers: [{ queues: "a; *; *" }] },
+      "INVALID_QUEUE_DSL",
+      'workers.0.queues: invalid queue DSL entry "*"',
+    );
   });
 
   it("requires staleProcessAfterMs to exceed twice heartbeatIntervalMs", () => {
@@ -210,11 +260,20 @@ describe("resolveConfig: errors", () => {
       "valid: an integer > 40000",
       "got 30000",
     );
-    assert.equal(resolveConfig({ databaseUrl: URL, heartbeatIntervalMs: 20_000, staleProcessAfterMs: 40_001 }, SOURCE).staleProcessAfterMs, 40_001);
+    assert.equal(
+      resolveConfig({ databaseUrl: URL, heartbeatIntervalMs: 20_000, staleProcessAfterMs: 40_001 }, SOURCE).staleProcessAfterMs,
+      40_001,
+    );
   });
 
   it("lists every problem in one error, one per line, with INVALID_CONFIG when codes differ", () => {
-    const error = configError({ executionMode: "nope", logLevel: "loud" }, "INVALID_CONFIG", "databaseUrl: missing", 'executionMode: got "nope"', 'logLevel: got "loud"');
+    const error = configError(
+      { executionMode: "nope", logLevel: "loud" },
+      "INVALID_CONFIG",
+      "databaseUrl: missing",
+      'executionMode: got "nope"',
+      'logLevel: got "loud"',
+    );
     assert.equal(error.message.split("\n").length, 3);
     assert.ok(error.message.split("\n").every((line) => line.startsWith("pgbus.config.json: ")));
   });
@@ -224,8 +283,9 @@ describe("checkConfigValues", () => {
   it("checks only the keys given, so a missing databaseUrl is not reported", () => {
     assert.deepEqual(checkConfigValues({ executionMode: "threads" }, "PGBUS_EXECUTION_MODE"), []);
     const problems = checkConfigValues({ executionMode: "nope" }, "PGBUS_EXECUTION_MODE");
-    assert.deepEqual(problems.map((p) => [p.code, p.line]), [
-      ["INVALID_EXECUTION_MODE", 'PGBUS_EXECUTION_MODE: executionMode: got "nope"; valid: async, threads, fiber'],
-    ]);
+    assert.deepEqual(
+      problems.map((p) => [p.code, p.line]),
+      [["INVALID_EXECUTION_MODE", 'PGBUS_EXECUTION_MODE: executionMode: got "nope"; valid: async, threads, fiber']],
+    );
   });
 });

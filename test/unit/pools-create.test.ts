@@ -26,14 +26,23 @@ describe("normalizeExecutionMode", () => {
     assert.equal(normalizeExecutionMode("threads"), "threads");
   });
 
-  for (const [bad, shown] of [["thread", '"thread"'], ["ASYNC", '"ASYNC"'], ["", '""'], [undefined, "undefined"], [42, "42"]]) {
+  for (const [bad, shown] of [
+    ["thread", '"thread"'],
+    ["ASYNC", '"ASYNC"'],
+    ["", '""'],
+    [undefined, "undefined"],
+    [42, "42"],
+  ]) {
     it(`rejects ${shown}, naming it and the valid modes`, () => {
-      assert.throws(() => normalizeExecutionMode(bad), (error: Error & { code?: string }) => {
-        assert.equal(error.code, "INVALID_EXECUTION_MODE");
-        assert.ok(error.message.includes(`mode ${shown}:`), error.message);
-        assert.match(error.message, /async, threads, fiber/);
-        return true;
-      });
+      assert.throws(
+        () => normalizeExecutionMode(bad),
+        (error: Error & { code?: string }) => {
+          assert.equal(error.code, "INVALID_EXECUTION_MODE");
+          assert.ok(error.message.includes(`mode ${shown}:`), error.message);
+          assert.match(error.message, /async, threads, fiber/);
+          return true;
+        },
+      );
     });
   }
 });
@@ -79,7 +88,14 @@ describe("createExecutionPool", () => {
     });
   });
 
-  for (const [capacity, shown] of [[0, "0"], [-1, "-1"], [1.5, "1.5"], [1001, "1001"], [Number.NaN, "NaN"], ["2", '"2"']] as const) {
+  for (const [capacity, shown] of [
+    [0, "0"],
+    [-1, "-1"],
+    [1.5, "1.5"],
+    [1001, "1001"],
+    [Number.NaN, "NaN"],
+    ["2", '"2"'],
+  ] as const) {
     it(`rejects capacity ${shown} with INVALID_OPTION, naming it`, async () => {
       await assert.rejects(
         create({ mode: "async", capacity: capacity as number, registry }),
@@ -98,15 +114,24 @@ describe("createExecutionPool", () => {
   });
 
   it("says what threads mode is missing without jobsModule", async () => {
-    await assert.rejects(create({ mode: "threads", capacity: 1, registry }), rejectsWith("INVALID_OPTION", /threads mode needs jobsModule/));
+    await assert.rejects(
+      create({ mode: "threads", capacity: 1, registry }),
+      rejectsWith("INVALID_OPTION", /threads mode needs jobsModule/),
+    );
   });
 
   it("rejects a threads count that is not a positive integer", async () => {
-    await assert.rejects(create({ mode: "threads", capacity: 2, threads: 0, jobsModule: POOL_JOBS }), rejectsWith("INVALID_OPTION", /threads 0/));
+    await assert.rejects(
+      create({ mode: "threads", capacity: 2, threads: 0, jobsModule: POOL_JOBS }),
+      rejectsWith("INVALID_OPTION", /threads 0/),
+    );
   });
 
   it("rejects a blockedLoopThresholdMs that is not a positive number", async () => {
-    await assert.rejects(create({ mode: "async", capacity: 1, registry, blockedLoopThresholdMs: 0 }), rejectsWith("INVALID_OPTION", "blockedLoopThresholdMs 0"));
+    await assert.rejects(
+      create({ mode: "async", capacity: 1, registry, blockedLoopThresholdMs: 0 }),
+      rejectsWith("INVALID_OPTION", "blockedLoopThresholdMs 0"),
+    );
   });
 
   it("fails with JOBS_MODULE_LOAD_FAILED when async mode cannot load jobsModule", async () => {

@@ -37,15 +37,17 @@ export interface LogEntry {
 export function capturingLogger(): Logger & { entries: LogEntry[]; first(level: keyof Logger): Promise<LogEntry> } {
   const entries: LogEntry[] = [];
   const waiters: Array<{ level: keyof Logger; wake: (entry: LogEntry) => void }> = [];
-  const write = (level: keyof Logger) => (obj: object | string, msg?: string): void => {
-    const entry: LogEntry =
-      typeof obj === "string" ? { level, fields: {}, msg: obj } : { level, fields: obj as Record<string, unknown>, msg: msg ?? "" };
-    entries.push(entry);
-    for (const waiter of waiters.filter((candidate) => candidate.level === level)) {
-      waiters.splice(waiters.indexOf(waiter), 1);
-      waiter.wake(entry);
-    }
-  };
+  const write =
+    (level: keyof Logger) =>
+    (obj: object | string, msg?: string): void => {
+      const entry: LogEntry =
+        typeof obj === "string" ? { level, fields: {}, msg: obj } : { level, fields: obj as Record<string, unknown>, msg: msg ?? "" };
+      entries.push(entry);
+      for (const waiter of waiters.filter((candidate) => candidate.level === level)) {
+        waiters.splice(waiters.indexOf(waiter), 1);
+        waiter.wake(entry);
+      }
+    };
   return {
     entries,
     first(level) {

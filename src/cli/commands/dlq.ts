@@ -44,7 +44,14 @@ export function registerDlq(program: Command): void {
       printLine(
         formatTable(
           ["ID", "JOB", "ATTEMPTS", "DEAD AT", "REASON", "ERROR"],
-          letters.map((l) => [l.id, l.job, l.attempts, l.deadAt, l.reason, l.error ? `${l.error.name}: ${l.error.message}`.slice(0, 120) : null]),
+          letters.map((l) => [
+            l.id,
+            l.job,
+            l.attempts,
+            l.deadAt,
+            l.reason,
+            l.error ? `${l.error.name}: ${l.error.message}`.slice(0, 120) : null,
+          ]),
         ),
       );
     });

@@ -30,7 +30,7 @@ export function registerEnqueue(program: Command): void {
     .command("enqueue")
     .description("enqueue one job; prints its message id")
     .argument("<job>", "job name")
-    .argument("<json>", "payload as JSON, e.g. '{\"to\":\"a@b.c\"}'")
+    .argument("<json>", 'payload as JSON, e.g. \'{"to":"a@b.c"}\'')
     .option("--queue <queue>", 'queue, for a job the jobs module does not define (default "default")')
     .option("--delay <ms>", "run no sooner than this many ms from now", parseDelay)
     .action(async (name: string, json: string, options: EnqueueOptions, command: Command) => {
@@ -41,7 +41,10 @@ export function registerEnqueue(program: Command): void {
       if (job) {
         // A known job goes through Pgbus.enqueue: its queue, and its payload schema is checked.
         if (options.queue !== undefined && options.queue !== job.queue) {
-          throw new ValidationError("INVALID_OPTION", `job ${name} is sent to queue ${job.queue}; --queue ${options.queue} disagrees (leave it out)`);
+          throw new ValidationError(
+            "INVALID_OPTION",
+            `job ${name} is sent to queue ${job.queue}; --queue ${options.queue} disagrees (leave it out)`,
+          );
         }
         const bus = new Pgbus({ connectionString: config.databaseUrl, maxPayloadBytes: config.maxPayloadBytes });
         try {
@@ -52,7 +55,9 @@ export function registerEnqueue(program: Command): void {
         return;
       }
       if (config.jobsModule !== undefined) {
-        process.stderr.write(`pgbus: warning: ${config.jobsModule} defines no job ${JSON.stringify(name)}; a worker that does not know it dead-letters it\n`);
+        process.stderr.write(
+          `pgbus: warning: ${config.jobsModule} defines no job ${JSON.stringify(name)}; a worker that does not know it dead-letters it\n`,
+        );
       }
       const queue = options.queue ?? "default";
       const message: JobMessage = { job: name, payload };

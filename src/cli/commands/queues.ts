@@ -13,6 +13,11 @@ export function registerQueues(program: Command): void {
       const queues = await withPool(config, (pool) => queueOverview(pool));
       if (options.json) return printJson(queues.map(({ name, depth, visible, dlqDepth }) => ({ name, depth, visible, dlqDepth })));
       if (queues.length === 0) return printLine("no queues");
-      printLine(formatTable(["QUEUE", "DEPTH", "VISIBLE", "DLQ"], queues.map((q) => [q.name, q.depth, q.visible, q.dlqDepth])));
+      printLine(
+        formatTable(
+          ["QUEUE", "DEPTH", "VISIBLE", "DLQ"],
+          queues.map((q) => [q.name, q.depth, q.visible, q.dlqDepth]),
+        ),
+      );
     });
 }

@@ -33,7 +33,9 @@ async function exportsSubscribers(jobsModule: string | undefined): Promise<boole
 export function registerStart(program: Command): void {
   program
     .command("start")
-    .description("run the supervisor: one process per worker entry, a consumer for event subscribers, and a dispatcher, re-forked if they die")
+    .description(
+      "run the supervisor: one process per worker entry, a consumer for event subscribers, and a dispatcher, re-forked if they die",
+    )
     .option("--execution-mode <mode>", "async, threads or fiber (an alias of async); per-worker settings in the config win")
     .option("--queues <dsl>", 'workers as a queue DSL, replacing the config\'s: "critical: 5; default, mailers: 10; *: 2"')
     .option("--jobs-module <path>", "module exporting the job definitions")

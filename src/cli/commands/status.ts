@@ -33,7 +33,17 @@ export function registerStatus(program: Command): void {
           ? "no live processes (is `pgbus start` running?)"
           : formatTable(
               ["ROLE", "HOST", "PID", "MODE", "CAPACITY", "BUSY", "PROCESSED", "LAST BEAT", "QUEUES"],
-              processes.map((p) => [roleLabel(p), p.host, p.pid, p.executionMode, p.capacity, p.busy, processed(p), `${formatAge(p.beatAgeSec)} ago`, p.queues.join(",") || null]),
+              processes.map((p) => [
+                roleLabel(p),
+                p.host,
+                p.pid,
+                p.executionMode,
+                p.capacity,
+                p.busy,
+                processed(p),
+                `${formatAge(p.beatAgeSec)} ago`,
+                p.queues.join(",") || null,
+              ]),
             ),
       );
       printLine();
