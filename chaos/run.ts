@@ -66,7 +66,7 @@ function writeConfig(dir: string, profile: ChaosProfile): string {
     shutdownTimeoutMs: 10_000,
     heartbeatIntervalMs: 500,
     staleProcessAfterMs: 5_000,
-    dispatcher: { intervalMs: 1_000 },
+    maintenance: { intervalMs: 1_000 },
     // Kills here come from outside every 1-3 s, not from a crash loop, so the re-fork delay
     // is capped at 2 s: a queue whose workers were all killed gets one back within about a
     // VT. (The production default, 1 s doubling to 60 s, protects the database from a

@@ -6,7 +6,7 @@ import { JobRegistry } from "./jobs/registry.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { SafeEmitter } from "./observability/emitter.ts";
 import type { WorkerEvents } from "./observability/events.ts";
-import { Worker, type WorkerOptions } from "./process/worker.ts";
+import { Worker, type WorkerOptions } from "./worker/worker.ts";
 import { QueueClient, type Headers } from "./queue/client.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES } from "./queue/payload.ts";
 import { type MigrationResult, migrate } from "./schema/migrator.ts";
@@ -24,7 +24,7 @@ import {
   isSubscriberDefinition,
   subscribersByQueue,
 } from "./events/subscriber.ts";
-import type { WorkerStore } from "./process/worker-store.ts";
+import type { WorkerStore } from "./worker/worker-store.ts";
 
 export interface PgbusOptions {
   /** PostgreSQL URL. Give this or `pool`. */

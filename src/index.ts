@@ -28,10 +28,12 @@ export { JobRegistry, loadJobsModule } from "./jobs/registry.ts";
 export { createExecutionPool, normalizeExecutionMode } from "./pools/create.ts";
 export type { CreateExecutionPoolOptions } from "./pools/create.ts";
 export { EXECUTION_MODES } from "./pools/types.ts";
-export type { ExecutionMode, ExecutionModeInput, ExecutionPool, JobOutcome, JobTask, PostOptions } from "./pools/types.ts";
-export { Worker } from "./process/worker.ts";
-export type { WorkerOptions, WorkerStats } from "./process/worker.ts";
-export type { AckMode } from "./process/worker-store.ts";
+export type { ExecutionMode, ExecutionModeInput, ExecutionPool, PostOptions } from "./pools/types.ts";
+export type { JobOutcome, JobTask, PermanentFailure } from "./jobs/outcome.ts";
+export { Worker } from "./worker/worker.ts";
+export type { WorkerOptions, WorkerStats } from "./worker/worker.ts";
+export type { AckMode } from "./worker/options.ts";
+export { WORKER_DEFAULTS } from "./worker/options.ts";
 export { QueueClient } from "./queue/client.ts";
 export type {
   Headers,

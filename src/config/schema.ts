@@ -2,7 +2,7 @@ import { z } from "zod";
 import { type PgbusErrorCode, ValidationError } from "../errors.ts";
 import { normalizeExecutionMode } from "../pools/create.ts";
 import { EXECUTION_MODES, type ExecutionMode, type ExecutionModeInput } from "../pools/types.ts";
-import { ACK_MODES, type AckMode } from "../process/worker-store.ts";
+import { ACK_MODES, type AckMode } from "../worker/options.ts";
 import { MAX_QUEUE_NAME_LENGTH, validateQueueName } from "../queue/names.ts";
 import {
   DEFAULT_CAPACITY,
@@ -22,7 +22,7 @@ import {
 
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
-export { ACK_MODES, type AckMode } from "../process/worker-store.ts";
+export { ACK_MODES, type AckMode } from "../worker/options.ts";
 
 export const MISSING_DATABASE_URL = "missing; set DATABASE_URL or databaseUrl in pgbus.config";
 
@@ -37,7 +37,7 @@ export interface ResolvedWorkerConfig {
   visibilityTimeoutSec: number;
 }
 
-export interface DispatcherConfig {
+export interface MaintenanceConfig {
   /** How often maintenance runs. Default 60000. */
   intervalMs: number;
   /** Archived messages older than this are deleted. Default 168 (7 days). */
@@ -79,10 +79,10 @@ export interface ResolvedConfig {
   heartbeatIntervalMs: number;
   /** A process without a heartbeat for this long counts as dead. Default 30000. */
   staleProcessAfterMs: number;
-  dispatcher: DispatcherConfig;
+  maintenance: MaintenanceConfig;
   /** The consumer child (run when the jobs module exports event subscribers); it uses the global executionMode. */
   consumers: { capacity: number };
-  /** The outbox poller, run inside each dispatcher child: moves pgbus.outbox rows to their queues. */
+  /** The outbox poller, run inside each maintenance child: moves pgbus.outbox rows to their queues. */
   outbox: { batchSize: number; pollIntervalMs: number };
   /** Default 4 MiB. */
   maxPayloadBytes: number;
@@ -226,7 +226,7 @@ const queueSettings = z.record(
   { error: "must be an object mapping queue names to { ackMode }" },
 );
 
-const dispatcher = strict({
+const maintenance = strict({
   intervalMs: int(1_000).default(60_000),
   archiveRetentionHours: int(1).default(168),
   failedJobRetentionHours: int(1).default(720),
@@ -255,7 +255,7 @@ export const configSchema = strict({
   restartBackoff: strict({ baseMs: int(10).optional(), maxMs: int(10).optional(), resetAfterMs: int(0).optional() }).optional(),
   heartbeatIntervalMs: int(100).default(5_000),
   staleProcessAfterMs: int(1).default(30_000),
-  dispatcher: dispatcher.prefault({}),
+  maintenance: maintenance.prefault({}),
   consumers: consumers.prefault({}),
   outbox: outbox.prefault({}),
   maxPayloadBytes: int(1).default(4 * 1_048_576),
@@ -363,9 +363,24 @@ function describe(issue: z.core.$ZodIssue, source: string): ConfigProblem[] {
 
 /** Validates and resolves without throwing, so a caller can gather problems from several sources. */
 export function checkConfig(input: unknown, source: string): ConfigCheck {
-  const result = configSchema.safeParse(input, { reportInput: true });
+  const result = configSchema.safeParse(withRenamedKeys(input), { reportInput: true });
   if (result.success) return { ok: true, config: finalize(result.data) };
   return { ok: false, problems: result.error.issues.flatMap((issue) => describe(issue, source)) };
+}
+
+/** Keys that were renamed; the old spelling keeps working. */
+const RENAMED_KEYS: Readonly<Record<string, string>> = { dispatcher: "maintenance" };
+
+function withRenamedKeys(input: unknown): unknown {
+  if (input === null || typeof input !== "object" || Array.isArray(input)) return input;
+  const renamed: Record<string, unknown> = { ...(input as Record<string, unknown>) };
+  for (const [old, current] of Object.entries(RENAMED_KEYS)) {
+    if (old in renamed && !(current in renamed)) {
+      renamed[current] = renamed[old];
+      delete renamed[old];
+    }
+  }
+  return renamed;
 }
 
 /**

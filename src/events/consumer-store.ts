@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { type Queryable, runStatement, withTransaction } from "../db/queryable.ts";
-import { type WorkerStore, createWorkerStore } from "../process/worker-store.ts";
+import { type WorkerStore, createWorkerStore } from "../worker/worker-store.ts";
 import { QueueClient, type MessageRow, byMessageId, toMessage } from "../queue/client.ts";
 import { archiveMarkingHandled, BIND_TOPIC, claimSkippingHandled, deleteMarkingHandled, LOCK_SUBSCRIPTIONS } from "./sql.ts";
 import type { SubscriberDefinition } from "./subscriber.ts";

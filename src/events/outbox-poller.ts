@@ -4,7 +4,7 @@ import { Listener } from "../db/listener.ts";
 import { clientConfigOf, runStatement } from "../db/queryable.ts";
 import { type Logger, silentLogger } from "../logger.ts";
 import { DEFER_OUTBOX_ROW, MOVE_OUTBOX, OUTBOX_CANDIDATES } from "./sql.ts";
-import { Wakeup } from "../process/wakeup.ts";
+import { Wakeup } from "../worker/wakeup.ts";
 
 export const OUTBOX_CHANNEL = "pgbus_outbox";
 

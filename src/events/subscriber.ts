@@ -33,7 +33,7 @@ export interface SubscriberOptions {
   queue?: string;
   /**
    * Record each handled event id (in the ack statement) and skip copies of events already
-   * handled. Default false. Records expire with the dispatcher's processed-events retention.
+   * handled. Default false. Records expire with the maintenance's processed-events retention.
    */
   idempotent?: boolean;
   /** Retries after the first failed run; then the copy moves to `<queue>_dlq`. Default 5. */

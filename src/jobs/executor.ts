@@ -1,7 +1,6 @@
 import { toErrorRecord } from "../errors.ts";
 import type { Logger } from "../logger.ts";
-import { failedOutcome } from "../pools/outcomes.ts";
-import type { JobOutcome, JobTask } from "../pools/types.ts";
+import { type FailedOutcome, type JobOutcome, type JobTask, failedOutcome, permanentFailure } from "./outcome.ts";
 import type { JobDefinition } from "./define.ts";
 import type { JobRegistry } from "./registry.ts";
 
@@ -23,11 +22,7 @@ export function executeJob(
 ): Promise<JobOutcome> {
   const job = registry.get(task.job);
   if (!job) {
-    return Promise.resolve({
-      ok: false,
-      permanent: true,
-      error: { name: "UnknownJobError", message: `no job named ${JSON.stringify(task.job)} is registered in this worker` },
-    });
+    return Promise.resolve(unknownJob(task.job));
   }
   if (!job.schema) return perform(job, task.payload, task, abort, logger);
   return validatePayload(job, task.payload).then((validated) =>
@@ -60,10 +55,7 @@ function perform(
   }
 }
 
-async function validatePayload(
-  job: JobDefinition,
-  payload: unknown,
-): Promise<{ ok: true; value: unknown } | { ok: false; permanent: true; error: { name: string; message: string } }> {
+async function validatePayload(job: JobDefinition, payload: unknown): Promise<{ ok: true; value: unknown } | FailedOutcome> {
   if (!job.schema) return { ok: true, value: payload };
   try {
     const result = await job.schema["~standard"].validate(payload);
@@ -74,16 +66,14 @@ async function validatePayload(
         return path ? `${path}: ${issue.message}` : issue.message;
       })
       .join("; ");
-    return {
-      ok: false,
-      permanent: true,
-      error: { name: "InvalidPayloadError", message: `payload of job ${job.name} is invalid: ${issues}` },
-    };
+    return permanentFailure("invalid_payload", "InvalidPayloadError", `payload of job ${job.name} is invalid: ${issues}`);
   } catch (thrown) {
-    return {
-      ok: false,
-      permanent: true,
-      error: { name: "InvalidPayloadError", message: `validating payload of job ${job.name} threw: ${toErrorRecord(thrown).message}` },
-    };
+    const message = `validating payload of job ${job.name} threw: ${toErrorRecord(thrown).message}`;
+    return permanentFailure("invalid_payload", "InvalidPayloadError", message);
   }
+}
+
+/** The outcome of a message naming a job this process does not have. */
+export function unknownJob(name: string): FailedOutcome {
+  return permanentFailure("unknown_job", "UnknownJobError", `no job named ${JSON.stringify(name)} is registered in this worker`);
 }

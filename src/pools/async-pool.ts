@@ -4,7 +4,8 @@ import { type Logger, silentLogger } from "../logger.ts";
 import { LoopBlockMonitor } from "./loop-block-monitor.ts";
 import { validateBlockedLoopThreshold } from "./options.ts";
 import { LazyAbort } from "./lazy-abort.ts";
-import { abortedOutcome, failedOutcome, killReason } from "./outcomes.ts";
+import { failedOutcome } from "../jobs/outcome.ts";
+import { abortedOutcome, killReason } from "./outcomes.ts";
 import { PoolSlots } from "./slots.ts";
 import type { ExecutionPool, JobOutcome, JobTask, PostOptions } from "./types.ts";
 

@@ -1,10 +1,4 @@
-import { toErrorRecord } from "../errors.ts";
-import type { JobOutcome } from "./types.ts";
-
-/** A run that ended with something thrown outside the handler (a pool or thread failure). */
-export function failedOutcome(thrown: unknown): JobOutcome {
-  return { ok: false, error: toErrorRecord(thrown) };
-}
+import type { JobOutcome } from "../jobs/outcome.ts";
 
 /**
  * A run given up on: the same record in both modes whatever the abort reason was, so the

@@ -1,7 +1,7 @@
 import { PoolClosedError, PoolFullError, toErrorRecord } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { validateCapacity } from "./options.ts";
-import { failedOutcome } from "./outcomes.ts";
+import { failedOutcome } from "../jobs/outcome.ts";
 import type { JobOutcome } from "./types.ts";
 
 /**

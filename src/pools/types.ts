@@ -1,19 +1,6 @@
-import type { ErrorRecord } from "../errors.ts";
+import type { JobOutcome, JobTask } from "../jobs/outcome.ts";
 
-/** What runs in a pool: only the job's perform(). Claim and ack stay with the worker. */
-export interface JobTask {
-  job: string;
-  payload: unknown;
-  messageId: string;
-  attempt: number;
-  queue: string;
-}
-
-/**
- * How a run ended. `permanent` failures (unknown job, invalid payload) go straight to the
- * DLQ: retrying cannot fix them.
- */
-export type JobOutcome = { ok: true } | { ok: false; error: ErrorRecord; permanent?: boolean };
+export type { JobOutcome, JobTask };
 
 export type ExecutionMode = "async" | "threads";
 

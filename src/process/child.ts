@@ -8,9 +8,9 @@ import { ValidationError } from "../errors.ts";
 import { loadJobsModule } from "../jobs/registry.ts";
 import type { Logger } from "../logger.ts";
 import { OutboxPoller } from "../events/outbox-poller.ts";
-import { Dispatcher } from "./dispatcher.ts";
+import { Maintenance } from "./maintenance.ts";
 import { Heartbeat, type ProcessSnapshot } from "./heartbeat.ts";
-import type { WorkerStats } from "./worker.ts";
+import type { WorkerStats } from "../worker/worker.ts";
 import type { ChildMessage, ChildRole, ChildStats, ParentMessage } from "./messages.ts";
 
 /**
@@ -41,8 +41,8 @@ export async function startChild(init: InitMessage, logger: Logger, hooks: Child
       return startWorker(role.index, init, logger, hooks);
     case "consumer":
       return startConsumer(init, logger, hooks);
-    case "dispatcher":
-      return startDispatcher(init, logger, hooks);
+    case "maintenance":
+      return startMaintenance(init, logger, hooks);
   }
 }
 
@@ -240,7 +240,7 @@ async function runJobProcessor(
   };
 }
 
-async function startDispatcher(init: InitMessage, logger: Logger, hooks: ChildHooks): Promise<RunningChild> {
+async function startMaintenance(init: InitMessage, logger: Logger, hooks: ChildHooks): Promise<RunningChild> {
   const { config, supervisorId } = init;
   const db = heartbeatPool(config);
   const processId = randomUUID();
@@ -251,13 +251,13 @@ async function startDispatcher(init: InitMessage, logger: Logger, hooks: ChildHo
     deadLettered: 0,
     busy: 0,
     rssMb: rssMb(),
-    dispatcherActive: dispatcher.active,
+    maintenanceActive: maintenance.active,
   });
   const heartbeat: Heartbeat = new Heartbeat({
     db,
     id: processId,
     supervisorId,
-    role: "dispatcher",
+    role: "maintenance",
     intervalMs: config.heartbeatIntervalMs,
     logger,
     snapshot: () => ({
@@ -265,19 +265,19 @@ async function startDispatcher(init: InitMessage, logger: Logger, hooks: ChildHo
       capacity: null,
       busy: 0,
       queues: [],
-      stats: { dispatcherActive: dispatcher.active, rssMb: rssMb() },
+      stats: { maintenanceActive: maintenance.active, rssMb: rssMb() },
     }),
     onBeat: () => hooks.send({ type: "stats", stats: stats() }),
   });
-  const dispatcher: Dispatcher = new Dispatcher({
+  const maintenance: Maintenance = new Maintenance({
     clientConfig: { connectionString: config.databaseUrl },
-    config: config.dispatcher,
+    config: config.maintenance,
     staleProcessAfterMs: config.staleProcessAfterMs,
     logger,
     // Beat at once so `pgbus status` shows who is active without waiting an interval.
     onActiveChange: () => void heartbeat.beat(),
   });
-  // Outbox pollers are safe side by side (SKIP LOCKED), so every dispatcher child runs one,
+  // Outbox pollers are safe side by side (SKIP LOCKED), so every maintenance child runs one,
   // active or not: rows move as long as any host is up.
   const outboxPool = createPool({ connectionString: config.databaseUrl }, { max: 1, applicationName: "pgbus:outbox" });
   const outbox = new OutboxPoller({
@@ -286,7 +286,7 @@ async function startDispatcher(init: InitMessage, logger: Logger, hooks: ChildHo
     batchSize: config.outbox.batchSize,
     pollIntervalMs: config.outbox.pollIntervalMs,
   });
-  await dispatcher.start();
+  await maintenance.start();
   await outbox.start();
   await heartbeat.start();
   let stopping: Promise<void> | null = null;
@@ -295,7 +295,7 @@ async function startDispatcher(init: InitMessage, logger: Logger, hooks: ChildHo
     stop() {
       stopping ??= (async () => {
         await outbox.stop();
-        await dispatcher.stop();
+        await maintenance.stop();
         await heartbeat.stop();
         await outboxPool.end().catch(() => {});
         await db.end().catch(() => {});

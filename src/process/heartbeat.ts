@@ -25,7 +25,7 @@ export interface HeartbeatOptions {
  * Keeps this process's row in pgbus.processes fresh (upsert every intervalMs) and deletes
  * it on a clean stop. A failing beat (database down) is logged once when beats start
  * failing and once when they work again, never per attempt, and never throws: a process
- * must outlive a database restart. The upsert re-creates a row the dispatcher reaped while
+ * must outlive a database restart. The upsert re-creates a row the maintenance reaped while
  * the database was unreachable.
  */
 export class Heartbeat {
@@ -71,7 +71,7 @@ export class Heartbeat {
     await deleteProcess(this.#options.db, this.#options.id).catch((error: unknown) => {
       this.#options.logger.warn(
         { err: toErrorRecord(error).message },
-        "could not delete this process's heartbeat row; the dispatcher reaps it once stale",
+        "could not delete this process's heartbeat row; the maintenance reaps it once stale",
       );
     });
   }

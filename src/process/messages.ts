@@ -10,7 +10,7 @@ import type { ResolvedConfig } from "../config/schema.ts";
  * What a child does. A discriminated union so later roles (scheduler, consumers, outbox)
  * are one more variant each; a worker names its entry in `config.workers`.
  */
-export type ChildRole = { kind: "worker"; index: number } | { kind: "consumer" } | { kind: "dispatcher" };
+export type ChildRole = { kind: "worker"; index: number } | { kind: "consumer" } | { kind: "maintenance" };
 
 export type ParentMessage =
   /** The first message a child receives: everything it needs to boot. */
@@ -26,11 +26,11 @@ export interface ChildStats {
   busy: number;
   /** Resident memory, in MB. */
   rssMb: number;
-  dispatcherActive?: boolean;
+  maintenanceActive?: boolean;
 }
 
 export type ChildMessage =
-  /** Booted: the worker claims, or the dispatcher runs. */
+  /** Booted: the worker claims, or the maintenance runs. */
   | { type: "ready"; processId: string; pid: number; executionMode: string | null; capacity: number | null; queues: string[] }
   /** Sent with every heartbeat, so the supervisor can log a summary without asking the database. */
   | { type: "stats"; stats: ChildStats }

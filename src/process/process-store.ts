@@ -2,8 +2,8 @@ import type { Queryable } from "../db/queryable.ts";
 import * as sql from "./sql.ts";
 
 /**
- * pgbus.processes and the dispatcher's maintenance, as noun-verb operations of one
- * statement each. Heartbeat, dispatcher and `pgbus status` reach the database only here.
+ * pgbus.processes and the maintenance's maintenance, as noun-verb operations of one
+ * statement each. Heartbeat, maintenance and `pgbus status` reach the database only here.
  */
 
 /** What a process reports about itself on every heartbeat. */

@@ -1,7 +1,7 @@
-import { archiveTable, queueTable } from "../queue/names.ts";
+import { archiveTable } from "../queue/names.ts";
 
 /**
- * Every statement of the process model (heartbeats, the dispatcher's maintenance) and of
+ * Every statement of the process model (heartbeats, the maintenance's maintenance) and of
  * the CLI's inspection and dead-letter commands, in one place. Table names come only from
  * validated queue names (queue/names.ts); every value is a parameter. These run at most a
  * few times a second, so they are not prepared.
@@ -37,13 +37,13 @@ export const REAP_STALE_PROCESSES = `
   DELETE FROM pgbus.processes WHERE last_beat_at < now() - $1::float8 * interval '1 millisecond'
   RETURNING id, role, host, pid`;
 
-// ------------------------------------------------------------------------ dispatcher
+// ------------------------------------------------------------------------ maintenance
 
 /**
- * The dispatcher's session-level advisory lock: whoever holds it runs maintenance, so
- * exactly one dispatcher is active across hosts. Distinct from the migrator's key.
+ * The maintenance's session-level advisory lock: whoever holds it runs maintenance, so
+ * exactly one maintenance is active across hosts. Distinct from the migrator's key.
  */
-export const DISPATCHER_LOCK_KEY = 7_341_220_120;
+export const MAINTENANCE_LOCK_KEY = 7_341_220_120;
 
 /** $1 lock key. */
 export const TRY_ADVISORY_LOCK = "SELECT pg_try_advisory_lock($1) AS locked";
@@ -73,43 +73,3 @@ export const PRUNE_FAILED_JOBS = `
 export const PRUNE_PROCESSED_EVENTS = `
   WITH gone AS (DELETE FROM pgbus.processed_events WHERE processed_at < now() - $1::float8 * interval '1 hour' RETURNING 1)
   SELECT count(*)::int AS count FROM gone`;
-
-// ------------------------------------------------------------------- queue inspection
-
-/** $1 seconds. Uses the archive's archived_at index. */
-export function archivedSince(queue: string): string {
-  return `SELECT count(*)::int AS count FROM ${archiveTable(queue)} WHERE archived_at > now() - $1::float8 * interval '1 second'`;
-}
-
-// ---------------------------------------------------------------------- dead letters
-
-/** $1 limit. */
-export function listDeadLetters(dlq: string): string {
-  return `SELECT msg_id, read_ct, enqueued_at, message, headers FROM ${queueTable(dlq)} ORDER BY msg_id LIMIT $1`;
-}
-
-/**
- * $1 ids (bigint[], or null for all), $2 header keys to drop. Moves messages from the DLQ
- * back to their queue in one statement, so each is in exactly one of the two whatever
- * happens. They return as new messages (read_ct 0): a retry from the DLQ starts afresh.
- */
-export function retryDeadLetters(queue: string, dlq: string): string {
-  return `
-    WITH moved AS (
-      DELETE FROM ${queueTable(dlq)} WHERE $1::bigint[] IS NULL OR msg_id = ANY($1::bigint[])
-      RETURNING msg_id, message, headers),
-    inserted AS (
-      INSERT INTO ${queueTable(queue)} (vt, message, headers)
-      SELECT clock_timestamp(), message, nullif(coalesce(headers, '{}'::jsonb) - $2::text[], '{}'::jsonb)
-        FROM moved ORDER BY msg_id
-      RETURNING msg_id)
-    SELECT (SELECT coalesce(array_agg(msg_id::text ORDER BY msg_id), '{}') FROM moved) AS from_ids,
-           (SELECT coalesce(array_agg(msg_id::text ORDER BY msg_id), '{}') FROM inserted) AS to_ids`;
-}
-
-/** $1 ids (bigint[], or null for all). */
-export function discardDeadLetters(dlq: string): string {
-  return `
-    WITH gone AS (DELETE FROM ${queueTable(dlq)} WHERE $1::bigint[] IS NULL OR msg_id = ANY($1::bigint[]) RETURNING msg_id)
-    SELECT coalesce(array_agg(msg_id::text ORDER BY msg_id), '{}') AS ids FROM gone`;
-}

@@ -15,12 +15,14 @@ import { RestartBackoff, type RestartBackoffOptions } from "./restart-backoff.ts
 import { waitForDatabaseAndMigrate } from "./wait-for-database.ts";
 
 /** Which roles `pgbus start --only` runs. */
-export type OnlyRoles = "workers" | "consumers" | "dispatcher";
-export const ONLY_ROLES: readonly OnlyRoles[] = ["workers", "consumers", "dispatcher"];
+export type OnlyRoles = "workers" | "consumers" | "maintenance";
+export const ONLY_ROLES: readonly OnlyRoles[] = ["workers", "consumers", "maintenance"];
+/** Earlier names of roles, still accepted by `--only`. */
+export const ONLY_ROLE_ALIASES: Readonly<Record<string, OnlyRoles>> = { dispatcher: "maintenance" };
 
 export interface SupervisorOptions {
   config: ResolvedConfig;
-  /** Run only these roles. Default: every worker entry, a consumer (when there are subscribers) and one dispatcher. */
+  /** Run only these roles. Default: every worker entry, a consumer (when there are subscribers) and one maintenance process. */
   only?: OnlyRoles;
   /** Run a consumer child: the jobs module exports event subscribers. */
   consumers?: boolean;
@@ -61,7 +63,7 @@ type State = "idle" | "starting" | "running" | "stopping" | "stopped";
 
 /**
  * `pgbus start`: waits for the database, migrates once, then forks one child per worker
- * entry plus a dispatcher and keeps them running. A child that dies unexpectedly is
+ * entry plus a maintenance process and keeps them running. A child that dies unexpectedly is
  * re-forked after a per-slot exponential backoff; one that recycles itself (job count,
  * memory) is re-forked at once. stop() asks every child to drain and SIGKILLs whatever is
  * left after shutdownTimeoutMs plus a margin; kill() is immediate. Children exit on their
@@ -89,7 +91,7 @@ export class Supervisor {
     const runs = (role: OnlyRoles): boolean => options.only === undefined || options.only === role;
     if (runs("workers")) config.workers.forEach((_, index) => roles.push({ kind: "worker", index }));
     if (runs("consumers") && options.consumers) roles.push({ kind: "consumer" });
-    if (runs("dispatcher")) roles.push({ kind: "dispatcher" });
+    if (runs("maintenance")) roles.push({ kind: "maintenance" });
     if (roles.some((role) => role.kind === "worker") && config.jobsModule === undefined) {
       throw new ValidationError(
         "INVALID_CONFIG",

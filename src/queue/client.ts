@@ -1,5 +1,6 @@
 import { type ErrorRecord, ValidationError } from "../errors.ts";
 import { type NamedStatement, type Queryable, runStatement } from "../db/queryable.ts";
+import { deadLetterHeaders } from "./dead-letter.ts";
 import { MAX_QUEUE_NAME_WITH_DLQ, dlqName, validateQueueName } from "./names.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, serializeJson } from "./payload.ts";
 import * as sql from "./sql.ts";
@@ -204,10 +205,7 @@ export class QueueClient {
    */
   async moveToDeadLetterQueue(queue: string, id: MessageId, error: ErrorRecord & { reason?: string }): Promise<string | null> {
     validateQueueName(queue);
-    const headers = serializeJson(
-      { pgbus_error: error, pgbus_source_queue: queue, pgbus_source_msg_id: String(id), pgbus_dead_at: new Date().toISOString() },
-      "dead-letter headers",
-    );
+    const headers = serializeJson(deadLetterHeaders(queue, String(id), { reason: "", ...error }), "dead-letter headers");
     const rows = await this.#run<{ msg_id: string }>(sql.moveToDeadLetter(queue, dlqName(queue)), [toId(id), headers, queue]);
     return rows[0]?.msg_id ?? null;
   }

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import type { NamedStatement } from "../db/queryable.ts";
+import { DEAD_LETTER_HEADER } from "./dead-letter.ts";
 import { archiveTable, queueTable } from "./names.ts";
 
 /**
@@ -137,7 +138,7 @@ export const deleteMany = (queue: string): NamedStatement =>
   statement("delete", queue, () => `DELETE FROM ${queueTable(queue)} WHERE msg_id = ANY($1::bigint[]) RETURNING msg_id`);
 
 /**
- * $1 id, $2 headers to merge (holding `pgbus_error`), $3 queue name. Deletes from the queue, inserts into
+ * $1 id, $2 headers to merge (holding the error header), $3 queue name. Deletes from the queue, inserts into
  * the DLQ and records the failure, all in one statement, so the message is in exactly one
  * of the two queues whatever happens.
  */
@@ -149,11 +150,11 @@ export const moveToDeadLetter = (queue: string, dlq: string): NamedStatement =>
       `WITH moved AS (DELETE FROM ${queueTable(queue)} WHERE msg_id = $1::bigint RETURNING msg_id, message, headers, read_ct),
      dead AS (
        INSERT INTO ${queueTable(dlq)} (vt, message, headers)
-       SELECT clock_timestamp(), message, coalesce(headers, '{}'::jsonb) || $2::jsonb || jsonb_build_object('pgbus_read_ct', read_ct) FROM moved
+       SELECT clock_timestamp(), message, coalesce(headers, '{}'::jsonb) || $2::jsonb || jsonb_build_object('${DEAD_LETTER_HEADER.readCount}', read_ct) FROM moved
        RETURNING msg_id),
      recorded AS (
        INSERT INTO pgbus.failed_jobs (queue_name, msg_id, job, attempt, error, outcome)
-       SELECT $3::text, msg_id, message ->> 'job', read_ct, $2::jsonb -> 'pgbus_error', 'dead' FROM moved)
+       SELECT $3::text, msg_id, message ->> 'job', read_ct, $2::jsonb -> '${DEAD_LETTER_HEADER.error}', 'dead' FROM moved)
      SELECT msg_id FROM dead`,
   );
 

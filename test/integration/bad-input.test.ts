@@ -8,7 +8,7 @@ import { resolveConfig } from "../../src/config/schema.ts";
 import { PgbusError, type PgbusErrorCode, ValidationError } from "../../src/errors.ts";
 import { defineJob } from "../../src/jobs/define.ts";
 import type { Logger } from "../../src/logger.ts";
-import type { Worker, WorkerOptions } from "../../src/process/worker.ts";
+import type { Worker, WorkerOptions } from "../../src/worker/worker.ts";
 import {
   doomed,
   fine,

@@ -112,7 +112,7 @@ describe("pgbus CLI", () => {
     assert.match(unreachable.stderr, /cannot reach PostgreSQL/);
     const badOnly = await pgbus("start", "--only", "everything");
     assert.notEqual(badOnly.code, 0);
-    assert.match(badOnly.stderr, /workers, consumers, dispatcher/);
+    assert.match(badOnly.stderr, /workers, consumers, maintenance/);
     const noJobs = join(tmpdir(), `pgbus-no-jobs-${process.pid}.json`);
     writeFileSync(noJobs, JSON.stringify({ workers: "work: 2" }));
     const noJobsModule = await runCli(["start", "--config", noJobs], env).finally(() => rmSync(noJobs));

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { Pgbus } from "../../src/bus.ts";
 import type { Logger } from "../../src/logger.ts";
-import { Dispatcher } from "../../src/process/dispatcher.ts";
+import { Maintenance } from "../../src/process/maintenance.ts";
 import { QueueClient } from "../../src/queue/client.ts";
 import { migrate } from "../../src/schema/migrator.ts";
 import { CHAOS_RUNS_DDL, outageRecord } from "../fixtures/chaos/jobs.ts";
@@ -202,12 +202,12 @@ describe("a worker (in-process) through a database outage", () => {
   });
 });
 
-describe("the dispatcher through a database outage", () => {
+describe("the maintenance through a database outage", () => {
   test("does not reap processes whose heartbeats failed along with it: after reconnecting it waits one stale period", async () => {
     const link = await proxy();
     const staleProcessAfterMs = 1_500;
     const config = { intervalMs: 60_000, archiveRetentionHours: 24, failedJobRetentionHours: 24, processedEventTtlHours: 24 };
-    const dispatcher = new Dispatcher({
+    const maintenance = new Maintenance({
       clientConfig: { connectionString: link.urlFor(db.url) },
       config,
       staleProcessAfterMs,
@@ -223,23 +223,23 @@ describe("the dispatcher through a database outage", () => {
     };
     const exists = async (id: string) => (await db.pool.query("SELECT 1 FROM pgbus.processes WHERE id = $1", [id])).rowCount === 1;
     try {
-      await dispatcher.start();
+      await maintenance.start();
       const before = await staleRow();
-      await dispatcher.tick();
-      assert.equal(await exists(before), false, "a dispatcher that was not cut off reaps at once");
+      await maintenance.tick();
+      assert.equal(await exists(before), false, "a maintenance that was not cut off reaps at once");
 
       link.cut();
-      await waitFor(() => !dispatcher.active, "the dispatcher to notice it lost its connection (and the lock)");
-      assert.equal(await dispatcher.tick(), null, "no pass while the database is away");
+      await waitFor(() => !maintenance.active, "the maintenance to notice it lost its connection (and the lock)");
+      assert.equal(await maintenance.tick(), null, "no pass while the database is away");
       const during = await staleRow(); // a live process whose beats failed during the outage
       link.restore();
       const restoredAt = Date.now();
-      await dispatcher.tick();
-      assert.equal(dispatcher.active, true);
+      await maintenance.tick();
+      assert.equal(maintenance.active, true);
       assert.equal(await exists(during), true, "not reaped right after the outage");
       await waitFor(
         async () => {
-          await dispatcher.tick();
+          await maintenance.tick();
           return !(await exists(during));
         },
         "the row to be reaped once a stale period has passed",
@@ -248,7 +248,7 @@ describe("the dispatcher through a database outage", () => {
       );
       assert.ok(Date.now() - restoredAt >= staleProcessAfterMs - 100, "reaped only after one stale period");
     } finally {
-      await dispatcher.stop();
+      await maintenance.stop();
     }
   });
 });
@@ -260,11 +260,11 @@ describe("pgbus start through a database outage", () => {
       cliEnv(link.urlFor(db.url), { jobsModule: CHAOS_JOBS, ...testConfig }, { CHAOS_RECORD_URL: db.url }),
     );
 
-  test("supervisor, worker, dispatcher and heartbeats ride it out: no restarts, one line per state change, the queued job runs", async () => {
+  test("supervisor, worker, maintenance and heartbeats ride it out: no restarts, one line per state change, the queued job runs", async () => {
     const link = await proxy();
     const cli = startThrough(link, { workers: [{ queues: ["outage"], capacity: 5 }], pollIntervalMs: 60_000 });
     await cli.waitForMessage("supervisor ready: every child started", 1, 30_000);
-    await cli.waitForMessage("dispatcher active: holds the maintenance lock");
+    await cli.waitForMessage("maintenance active: holds the maintenance lock");
     const children = cli.childPids().sort();
     const first = await send();
     await waitFor(async () => (await runsOf(first)) === 1, "a job before the outage");
@@ -272,7 +272,7 @@ describe("pgbus start through a database outage", () => {
 
     link.cut();
     const heartbeatFailed = (line: LogLine) => line.msg.startsWith("heartbeat failed");
-    await cli.waitForLines(heartbeatFailed, 3, 10_000); // supervisor, worker and dispatcher each noticed
+    await cli.waitForLines(heartbeatFailed, 3, 10_000); // supervisor, worker and maintenance each noticed
     const during = await send();
     await sleep(OUTAGE_MS);
     link.restore();
@@ -282,7 +282,7 @@ describe("pgbus start through a database outage", () => {
     const resumeMs = Date.now() - restoredAt;
     assert.ok(resumeMs < 6_500, `resumed ${resumeMs} ms after the database came back`);
     await cli.waitForLines((line) => line.msg === "heartbeat restored", 3, 10_000);
-    await cli.waitForMessage("dispatcher reconnected", 1, 10_000);
+    await cli.waitForMessage("maintenance reconnected", 1, 10_000);
     await waitFor(
       async () =>
         Number(
@@ -310,7 +310,7 @@ describe("pgbus start through a database outage", () => {
     // supervisor.test.ts covers a database that does not exist yet; this is a server that is down.
     const link = await proxy();
     link.cut();
-    const cli = startThrough(link, {}, ["--only", "dispatcher"]);
+    const cli = startThrough(link, {}, ["--only", "maintenance"]);
     const [waiting] = await cli.waitForLines((line) => line.msg.startsWith("waiting for PostgreSQL at"));
     assert.match(waiting!.msg, new RegExp(`^waiting for PostgreSQL at 127\\.0\\.0\\.1:${link.port}/${db.name} \\.\\.\\. \\(.+\\)$`));
     await waitFor(() => link.refusedWhileCut >= 3, "a few attempts");

@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { resolveConfig } from "../../src/config/schema.ts";
 import { type Logger, silentLogger } from "../../src/logger.ts";
-import { Dispatcher } from "../../src/process/dispatcher.ts";
+import { Maintenance } from "../../src/process/maintenance.ts";
 import { Heartbeat } from "../../src/process/heartbeat.ts";
 import { RestartBackoff } from "../../src/process/restart-backoff.ts";
 import { Supervisor } from "../../src/process/supervisor.ts";
@@ -12,9 +12,9 @@ import { migrate } from "../../src/schema/migrator.ts";
 import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
 import { waitFor } from "../fixtures/process/spawn.ts";
 
-/** The supervisor's parts in-process: dispatcher and heartbeat against a real database, restart backoff, lifecycles. */
+/** The supervisor's parts in-process: maintenance and heartbeat against a real database, restart backoff, lifecycles. */
 
-const DISPATCHER = { intervalMs: 60_000, archiveRetentionHours: 24, failedJobRetentionHours: 24, processedEventTtlHours: 24 };
+const MAINTENANCE = { intervalMs: 60_000, archiveRetentionHours: 24, failedJobRetentionHours: 24, processedEventTtlHours: 24 };
 
 function recordingLogger(): Logger & { lines: string[] } {
   const lines: string[] = [];
@@ -22,32 +22,32 @@ function recordingLogger(): Logger & { lines: string[] } {
   return { lines, debug: log, info: log, warn: log, error: log };
 }
 
-describe("dispatcher", () => {
+describe("maintenance", () => {
   let db: TestDatabase;
-  const dispatchers: Dispatcher[] = [];
-  const dispatcher = (staleProcessAfterMs = 30_000) => {
-    const created = new Dispatcher({
+  const maintenanceProcesses: Maintenance[] = [];
+  const maintenance = (staleProcessAfterMs = 30_000) => {
+    const created = new Maintenance({
       clientConfig: { connectionString: db.url },
-      config: DISPATCHER,
+      config: MAINTENANCE,
       staleProcessAfterMs,
       logger: recordingLogger(),
     });
-    dispatchers.push(created);
+    maintenanceProcesses.push(created);
     return created;
   };
   const count = async (text: string) => Number((await db.pool.query(text)).rows[0].n);
 
   before(async () => {
-    db = await createTestDatabase("dispatcher");
+    db = await createTestDatabase("maintenance");
     await migrate(db.pool);
   });
   after(async () => {
-    await Promise.all(dispatchers.map((d) => d.stop()));
+    await Promise.all(maintenanceProcesses.map((d) => d.stop()));
     await db.drop();
   });
 
-  test("of two dispatchers exactly one is active; stopping it (twice) lets the other win the lock", async () => {
-    const [a, b] = [dispatcher(), dispatcher()];
+  test("of two maintenanceProcesses exactly one is active; stopping it (twice) lets the other win the lock", async () => {
+    const [a, b] = [maintenance(), maintenance()];
     await a.start();
     await b.start();
     assert.equal(a.active, true);
@@ -61,13 +61,13 @@ describe("dispatcher", () => {
   });
 
   test("losing its connection loses the lock; it wins it again on a later pass", async () => {
-    const a = dispatcher();
+    const a = maintenance();
     await a.start();
     assert.equal(a.active, true);
     await db.pool.query(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgbus:dispatcher' AND datname = current_database()",
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgbus:maintenance' AND datname = current_database()",
     );
-    await waitFor(() => !a.active, "the dispatcher to notice its connection is gone");
+    await waitFor(() => !a.active, "the maintenance to notice its connection is gone");
     await a.tick();
     assert.equal(a.active, true);
     await a.stop();
@@ -92,7 +92,7 @@ describe("dispatcher", () => {
       [randomUUID(), randomUUID()],
     );
 
-    const d = dispatcher(10_000);
+    const d = maintenance(10_000);
     await d.start();
     assert.deepEqual((await db.pool.query("SELECT msg_id::text AS id FROM pgmq.a_maint")).rows, [{ id: newId }]);
     assert.equal(await count("SELECT count(*) AS n FROM pgbus.failed_jobs"), 1);
@@ -195,19 +195,19 @@ describe("restart backoff", () => {
 });
 
 describe("lifecycles", () => {
-  test("stop is safe before start and twice: supervisor and dispatcher", async () => {
+  test("stop is safe before start and twice: supervisor and maintenance", async () => {
     const config = resolveConfig({ databaseUrl: "postgres://nobody@127.0.0.1:1/none", jobsModule: "/nowhere.js" }, "test");
     const supervisor = new Supervisor({ config, logger: silentLogger });
     assert.deepEqual(await Promise.all([supervisor.stop(), supervisor.stop()]), [0, 0]);
     await supervisor.start(); // after stop: does nothing, forks nothing
-    const dispatcher = new Dispatcher({
+    const maintenance = new Maintenance({
       clientConfig: { connectionString: config.databaseUrl },
-      config: DISPATCHER,
+      config: MAINTENANCE,
       staleProcessAfterMs: 30_000,
       logger: silentLogger,
     });
-    await Promise.all([dispatcher.stop(), dispatcher.stop()]);
-    assert.equal(dispatcher.active, false);
+    await Promise.all([maintenance.stop(), maintenance.stop()]);
+    assert.equal(maintenance.active, false);
   });
 
   test("a supervisor stopped while it waits for the database stops at once", async () => {
@@ -220,9 +220,9 @@ describe("lifecycles", () => {
     await started;
   });
 
-  test("workers without a jobs module are refused up front; the dispatcher alone needs none", () => {
+  test("workers without a jobs module are refused up front; the maintenance alone needs none", () => {
     const config = resolveConfig({ databaseUrl: "postgres://nobody@127.0.0.1:1/none" }, "test");
     assert.throws(() => new Supervisor({ config, logger: silentLogger }), /workers need jobsModule/);
-    void new Supervisor({ config, logger: silentLogger, only: "dispatcher" }).stop();
+    void new Supervisor({ config, logger: silentLogger, only: "maintenance" }).stop();
   });
 });

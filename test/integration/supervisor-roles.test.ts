@@ -61,7 +61,7 @@ test("pgbus start runs a consumer child for the module's subscribers and an outb
 
   const status = await runCli(["status", "--json", "--config", FIXTURE_CONFIG], env);
   const roles = (JSON.parse(status.stdout) as { processes: Array<{ role: string }> }).processes.map((p) => p.role).sort();
-  assert.deepEqual(roles, ["consumer", "dispatcher", "supervisor", "worker"]);
+  assert.deepEqual(roles, ["consumer", "maintenance", "supervisor", "worker"]);
 
   cli.signal("SIGTERM");
   assert.equal((await cli.exited).code, 0, cli.dump());

@@ -128,7 +128,7 @@ describe("pgbus start (supervisor)", () => {
     });
     await cli.waitForMessage("supervisor ready: every child started");
     const pids = cli.childPids();
-    assert.equal(pids.length, 3, "two workers and a dispatcher");
+    assert.equal(pids.length, 3, "two workers and a maintenance");
 
     cli.signal("SIGKILL");
     await cli.exited;
@@ -212,7 +212,7 @@ describe("pgbus start (supervisor)", () => {
       await db.pool.query(`DROP DATABASE IF EXISTS "${lateName}" WITH (FORCE)`);
       await db.drop();
     });
-    const cli = startCli(["start", "--config", FIXTURE_CONFIG, "--only", "dispatcher"], cliEnv(late.href, {}));
+    const cli = startCli(["start", "--config", FIXTURE_CONFIG, "--only", "maintenance"], cliEnv(late.href, {}));
     const [waiting] = await cli.waitForLines((line) => line.msg.startsWith("waiting for PostgreSQL at"));
     assert.match(waiting!.msg, new RegExp(`127\\.0\\.0\\.1:5432/${lateName}`));
     assert.doesNotMatch(waiting!.msg, /postgres@/, "no credentials in the log");
@@ -267,23 +267,23 @@ describe("execution modes", () => {
 });
 
 describe("scale-out", () => {
-  test("two supervisors on one database run 5,000 jobs exactly once, with one dispatcher active at a time", async (t) => {
+  test("two supervisors on one database run 5,000 jobs exactly once, with one maintenance active at a time", async (t) => {
     const db = await freshDatabase(t, "sup_scale_out");
     const config = { workers: [{ queues: ["work"], capacity: 50 }] };
     const [a, b] = [start(db, config), start(db, config)];
     await Promise.all([a, b].map((cli) => cli.waitForMessage("supervisor ready: every child started", 1, 30_000)));
-    const activeDispatchers = () =>
-      scalar(db, "SELECT count(*) FROM pgbus.processes WHERE role = 'dispatcher' AND (stats ->> 'dispatcherActive')::boolean");
+    const activeMaintenance = () =>
+      scalar(db, "SELECT count(*) FROM pgbus.processes WHERE role = 'maintenance' AND (stats ->> 'maintenanceActive')::boolean");
     await waitFor(
-      async () => (await scalar(db, "SELECT count(*) FROM pgbus.processes WHERE role = 'dispatcher'")) === 2,
-      "both dispatchers' heartbeats",
+      async () => (await scalar(db, "SELECT count(*) FROM pgbus.processes WHERE role = 'maintenance'")) === 2,
+      "both maintenance processes' heartbeats",
     );
 
     await enqueue(db, "record", {}, 5_000);
     let mostActive = 0;
     await waitFor(
       async () => {
-        mostActive = Math.max(mostActive, await activeDispatchers());
+        mostActive = Math.max(mostActive, await activeMaintenance());
         return (await scalar(db, "SELECT count(*) FROM runs")) >= 5_000 && (await scalar(db, "SELECT count(*) FROM pgmq.q_work")) === 0;
       },
       "5,000 runs",
@@ -296,20 +296,20 @@ describe("scale-out", () => {
       const ran = await scalar(db, "SELECT count(*) FROM runs WHERE pid = ANY($1::int[])", [cli.childPids()]);
       assert.ok(ran > 0, `supervisor ${cli.pid}'s worker ran jobs too`);
     }
-    assert.equal(mostActive, 1, "never more than one dispatcher active");
-    assert.equal(await activeDispatchers(), 1);
+    assert.equal(mostActive, 1, "never more than one maintenance active");
+    assert.equal(await activeMaintenance(), 1);
 
-    // Failover: stopping the active dispatcher's supervisor lets the other take the lock.
+    // Failover: stopping the active maintenance's supervisor lets the other take the lock.
     const activePid = await scalar(
       db,
       `SELECT s.pid FROM pgbus.processes d JOIN pgbus.processes s ON s.id = d.supervisor_id
-        WHERE d.role = 'dispatcher' AND (d.stats ->> 'dispatcherActive')::boolean`,
+        WHERE d.role = 'maintenance' AND (d.stats ->> 'maintenanceActive')::boolean`,
     );
     const [stopped, standby] = activePid === a.pid ? [a, b] : [b, a];
     stopped.signal("SIGTERM");
     assert.equal((await stopped.exited).code, 0);
-    await waitFor(async () => (await activeDispatchers()) === 1, "the standby dispatcher to become active", 10_000);
-    await standby.waitForMessage("dispatcher active: holds the maintenance lock");
+    await waitFor(async () => (await activeMaintenance()) === 1, "the standby maintenance to become active", 10_000);
+    await standby.waitForMessage("maintenance active: holds the maintenance lock");
     standby.signal("SIGTERM");
     assert.equal((await standby.exited).code, 0);
   });

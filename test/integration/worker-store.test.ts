@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { createWorkerStore, type WorkerStore } from "../../src/process/worker-store.ts";
+import { createWorkerStore, type WorkerStore } from "../../src/worker/worker-store.ts";
 import { QueueClient } from "../../src/queue/client.ts";
 import { migrate } from "../../src/schema/migrator.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";

@@ -3,7 +3,7 @@ import { after, afterEach, before, beforeEach, describe, test } from "node:test"
 import { fileURLToPath } from "node:url";
 import { Pgbus } from "../../src/bus.ts";
 import type { WorkerEvents } from "../../src/observability/events.ts";
-import type { Worker } from "../../src/process/worker.ts";
+import type { Worker } from "../../src/worker/worker.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
 import { alwaysFails, flaky, longRunning, recordRun, strict } from "../fixtures/worker-jobs.ts";
 

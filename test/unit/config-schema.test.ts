@@ -34,7 +34,7 @@ describe("resolveConfig: defaults", () => {
       shutdownTimeoutMs: 25_000,
       heartbeatIntervalMs: 5000,
       staleProcessAfterMs: 30_000,
-      dispatcher: {
+      maintenance: {
         intervalMs: 60_000,
         archiveRetentionHours: 168,
         failedJobRetentionHours: 720,
@@ -47,9 +47,9 @@ describe("resolveConfig: defaults", () => {
     });
   });
 
-  it("fills the dispatcher keys a partial dispatcher leaves out", () => {
-    const config = resolveConfig({ databaseUrl: URL, dispatcher: { intervalMs: 5000 } }, SOURCE);
-    assert.deepEqual(config.dispatcher, {
+  it("fills the maintenance keys a partial maintenance leaves out", () => {
+    const config = resolveConfig({ databaseUrl: URL, maintenance: { intervalMs: 5000 } }, SOURCE);
+    assert.deepEqual(config.maintenance, {
       intervalMs: 5000,
       archiveRetentionHours: 168,
       failedJobRetentionHours: 720,
@@ -171,9 +171,9 @@ describe("resolveConfig: errors", () => {
       "workers.0.capcity: unknown key, got 4; valid: queues, capacity, executionMode",
     );
     configError(
-      { databaseUrl: URL, dispatcher: { interval: 1 } },
+      { databaseUrl: URL, maintenance: { interval: 1 } },
       "INVALID_CONFIG",
-      "dispatcher.interval: unknown key, got 1; valid: intervalMs,",
+      "maintenance.interval: unknown key, got 1; valid: intervalMs,",
     );
     configError(
       { databaseUrl: URL, queues: { a: { ack: "delete" } } },
@@ -227,7 +227,7 @@ describe("resolveConfig: errors", () => {
   it("rejects wrong types with the rule and the value", () => {
     configError({ databaseUrl: URL, workers: {} }, "INVALID_CONFIG", "workers: must be a list of workers or a queue DSL string");
     configError({ databaseUrl: URL, workers: [] }, "INVALID_CONFIG", "workers: must list at least one worker, got []");
-    configError({ databaseUrl: URL, dispatcher: 5 }, "INVALID_CONFIG", "dispatcher: must be an object with keys intervalMs");
+    configError({ databaseUrl: URL, maintenance: 5 }, "INVALID_CONFIG", "maintenance: must be an object with keys intervalMs");
     configError({ databaseUrl: URL, shutdownTimeoutMs: "25s" }, "INVALID_CONFIG", 'shutdownTimeoutMs: must be an integer >= 0, got "25s"');
     configError({ databaseUrl: URL, pollIntervalMs: 5 }, "INVALID_CONFIG", "pollIntervalMs: must be an integer >= 10, got 5");
     configError({ databaseUrl: URL, maxMemoryMb: 8 }, "INVALID_CONFIG", "maxMemoryMb: must be an integer >= 16, got 8");

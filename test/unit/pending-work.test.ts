@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { PendingWork } from "../../src/process/pending-work.ts";
+import { PendingWork } from "../../src/worker/pending-work.ts";
 
 const settledWithin = async (promise: Promise<unknown>, ms = 20) =>
   Promise.race([promise.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), ms))]);

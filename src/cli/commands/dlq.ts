@@ -1,6 +1,6 @@
 import { type Command, InvalidArgumentError } from "commander";
 import { ValidationError } from "../../errors.ts";
-import { type DeadLetterSelection, discardDeadLetters, listDeadLetters, retryDeadLetters } from "../../process/queue-admin.ts";
+import { type DeadLetterSelection, discardDeadLetters, listDeadLetters, retryDeadLetters } from "../../queue/admin.ts";
 import { dlqName } from "../../queue/names.ts";
 import { loadCliConfig, withPool } from "../context.ts";
 import { formatTable, printJson, printLine } from "../output.ts";

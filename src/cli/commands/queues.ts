@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { queueOverview } from "../../process/queue-admin.ts";
+import { queueOverview } from "../../queue/admin.ts";
 import { loadCliConfig, withPool } from "../context.ts";
 import { formatTable, printJson, printLine } from "../output.ts";
 

@@ -1,6 +1,6 @@
 import { type Command, Option } from "commander";
 import { createConsoleLogger } from "../../logger.ts";
-import { ONLY_ROLES, type OnlyRoles, Supervisor } from "../../process/supervisor.ts";
+import { ONLY_ROLES, ONLY_ROLE_ALIASES, type OnlyRoles, Supervisor } from "../../process/supervisor.ts";
 import { loadCliConfig } from "../context.ts";
 import { isSubscriberDefinition } from "../../events/subscriber.ts";
 import { loadJobsModule } from "../../jobs/registry.ts";
@@ -34,13 +34,18 @@ export function registerStart(program: Command): void {
   program
     .command("start")
     .description(
-      "run the supervisor: one process per worker entry, a consumer for event subscribers, and a dispatcher, re-forked if they die",
+      "run the supervisor: one process per worker entry, a consumer for event subscribers, and a maintenance process, re-forked if they die",
     )
     .option("--execution-mode <mode>", "async, threads or fiber (an alias of async); per-worker settings in the config win")
     .option("--queues <dsl>", 'workers as a queue DSL, replacing the config\'s: "critical: 5; default, mailers: 10; *: 2"')
     .option("--jobs-module <path>", "module exporting the job definitions")
     .option("--log-level <level>", "debug, info, warn or error")
-    .addOption(new Option("--only <roles>", "run only these roles").choices(ONLY_ROLES))
+    .addOption(
+      new Option("--only <roles>", "run only these roles (dispatcher: an alias of maintenance)").choices([
+        ...ONLY_ROLES,
+        ...Object.keys(ONLY_ROLE_ALIASES),
+      ]),
+    )
     .action(async (options: StartOptions, command: Command) => {
       const config = await loadCliConfig(command, {
         executionMode: options.executionMode,
@@ -49,7 +54,12 @@ export function registerStart(program: Command): void {
         logLevel: options.logLevel,
       });
       const logger = createConsoleLogger(config.logLevel, { role: "supervisor", pid: process.pid });
-      const supervisor = new Supervisor({ config, only: options.only, logger, consumers: await exportsSubscribers(config.jobsModule) });
+      const supervisor = new Supervisor({
+        config,
+        only: options.only && (ONLY_ROLE_ALIASES[options.only] ?? options.only),
+        logger,
+        consumers: await exportsSubscribers(config.jobsModule),
+      });
       const exitCode = new Promise<number>((resolve) => {
         let firstSignalAt: number | null = null;
         const graceful = (signal: NodeJS.Signals): void => {

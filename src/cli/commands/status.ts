@@ -1,12 +1,12 @@
 import type { Command } from "commander";
 import { type ProcessRecord, listProcesses } from "../../process/process-store.ts";
-import { queueOverview } from "../../process/queue-admin.ts";
+import { queueOverview } from "../../queue/admin.ts";
 import { loadCliConfig, withPool } from "../context.ts";
 import { formatAge, formatTable, printJson, printLine } from "../output.ts";
 
 function roleLabel(process: ProcessRecord): string {
   const indent = process.supervisorId ? "  " : "";
-  if (process.role === "dispatcher") return `${indent}dispatcher (${process.stats["dispatcherActive"] ? "active" : "standby"})`;
+  if (process.role === "maintenance") return `${indent}maintenance (${process.stats["maintenanceActive"] ? "active" : "standby"})`;
   return `${indent}${process.role}`;
 }
 

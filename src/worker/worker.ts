@@ -1,81 +1,42 @@
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
-import { type ErrorRecord, ValidationError, toErrorRecord } from "../errors.ts";
-import { Listener } from "../db/listener.ts";
-import { isUndefinedTable } from "../db/pg-errors.ts";
-import { backoffDelayMs } from "../jobs/backoff.ts";
+import { ValidationError, toErrorRecord } from "../errors.ts";
 import type { JobDefinition } from "../jobs/define.ts";
+import { unknownJob } from "../jobs/executor.ts";
+import { type JobOutcome, failedOutcome, permanentFailure } from "../jobs/outcome.ts";
 import { type JobRegistry, loadJobsModule } from "../jobs/registry.ts";
 import type { Logger } from "../logger.ts";
 import type { SafeEmitter } from "../observability/emitter.ts";
-import type { JobRef, WorkerEvents } from "../observability/events.ts";
+import type { WorkerEvents } from "../observability/events.ts";
 import { createExecutionPool } from "../pools/create.ts";
-import type { ExecutionMode, ExecutionPool, JobOutcome } from "../pools/types.ts";
+import type { ExecutionMode, ExecutionPool } from "../pools/types.ts";
+import { readJobEnvelope } from "../queue/envelope.ts";
 import { validateQueueName } from "../queue/names.ts";
 import { Acker } from "./acker.ts";
+import { type InFlightRun, Settler, jobRef } from "./settler.ts";
+import { type ResolvedWorkerOptions, type RoutedMessage, type WorkerOptions, resolveWorkerOptions } from "./options.ts";
+import { type NotificationHandlers, type NotificationSource, listenForQueues } from "./notifications.ts";
 import { PendingWork } from "./pending-work.ts";
+import { MISSING_QUEUE_RETRY_MS, QueueSet } from "./queue-set.ts";
 import { VisibilityExtender } from "./visibility-extender.ts";
 import { Wakeup } from "./wakeup.ts";
-import { type AckMode, type ClaimedMessage, type WorkerStore, createWorkerStore } from "./worker-store.ts";
+import { type ClaimedMessage, type WorkerStore, createWorkerStore } from "./worker-store.ts";
 
-export const NOTIFY_CHANNEL = "pgbus_queue";
-const MISSING_QUEUE_RETRY_MS = 5_000;
+export type { RoutedMessage, WorkerOptions };
+
 /** One per claim/ack connection of the worker's pool. */
 const MAX_CLAIMS_IN_FLIGHT = 2;
 
-export interface WorkerOptions {
-  /** Queues in priority order, or ["*"] for every queue (re-resolved as queues appear). */
-  queues: string[];
-  /** With "*": queues that other workers own. */
-  excludeQueues?: string[];
-  /** Jobs run at once. Default 10. */
-  capacity?: number;
-  /** "async" (alias "fiber") or "threads". Default "async". */
-  executionMode?: string;
-  /** Module exporting the jobs; required in threads mode (each thread loads it). */
-  jobsModule?: string;
-  /** Seconds a claimed message stays invisible; extended while the job runs. Default 30. */
-  visibilityTimeoutSec?: number;
-  /**
-   * Messages claimed ahead of free slots, so the next job starts the moment a slot frees
-   * instead of after a claim round trip. Bounded: a worker holds at most capacity +
-   * prefetch messages (their VT is extended like running ones). Default: capacity.
-   */
-  prefetch?: number;
-  /** Backstop poll when no notification arrives. Default 1000 ms. */
-  pollIntervalMs?: number;
-  /** What happens to a message whose job succeeded. Default "archive". */
-  ackMode?: AckMode | ((queue: string) => AckMode);
-  /** How long stop() waits for in-flight jobs before aborting them. Default 25,000 ms. */
-  shutdownTimeoutMs?: number;
-  /** Async mode: warn when a handler blocks the event loop this long. Default 200 ms. */
-  blockedLoopThresholdMs?: number;
-  /** Threads mode: number of threads. */
-  threads?: number;
-  /**
-   * Which job a message is for. Default: the `{ job, payload }` body that enqueue writes.
-   * Event consumers route every message of a subscriber's queue to its handler instead.
-   * Return null for a message no job can run (it goes to the DLQ as invalid_message).
-   */
-  routeMessage?: (queue: string, message: unknown) => RoutedMessage | null;
-}
-
-export interface RoutedMessage {
-  job: string;
-  payload: unknown;
-}
-
-/** Reads the `{ job, payload }` body that Pgbus.enqueue writes. */
+/** Reads the job envelope that Pgbus.enqueue writes. */
 export function routeJobMessage(_queue: string, message: unknown): RoutedMessage | null {
-  const body = message as { job?: unknown; payload?: unknown } | null;
-  return body && typeof body === "object" && typeof body.job === "string" ? { job: body.job, payload: body.payload } : null;
+  return readJobEnvelope(message);
 }
 
 export interface WorkerDependencies {
-  /** Claim/ack connections: a small pool of the worker's own. */
-  db: pg.Pool;
-  /** For the dedicated LISTEN connection. */
-  clientConfig: pg.ClientConfig;
+  /** Claim/ack connections: a small pool of the worker's own (unused when `store` is given). */
+  db?: pg.Pool;
+  /** For the dedicated LISTEN connection (unused when `notifications` is given). */
+  clientConfig?: pg.ClientConfig;
   registry: JobRegistry;
   logger: Logger;
   emitter: SafeEmitter<WorkerEvents>;
@@ -86,6 +47,8 @@ export interface WorkerDependencies {
    * subscriber already handled and records handled events in the ack statement.
    */
   store?: WorkerStore;
+  /** Replaces the worker's own LISTEN connection. */
+  notifications?: (handlers: NotificationHandlers) => NotificationSource;
 }
 
 export interface WorkerStats {
@@ -98,52 +61,42 @@ export interface WorkerStats {
   executionMode: ExecutionMode;
 }
 
-interface InFlightRun extends JobRef {
-  startedAt: number;
-  abandoned: boolean;
-}
-
 type State = "idle" | "running" | "stopping" | "stopped";
 
 /**
  * Claims messages from its queues and runs them in an execution pool. Reads as many as
  * the pool has free slots, wakes on NOTIFY and on every completion (polling only as a
- * backstop), acks in batches, retries with backoff, dead-letters after maxRetries, and
- * keeps the VT of in-flight messages extended while it lives.
+ * backstop), acks in batches, and carries out the settlement of every finished run
+ * (jobs/settlement.ts decides it), keeping the VT of in-flight messages extended while it lives.
  */
 export class Worker {
   readonly id = randomUUID();
-  readonly #options: Required<Omit<WorkerOptions, "jobsModule" | "threads" | "ackMode" | "prefetch">> &
-    Pick<WorkerOptions, "jobsModule" | "threads">;
-  readonly #prefetch: number;
+  readonly #options: ResolvedWorkerOptions & { routeMessage: NonNullable<WorkerOptions["routeMessage"]> };
   /** Claimed, not yet handed to the pool: oldest first. */
   readonly #buffer: Array<{ queue: string; message: ClaimedMessage }> = [];
-  readonly #ackModeFor: (queue: string) => AckMode;
   readonly #deps: WorkerDependencies;
   readonly #store: WorkerStore;
+  readonly #queueSet: QueueSet;
   readonly #inFlight = new Map<string, InFlightRun>();
   readonly #followUps = new PendingWork();
-  readonly #stats = { processed: 0, failed: 0, retried: 0, deadLettered: 0 };
   #registry: JobRegistry;
   #pool: ExecutionPool | null = null;
-  #listener: Listener | null = null;
+  #notifications: NotificationSource | null = null;
   #acker: Acker;
+  #settler: Settler;
   #extender: VisibilityExtender;
   #state: State = "idle";
-  #queues: string[] = [];
   #maybeMore = true;
+  #pollDue = false;
   readonly #wakeup = new Wakeup();
   /** Claims under way, and the room they reserved. */
   readonly #claimsInFlight = new Set<Promise<void>>();
   #reserved = 0;
   #lastClaimFull = false;
   #claimBackoffUntil = 0;
-  /** Queues whose table is gone, with when to try them again. */
-  readonly #missingQueues = new Map<string, number>();
   #loopDone: Promise<void> = Promise.resolve();
   #stopPromise: Promise<void> | null = null;
   #databaseDown = false;
-  #lastQueueRefresh = 0;
 
   constructor(options: WorkerOptions, deps: WorkerDependencies) {
     if (!Array.isArray(options.queues) || options.queues.length === 0) {
@@ -153,31 +106,31 @@ export class Worker {
       );
     }
     for (const queue of options.queues) if (queue !== "*") validateQueueName(queue);
-    const ackMode = options.ackMode ?? "archive";
-    this.#ackModeFor = typeof ackMode === "function" ? ackMode : () => ackMode;
-    this.#options = {
-      queues: options.queues,
-      excludeQueues: options.excludeQueues ?? [],
-      capacity: options.capacity ?? 10,
-      executionMode: options.executionMode ?? "async",
-      jobsModule: options.jobsModule,
-      visibilityTimeoutSec: options.visibilityTimeoutSec ?? 30,
-      pollIntervalMs: options.pollIntervalMs ?? 1000,
-      shutdownTimeoutMs: options.shutdownTimeoutMs ?? 25_000,
-      blockedLoopThresholdMs: options.blockedLoopThresholdMs ?? 200,
-      threads: options.threads,
-      routeMessage: options.routeMessage ?? routeJobMessage,
-    };
-    this.#prefetch = options.prefetch ?? this.#options.capacity;
-    if (!Number.isInteger(this.#prefetch) || this.#prefetch < 0 || this.#prefetch > 1000) {
-      throw new ValidationError("INVALID_OPTION", `prefetch must be an integer from 0 to 1000, got ${String(options.prefetch)}`);
-    }
+    this.#options = { ...resolveWorkerOptions(options), queues: options.queues, routeMessage: options.routeMessage ?? routeJobMessage };
+    if (!deps.store && !deps.db) throw new ValidationError("INVALID_OPTION", "a worker needs either a database pool (db) or a store");
     this.#deps = deps;
     this.#registry = deps.registry;
-    this.#store = deps.store ?? createWorkerStore(deps.db);
-    this.#acker = new Acker(this.#store, this.#ackModeFor, (error, queue, ids) =>
+    this.#store = deps.store ?? createWorkerStore(deps.db!);
+    this.#queueSet = new QueueSet({
+      selectors: options.queues,
+      exclude: this.#options.excludeQueues,
+      store: this.#store,
+      onMissing: (queue, error) =>
+        this.#reportError(
+          error,
+          `queue ${queue} no longer exists (dropped?); skipping it and checking again every ${MISSING_QUEUE_RETRY_MS / 1000} s`,
+        ),
+      onBack: (queue) => this.#deps.logger.info({ workerId: this.id, queue }, "queue is back; claiming from it again"),
+    });
+    this.#acker = new Acker(this.#store, this.#options.ackModeFor, (error, queue, ids) =>
       this.#reportError(error, `ack of ${ids.length} message(s) in ${queue} failed; they will be redelivered after their VT`),
     );
+    this.#settler = new Settler({
+      store: this.#store,
+      acker: this.#acker,
+      emitter: deps.emitter,
+      reportError: (error, context) => this.#reportError(error, context),
+    });
     this.#extender = new VisibilityExtender({
       store: this.#store,
       vtSeconds: this.#options.visibilityTimeoutSec,
@@ -187,13 +140,13 @@ export class Worker {
   }
 
   get queues(): readonly string[] {
-    return this.#queues;
+    return this.#queueSet.all;
   }
 
   stats(): WorkerStats {
     const meta = this.#pool?.metadata();
     return {
-      ...this.#stats,
+      ...this.#settler.stats,
       busy: meta?.busy ?? 0,
       capacity: this.#options.capacity,
       executionMode: meta?.mode ?? (this.#options.executionMode === "threads" ? "threads" : "async"),
@@ -220,26 +173,31 @@ export class Worker {
       this.#state = "stopped";
       throw error;
     }
-    await this.#refreshQueues(true).catch((error: unknown) => this.#databaseError(error));
-    this.#listener = new Listener({
-      clientConfig: this.#deps.clientConfig,
-      channel: NOTIFY_CHANNEL,
-      logger: this.#deps.logger,
-      applicationName: "pgbus:worker:listen",
-      onNotification: (queue) => this.#onNotification(queue),
-      onConnected: () => this.#wake(true),
-    });
+    await this.#queueSet.refresh(true).catch((error: unknown) => this.#databaseError(error));
+    this.#notifications = this.#openNotifications();
     this.#extender.start();
     // Claiming starts without waiting for LISTEN: the first batch does not depend on it, and
     // once LISTEN is in place onConnected wakes the loop, so nothing sent meanwhile waits.
     this.#loopDone = this.#loop();
-    await this.#listener.start();
+    await this.#notifications.start();
     this.#deps.emitter.emit("worker:start", {
       workerId: this.id,
-      queues: this.#queues,
+      queues: [...this.#queueSet.all],
       capacity: this.#options.capacity,
       executionMode: this.#pool.mode,
     });
+  }
+
+  #openNotifications(): NotificationSource {
+    const handlers: NotificationHandlers = {
+      onNotification: (queue) => {
+        if (this.#queueSet.notified(queue)) this.#wake(true);
+      },
+      onConnected: () => this.#wake(true),
+    };
+    if (this.#deps.notifications) return this.#deps.notifications(handlers);
+    if (!this.#deps.clientConfig) throw new ValidationError("INVALID_OPTION", "a worker needs clientConfig or a notification source");
+    return listenForQueues(this.#deps.clientConfig, this.#deps.logger, handlers);
   }
 
   /**
@@ -278,7 +236,7 @@ export class Worker {
     await this.#followUps.whenDone();
     await this.#acker.drain();
     await this.#extender.stop();
-    await this.#listener?.stop();
+    await this.#notifications?.stop();
     if (graceful) await pool.kill(); // releases threads; nothing is in flight
     this.#state = "stopped";
     await this.#deps.onStopped?.();
@@ -286,7 +244,7 @@ export class Worker {
   }
 
   async #loop(): Promise<void> {
-    const total = this.#options.capacity + this.#prefetch;
+    const total = this.#options.capacity + this.#options.prefetch;
     // Claim only when a worthwhile batch fits (or the pool is idle), so a stream of single
     // completions does not turn into a stream of single-row claims.
     const minClaim = Math.max(1, Math.ceil(total / 4));
@@ -300,7 +258,8 @@ export class Worker {
       const mayLaunch =
         Date.now() >= this.#claimBackoffUntil &&
         (this.#claimsInFlight.size === 0 || (this.#claimsInFlight.size < MAX_CLAIMS_IN_FLIGHT && this.#lastClaimFull));
-      if (mayLaunch && room > 0 && (room >= minClaim || (this.#pool!.isIdle() && this.#reserved === 0)) && this.#maybeMoreOrPollDue()) {
+      const worthIt = room >= minClaim || (this.#pool!.isIdle() && this.#reserved === 0);
+      if (mayLaunch && room > 0 && worthIt && this.#maybeMoreOrPollDue()) {
         this.#launchClaim(Math.min(room, claimSize));
         continue;
       }
@@ -323,7 +282,7 @@ export class Worker {
 
   async #claimBatch(size: number): Promise<void> {
     try {
-      await this.#refreshQueues(false);
+      await this.#queueSet.refresh(false);
       const claimed = await this.#claim(size);
       this.#lastClaimFull = claimed === size;
       this.#maybeMore = this.#lastClaimFull;
@@ -345,9 +304,8 @@ export class Worker {
     let tried = 0;
     let failures = 0;
     let lastError: unknown;
-    for (const queue of this.#queues) {
+    for (const queue of this.#queueSet.claimable()) {
       if (this.#state !== "running" || claimed >= wanted) break;
-      if ((this.#missingQueues.get(queue) ?? 0) > Date.now()) continue;
       tried++;
       const acks = this.#acker.take(queue);
       let messages: ClaimedMessage[];
@@ -355,14 +313,13 @@ export class Worker {
         messages = await this.#store.claim(queue, this.#options.visibilityTimeoutSec, wanted - claimed, acks);
       } catch (error) {
         for (const id of acks?.ids ?? []) this.#acker.add(queue, id); // not acked: try again with the next flush
-        if (isUndefinedTable(error)) this.#queueMissing(queue, error);
-        else {
+        if (!this.#queueSet.claimFailed(queue, error)) {
           failures++;
           lastError = error;
         }
         continue;
       }
-      if (this.#missingQueues.delete(queue)) this.#deps.logger.info({ workerId: this.id, queue }, "queue is back; claiming from it again");
+      this.#queueSet.claimSucceeded(queue);
       for (const message of messages) {
         // Already running here: its VT lapsed (a stalled loop or database) and this worker
         // got it back. The run under way goes on; a second copy must not start.
@@ -375,16 +332,6 @@ export class Worker {
     return claimed;
   }
 
-  /** Logged once per queue; the queue is tried again after a while in case it is recreated. */
-  #queueMissing(queue: string, error: unknown): void {
-    if (!this.#missingQueues.has(queue))
-      this.#reportError(
-        error,
-        `queue ${queue} no longer exists (dropped?); skipping it and checking again every ${MISSING_QUEUE_RETRY_MS / 1000} s`,
-      );
-    this.#missingQueues.set(queue, Date.now() + MISSING_QUEUE_RETRY_MS);
-  }
-
   /** Hands buffered messages to the pool while it has free slots. */
   #pump(): void {
     while (this.#buffer.length > 0 && this.#pool!.availableCapacity() > 0) {
@@ -395,110 +342,52 @@ export class Worker {
 
   #dispatch(queue: string, message: ClaimedMessage): void {
     const routed = this.#options.routeMessage(queue, message.message);
-    const jobName = routed?.job ?? null;
-    const ref: JobRef = { queue, messageId: message.msgId, job: jobName ?? "(invalid message)", attempt: message.readCt };
-    if (routed === null || jobName === null) {
-      this.#followUps.track(
-        this.#deadLetter(
-          ref,
-          {
-            name: "InvalidMessageError",
-            message: `message is not a pgbus job: expected {"job": string, "payload": ...}, got ${JSON.stringify(message.message)?.slice(0, 200)}`,
-          },
-          "invalid_message",
-        ),
-      );
-      return;
-    }
-    const definition = this.#registry.get(jobName);
-    if (!definition) {
-      this.#followUps.track(
-        this.#deadLetter(
-          ref,
-          { name: "UnknownJobError", message: `no job named ${JSON.stringify(jobName)} is registered in this worker` },
-          "unknown_job",
-        ),
-      );
-      return;
-    }
+    const definition = routed ? this.#registry.get(routed.job) : undefined;
     const run: InFlightRun = {
       queue,
       messageId: message.msgId,
-      job: jobName,
+      job: routed?.job ?? "(invalid message)",
       attempt: message.readCt,
       startedAt: performance.now(),
       abandoned: false,
     };
+    if (!routed || !definition) {
+      // Nothing to run: settled at once, through the same decision as a finished run.
+      const detail = JSON.stringify(message.message)?.slice(0, 200);
+      const outcome = routed
+        ? unknownJob(routed.job)
+        : permanentFailure(
+            "invalid_message",
+            "InvalidMessageError",
+            `message is not a pgbus job: expected {"job": string, "payload": ...}, got ${detail}`,
+          );
+      this.#followUps.track(this.#settleRun(run, undefined, outcome) ?? Promise.resolve());
+      return;
+    }
     this.#inFlight.set(`${queue}:${message.msgId}`, run);
-    if (this.#deps.emitter.has("job:start")) this.#deps.emitter.emit("job:start", ref);
+    if (this.#deps.emitter.has("job:start")) this.#deps.emitter.emit("job:start", jobRef(run));
     const signal = definition.timeoutMs ? AbortSignal.timeout(definition.timeoutMs) : undefined;
     let outcome: Promise<JobOutcome>;
     try {
       outcome = this.#pool!.post(
-        { job: jobName, payload: routed.payload, messageId: message.msgId, attempt: message.readCt, queue },
+        { job: run.job, payload: routed.payload, messageId: message.msgId, attempt: message.readCt, queue },
         { signal },
       );
     } catch (error) {
-      outcome = Promise.resolve({ ok: false, error: toErrorRecord(error) });
+      outcome = Promise.resolve(failedOutcome(error));
       run.abandoned = true; // not run at all: give the message back rather than count a failure
     }
     this.#followUps.begin();
     void outcome.then((result) => {
-      const followUp = this.#settle(run, definition, result);
+      const followUp = this.#settleRun(run, definition, result);
       if (followUp) this.#followUps.track(followUp);
       this.#followUps.end();
     });
   }
 
-  /** A success only joins the next ack batch (no promise); anything else needs a statement. */
-  #settle(run: InFlightRun, definition: JobDefinition, outcome: JobOutcome): Promise<void> | undefined {
+  #settleRun(run: InFlightRun, definition: JobDefinition | undefined, outcome: JobOutcome): Promise<void> | undefined {
     this.#inFlight.delete(`${run.queue}:${run.messageId}`);
-    if (run.abandoned) {
-      return this.#store
-        .release(run.queue, [run.messageId])
-        .catch((error: unknown) => this.#reportError(error, "releasing an aborted job failed; it returns after its VT"));
-    }
-    if (!outcome.ok) return this.#settleFailure(run, definition, outcome);
-    this.#stats.processed++;
-    this.#acker.add(run.queue, run.messageId);
-    if (this.#deps.emitter.has("job:success")) {
-      this.#deps.emitter.emit("job:success", {
-        queue: run.queue,
-        messageId: run.messageId,
-        job: run.job,
-        attempt: run.attempt,
-        durationMs: performance.now() - run.startedAt,
-      });
-    }
-    return undefined;
-  }
-
-  async #settleFailure(run: InFlightRun, definition: JobDefinition, outcome: Extract<JobOutcome, { ok: false }>): Promise<void> {
-    const ref: JobRef = { queue: run.queue, messageId: run.messageId, job: run.job, attempt: run.attempt };
-    const durationMs = performance.now() - run.startedAt;
-    this.#stats.failed++;
-    const exhausted = run.attempt > definition.maxRetries;
-    const retryInMs = outcome.permanent || exhausted ? null : backoffDelayMs(definition.backoff, run.attempt);
-    this.#deps.emitter.emit("job:failure", { ...ref, error: outcome.error, durationMs, retryInMs });
-    if (retryInMs === null) {
-      const reason = outcome.error.name === "UnknownJobError" ? "unknown_job" : outcome.permanent ? "invalid_payload" : "retries_exhausted";
-      await this.#deadLetter(ref, outcome.error, reason);
-      return;
-    }
-    this.#stats.retried++;
-    await this.#store
-      .retry(run.queue, run.messageId, retryInMs, outcome.error)
-      .catch((error: unknown) => this.#reportError(error, "scheduling a retry failed; the job returns after its VT"));
-  }
-
-  async #deadLetter(ref: JobRef, error: ErrorRecord, reason: WorkerEvents["job:dead"]["reason"]): Promise<void> {
-    try {
-      await this.#store.deadLetter(ref.queue, ref.messageId, { ...error, reason });
-      this.#stats.deadLettered++;
-      this.#deps.emitter.emit("job:dead", { ...ref, error, reason });
-    } catch (failure) {
-      this.#reportError(failure, `moving message ${ref.messageId} of ${ref.queue} to the DLQ failed; it returns after its VT`);
-    }
+    return this.#settler.settle(run, definition, outcome);
   }
 
   /** Claimed messages that never started go back at once, not after their VT. */
@@ -526,38 +415,11 @@ export class Worker {
     return byQueue;
   }
 
-  /** The concrete queue list; "*" is resolved against the queues that exist, every few seconds. */
-  async #refreshQueues(force: boolean): Promise<void> {
-    if (!this.#options.queues.includes("*")) {
-      if (force) {
-        for (const queue of this.#options.queues) await this.#store.ensureQueue(queue);
-        this.#queues = [...this.#options.queues];
-      }
-      return;
-    }
-    if (!force && Date.now() - this.#lastQueueRefresh < 5_000) return;
-    this.#lastQueueRefresh = Date.now();
-    const named = this.#options.queues.filter((queue) => queue !== "*");
-    const excluded = new Set([...named, ...this.#options.excludeQueues]);
-    const others = (await this.#store.listQueues()).filter((queue) => !excluded.has(queue));
-    this.#queues = [...named, ...others];
-  }
-
-  #onNotification(queue: string): void {
-    if (this.#queues.includes(queue)) this.#wake(true);
-    else if (this.#options.queues.includes("*") && !this.#options.excludeQueues.includes(queue)) {
-      this.#lastQueueRefresh = 0; // a queue this wildcard worker has not seen yet
-      this.#wake(true);
-    }
-  }
-
   #onSlotFreed(): void {
     if (this.#state === "running") this.#pump();
     // Only worth a read if the last one came back full or a notification arrived since.
     if (this.#maybeMore) this.#wake(true);
   }
-
-  #pollDue = false;
 
   #maybeMoreOrPollDue(): boolean {
     const due = this.#maybeMore || this.#pollDue;

@@ -1,8 +1,10 @@
 import type { Queryable } from "../db/queryable.ts";
 import { PgbusError, ValidationError } from "../errors.ts";
-import { QueueClient, type MessageId } from "../queue/client.ts";
-import { dlqName, isDlqName, validateQueueName } from "../queue/names.ts";
-import * as sql from "./sql.ts";
+import { QueueClient, type MessageId } from "./client.ts";
+import { dlqName, isDlqName, validateQueueName } from "./names.ts";
+import * as sql from "./admin-sql.ts";
+import { DEAD_LETTER_HEADERS, type DeadLetterInfo, parseDeadLetterHeaders } from "./dead-letter.ts";
+import { readJobEnvelope } from "./envelope.ts";
 
 /**
  * What `pgbus status`, `pgbus queues` and `pgbus dlq` read and change: queue depths and
@@ -22,22 +24,11 @@ export interface QueueOverview {
   dlqDepth: number | null;
 }
 
-/**
- * Headers that dead-lettering adds (QueueClient.moveToDeadLetterQueue and the
- * moveToDeadLetter statement); a retry drops them so the message looks as it was sent.
- */
-export const DEAD_LETTER_HEADERS = ["pgbus_error", "pgbus_source_queue", "pgbus_source_msg_id", "pgbus_dead_at", "pgbus_read_ct"];
-
-export interface DeadLetter {
+export interface DeadLetter extends DeadLetterInfo {
   id: string;
   /** The job name, when the message is a pgbus job. */
   job: string | null;
   message: unknown;
-  /** Runs before it was dead-lettered. */
-  attempts: number | null;
-  deadAt: string | null;
-  reason: string | null;
-  error: { name: string; message: string } | null;
   enqueuedAt: Date;
 }
 
@@ -93,17 +84,11 @@ interface DeadLetterRow {
 }
 
 function toDeadLetter(row: DeadLetterRow): DeadLetter {
-  const headers = row.headers ?? {};
-  const error = headers["pgbus_error"] as { name?: unknown; message?: unknown; reason?: unknown } | undefined;
-  const body = row.message as { job?: unknown } | null;
   return {
     id: row.msg_id,
-    job: body && typeof body === "object" && typeof body.job === "string" ? body.job : null,
+    job: readJobEnvelope(row.message)?.job ?? null,
     message: row.message,
-    attempts: typeof headers["pgbus_read_ct"] === "number" ? headers["pgbus_read_ct"] : null,
-    deadAt: typeof headers["pgbus_dead_at"] === "string" ? headers["pgbus_dead_at"] : null,
-    reason: typeof error?.reason === "string" ? error.reason : null,
-    error: error ? { name: String(error.name ?? "Error"), message: String(error.message ?? "") } : null,
+    ...parseDeadLetterHeaders(row.headers),
     enqueuedAt: row.enqueued_at,
   };
 }

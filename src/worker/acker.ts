@@ -1,4 +1,5 @@
-import type { AckMode, PiggybackAck, WorkerStore } from "./worker-store.ts";
+import type { AckMode } from "./options.ts";
+import type { PiggybackAck, WorkerStore } from "./worker-store.ts";
 
 /**
  * Collects successful runs and acknowledges them in batches: one statement per queue per

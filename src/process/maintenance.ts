@@ -1,19 +1,19 @@
 import pg from "pg";
-import type { DispatcherConfig } from "../config/schema.ts";
+import type { MaintenanceConfig } from "../config/schema.ts";
 import { toErrorRecord } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { QueueClient } from "../queue/client.ts";
 import { pruneArchive, pruneFailedJobs, pruneProcessedEvents, reapStaleProcesses } from "./process-store.ts";
-import { ADVISORY_UNLOCK, DISPATCHER_LOCK_KEY, TRY_ADVISORY_LOCK } from "./sql.ts";
+import { ADVISORY_UNLOCK, MAINTENANCE_LOCK_KEY, TRY_ADVISORY_LOCK } from "./sql.ts";
 
 export interface DispatcherOptions {
   /** For the dedicated connection that holds the lock. */
   clientConfig: pg.ClientConfig;
-  config: DispatcherConfig;
+  config: MaintenanceConfig;
   /** Processes without a heartbeat for this long are deleted from pgbus.processes. */
   staleProcessAfterMs: number;
   logger: Logger;
-  /** Called when this dispatcher gains or loses the lock, e.g. to beat at once. */
+  /** Called when this maintenance gains or loses the lock, e.g. to beat at once. */
   onActiveChange?: (active: boolean) => void;
 }
 
@@ -29,12 +29,12 @@ export interface MaintenanceReport {
  * The maintenance role. Every `intervalMs` it prunes archives, failed-job records and
  * processed-event records past their retention and reaps processes whose heartbeat went
  * stale, but only while it holds a session-level advisory lock on its own connection: so
- * across hosts exactly one dispatcher works and the others stand by, retrying the lock
+ * across hosts exactly one maintenance works and the others stand by, retrying the lock
  * each interval. Losing the connection loses the lock (PostgreSQL releases session locks
- * when the session ends), so a dispatcher whose connection drops goes back to standby and
+ * when the session ends), so a maintenance whose connection drops goes back to standby and
  * must win the lock again.
  */
-export class Dispatcher {
+export class Maintenance {
   readonly #options: DispatcherOptions;
   #client: pg.Client | null = null;
   #active = false;
@@ -43,10 +43,10 @@ export class Dispatcher {
   #ticking: Promise<unknown> = Promise.resolve();
   #stopPromise: Promise<void> | null = null;
   #connectionFailing = false;
-  /** Set when this dispatcher's own connection failed; see #reapNotBefore. */
+  /** Set when this maintenance's own connection failed; see #reapNotBefore. */
   #cutOff = false;
   /**
-   * After an outage of its own the dispatcher does not reap until this time (one stale
+   * After an outage of its own the maintenance does not reap until this time (one stale
    * period after reconnecting): every process's heartbeat failed during the outage too,
    * and live ones must get a chance to beat again before any is declared dead.
    */
@@ -56,7 +56,7 @@ export class Dispatcher {
     this.#options = options;
   }
 
-  /** True while this dispatcher holds the lock (and so is the one doing maintenance). */
+  /** True while this maintenance holds the lock (and so is the one doing maintenance). */
   get active(): boolean {
     return this.#active;
   }
@@ -90,7 +90,7 @@ export class Dispatcher {
     const client = this.#client;
     this.#client = null;
     if (client) {
-      if (this.#active) await client.query(ADVISORY_UNLOCK, [DISPATCHER_LOCK_KEY]).catch(() => {});
+      if (this.#active) await client.query(ADVISORY_UNLOCK, [MAINTENANCE_LOCK_KEY]).catch(() => {});
       await client.end().catch(() => {});
     }
     this.#setActive(false);
@@ -109,13 +109,13 @@ export class Dispatcher {
     if (!client) return null;
     if (!this.#active) {
       try {
-        const result = await client.query<{ locked: boolean }>(TRY_ADVISORY_LOCK, [DISPATCHER_LOCK_KEY]);
-        if (!result.rows[0]?.locked) return null; // another dispatcher is active
+        const result = await client.query<{ locked: boolean }>(TRY_ADVISORY_LOCK, [MAINTENANCE_LOCK_KEY]);
+        if (!result.rows[0]?.locked) return null; // another maintenance is active
       } catch (error) {
         this.#dropConnection(client, error);
         return null;
       }
-      this.#options.logger.info({}, "dispatcher active: holds the maintenance lock");
+      this.#options.logger.info({}, "maintenance active: holds the maintenance lock");
       this.#setActive(true);
     }
     return this.#maintain(client);
@@ -130,7 +130,7 @@ export class Dispatcher {
       try {
         await work();
       } catch (error) {
-        logger.error({ step: name, err: toErrorRecord(error).message }, "dispatcher maintenance step failed; retried next interval");
+        logger.error({ step: name, err: toErrorRecord(error).message }, "maintenance maintenance step failed; retried next interval");
       }
     };
     await step("archive", async () => {
@@ -154,13 +154,13 @@ export class Dispatcher {
     await step("processed_events", async () => {
       report.processedEvents = await pruneProcessedEvents(client, config.processedEventTtlHours);
     });
-    if (Object.values(report).some((n) => n > 0)) logger.info({ ...report }, "dispatcher maintenance pass");
+    if (Object.values(report).some((n) => n > 0)) logger.info({ ...report }, "maintenance maintenance pass");
     return report;
   }
 
   async #connect(): Promise<pg.Client | null> {
     if (this.#client) return this.#client;
-    const client = new pg.Client({ ...this.#options.clientConfig, application_name: "pgbus:dispatcher" });
+    const client = new pg.Client({ ...this.#options.clientConfig, application_name: "pgbus:maintenance" });
     // Without listeners a dropped connection would be an unhandled 'error' event: a crash.
     client.on("error", (error) => this.#dropConnection(client, error));
     client.on("end", () => this.#dropConnection(client, new Error("connection ended")));
@@ -177,7 +177,7 @@ export class Dispatcher {
     }
     if (this.#connectionFailing) {
       this.#connectionFailing = false;
-      this.#options.logger.info({}, "dispatcher reconnected");
+      this.#options.logger.info({}, "maintenance reconnected");
     }
     if (this.#cutOff) {
       this.#cutOff = false;
@@ -196,7 +196,7 @@ export class Dispatcher {
     if (this.#active)
       this.#options.logger.warn(
         { err: toErrorRecord(error).message },
-        "dispatcher lost its connection and with it the maintenance lock; it will try to win it again",
+        "maintenance lost its connection and with it the maintenance lock; it will try to win it again",
       );
     this.#setActive(false);
   }
@@ -207,7 +207,7 @@ export class Dispatcher {
     this.#connectionFailing = true;
     this.#options.logger.error(
       { err: toErrorRecord(error).message },
-      "dispatcher cannot connect; retrying every interval (logged again once it works)",
+      "maintenance cannot connect; retrying every interval (logged again once it works)",
     );
   }
 

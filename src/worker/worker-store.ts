@@ -2,9 +2,9 @@ import type { ErrorRecord } from "../errors.ts";
 import { type Queryable, runStatement } from "../db/queryable.ts";
 import { QueueClient, byMessageId } from "../queue/client.ts";
 import * as sql from "../queue/sql.ts";
+import type { AckMode } from "./options.ts";
 
-export const ACK_MODES = ["archive", "delete"] as const;
-export type AckMode = (typeof ACK_MODES)[number];
+export type { AckMode };
 
 /**
  * The worker's only way to the database: noun-verb operations, each one statement. The

@@ -1,0 +1,32 @@
+import { type ErrorRecord, toErrorRecord } from "../errors.ts";
+
+/** What runs in a pool: only the job's perform(). Claim and ack stay with the worker. */
+export interface JobTask {
+  job: string;
+  payload: unknown;
+  messageId: string;
+  attempt: number;
+  queue: string;
+}
+
+/**
+ * Failures that retrying cannot fix, so the message goes straight to the DLQ with this as
+ * its reason: the body is not a job envelope, no job of that name is registered, or the
+ * payload fails the job's schema.
+ */
+export type PermanentFailure = "invalid_message" | "unknown_job" | "invalid_payload";
+
+/** How a run ended. A failure without `permanent` is retried until the job's maxRetries. */
+export type JobOutcome = { ok: true } | { ok: false; error: ErrorRecord; permanent?: PermanentFailure };
+
+export type FailedOutcome = Extract<JobOutcome, { ok: false }>;
+
+/** A run that ended with something thrown outside the handler (a pool or thread failure). */
+export function failedOutcome(thrown: unknown): JobOutcome {
+  return { ok: false, error: toErrorRecord(thrown) };
+}
+
+/** A failure that goes to the DLQ at once, with `reason` as data rather than an error name to match. */
+export function permanentFailure(permanent: PermanentFailure, name: string, message: string): FailedOutcome {
+  return { ok: false, permanent, error: { name, message } };
+}

@@ -1,0 +1,36 @@
+import type { DeadLetterReason } from "../queue/dead-letter.ts";
+import { type BackoffOptions, backoffDelayMs } from "./backoff.ts";
+import type { JobOutcome } from "./outcome.ts";
+
+/**
+ * What the worker does with a message once its run is over. Decided in one place, here,
+ * from the outcome as data; the worker only carries the verdict out.
+ * - ack: archive or delete it (per the queue's ack mode);
+ * - retry: make it visible again after `delayMs`;
+ * - dead_letter: move it to `<queue>_dlq` with `reason`;
+ * - release: make it visible again at once, counting nothing against it (the run was
+ *   given up by this worker, e.g. aborted at shutdown, not failed by the job).
+ */
+export type Settlement =
+  { action: "ack" } | { action: "retry"; delayMs: number } | { action: "dead_letter"; reason: DeadLetterReason } | { action: "release" };
+
+export interface SettlementInput {
+  outcome: JobOutcome;
+  /** This worker gave the run up (shutdown timeout, the pool refused it): not the job's failure. */
+  abandoned: boolean;
+  /** The job's retry policy; absent when no definition was found. */
+  policy: { maxRetries: number; backoff: Required<BackoffOptions> } | undefined;
+  /** The attempt that just ended, 1 for the first run. */
+  attempt: number;
+  /** For the backoff's jitter; tests pass a fixed one. */
+  random?: () => number;
+}
+
+export function decideSettlement({ outcome, abandoned, policy, attempt, random }: SettlementInput): Settlement {
+  if (abandoned) return { action: "release" };
+  if (outcome.ok) return { action: "ack" };
+  if (outcome.permanent) return { action: "dead_letter", reason: outcome.permanent };
+  if (!policy) return { action: "dead_letter", reason: "unknown_job" };
+  if (attempt > policy.maxRetries) return { action: "dead_letter", reason: "retries_exhausted" };
+  return { action: "retry", delayMs: backoffDelayMs(policy.backoff, attempt, random) };
+}

@@ -1,0 +1,82 @@
+import type { ErrorRecord } from "../errors.ts";
+import type { JobDefinition } from "../jobs/define.ts";
+import type { FailedOutcome, JobOutcome } from "../jobs/outcome.ts";
+import { decideSettlement } from "../jobs/settlement.ts";
+import type { SafeEmitter } from "../observability/emitter.ts";
+import type { JobRef, WorkerEvents } from "../observability/events.ts";
+import type { DeadLetterReason } from "../queue/dead-letter.ts";
+import type { Acker } from "./acker.ts";
+import type { WorkerStore } from "./worker-store.ts";
+
+/** A message handed to the pool (or found to have nothing to run), until it is settled. */
+export interface InFlightRun extends JobRef {
+  startedAt: number;
+  /** This worker gave the run up (shutdown timeout, the pool refused it): released, not failed. */
+  abandoned: boolean;
+}
+
+export interface SettlerDependencies {
+  store: WorkerStore;
+  acker: Acker;
+  emitter: SafeEmitter<WorkerEvents>;
+  reportError: (error: unknown, context: string) => void;
+}
+
+export function jobRef(run: InFlightRun): JobRef {
+  return { queue: run.queue, messageId: run.messageId, job: run.job, attempt: run.attempt };
+}
+
+/**
+ * Carries out what jobs/settlement.ts decides for a finished run: joins the ack batch,
+ * schedules the retry, moves the message to the DLQ or releases it, emits the job's event
+ * and counts it. A statement that fails is reported and left to the VT: the message comes
+ * back, so a lost settlement means a repeat run, never a lost job.
+ */
+export class Settler {
+  readonly #deps: SettlerDependencies;
+  readonly stats = { processed: 0, failed: 0, retried: 0, deadLettered: 0 };
+
+  constructor(deps: SettlerDependencies) {
+    this.#deps = deps;
+  }
+
+  /** Carries out the settlement of a finished run. A success only joins the next ack batch (no promise). */
+  settle(run: InFlightRun, definition: JobDefinition | undefined, outcome: JobOutcome): Promise<void> | undefined {
+    const verdict = decideSettlement({ outcome, abandoned: run.abandoned, policy: definition, attempt: run.attempt });
+    if (verdict.action === "release") {
+      return this.#deps.store
+        .release(run.queue, [run.messageId])
+        .catch((error: unknown) => this.#deps.reportError(error, "releasing an aborted job failed; it returns after its VT"));
+    }
+    if (verdict.action === "ack") {
+      this.stats.processed++;
+      this.#deps.acker.add(run.queue, run.messageId);
+      if (this.#deps.emitter.has("job:success")) {
+        this.#deps.emitter.emit("job:success", { ...jobRef(run), durationMs: performance.now() - run.startedAt });
+      }
+      return undefined;
+    }
+    const error = (outcome as FailedOutcome).error;
+    if (definition) {
+      // A run that started and failed; a message with nothing to run goes to the DLQ without one.
+      this.stats.failed++;
+      const retryInMs = verdict.action === "retry" ? verdict.delayMs : null;
+      this.#deps.emitter.emit("job:failure", { ...jobRef(run), error, durationMs: performance.now() - run.startedAt, retryInMs });
+    }
+    if (verdict.action === "dead_letter") return this.#deadLetter(jobRef(run), error, verdict.reason);
+    this.stats.retried++;
+    return this.#deps.store
+      .retry(run.queue, run.messageId, verdict.delayMs, error)
+      .catch((failure: unknown) => this.#deps.reportError(failure, "scheduling a retry failed; the job returns after its VT"));
+  }
+
+  async #deadLetter(ref: JobRef, error: ErrorRecord, reason: DeadLetterReason): Promise<void> {
+    try {
+      await this.#deps.store.deadLetter(ref.queue, ref.messageId, { ...error, reason });
+      this.stats.deadLettered++;
+      this.#deps.emitter.emit("job:dead", { ...ref, error, reason });
+    } catch (failure) {
+      this.#deps.reportError(failure, `moving message ${ref.messageId} of ${ref.queue} to the DLQ failed; it returns after its VT`);
+    }
+  }
+}
