@@ -1,6 +1,50 @@
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
+/**
+ * The layers of src/, lowest first. A module may import from its own folder and from
+ * lower layers only; `npm run lint` rejects an import that runs back up (or sideways,
+ * between two folders of one layer). docs/architecture.md explains the order.
+ */
+const LAYERS = [
+  ["errors.ts", "logger.ts"],
+  ["db"],
+  ["queue", "schema"],
+  ["jobs"],
+  ["pools"],
+  ["observability"],
+  ["worker"],
+  ["events"],
+  ["bus.ts"],
+  ["config"],
+  ["process"],
+  ["cli"],
+  ["index.ts"],
+];
+
+const escape = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/** no-restricted-imports for the modules of one layer: every relative path into a higher or sibling layer. */
+function layerRule(index) {
+  const forbidden = LAYERS.flatMap((names, other) => (other > index || (other === index && names.length > 1) ? names : []));
+  const own = LAYERS[index];
+  return own.map((name) => {
+    const targets = forbidden.filter((target) => target !== name).map(escape);
+    // From src/<folder>/... imports of other folders start with one or more "../"; from a
+    // root file they start with "./".
+    const regex = `^(\\./|(\\.\\./)+)(${targets.join("|")})(/|$)`;
+    return {
+      files: [name.endsWith(".ts") ? `src/${name}` : `src/${name}/**/*.ts`],
+      rules: {
+        "no-restricted-imports": [
+          "error",
+          { patterns: [{ regex, message: `${name} may import only from lower layers (see LAYERS in eslint.config.js)` }] },
+        ],
+      },
+    };
+  });
+}
+
 export default tseslint.config(
   { ignores: ["dist/**", "node_modules/**"] },
   js.configs.recommended,
@@ -11,6 +55,7 @@ export default tseslint.config(
       "no-constant-condition": ["error", { checkLoops: false }],
     },
   },
+  ...LAYERS.flatMap((_, index) => layerRule(index)),
   {
     files: ["**/*.js", "**/*.mjs"],
     languageOptions: { globals: { process: "readonly", console: "readonly", URL: "readonly" } },

@@ -54,7 +54,7 @@ export function describePoolContract(mode: ExecutionMode): void {
       const pool = await makePool();
       const outcome = await pool.post(task("no-such-job"));
       assert.ok(!outcome.ok);
-      assert.equal(outcome.permanent, true);
+      assert.equal(outcome.permanent, "unknown_job");
       assert.equal(outcome.error.name, "UnknownJobError");
       assert.match(outcome.error.message, /"no-such-job"/);
     });
