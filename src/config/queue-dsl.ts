@@ -1,4 +1,5 @@
 import { ValidationError } from "../errors.ts";
+import { WORKER_DEFAULTS, WORKER_LIMITS } from "../worker/options.ts";
 import { MAX_QUEUE_NAME_LENGTH, isDlqName, validateQueueName } from "../queue/names.ts";
 
 /**
@@ -18,9 +19,9 @@ export interface WorkerSpec {
 
 /** Stands for "every queue not named by another worker"; resolved by resolveWildcardQueues. */
 export const WILDCARD = "*";
-export const DEFAULT_CAPACITY = 10;
-export const MIN_CAPACITY = 1;
-export const MAX_CAPACITY = 1000;
+export const DEFAULT_CAPACITY = WORKER_DEFAULTS.capacity;
+export const MIN_CAPACITY = WORKER_LIMITS.capacity.min;
+export const MAX_CAPACITY = WORKER_LIMITS.capacity.max;
 
 /** What a worker may name: a queue, or the wildcard on its own. Shared with the config schema. */
 export const QUEUE_SELECTOR_RULE = `a queue name (1-${MAX_QUEUE_NAME_LENGTH} characters of a-z, 0-9 and "_") or "${WILDCARD}" alone`;

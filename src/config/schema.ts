@@ -2,7 +2,7 @@ import { z } from "zod";
 import { type PgbusErrorCode, ValidationError } from "../errors.ts";
 import { normalizeExecutionMode } from "../pools/create.ts";
 import { EXECUTION_MODES, type ExecutionMode, type ExecutionModeInput } from "../pools/types.ts";
-import { ACK_MODES, type AckMode } from "../worker/options.ts";
+import { ACK_MODES, type AckMode, WORKER_DEFAULTS, WORKER_LIMITS } from "../worker/options.ts";
 import { MAX_QUEUE_NAME_LENGTH, validateQueueName } from "../queue/names.ts";
 import {
   DEFAULT_CAPACITY,
@@ -125,8 +125,8 @@ const databaseUrl = z
   .refine(isPostgresUrl, { error: URL_RULE });
 
 const executionMode = z.enum(EXECUTION_MODES);
-const pollIntervalMs = int(10);
-const visibilityTimeoutSec = int(1, 43_200);
+const pollIntervalMs = int(WORKER_LIMITS.pollIntervalMs.min);
+const visibilityTimeoutSec = int(WORKER_LIMITS.visibilityTimeoutSec.min, WORKER_LIMITS.visibilityTimeoutSec.max);
 
 function isQueueName(value: string): boolean {
   try {
@@ -243,13 +243,13 @@ export const configSchema = strict({
     .string({ error: "must be a path to a module exporting job definitions" })
     .min(1, { error: "must be a path to a module exporting job definitions" })
     .optional(),
-  executionMode: executionMode.default("async"),
+  executionMode: executionMode.default(WORKER_DEFAULTS.executionMode),
   workers: workers.default([{ queues: [WILDCARD], capacity: DEFAULT_CAPACITY }]),
-  visibilityTimeoutSec: visibilityTimeoutSec.default(30),
-  pollIntervalMs: pollIntervalMs.default(1_000),
-  ackMode: z.enum(ACK_MODES).default("archive"),
+  visibilityTimeoutSec: visibilityTimeoutSec.default(WORKER_DEFAULTS.visibilityTimeoutSec),
+  pollIntervalMs: pollIntervalMs.default(WORKER_DEFAULTS.pollIntervalMs),
+  ackMode: z.enum(ACK_MODES).default(WORKER_DEFAULTS.ackMode),
   queues: queueSettings.default({}),
-  shutdownTimeoutMs: int(0).default(25_000),
+  shutdownTimeoutMs: int(WORKER_LIMITS.shutdownTimeoutMs.min).default(WORKER_DEFAULTS.shutdownTimeoutMs),
   maxJobsPerWorker: int(1).optional(),
   maxMemoryMb: int(16).optional(),
   restartBackoff: strict({ baseMs: int(10).optional(), maxMs: int(10).optional(), resetAfterMs: int(0).optional() }).optional(),

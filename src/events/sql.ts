@@ -1,3 +1,4 @@
+import { ADVISORY_LOCK } from "../db/advisory-locks.ts";
 import type { NamedStatement } from "../db/queryable.ts";
 import { archiveTable, queueTable } from "../queue/names.ts";
 import { MESSAGE_COLUMNS, namedStatement } from "../queue/sql.ts";
@@ -22,7 +23,7 @@ export const PUBLISH: NamedStatement = {
 };
 
 /** Held while a subscriber's queue and binding are made, so consumers starting together do not race. */
-export const LOCK_SUBSCRIPTIONS = "SELECT pg_advisory_xact_lock(hashtext('pgbus:subscriptions'))";
+export const LOCK_SUBSCRIPTIONS = `SELECT pg_advisory_xact_lock(${ADVISORY_LOCK.subscriptions})`;
 /** $1 pattern, $2 queue. Idempotent (ON CONFLICT DO NOTHING inside). */
 export const BIND_TOPIC = "SELECT pgmq.bind_topic($1::text, $2::text)";
 

@@ -4,9 +4,10 @@ import { toErrorRecord } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { QueueClient } from "../queue/client.ts";
 import { pruneArchive, pruneFailedJobs, pruneProcessedEvents, reapStaleProcesses } from "./process-store.ts";
-import { ADVISORY_UNLOCK, MAINTENANCE_LOCK_KEY, TRY_ADVISORY_LOCK } from "./sql.ts";
+import { ADVISORY_LOCK } from "../db/advisory-locks.ts";
+import { ADVISORY_UNLOCK, TRY_ADVISORY_LOCK } from "./sql.ts";
 
-export interface DispatcherOptions {
+export interface MaintenanceOptions {
   /** For the dedicated connection that holds the lock. */
   clientConfig: pg.ClientConfig;
   config: MaintenanceConfig;
@@ -35,7 +36,7 @@ export interface MaintenanceReport {
  * must win the lock again.
  */
 export class Maintenance {
-  readonly #options: DispatcherOptions;
+  readonly #options: MaintenanceOptions;
   #client: pg.Client | null = null;
   #active = false;
   #state: "idle" | "running" | "stopped" = "idle";
@@ -52,7 +53,7 @@ export class Maintenance {
    */
   #reapNotBefore = 0;
 
-  constructor(options: DispatcherOptions) {
+  constructor(options: MaintenanceOptions) {
     this.#options = options;
   }
 
@@ -90,7 +91,7 @@ export class Maintenance {
     const client = this.#client;
     this.#client = null;
     if (client) {
-      if (this.#active) await client.query(ADVISORY_UNLOCK, [MAINTENANCE_LOCK_KEY]).catch(() => {});
+      if (this.#active) await client.query(ADVISORY_UNLOCK, [ADVISORY_LOCK.maintenance]).catch(() => {});
       await client.end().catch(() => {});
     }
     this.#setActive(false);
@@ -109,7 +110,7 @@ export class Maintenance {
     if (!client) return null;
     if (!this.#active) {
       try {
-        const result = await client.query<{ locked: boolean }>(TRY_ADVISORY_LOCK, [MAINTENANCE_LOCK_KEY]);
+        const result = await client.query<{ locked: boolean }>(TRY_ADVISORY_LOCK, [ADVISORY_LOCK.maintenance]);
         if (!result.rows[0]?.locked) return null; // another maintenance is active
       } catch (error) {
         this.#dropConnection(client, error);

@@ -39,12 +39,6 @@ export const REAP_STALE_PROCESSES = `
 
 // ------------------------------------------------------------------------ maintenance
 
-/**
- * The maintenance's session-level advisory lock: whoever holds it runs maintenance, so
- * exactly one maintenance is active across hosts. Distinct from the migrator's key.
- */
-export const MAINTENANCE_LOCK_KEY = 7_341_220_120;
-
 /** $1 lock key. */
 export const TRY_ADVISORY_LOCK = "SELECT pg_try_advisory_lock($1) AS locked";
 

@@ -1,6 +1,7 @@
 import { readdir, readFile } from "node:fs/promises";
 import type pg from "pg";
 import { PgbusError } from "../errors.ts";
+import { ADVISORY_LOCK } from "../db/advisory-locks.ts";
 import { withTransaction } from "../db/queryable.ts";
 
 /**
@@ -11,7 +12,6 @@ import { withTransaction } from "../db/queryable.ts";
  * Two sets: `pgmq` (the plain-SQL PGMQ API, skipped when the pgmq extension is installed)
  * and `pgbus` (the project's own tables).
  */
-const MIGRATION_LOCK_KEY = 7_341_220_118;
 const MIGRATION_SETS = ["pgmq", "pgbus"] as const;
 type MigrationSet = (typeof MIGRATION_SETS)[number];
 
@@ -47,7 +47,7 @@ export async function loadMigrations(): Promise<Migration[]> {
 export async function migrate(pool: pg.Pool): Promise<MigrationResult> {
   const migrations = await loadMigrations();
   return withTransaction(pool, async (client) => {
-    await client.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK_KEY]);
+    await client.query("SELECT pg_advisory_xact_lock($1)", [ADVISORY_LOCK.migrations]);
     await client.query("CREATE SCHEMA IF NOT EXISTS pgbus");
     await client.query(`CREATE TABLE IF NOT EXISTS pgbus.schema_migrations (
       set_name text NOT NULL, version integer NOT NULL, name text NOT NULL,

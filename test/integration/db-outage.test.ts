@@ -310,7 +310,7 @@ describe("pgbus start through a database outage", () => {
     // supervisor.test.ts covers a database that does not exist yet; this is a server that is down.
     const link = await proxy();
     link.cut();
-    const cli = startThrough(link, {}, ["--only", "maintenance"]);
+    const cli = startThrough(link, {}, ["--only", "dispatcher"] /* the old name of maintenance, still accepted */);
     const [waiting] = await cli.waitForLines((line) => line.msg.startsWith("waiting for PostgreSQL at"));
     assert.match(waiting!.msg, new RegExp(`^waiting for PostgreSQL at 127\\.0\\.0\\.1:${link.port}/${db.name} \\.\\.\\. \\(.+\\)$`));
     await waitFor(() => link.refusedWhileCut >= 3, "a few attempts");

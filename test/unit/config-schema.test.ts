@@ -289,3 +289,17 @@ describe("checkConfigValues", () => {
     );
   });
 });
+
+describe("renamed keys", () => {
+  it("`dispatcher` is still accepted as the old name of `maintenance`", () => {
+    const config = resolveConfig({ databaseUrl: "postgres://localhost/x", dispatcher: { intervalMs: 5_000 } }, "test");
+    assert.equal(config.maintenance.intervalMs, 5_000);
+  });
+
+  it("giving both names is an error rather than a silent choice", () => {
+    assert.throws(
+      () => resolveConfig({ databaseUrl: "postgres://localhost/x", dispatcher: {}, maintenance: {} }, "test"),
+      (error: unknown) => error instanceof ValidationError && /dispatcher/.test(error.message),
+    );
+  });
+});
