@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { type Queryable, runStatement, withTransaction } from "../db/queryable.ts";
-import { type WorkerStore, createWorkerStore } from "../worker/worker-store.ts";
+import { type WorkerStore, claimArrays, createWorkerStore } from "../worker/worker-store.ts";
 import { QueueClient, type MessageRow, byMessageId, toMessage } from "../queue/client.ts";
 import { archiveMarkingHandled, BIND_TOPIC, claimSkippingHandled, deleteMarkingHandled, LOCK_SUBSCRIPTIONS } from "./sql.ts";
 import type { SubscriberDefinition } from "./subscriber.ts";
@@ -24,14 +24,18 @@ export function createEventStore(db: Queryable, idempotent: ReadonlyMap<string, 
       const subscriber = idempotent.get(queue);
       if (subscriber === undefined) return base.claim(queue, vtSeconds, qty, acks);
       // Acks here must also mark events handled, so they take their own statement first.
-      if (acks && acks.ids.length > 0) await this.ack(queue, acks.ids, acks.mode);
+      if (acks && acks.claims.length > 0) await this.ack(queue, acks.claims, acks.mode);
       const rows = await run<MessageRow>(claimSkippingHandled(queue), [vtSeconds, qty, subscriber]);
       return rows.map((row) => toMessage(row)).sort(byMessageId);
     },
-    async ack(queue, ids, mode) {
+    async ack(queue, claims, mode) {
       const subscriber = idempotent.get(queue);
-      if (subscriber === undefined) return base.ack(queue, ids, mode);
-      await run(mode === "archive" ? archiveMarkingHandled(queue) : deleteMarkingHandled(queue), [ids, subscriber]);
+      if (subscriber === undefined) return base.ack(queue, claims, mode);
+      const rows = await run(mode === "archive" ? archiveMarkingHandled(queue) : deleteMarkingHandled(queue), [
+        ...claimArrays(claims),
+        subscriber,
+      ]);
+      return rows.length;
     },
   };
 }

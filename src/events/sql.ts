@@ -1,7 +1,7 @@
 import { ADVISORY_LOCK } from "../db/advisory-locks.ts";
 import type { NamedStatement } from "../db/queryable.ts";
 import { archiveTable, queueTable } from "../queue/names.ts";
-import { MESSAGE_COLUMNS, namedStatement } from "../queue/sql.ts";
+import { MESSAGE_COLUMNS, fencedDelete, namedStatement } from "../queue/sql.ts";
 
 /**
  * Every statement of the event bus: publish, bindings, idempotent claim and ack, and the
@@ -64,7 +64,8 @@ export const claimSkippingHandled = (queue: string): NamedStatement =>
   );
 
 /**
- * Ack for an idempotent subscriber's queue. $1 ids, $2 subscriber. Archives the messages and
+ * Ack for an idempotent subscriber's queue, fenced like the worker's own acks (queue/sql.ts):
+ * $1 ids, $2 the read_ct each was claimed with, $3 subscriber. Archives the messages and
  * records their events as handled in ONE statement, so there is no moment when a message
  * is gone but its event is not marked, nor marked while its message is still queued: a
  * crash before it commits runs the handler again, never loses the event.
@@ -74,23 +75,27 @@ export const archiveMarkingHandled = (queue: string): NamedStatement =>
     "ev_archive",
     queue,
     () =>
-      `WITH moved AS (DELETE FROM ${queueTable(queue)} WHERE msg_id = ANY($1::bigint[]) RETURNING ${MESSAGE_COLUMNS}),
-     archived AS (INSERT INTO ${archiveTable(queue)} (${MESSAGE_COLUMNS}) SELECT ${MESSAGE_COLUMNS} FROM moved)
-     INSERT INTO pgbus.processed_events (subscriber, event_id)
-     SELECT DISTINCT $2::text, pgbus.event_id_of(message) FROM moved WHERE pgbus.event_id_of(message) IS NOT NULL
-     ON CONFLICT DO NOTHING`,
+      `WITH moved AS (${fencedDelete(queue, 1)} RETURNING ${Q_COLUMNS}),
+     archived AS (INSERT INTO ${archiveTable(queue)} (${MESSAGE_COLUMNS}) SELECT ${MESSAGE_COLUMNS} FROM moved),
+     handled AS (
+       INSERT INTO pgbus.processed_events (subscriber, event_id)
+       SELECT DISTINCT $3::text, pgbus.event_id_of(message) FROM moved WHERE pgbus.event_id_of(message) IS NOT NULL
+       ON CONFLICT DO NOTHING)
+     SELECT msg_id FROM moved`,
   );
 
-/** Like archiveMarkingHandled for ackMode "delete". $1 ids, $2 subscriber. */
+/** Like archiveMarkingHandled for ackMode "delete". $1 ids, $2 read_cts, $3 subscriber. */
 export const deleteMarkingHandled = (queue: string): NamedStatement =>
   namedStatement(
     "ev_delete",
     queue,
     () =>
-      `WITH moved AS (DELETE FROM ${queueTable(queue)} WHERE msg_id = ANY($1::bigint[]) RETURNING message)
-     INSERT INTO pgbus.processed_events (subscriber, event_id)
-     SELECT DISTINCT $2::text, pgbus.event_id_of(message) FROM moved WHERE pgbus.event_id_of(message) IS NOT NULL
-     ON CONFLICT DO NOTHING`,
+      `WITH moved AS (${fencedDelete(queue, 1)} RETURNING q.msg_id, q.message),
+     handled AS (
+       INSERT INTO pgbus.processed_events (subscriber, event_id)
+       SELECT DISTINCT $3::text, pgbus.event_id_of(message) FROM moved WHERE pgbus.event_id_of(message) IS NOT NULL
+       ON CONFLICT DO NOTHING)
+     SELECT msg_id FROM moved`,
   );
 
 /** $1 kind ('job' | 'event'), $2 target (queue or routing key), $3 JSON array of messages, $4 JSON array of headers (or null), $5 delay ms. */

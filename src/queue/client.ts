@@ -203,10 +203,21 @@ export class QueueClient {
    * Moves a message to `<queue>_dlq` with its error in the headers, in one statement;
    * returns the id in the DLQ, or null if the message was no longer in the queue.
    */
-  async moveToDeadLetterQueue(queue: string, id: MessageId, error: ErrorRecord & { reason?: string }): Promise<string | null> {
+  async moveToDeadLetterQueue(
+    queue: string,
+    id: MessageId,
+    error: ErrorRecord & { reason?: string },
+    /** Only if the message still has this read_ct, i.e. no other claim took it since. */
+    claimedReadCt?: number,
+  ): Promise<string | null> {
     validateQueueName(queue);
     const headers = serializeJson(deadLetterHeaders(queue, String(id), { reason: "", ...error }), "dead-letter headers");
-    const rows = await this.#run<{ msg_id: string }>(sql.moveToDeadLetter(queue, dlqName(queue)), [toId(id), headers, queue]);
+    const rows = await this.#run<{ msg_id: string }>(sql.moveToDeadLetter(queue, dlqName(queue)), [
+      toId(id),
+      headers,
+      queue,
+      claimedReadCt ?? null,
+    ]);
     return rows[0]?.msg_id ?? null;
   }
 

@@ -91,7 +91,8 @@ export const setVisibility = (queue: string): NamedStatement =>
 /**
  * The worker's claim, which also acks: one round trip deletes (or archives) the messages
  * of finished jobs and claims the next ones. $1 vt seconds, $2 qty, $3 ids to ack (may be
- * empty). Returns only what a worker needs (no timestamps to parse).
+ * empty), $4 the read_ct each was claimed with (see fencedDelete). Returns only what a
+ * worker needs (no timestamps to parse).
  *
  * The acks run first: the uncorrelated sub-select on `acked` is evaluated once, before the
  * claim's scan locks anything. A row this statement deleted is then seen by FOR UPDATE as
@@ -107,9 +108,9 @@ export const claimAndAck = (queue: string, mode: "archive" | "delete"): NamedSta
   statement(`claim_${mode}`, queue, () => {
     const ack =
       mode === "archive"
-        ? `acked AS (DELETE FROM ${queueTable(queue)} WHERE msg_id = ANY($3::bigint[]) RETURNING ${MESSAGE_COLUMNS}),
+        ? `acked AS (${fencedDelete(queue, 3)} RETURNING ${prefixed("q", MESSAGE_COLUMNS)}),
      archived AS (INSERT INTO ${archiveTable(queue)} (${MESSAGE_COLUMNS}) SELECT ${MESSAGE_COLUMNS} FROM acked),`
-        : `acked AS (DELETE FROM ${queueTable(queue)} WHERE msg_id = ANY($3::bigint[]) RETURNING msg_id),`;
+        : `acked AS (${fencedDelete(queue, 3)} RETURNING q.msg_id),`;
     return `WITH ${ack}
      picked AS (
        SELECT ctid FROM ${queueTable(queue)}
@@ -121,6 +122,57 @@ export const claimAndAck = (queue: string, mode: "archive" | "delete"): NamedSta
        FROM picked WHERE q.ctid = picked.ctid
      RETURNING q.msg_id, q.read_ct, q.message`;
   });
+
+/** Every column prefixed with a table alias. */
+function prefixed(alias: string, columns: string): string {
+  return columns
+    .split(", ")
+    .map((column) => `${alias}.${column}`)
+    .join(", ");
+}
+
+/**
+ * The fence of every outcome statement the worker sends: a message is touched only if it
+ * still carries the read_ct it was claimed with. A claim bumps read_ct, so once a worker's
+ * claim lapsed and another worker claimed the message, the first one's ack, retry,
+ * dead-letter, extension or release matches nothing and changes nothing.
+ * $n ids (bigint[]), $n+1 their read_cts (int[]), pairwise.
+ */
+export function fencedDelete(queue: string, first: number): string {
+  return `DELETE FROM ${queueTable(queue)} q USING unnest($${first}::bigint[], $${first + 1}::int[]) AS c(id, read_ct)
+      WHERE q.msg_id = c.id AND q.read_ct = c.read_ct`;
+}
+
+/** $1 ids, $2 read_cts. The worker's ack in archive mode, fenced; returns the ids archived. */
+export const archiveClaimed = (queue: string): NamedStatement =>
+  statement(
+    "archive_claimed",
+    queue,
+    () =>
+      `WITH moved AS (${fencedDelete(queue, 1)} RETURNING ${prefixed("q", MESSAGE_COLUMNS)})
+     INSERT INTO ${archiveTable(queue)} (${MESSAGE_COLUMNS}) SELECT ${MESSAGE_COLUMNS} FROM moved
+     RETURNING msg_id`,
+  );
+
+/** $1 ids, $2 read_cts. The worker's ack in delete mode, fenced; returns the ids deleted. */
+export const deleteClaimed = (queue: string): NamedStatement =>
+  statement("delete_claimed", queue, () => `${fencedDelete(queue, 1)} RETURNING q.msg_id`);
+
+/**
+ * $1 ids, $2 read_cts, $3 1 for messages that never started (prefetched, then given back:
+ * their claim is undone so it does not count as an attempt), 0 for runs given up (they
+ * count). Visible again at once; fenced. Returns the ids released.
+ */
+export const releaseClaimed = (queue: string): NamedStatement =>
+  statement(
+    "release_claimed",
+    queue,
+    () =>
+      `UPDATE ${queueTable(queue)} q SET vt = clock_timestamp(), read_ct = q.read_ct - $3::int
+       FROM unnest($1::bigint[], $2::int[]) AS c(id, read_ct)
+      WHERE q.msg_id = c.id AND q.read_ct = c.read_ct
+     RETURNING q.msg_id`,
+  );
 
 /** $1 ids. Moves rows to the archive table in one statement; returns the ids moved. */
 export const archiveMany = (queue: string): NamedStatement =>
@@ -138,7 +190,8 @@ export const deleteMany = (queue: string): NamedStatement =>
   statement("delete", queue, () => `DELETE FROM ${queueTable(queue)} WHERE msg_id = ANY($1::bigint[]) RETURNING msg_id`);
 
 /**
- * $1 id, $2 headers to merge (holding the error header), $3 queue name. Deletes from the queue, inserts into
+ * $1 id, $2 headers to merge (holding the error header), $3 queue name, $4 the read_ct it was
+ * claimed with (null: any; the worker always fences, see fencedDelete). Deletes from the queue, inserts into
  * the DLQ and records the failure, all in one statement, so the message is in exactly one
  * of the two queues whatever happens.
  */
@@ -147,7 +200,7 @@ export const moveToDeadLetter = (queue: string, dlq: string): NamedStatement =>
     "dead_letter",
     queue,
     () =>
-      `WITH moved AS (DELETE FROM ${queueTable(queue)} WHERE msg_id = $1::bigint RETURNING msg_id, message, headers, read_ct),
+      `WITH moved AS (DELETE FROM ${queueTable(queue)} WHERE msg_id = $1::bigint AND ($4::int IS NULL OR read_ct = $4::int) RETURNING msg_id, message, headers, read_ct),
      dead AS (
        INSERT INTO ${queueTable(dlq)} (vt, message, headers)
        SELECT clock_timestamp(), message, coalesce(headers, '{}'::jsonb) || $2::jsonb || jsonb_build_object('${DEAD_LETTER_HEADER.readCount}', read_ct) FROM moved
@@ -158,7 +211,10 @@ export const moveToDeadLetter = (queue: string, dlq: string): NamedStatement =>
      SELECT msg_id FROM dead`,
   );
 
-/** $1 id, $2 delay ms until the retry, $3 error record, $4 queue name. Reschedules the message and records the failure. */
+/**
+ * $1 id, $2 delay ms until the retry, $3 error record, $4 queue name, $5 the read_ct it was
+ * claimed with (fenced, see fencedDelete). Reschedules the message and records the failure.
+ */
 export const retryLater = (queue: string): NamedStatement =>
   statement(
     "retry",
@@ -166,7 +222,7 @@ export const retryLater = (queue: string): NamedStatement =>
     () =>
       `WITH retried AS (
        UPDATE ${queueTable(queue)} SET vt = clock_timestamp() + $2::float8 * interval '1 millisecond'
-        WHERE msg_id = $1::bigint RETURNING msg_id, message ->> 'job' AS job, read_ct)
+        WHERE msg_id = $1::bigint AND read_ct = $5::int RETURNING msg_id, message ->> 'job' AS job, read_ct)
      INSERT INTO pgbus.failed_jobs (queue_name, msg_id, job, attempt, error, outcome)
      SELECT $4::text, msg_id, job, read_ct, $3::jsonb, 'retried' FROM retried
      RETURNING msg_id`,
@@ -174,13 +230,16 @@ export const retryLater = (queue: string): NamedStatement =>
 
 /**
  * Extends the visibility of every in-flight message of a worker in one statement: one
- * CTE per queue. $1 seconds; $2.. one bigint[] per queue, in the order given.
+ * CTE per queue, fenced (see fencedDelete). $1 seconds; then per queue, in the order
+ * given, its ids (bigint[]) and their read_cts (int[]). Returns how many it extended.
  */
 export function extendVisibility(queues: readonly string[]): NamedStatement {
   return statement("extend", queues.join(","), () => {
     const parts = queues.map(
       (queue, index) =>
-        `e${index} AS (UPDATE ${queueTable(queue)} SET vt = clock_timestamp() + $1::float8 * interval '1 second' WHERE msg_id = ANY($${index + 2}::bigint[]) RETURNING 1)`,
+        `e${index} AS (UPDATE ${queueTable(queue)} q SET vt = clock_timestamp() + $1::float8 * interval '1 second'
+           FROM unnest($${2 * index + 2}::bigint[], $${2 * index + 3}::int[]) AS c(id, read_ct)
+          WHERE q.msg_id = c.id AND q.read_ct = c.read_ct RETURNING 1)`,
     );
     return `WITH ${parts.join(",\n")} SELECT ${queues.map((_, index) => `(SELECT count(*) FROM e${index})`).join(" + ")} AS extended`;
   });

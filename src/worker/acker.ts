@@ -1,5 +1,5 @@
 import type { AckMode } from "./options.ts";
-import type { PiggybackAck, WorkerStore } from "./worker-store.ts";
+import type { Claim, PiggybackAck, WorkerStore } from "./worker-store.ts";
 
 /**
  * Collects successful runs and acknowledges them in batches: one statement per queue per
@@ -10,29 +10,37 @@ import type { PiggybackAck, WorkerStore } from "./worker-store.ts";
 export class Acker {
   readonly #store: WorkerStore;
   readonly #modeFor: (queue: string) => AckMode;
-  readonly #onError: (error: unknown, queue: string, ids: string[]) => void;
-  #pending = new Map<string, string[]>();
+  readonly #onError: (error: unknown, queue: string, claims: Claim[]) => void;
+  readonly #onLost: (queue: string, lost: number) => void;
+  #pending = new Map<string, Claim[]>();
   #flushing: Promise<void> | null = null;
   #scheduled = false;
   /** Failures are reported once per outage, not once per batch. */
   #failing = false;
 
-  constructor(store: WorkerStore, modeFor: (queue: string) => AckMode, onError: (error: unknown, queue: string, ids: string[]) => void) {
+  constructor(
+    store: WorkerStore,
+    modeFor: (queue: string) => AckMode,
+    onError: (error: unknown, queue: string, claims: Claim[]) => void,
+    /** Acks that matched nothing: another worker claimed those messages since (fenced out). */
+    onLost: (queue: string, lost: number) => void,
+  ) {
     this.#store = store;
     this.#modeFor = modeFor;
     this.#onError = onError;
+    this.#onLost = onLost;
   }
 
   get pendingCount(): number {
     let count = 0;
-    for (const ids of this.#pending.values()) count += ids.length;
+    for (const claims of this.#pending.values()) count += claims.length;
     return count;
   }
 
-  add(queue: string, id: string): void {
-    const ids = this.#pending.get(queue);
-    if (ids) ids.push(id);
-    else this.#pending.set(queue, [id]);
+  add(queue: string, claim: Claim): void {
+    const claims = this.#pending.get(queue);
+    if (claims) claims.push(claim);
+    else this.#pending.set(queue, [claim]);
     this.#schedule();
   }
 
@@ -42,10 +50,10 @@ export class Acker {
    * caller gives them back with `add`.
    */
   take(queue: string): PiggybackAck | undefined {
-    const ids = this.#pending.get(queue);
-    if (!ids) return undefined;
+    const claims = this.#pending.get(queue);
+    if (!claims) return undefined;
     this.#pending.delete(queue);
-    return { ids, mode: this.#modeFor(queue) };
+    return { claims, mode: this.#modeFor(queue) };
   }
 
   /** Acks everything collected so far (and waits for a flush already under way). */
@@ -71,14 +79,15 @@ export class Acker {
     this.#pending = new Map();
     this.#flushing = (async () => {
       await Promise.all(
-        [...batch].map(async ([queue, ids]) => {
+        [...batch].map(async ([queue, claims]) => {
           try {
-            await this.#store.ack(queue, ids, this.#modeFor(queue));
+            const acked = await this.#store.ack(queue, claims, this.#modeFor(queue));
             this.#failing = false;
+            if (acked < claims.length) this.#onLost(queue, claims.length - acked);
           } catch (error) {
             // Not retried here: the messages stay in the queue and come back after their
             // VT, so a lost ack means a repeat run, never a lost job.
-            if (!this.#failing) this.#onError(error, queue, ids);
+            if (!this.#failing) this.#onError(error, queue, claims);
             this.#failing = true;
           }
         }),

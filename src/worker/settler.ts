@@ -6,10 +6,12 @@ import type { SafeEmitter } from "../observability/emitter.ts";
 import type { JobRef, WorkerEvents } from "../observability/events.ts";
 import type { DeadLetterReason } from "../queue/dead-letter.ts";
 import type { Acker } from "./acker.ts";
-import type { WorkerStore } from "./worker-store.ts";
+import type { Claim, WorkerStore } from "./worker-store.ts";
 
 /** A message handed to the pool (or found to have nothing to run), until it is settled. */
 export interface InFlightRun extends JobRef {
+  /** The read_ct of the claim this worker holds: fences every outcome statement. */
+  readCt: number;
   startedAt: number;
   /** This worker gave the run up (shutdown timeout, the pool refused it): released, not failed. */
   abandoned: boolean;
@@ -20,6 +22,12 @@ export interface SettlerDependencies {
   acker: Acker;
   emitter: SafeEmitter<WorkerEvents>;
   reportError: (error: unknown, context: string) => void;
+  /** An outcome matched nothing: another worker claimed the message since (this one stalled past its VT). */
+  reportLost: (what: string, ref: JobRef) => void;
+}
+
+export function claimOf(run: InFlightRun): Claim {
+  return { id: run.messageId, readCt: run.readCt };
 }
 
 export function jobRef(run: InFlightRun): JobRef {
@@ -44,13 +52,14 @@ export class Settler {
   settle(run: InFlightRun, definition: JobDefinition | undefined, outcome: JobOutcome): Promise<void> | undefined {
     const verdict = decideSettlement({ outcome, abandoned: run.abandoned, policy: definition, attempt: run.attempt });
     if (verdict.action === "release") {
-      return this.#deps.store
-        .release(run.queue, [run.messageId])
-        .catch((error: unknown) => this.#deps.reportError(error, "releasing an aborted job failed; it returns after its VT"));
+      return this.#deps.store.release(run.queue, [claimOf(run)], { started: true }).then(
+        (released) => (released === 0 ? this.#deps.reportLost("release", jobRef(run)) : undefined),
+        (error: unknown) => this.#deps.reportError(error, "releasing an aborted job failed; it returns after its VT"),
+      );
     }
     if (verdict.action === "ack") {
       this.stats.processed++;
-      this.#deps.acker.add(run.queue, run.messageId);
+      this.#deps.acker.add(run.queue, claimOf(run));
       if (this.#deps.emitter.has("job:success")) {
         this.#deps.emitter.emit("job:success", { ...jobRef(run), durationMs: performance.now() - run.startedAt });
       }
@@ -63,16 +72,20 @@ export class Settler {
       const retryInMs = verdict.action === "retry" ? verdict.delayMs : null;
       this.#deps.emitter.emit("job:failure", { ...jobRef(run), error, durationMs: performance.now() - run.startedAt, retryInMs });
     }
-    if (verdict.action === "dead_letter") return this.#deadLetter(jobRef(run), error, verdict.reason);
-    this.stats.retried++;
-    return this.#deps.store
-      .retry(run.queue, run.messageId, verdict.delayMs, error)
-      .catch((failure: unknown) => this.#deps.reportError(failure, "scheduling a retry failed; the job returns after its VT"));
+    if (verdict.action === "dead_letter") return this.#deadLetter(run, error, verdict.reason);
+    return this.#deps.store.retry(run.queue, claimOf(run), verdict.delayMs, error).then(
+      (retried) => (retried ? void this.stats.retried++ : this.#deps.reportLost("retry", jobRef(run))),
+      (failure: unknown) => this.#deps.reportError(failure, "scheduling a retry failed; the job returns after its VT"),
+    );
   }
 
-  async #deadLetter(ref: JobRef, error: ErrorRecord, reason: DeadLetterReason): Promise<void> {
+  async #deadLetter(run: InFlightRun, error: ErrorRecord, reason: DeadLetterReason): Promise<void> {
+    const ref = jobRef(run);
     try {
-      await this.#deps.store.deadLetter(ref.queue, ref.messageId, { ...error, reason });
+      if (!(await this.#deps.store.deadLetter(ref.queue, claimOf(run), { ...error, reason }))) {
+        this.#deps.reportLost("dead-letter", ref);
+        return;
+      }
       this.stats.deadLettered++;
       this.#deps.emitter.emit("job:dead", { ...ref, error, reason });
     } catch (failure) {

@@ -1,4 +1,4 @@
-import type { WorkerStore } from "./worker-store.ts";
+import type { Claim, WorkerStore } from "./worker-store.ts";
 
 /**
  * One timer per worker that pushes out the VT of every in-flight message in one statement,
@@ -8,8 +8,9 @@ import type { WorkerStore } from "./worker-store.ts";
 export class VisibilityExtender {
   readonly #store: WorkerStore;
   readonly #vtSeconds: number;
-  readonly #inFlight: () => ReadonlyMap<string, string[]>;
+  readonly #inFlight: () => ReadonlyMap<string, Claim[]>;
   readonly #onError: (error: unknown) => void;
+  readonly #onLost: (lost: number) => void;
   #timer: NodeJS.Timeout | null = null;
   #running: Promise<void> | null = null;
   /** Failures are reported once per outage, not once per tick. */
@@ -18,13 +19,16 @@ export class VisibilityExtender {
   constructor(options: {
     store: WorkerStore;
     vtSeconds: number;
-    inFlight: () => ReadonlyMap<string, string[]>;
+    inFlight: () => ReadonlyMap<string, Claim[]>;
     onError: (error: unknown) => void;
+    /** Some messages were claimed by another worker since (this one stalled past their VT). */
+    onLost: (lost: number) => void;
   }) {
     this.#store = options.store;
     this.#vtSeconds = options.vtSeconds;
     this.#inFlight = options.inFlight;
     this.#onError = options.onError;
+    this.#onLost = options.onLost;
   }
 
   start(): void {
@@ -44,11 +48,14 @@ export class VisibilityExtender {
     if (this.#running) return; // the previous extension is still under way: don't pile up
     const inFlight = this.#inFlight();
     if (inFlight.size === 0) return;
+    let wanted = 0;
+    for (const claims of inFlight.values()) wanted += claims.length;
     this.#running = this.#store
       .extend(inFlight, this.#vtSeconds)
       .then(
-        () => {
+        (extended) => {
           this.#failing = false;
+          if (extended < wanted) this.#onLost(wanted - extended);
         },
         (error: unknown) => {
           if (!this.#failing) this.#onError(error);

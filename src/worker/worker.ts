@@ -20,7 +20,7 @@ import { PendingWork } from "./pending-work.ts";
 import { MISSING_QUEUE_RETRY_MS, QueueSet } from "./queue-set.ts";
 import { VisibilityExtender } from "./visibility-extender.ts";
 import { Wakeup } from "./wakeup.ts";
-import { type ClaimedMessage, type WorkerStore, createWorkerStore } from "./worker-store.ts";
+import { type Claim, type ClaimedMessage, type WorkerStore, createWorkerStore } from "./worker-store.ts";
 
 export type { RoutedMessage, WorkerOptions };
 
@@ -122,20 +122,26 @@ export class Worker {
         ),
       onBack: (queue) => this.#deps.logger.info({ workerId: this.id, queue }, "queue is back; claiming from it again"),
     });
-    this.#acker = new Acker(this.#store, this.#options.ackModeFor, (error, queue, ids) =>
-      this.#reportError(error, `ack of ${ids.length} message(s) in ${queue} failed; they will be redelivered after their VT`),
+    this.#acker = new Acker(
+      this.#store,
+      this.#options.ackModeFor,
+      (error, queue, claims) =>
+        this.#reportError(error, `ack of ${claims.length} message(s) in ${queue} failed; they will be redelivered after their VT`),
+      (queue, lost) => this.#ownershipLost(`ack of ${lost} message(s) in ${queue}`),
     );
     this.#settler = new Settler({
       store: this.#store,
       acker: this.#acker,
       emitter: deps.emitter,
       reportError: (error, context) => this.#reportError(error, context),
+      reportLost: (what, ref) => this.#ownershipLost(`${what} of message ${ref.messageId} (job ${ref.job}) in ${ref.queue}`),
     });
     this.#extender = new VisibilityExtender({
       store: this.#store,
       vtSeconds: this.#options.visibilityTimeoutSec,
       inFlight: () => this.#inFlightByQueue(),
       onError: (error) => this.#reportError(error, "extending the VT of in-flight messages failed"),
+      onLost: (lost) => this.#ownershipLost(`VT extension of ${lost} in-flight message(s)`),
     });
   }
 
@@ -312,7 +318,7 @@ export class Worker {
       try {
         messages = await this.#store.claim(queue, this.#options.visibilityTimeoutSec, wanted - claimed, acks);
       } catch (error) {
-        for (const id of acks?.ids ?? []) this.#acker.add(queue, id); // not acked: try again with the next flush
+        for (const claim of acks?.claims ?? []) this.#acker.add(queue, claim); // not acked: try again with the next flush
         if (!this.#queueSet.claimFailed(queue, error)) {
           failures++;
           lastError = error;
@@ -322,8 +328,10 @@ export class Worker {
       this.#queueSet.claimSucceeded(queue);
       for (const message of messages) {
         // Already running here: its VT lapsed (a stalled loop or database) and this worker
-        // got it back. The run under way goes on; a second copy must not start.
-        if (!this.#inFlight.has(`${queue}:${message.msgId}`)) this.#buffer.push({ queue, message });
+        // got it back. The run under way goes on under the new claim; a second copy must not start.
+        const running = this.#inFlight.get(`${queue}:${message.msgId}`);
+        if (running) running.readCt = message.readCt;
+        else this.#buffer.push({ queue, message });
       }
       claimed += messages.length;
       this.#pump();
@@ -348,6 +356,7 @@ export class Worker {
       messageId: message.msgId,
       job: routed?.job ?? "(invalid message)",
       attempt: message.readCt,
+      readCt: message.readCt,
       startedAt: performance.now(),
       abandoned: false,
     };
@@ -390,28 +399,29 @@ export class Worker {
     return this.#settler.settle(run, definition, outcome);
   }
 
-  /** Claimed messages that never started go back at once, not after their VT. */
+  /** Claimed messages that never started go back at once, not after their VT, and not counted as an attempt. */
   async #releaseBuffer(): Promise<void> {
-    const buffered = this.#buffer.splice(0);
-    const byQueue = new Map<string, string[]>();
-    for (const { queue, message } of buffered) byQueue.set(queue, [...(byQueue.get(queue) ?? []), message.msgId]);
-    for (const [queue, ids] of byQueue) {
+    const byQueue = new Map<string, Claim[]>();
+    for (const { queue, message } of this.#buffer.splice(0)) {
+      byQueue.set(queue, [...(byQueue.get(queue) ?? []), { id: message.msgId, readCt: message.readCt }]);
+    }
+    for (const [queue, claims] of byQueue) {
       await this.#store
-        .release(queue, ids)
+        .release(queue, claims, { started: false })
         .catch((error: unknown) => this.#reportError(error, "releasing prefetched messages failed; they return after their VT"));
     }
   }
 
   /** Running and buffered messages by queue: everything whose VT this worker must keep extending. */
-  #inFlightByQueue(): Map<string, string[]> {
-    const byQueue = new Map<string, string[]>();
-    const add = (queue: string, id: string): void => {
-      const ids = byQueue.get(queue);
-      if (ids) ids.push(id);
-      else byQueue.set(queue, [id]);
+  #inFlightByQueue(): Map<string, Claim[]> {
+    const byQueue = new Map<string, Claim[]>();
+    const add = (queue: string, claim: Claim): void => {
+      const claims = byQueue.get(queue);
+      if (claims) claims.push(claim);
+      else byQueue.set(queue, [claim]);
     };
-    for (const run of this.#inFlight.values()) add(run.queue, run.messageId);
-    for (const { queue, message } of this.#buffer) add(queue, message.msgId);
+    for (const run of this.#inFlight.values()) add(run.queue, { id: run.messageId, readCt: run.readCt });
+    for (const { queue, message } of this.#buffer) add(queue, { id: message.msgId, readCt: message.readCt });
     return byQueue;
   }
 
@@ -450,6 +460,14 @@ export class Worker {
       this.#extender.extendNow(); // in-flight VTs may be close to running out after the outage
       this.#deps.logger.info({ workerId: this.id }, "database reachable again; claiming resumed");
     }
+  }
+
+  /** A fenced outcome matched nothing: it did nothing, and the other claim's run decides the message's fate. */
+  #ownershipLost(what: string): void {
+    this.#deps.logger.warn(
+      { workerId: this.id },
+      `ownership lost: ${what} changed nothing; another worker claimed the message after this one's VT lapsed`,
+    );
   }
 
   #reportError(error: unknown, context: string): void {

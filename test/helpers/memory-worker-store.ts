@@ -1,6 +1,6 @@
 import type { ErrorRecord } from "../../src/errors.ts";
 import type { AckMode } from "../../src/worker/options.ts";
-import type { ClaimedMessage, PiggybackAck, WorkerStore } from "../../src/worker/worker-store.ts";
+import type { Claim, ClaimedMessage, PiggybackAck, WorkerStore } from "../../src/worker/worker-store.ts";
 
 interface StoredMessage {
   msgId: string;
@@ -21,7 +21,7 @@ export class MemoryWorkerStore implements WorkerStore {
   readonly deleted = new Map<string, string[]>();
   readonly dead = new Map<string, Array<{ msgId: string; error: ErrorRecord & { reason: string } }>>();
   readonly retries: Array<{ queue: string; id: string; delayMs: number; error: ErrorRecord }> = [];
-  readonly released: Array<{ queue: string; ids: string[] }> = [];
+  readonly released: Array<{ queue: string; ids: string[]; started: boolean }> = [];
   readonly extended: Array<Map<string, string[]>> = [];
   claims = 0;
   #nextId = 1;
@@ -41,7 +41,7 @@ export class MemoryWorkerStore implements WorkerStore {
 
   async claim(queue: string, vtSeconds: number, qty: number, acks?: PiggybackAck): Promise<ClaimedMessage[]> {
     this.claims++;
-    if (acks) await this.ack(queue, acks.ids, acks.mode);
+    if (acks) await this.ack(queue, acks.claims, acks.mode);
     const rows = this.queues.get(queue);
     if (!rows) throw Object.assign(new Error(`relation "pgmq.q_${queue}" does not exist`), { code: "42P01" });
     const now = this.now();
@@ -53,32 +53,53 @@ export class MemoryWorkerStore implements WorkerStore {
     return claimed.map((row) => ({ msgId: row.msgId, readCt: row.readCt, message: row.message }));
   }
 
-  async ack(queue: string, ids: string[], mode: AckMode): Promise<void> {
-    const gone = this.#remove(queue, ids);
+  async ack(queue: string, claims: Claim[], mode: AckMode): Promise<number> {
+    const gone = this.#remove(queue, claims);
     const into = mode === "archive" ? this.archived : this.deleted;
     into.set(queue, [...(into.get(queue) ?? []), ...gone.map((row) => row.msgId)]);
+    return gone.length;
   }
 
-  async retry(queue: string, id: string, delayMs: number, error: ErrorRecord): Promise<void> {
-    this.retries.push({ queue, id, delayMs, error });
-    const row = this.queues.get(queue)?.find((candidate) => candidate.msgId === id);
-    if (row) row.vt = this.now() + delayMs;
+  async retry(queue: string, claim: Claim, delayMs: number, error: ErrorRecord): Promise<boolean> {
+    const row = this.#claimed(queue, claim);
+    if (!row) return false;
+    this.retries.push({ queue, id: claim.id, delayMs, error });
+    row.vt = this.now() + delayMs;
+    return true;
   }
 
-  async deadLetter(queue: string, id: string, error: ErrorRecord & { reason: string }): Promise<void> {
-    for (const row of this.#remove(queue, [id])) this.dead.set(queue, [...(this.dead.get(queue) ?? []), { msgId: row.msgId, error }]);
+  async deadLetter(queue: string, claim: Claim, error: ErrorRecord & { reason: string }): Promise<boolean> {
+    const gone = this.#remove(queue, [claim]);
+    for (const row of gone) this.dead.set(queue, [...(this.dead.get(queue) ?? []), { msgId: row.msgId, error }]);
+    return gone.length > 0;
   }
 
-  async extend(inFlight: ReadonlyMap<string, string[]>, vtSeconds: number): Promise<void> {
-    this.extended.push(new Map(inFlight));
-    for (const [queue, ids] of inFlight) {
-      for (const row of this.queues.get(queue) ?? []) if (ids.includes(row.msgId)) row.vt = this.now() + vtSeconds * 1000;
+  async extend(inFlight: ReadonlyMap<string, Claim[]>, vtSeconds: number): Promise<number> {
+    this.extended.push(new Map([...inFlight].map(([queue, claims]) => [queue, claims.map((claim) => claim.id)])));
+    let extended = 0;
+    for (const [queue, claims] of inFlight) {
+      for (const claim of claims) {
+        const row = this.#claimed(queue, claim);
+        if (row) {
+          row.vt = this.now() + vtSeconds * 1000;
+          extended++;
+        }
+      }
     }
+    return extended;
   }
 
-  async release(queue: string, ids: string[]): Promise<void> {
-    this.released.push({ queue, ids: [...ids] });
-    for (const row of this.queues.get(queue) ?? []) if (ids.includes(row.msgId)) row.vt = this.now();
+  async release(queue: string, claims: Claim[], { started }: { started: boolean }): Promise<number> {
+    this.released.push({ queue, ids: claims.map((claim) => claim.id), started });
+    let released = 0;
+    for (const claim of claims) {
+      const row = this.#claimed(queue, claim);
+      if (!row) continue;
+      row.vt = this.now();
+      if (!started) row.readCt--;
+      released++;
+    }
+    return released;
   }
 
   async listQueues(): Promise<string[]> {
@@ -99,12 +120,17 @@ export class MemoryWorkerStore implements WorkerStore {
     return rows;
   }
 
-  #remove(queue: string, ids: readonly string[]): StoredMessage[] {
+  /** The row if it is still under this claim: the fence every outcome statement has. */
+  #claimed(queue: string, claim: Claim): StoredMessage | undefined {
+    return this.queues.get(queue)?.find((row) => row.msgId === claim.id && row.readCt === claim.readCt);
+  }
+
+  #remove(queue: string, claims: readonly Claim[]): StoredMessage[] {
     const rows = this.queues.get(queue) ?? [];
-    const gone = rows.filter((row) => ids.includes(row.msgId));
+    const gone = rows.filter((row) => claims.some((claim) => claim.id === row.msgId && claim.readCt === row.readCt));
     this.queues.set(
       queue,
-      rows.filter((row) => !ids.includes(row.msgId)),
+      rows.filter((row) => !gone.includes(row)),
     );
     return gone;
   }

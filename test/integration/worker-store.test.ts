@@ -19,6 +19,8 @@ before(async () => {
 after(() => db.drop());
 
 const ids = (messages: Array<{ msgId: string }>) => messages.map((message) => message.msgId);
+const claimsOf = (messages: Array<{ msgId: string; readCt: number }>) =>
+  messages.map((message) => ({ id: message.msgId, readCt: message.readCt }));
 
 for (const mode of ["delete", "archive"] as const) {
   describe(`claim with piggybacked acks (${mode} mode)`, () => {
@@ -37,7 +39,7 @@ for (const mode of ["delete", "archive"] as const) {
         ],
       );
 
-      const second = await store.claim(queue, 30, 10, { ids: ids(first), mode });
+      const second = await store.claim(queue, 30, 10, { claims: claimsOf(first), mode });
       assert.deepEqual(ids(second), sent.slice(2));
       const left = await db.pool.query(`SELECT msg_id::text FROM pgmq.q_${queue} ORDER BY msg_id`);
       assert.deepEqual(
@@ -49,7 +51,7 @@ for (const mode of ["delete", "archive"] as const) {
         archived.rows.map((row) => row.msg_id),
         mode === "archive" ? sent.slice(0, 2) : [],
       );
-      await store.claim(queue, 30, 0, { ids: ids(second), mode });
+      await store.claim(queue, 30, 0, { claims: claimsOf(second), mode });
     });
 
     test("a message acked by the claim is never claimed again by it, even when its VT ran out", async () => {
@@ -58,7 +60,7 @@ for (const mode of ["delete", "archive"] as const) {
       assert.deepEqual(ids(claimed), [id]);
       // The job outlived its VT: the message is visible again when its ack goes out.
       await queues.setVt(queue, id!, 0);
-      const next = await store.claim(queue, 30, 10, { ids: [id!], mode });
+      const next = await store.claim(queue, 30, 10, { claims: claimsOf(claimed), mode });
       assert.deepEqual(next, []);
       const left = await db.pool.query(`SELECT count(*)::int AS n FROM pgmq.q_${queue}`);
       assert.equal(left.rows[0].n, 0);
@@ -66,9 +68,9 @@ for (const mode of ["delete", "archive"] as const) {
 
     test("acks of messages already gone are ignored; the claim still returns what is visible", async () => {
       const sent = await queues.sendBatch(queue, [{ n: 5 }]);
-      const claimed = await store.claim(queue, 30, 10, { ids: ["999999999"], mode });
+      const claimed = await store.claim(queue, 30, 10, { claims: [{ id: "999999999", readCt: 1 }], mode });
       assert.deepEqual(ids(claimed), sent);
-      await store.claim(queue, 30, 0, { ids: sent, mode });
+      await store.claim(queue, 30, 0, { claims: claimsOf(claimed), mode });
     });
   });
 }
@@ -110,5 +112,65 @@ describe("queue table tuning for in-place claims", () => {
       ["pgmq.q_hot"],
     );
     assert.ok(stats.rows[0].hot > 0, `expected HOT updates, got ${stats.rows[0].hot}`);
+  });
+});
+
+describe("outcomes are fenced by the claim they belong to", () => {
+  const queue = "fenced";
+  before(() => queues.createQueue(queue));
+
+  /** A claim that lapsed (its worker stalled past the VT) and the live claim that replaced it. */
+  async function staleAndLive() {
+    const [id] = await queues.sendBatch(queue, [{ job: "x", payload: {} }]);
+    const [stale] = await store.claim(queue, 30, 1);
+    await queues.setVt(queue, id!, 0); // the VT lapses
+    const [live] = await store.claim(queue, 30, 1);
+    assert.equal(live!.msgId, id);
+    assert.equal(live!.readCt, stale!.readCt + 1);
+    return { stale: claimsOf([stale!])[0]!, live: claimsOf([live!])[0]! };
+  }
+  const row = async (id: string) =>
+    (await db.pool.query(`SELECT read_ct, vt > clock_timestamp() AS hidden FROM pgmq.q_${queue} WHERE msg_id = $1`, [id])).rows[0];
+  const failures = async (id: string) =>
+    (await db.pool.query("SELECT count(*)::int AS n FROM pgbus.failed_jobs WHERE queue_name = $1 AND msg_id = $2", [queue, id])).rows[0].n;
+
+  test("a stale claim's ack, retry, dead-letter, extension and release change nothing", async () => {
+    const { stale, live } = await staleAndLive();
+    const error = { name: "Error", message: "late" };
+    assert.equal(await store.ack(queue, [stale], "archive"), 0);
+    assert.equal(await store.retry(queue, stale, 0, error), false);
+    assert.equal(await store.deadLetter(queue, stale, { ...error, reason: "retries_exhausted" }), false);
+    assert.equal(await store.extend(new Map([[queue, [stale]]]), 30), 0);
+    assert.equal(await store.release(queue, [stale], { started: true }), 0);
+    assert.equal(await store.claim(queue, 30, 0, { claims: [stale], mode: "delete" }).then((rows) => rows.length), 0);
+    assert.deepEqual(await row(live.id), { read_ct: live.readCt, hidden: true }, "still in the queue, under the live claim");
+    assert.equal(await failures(live.id), 0, "no failure recorded against the live run");
+    const dlq = await db.pool.query(`SELECT count(*)::int AS n FROM pgmq.q_${queue}_dlq`);
+    assert.equal(dlq.rows[0].n, 0);
+    // The live claim's outcome still lands.
+    assert.equal(await store.ack(queue, [live], "archive"), 1);
+    assert.equal(await row(live.id), undefined);
+  });
+
+  test("the live claim's retry, dead-letter and extension land", async () => {
+    const error = { name: "Error", message: "failed" };
+    const first = await staleAndLive();
+    assert.equal(await store.extend(new Map([[queue, [first.live]]]), 30), 1);
+    assert.equal(await store.retry(queue, first.live, 60_000, error), true);
+    assert.equal(await failures(first.live.id), 1);
+    const second = await staleAndLive();
+    assert.equal(await store.deadLetter(queue, second.live, { ...error, reason: "retries_exhausted" }), true);
+    assert.equal(await row(second.live.id), undefined);
+  });
+
+  test("releasing a message that never started undoes its claim, so it is not counted as an attempt", async () => {
+    const [id] = await queues.sendBatch(queue, [{ job: "x", payload: {} }]);
+    const [claimed] = await store.claim(queue, 30, 10).then((rows) => rows.filter((message) => message.msgId === id));
+    assert.equal(await store.release(queue, claimsOf([claimed!]), { started: false }), 1);
+    assert.deepEqual(await row(id!), { read_ct: claimed!.readCt - 1, hidden: false });
+    const [again] = await store.claim(queue, 30, 10).then((rows) => rows.filter((message) => message.msgId === id));
+    assert.equal(again!.readCt, claimed!.readCt, "the next claim is the same attempt");
+    assert.equal(await store.release(queue, claimsOf([again!]), { started: true }), 1);
+    assert.deepEqual(await row(id!), { read_ct: again!.readCt, hidden: false }, "a run given up still counts");
   });
 });

@@ -161,7 +161,7 @@ describe("Worker over an in-memory store", () => {
     await waitFor(() => store.remaining("q").every((row) => row.readCt === 1), "the prefetch", 5_000, 5);
     const stopped = worker.stop();
     await waitFor(() => store.released.length > 0, "the release", 5_000, 5);
-    assert.deepEqual(store.released[0], { queue: "q", ids: ["2", "3", "4"] });
+    assert.deepEqual(store.released[0], { queue: "q", ids: ["2", "3", "4"], started: false });
     let done = false;
     void stopped.then(() => (done = true));
     await new Promise((resolve) => setImmediate(resolve));
