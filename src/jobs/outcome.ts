@@ -11,10 +11,11 @@ export interface JobTask {
 
 /**
  * Failures that retrying cannot fix, so the message goes straight to the DLQ with this as
- * its reason: the body is not a job envelope, no job of that name is registered, or the
- * payload fails the job's schema.
+ * its reason: the body is not a job envelope, no job of that name is registered, the
+ * payload fails the job's schema, or the message was delivered more often than its retries
+ * allow without ever settling (its runs crash the process running them).
  */
-export type PermanentFailure = "invalid_message" | "unknown_job" | "invalid_payload";
+export type PermanentFailure = "invalid_message" | "unknown_job" | "invalid_payload" | "max_deliveries";
 
 /** How a run ended. A failure without `permanent` is retried until the job's maxRetries. */
 export type JobOutcome = { ok: true } | { ok: false; error: ErrorRecord; permanent?: PermanentFailure };

@@ -34,3 +34,16 @@ export function decideSettlement({ outcome, abandoned, policy, attempt, random }
   if (attempt > policy.maxRetries) return { action: "dead_letter", reason: "retries_exhausted" };
   return { action: "retry", delayMs: backoffDelayMs(policy.backoff, attempt, random) };
 }
+
+/**
+ * Deliveries beyond a job's runs (maxRetries + 1) that a message may get before it is
+ * dead-lettered unrun: one spare for an outcome lost to a database outage. More than that
+ * means its runs never settle: they crash the process running them (an uncaught exception
+ * in a callback, an OOM), so retrying it would crash-loop the worker forever.
+ */
+export const SPARE_DELIVERIES = 1;
+
+/** Whether a message claimed for the `deliveries`-th time must go to the DLQ instead of running. */
+export function exceedsDeliveries(deliveries: number, maxRetries: number): boolean {
+  return deliveries > maxRetries + 1 + SPARE_DELIVERIES;
+}

@@ -1,3 +1,4 @@
+import type { DeadLetterReason } from "../queue/dead-letter.ts";
 import type { ErrorRecord } from "../errors.ts";
 import type { ExecutionMode } from "../pools/types.ts";
 
@@ -20,5 +21,5 @@ export interface WorkerEvents {
   /** A run failed; `retryInMs` when it will be retried. */
   "job:failure": JobRef & { error: ErrorRecord; durationMs: number; retryInMs: number | null };
   /** The message moved to `<queue>_dlq`. */
-  "job:dead": JobRef & { error: ErrorRecord; reason: "retries_exhausted" | "unknown_job" | "invalid_payload" | "invalid_message" };
+  "job:dead": JobRef & { error: ErrorRecord; reason: DeadLetterReason };
 }

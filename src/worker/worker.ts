@@ -3,7 +3,8 @@ import type pg from "pg";
 import { ValidationError, toErrorRecord } from "../errors.ts";
 import type { JobDefinition } from "../jobs/define.ts";
 import { unknownJob } from "../jobs/executor.ts";
-import { type JobOutcome, failedOutcome, permanentFailure } from "../jobs/outcome.ts";
+import { type FailedOutcome, type JobOutcome, failedOutcome, permanentFailure } from "../jobs/outcome.ts";
+import { exceedsDeliveries } from "../jobs/settlement.ts";
 import { type JobRegistry, loadJobsModule } from "../jobs/registry.ts";
 import type { Logger } from "../logger.ts";
 import type { SafeEmitter } from "../observability/emitter.ts";
@@ -360,17 +361,10 @@ export class Worker {
       startedAt: performance.now(),
       abandoned: false,
     };
-    if (!routed || !definition) {
+    const unrunnable = this.#unrunnable(message, routed, definition);
+    if (unrunnable || !routed || !definition) {
       // Nothing to run: settled at once, through the same decision as a finished run.
-      const detail = JSON.stringify(message.message)?.slice(0, 200);
-      const outcome = routed
-        ? unknownJob(routed.job)
-        : permanentFailure(
-            "invalid_message",
-            "InvalidMessageError",
-            `message is not a pgbus job: expected {"job": string, "payload": ...}, got ${detail}`,
-          );
-      this.#followUps.track(this.#settleRun(run, undefined, outcome) ?? Promise.resolve());
+      this.#followUps.track(this.#settleRun(run, undefined, unrunnable!) ?? Promise.resolve());
       return;
     }
     this.#inFlight.set(`${queue}:${message.msgId}`, run);
@@ -392,6 +386,28 @@ export class Worker {
       if (followUp) this.#followUps.track(followUp);
       this.#followUps.end();
     });
+  }
+
+  /** Why a claimed message cannot run, or null when it can. */
+  #unrunnable(message: ClaimedMessage, routed: RoutedMessage | null, definition: JobDefinition | undefined): FailedOutcome | null {
+    if (!routed) {
+      const detail = JSON.stringify(message.message)?.slice(0, 200);
+      return permanentFailure(
+        "invalid_message",
+        "InvalidMessageError",
+        `message is not a pgbus job: expected {"job": string, "payload": ...}, got ${detail}`,
+      );
+    }
+    if (!definition) return unknownJob(routed.job);
+    if (exceedsDeliveries(message.readCt, definition.maxRetries)) {
+      const runs = definition.maxRetries + 1;
+      return permanentFailure(
+        "max_deliveries",
+        "MaxDeliveriesError",
+        `delivered ${message.readCt} times for at most ${runs} run(s) (maxRetries ${definition.maxRetries}) without settling: its runs keep ending without an outcome, e.g. crashing the worker process`,
+      );
+    }
+    return null;
   }
 
   #settleRun(run: InFlightRun, definition: JobDefinition | undefined, outcome: JobOutcome): Promise<void> | undefined {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { DEFAULT_BACKOFF } from "../../src/jobs/backoff.ts";
 import type { JobOutcome, PermanentFailure } from "../../src/jobs/outcome.ts";
-import { type Settlement, decideSettlement } from "../../src/jobs/settlement.ts";
+import { SPARE_DELIVERIES, type Settlement, decideSettlement, exceedsDeliveries } from "../../src/jobs/settlement.ts";
 
 /** The whole decision table for a finished run, without PostgreSQL. */
 describe("decideSettlement", () => {
@@ -43,6 +43,11 @@ describe("decideSettlement", () => {
       { action: "dead_letter", reason: "unknown_job" },
     ],
     [
+      "too many deliveries dead-letters as max_deliveries",
+      { outcome: permanent("max_deliveries"), abandoned: false, policy, attempt: 9 },
+      { action: "dead_letter", reason: "max_deliveries" },
+    ],
+    [
       "invalid message dead-letters without a policy",
       { outcome: permanent("invalid_message"), abandoned: false, policy: undefined, attempt: 1 },
       { action: "dead_letter", reason: "invalid_message" },
@@ -72,5 +77,13 @@ describe("decideSettlement", () => {
     assert.deepEqual(at(0), { action: "retry", delayMs: 2_500 });
     assert.deepEqual(at(0.5), { action: "retry", delayMs: 5_000 });
     assert.deepEqual(at(0.999_999), { action: "retry", delayMs: 7_500 });
+  });
+
+  test("deliveries: maxRetries + 1 runs and one spare are allowed, the next is refused", () => {
+    assert.equal(SPARE_DELIVERIES, 1);
+    assert.equal(exceedsDeliveries(4, 2), false);
+    assert.equal(exceedsDeliveries(5, 2), true);
+    assert.equal(exceedsDeliveries(2, 0), false);
+    assert.equal(exceedsDeliveries(3, 0), true);
   });
 });

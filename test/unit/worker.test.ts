@@ -149,6 +149,23 @@ describe("Worker over an in-memory store", () => {
     assert.equal(worker.stats().failed, 0, "nothing ran, so nothing failed");
   });
 
+  test("a message delivered more often than its retries allow goes to the DLQ as max_deliveries, unrun", async () => {
+    const store = new MemoryWorkerStore();
+    await store.ensureQueue("q");
+    const id = store.send("q", jobEnvelope("flaky", {}));
+    // flaky has maxRetries 2 (3 runs) and one spare delivery: its 5th delivery is refused.
+    store.remaining("q")[0]!.readCt = 4;
+    const { worker } = start(store);
+    await worker.start();
+    await waitFor(() => store.dead.get("q")?.length === 1, "the dead letter", 5_000, 5);
+    await worker.stop();
+    assert.deepEqual(ran, []);
+    assert.deepEqual(
+      store.dead.get("q")!.map((dead) => [dead.msgId, dead.error.reason, dead.error.name]),
+      [[id, "max_deliveries", "MaxDeliveriesError"]],
+    );
+  });
+
   test("stop releases prefetched messages at once and waits for the running job", async () => {
     const store = new MemoryWorkerStore();
     await store.ensureQueue("q");
@@ -170,6 +187,11 @@ describe("Worker over an in-memory store", () => {
     await stopped;
     assert.deepEqual(store.archived.get("q"), ["1"]);
     assert.deepEqual(ran, ["slow:a"]);
+    assert.deepEqual(
+      store.remaining("q").map((row) => row.readCt),
+      [0, 0, 0],
+      "given back unrun: no attempt counted",
+    );
   });
 
   test("a running job's VT is extended while it runs", async () => {
