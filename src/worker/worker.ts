@@ -97,6 +97,8 @@ export class Worker {
   #claimBackoffUntil = 0;
   #loopDone: Promise<void> = Promise.resolve();
   #stopPromise: Promise<void> | null = null;
+  /** stop() waits for a start under way, so nothing start() opens outlives stop(). */
+  #starting: Promise<void> | null = null;
   #databaseDown = false;
 
   constructor(options: WorkerOptions, deps: WorkerDependencies) {
@@ -161,7 +163,12 @@ export class Worker {
   }
 
   /** Resolves once the pool is ready and the first claim is under way; rejects if the pool cannot start. */
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    this.#starting ??= this.#start();
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
     if (this.#state !== "idle") return;
     this.#state = "running";
     try {
@@ -217,6 +224,7 @@ export class Worker {
   }
 
   async #stop(): Promise<void> {
+    await this.#starting?.catch(() => {}); // a failed start already left the worker stopped
     if (this.#state === "idle" || this.#pool === null) {
       // Never started, or start() failed before the pool existed: nothing runs.
       this.#state = "stopped";

@@ -230,6 +230,37 @@ describe("Worker over an in-memory store", () => {
     assert.deepEqual(ran.slice(0, 3), ["ok:0", "ok:1", "ok:2"]);
   });
 
+  test("stop() during start() waits for the start, so nothing start() opens outlives stop()", async () => {
+    const store = new MemoryWorkerStore();
+    await store.ensureQueue("q");
+    let listening = false;
+    const worker = new Worker(
+      { queues: ["q"], pollIntervalMs: 50 },
+      {
+        store,
+        registry: new JobRegistry([ok]),
+        logger: silentLogger,
+        emitter: new SafeEmitter<WorkerEvents>(() => silentLogger),
+        notifications: () => ({
+          start: async () => {
+            await new Promise((resolve) => setTimeout(resolve, 50)); // a LISTEN connection still connecting
+            listening = true;
+          },
+          stop: async () => {
+            listening = false;
+          },
+        }),
+      },
+    );
+    const started = worker.start();
+    await worker.stop();
+    await started;
+    assert.equal(listening, false, "the LISTEN opened by start() is closed by stop()");
+    const claims = store.claims;
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    assert.equal(store.claims, claims, "no claim after stop()");
+  });
+
   test("a dropped queue is skipped while the others keep running", async () => {
     const store = new MemoryWorkerStore();
     for (const queue of ["gone", "q"]) await store.ensureQueue(queue);
