@@ -25,6 +25,7 @@ import {
   subscribersByQueue,
 } from "./events/subscriber.ts";
 import type { WorkerStore } from "./worker/worker-store.ts";
+import { WORKER_DEFAULTS } from "./worker/options.ts";
 
 export interface PgbusOptions {
   /** PostgreSQL URL. Give this or `pool`. */
@@ -181,7 +182,10 @@ export class Pgbus {
 
   #buildWorker(options: WorkerOptions, registry: JobRegistry, store?: (db: Queryable) => WorkerStore): Worker {
     const clientConfig = clientConfigOf(this.#ownsPool ? (this.#pool.options.connectionString as string) : this.#pool);
-    const db = createPool(clientConfig, { max: 2, applicationName: "pgbus:worker" });
+    // Statements bounded to half the VT: a silent connection fails a claim or an extension
+    // (reported, retried) well before the messages this worker holds could reappear.
+    const vtSeconds = options.visibilityTimeoutSec ?? WORKER_DEFAULTS.visibilityTimeoutSec;
+    const db = createPool(clientConfig, { max: 2, applicationName: "pgbus:worker", queryTimeoutMs: Math.max(1_000, vtSeconds * 500) });
     const worker: Worker = new Worker(options, {
       db,
       clientConfig,

@@ -1,5 +1,6 @@
 import pg from "pg";
 import type { Logger } from "../logger.ts";
+import { CONNECTION_DEFAULTS } from "./queryable.ts";
 
 export interface ListenerOptions {
   /** How to open the dedicated connection (a URL, or a pg.Pool's options). */
@@ -59,7 +60,11 @@ export class Listener {
   }
 
   async #connect(): Promise<void> {
-    const client = new pg.Client({ ...this.#options.clientConfig, application_name: this.#options.applicationName });
+    const client = new pg.Client({
+      ...CONNECTION_DEFAULTS,
+      ...this.#options.clientConfig,
+      application_name: this.#options.applicationName,
+    });
     client.on("notification", (message) => {
       if (message.channel === this.#options.channel) this.#options.onNotification(message.payload ?? "");
     });

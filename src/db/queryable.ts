@@ -39,11 +39,25 @@ export function clientConfigOf(database: string | pg.Pool): pg.ClientConfig {
 export interface PoolOptions {
   max: number;
   applicationName: string;
+  /**
+   * Client-side bound on each statement, so a connection that went silent (no reset, no
+   * reply) fails the statement instead of stalling its caller forever. Workers set it
+   * below their VT.
+   */
+  queryTimeoutMs?: number;
 }
+
+/**
+ * Every connection pgbus opens: TCP keepalive so a dead peer is noticed by the kernel, and
+ * a bound on connecting so a start against an unreachable host fails instead of hanging.
+ */
+export const CONNECTION_DEFAULTS = Object.freeze({ keepAlive: true, connectionTimeoutMillis: 10_000 });
 
 export function createPool(clientConfig: pg.ClientConfig, options: PoolOptions): pg.Pool {
   const pool = new pg.Pool({
+    ...CONNECTION_DEFAULTS,
     ...clientConfig,
+    ...(options.queryTimeoutMs !== undefined ? { query_timeout: options.queryTimeoutMs } : {}),
     max: options.max,
     application_name: options.applicationName,
     // Idle connections are closed so a quiet worker gives its connections back.
