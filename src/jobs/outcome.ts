@@ -17,8 +17,14 @@ export interface JobTask {
  */
 export type PermanentFailure = "invalid_message" | "unknown_job" | "invalid_payload" | "max_deliveries";
 
-/** How a run ended. A failure without `permanent` is retried until the job's maxRetries. */
-export type JobOutcome = { ok: true } | { ok: false; error: ErrorRecord; permanent?: PermanentFailure };
+/**
+ * How a run ended. A failure without `permanent` is retried until the job's maxRetries.
+ * `interrupted`: the run ended without an outcome of its own because the thread under it
+ * died, by this run's fault or by another run's on the same thread; the message is given
+ * back without counting a failure against it (its deliveries still count, so a run that
+ * keeps killing its thread ends in the DLQ as max_deliveries).
+ */
+export type JobOutcome = { ok: true } | { ok: false; error: ErrorRecord; permanent?: PermanentFailure; interrupted?: true };
 
 export type FailedOutcome = Extract<JobOutcome, { ok: false }>;
 

@@ -8,8 +8,9 @@ import type { JobOutcome } from "./outcome.ts";
  * - ack: archive or delete it (per the queue's ack mode);
  * - retry: make it visible again after `delayMs`;
  * - dead_letter: move it to `<queue>_dlq` with `reason`;
- * - release: make it visible again at once, counting nothing against it (the run was
- *   given up by this worker, e.g. aborted at shutdown, not failed by the job).
+ * - release: make it visible again at once, counting no failure against it (the run was
+ *   given up by this worker, e.g. aborted at shutdown, or interrupted by its thread dying,
+ *   not failed by the job).
  */
 export type Settlement =
   { action: "ack" } | { action: "retry"; delayMs: number } | { action: "dead_letter"; reason: DeadLetterReason } | { action: "release" };
@@ -27,7 +28,7 @@ export interface SettlementInput {
 }
 
 export function decideSettlement({ outcome, abandoned, policy, attempt, random }: SettlementInput): Settlement {
-  if (abandoned) return { action: "release" };
+  if (abandoned || (!outcome.ok && outcome.interrupted)) return { action: "release" };
   if (outcome.ok) return { action: "ack" };
   if (outcome.permanent) return { action: "dead_letter", reason: outcome.permanent };
   if (!policy) return { action: "dead_letter", reason: "unknown_job" };

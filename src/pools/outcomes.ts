@@ -1,4 +1,4 @@
-import type { JobOutcome } from "../jobs/outcome.ts";
+import { type JobOutcome, failedOutcome } from "../jobs/outcome.ts";
 
 /**
  * A run given up on: the same record in both modes whatever the abort reason was, so the
@@ -12,4 +12,9 @@ export function abortedOutcome(reason: unknown): JobOutcome {
 /** The abort reason kill() gives every run it aborts. */
 export function killReason(): DOMException {
   return new DOMException("execution pool was killed", "AbortError");
+}
+
+/** A run whose thread died under it: no outcome of its own (see JobOutcome's `interrupted`). */
+export function interruptedOutcome(thrown: unknown): JobOutcome {
+  return { ...(failedOutcome(thrown) as Extract<JobOutcome, { ok: false }>), interrupted: true };
 }

@@ -4,8 +4,7 @@ import { fileURLToPath } from "node:url";
 import { Piscina } from "piscina";
 import { PgbusError, toErrorRecord } from "../errors.ts";
 import { type Logger, silentLogger } from "../logger.ts";
-import { failedOutcome } from "../jobs/outcome.ts";
-import { abortedOutcome, killReason } from "./outcomes.ts";
+import { abortedOutcome, interruptedOutcome, killReason } from "./outcomes.ts";
 import { validateCapacity, validateThreads } from "./options.ts";
 import { PoolSlots } from "./slots.ts";
 import type { LoadReport, ThreadData, ThreadRequest } from "./thread-entry.ts";
@@ -130,10 +129,11 @@ export class ThreadPool implements ExecutionPool {
       return (await this.#piscina.run({ type: "run", task }, signal ? { signal } : {})) as JobOutcome;
     } catch (error) {
       // A rejection is never the handler's failure (executeJob turns those into outcomes):
-      // an abort, a kill terminating the thread, a thread crash, or an uncloneable task.
+      // an abort, a kill terminating the thread, or the thread dying under every run on it,
+      // whichever run caused it; the others are bystanders and must not pay for it.
       if (signal?.aborted) return abortedOutcome(signal.reason);
       if (this.#killedBy) return abortedOutcome(this.#killedBy);
-      return failedOutcome(error);
+      return interruptedOutcome(error);
     }
   }
 

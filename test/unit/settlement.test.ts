@@ -16,6 +16,16 @@ describe("decideSettlement", () => {
     ["success on the last attempt acks", { outcome: ok, abandoned: false, policy, attempt: 3 }, { action: "ack" }],
     ["an abandoned success is released", { outcome: ok, abandoned: true, policy, attempt: 1 }, { action: "release" }],
     ["an abandoned failure is released, not counted", { outcome: failed, abandoned: true, policy, attempt: 3 }, { action: "release" }],
+    [
+      "a run interrupted by its thread dying is released, not counted",
+      {
+        outcome: { ok: false, interrupted: true, error: { name: "Error", message: "thread exited" } },
+        abandoned: false,
+        policy,
+        attempt: 3,
+      },
+      { action: "release" },
+    ],
     ["first failure retries after baseMs", { outcome: failed, abandoned: false, policy, attempt: 1 }, { action: "retry", delayMs: 1_000 }],
     [
       "second failure retries after twice baseMs",
