@@ -26,6 +26,8 @@ import {
 } from "./events/subscriber.ts";
 import type { WorkerStore } from "./worker/worker-store.ts";
 import { WORKER_DEFAULTS } from "./worker/options.ts";
+import type { NotificationHandlers, NotificationSource } from "./worker/notifications.ts";
+import { type JobMessage, jobEnvelope } from "./queue/envelope.ts";
 
 export interface PgbusOptions {
   /** PostgreSQL URL. Give this or `pool`. */
@@ -38,6 +40,11 @@ export interface PgbusOptions {
   logger?: Logger;
   /** Largest message, in bytes of JSON. Default 4 MiB. */
   maxPayloadBytes?: number;
+  /**
+   * Where the workers this bus builds get their wake-ups. Default: a LISTEN connection per
+   * worker. `pgbus start` passes the supervisor's one LISTEN, fanned out to its children.
+   */
+  notifications?: (handlers: NotificationHandlers) => NotificationSource;
 }
 
 export interface EnqueueOptions {
@@ -55,11 +62,7 @@ export interface BusPublishOptions extends PublishOptions {
   client?: Queryable;
 }
 
-/** How a job message is stored: the job's name and its payload. PGMQ clients in any language can produce it. */
-export interface JobMessage<P = unknown> {
-  job: string;
-  payload: P;
-}
+export type { JobMessage } from "./queue/envelope.ts";
 
 /**
  * The entry point: enqueues jobs (optionally inside the caller's transaction), migrates
@@ -80,6 +83,7 @@ export class Pgbus {
   readonly #services = new Set<{ stop(): Promise<void> }>();
   readonly #maxPayloadBytes: number;
   #closing: Promise<void> | null = null;
+  readonly #notifications: PgbusOptions["notifications"];
 
   constructor(options: PgbusOptions) {
     if (!options.pool && !options.connectionString) {
@@ -88,6 +92,7 @@ export class Pgbus {
     this.#ownsPool = !options.pool;
     this.#pool = options.pool ?? createPool({ connectionString: options.connectionString }, { max: 10, applicationName: "pgbus" });
     this.#logger = options.logger ?? silentLogger;
+    this.#notifications = options.notifications;
     this.#emitter = new SafeEmitter<WorkerEvents>(() => this.#logger);
     this.registry = new JobRegistry(options.jobs ?? []);
     this.#maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
@@ -127,7 +132,7 @@ export class Pgbus {
     for (const [index, payload] of payloads.entries()) await validateForEnqueue(job, payload, index);
     const queues = options.client ? this.queues.withClient(options.client) : this.queues;
     await this.#ensureQueue(job.queue, queues);
-    const messages: JobMessage<P>[] = payloads.map((payload) => ({ job: job.name, payload }));
+    const messages: JobMessage<P>[] = payloads.map((payload) => jobEnvelope(job.name, payload));
     return queues.sendBatch(job.queue, messages, { delayMs: options.delayMs, runAt: options.runAt, headers: options.headers });
   }
 
@@ -193,6 +198,7 @@ export class Pgbus {
       logger: this.#logger,
       emitter: this.#emitter,
       store: store?.(db),
+      notifications: this.#notifications,
       onStopped: async () => {
         this.#workers.delete(worker);
         await db.end().catch(() => {});

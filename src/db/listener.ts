@@ -5,9 +5,10 @@ import { CONNECTION_DEFAULTS } from "./queryable.ts";
 export interface ListenerOptions {
   /** How to open the dedicated connection (a URL, or a pg.Pool's options). */
   clientConfig: pg.ClientConfig;
-  channel: string;
+  /** One channel, or several on the same connection. Channel names are constants of pgbus, never user input. */
+  channel: string | readonly string[];
   logger: Logger;
-  onNotification(payload: string): void;
+  onNotification(payload: string, channel: string): void;
   /** Called after every (re)connect: notifications sent while disconnected were lost, so poll. */
   onConnected(): void;
   applicationName?: string;
@@ -32,10 +33,12 @@ export class Listener {
   #connected = false;
   #retryTimer: NodeJS.Timeout | null = null;
   #backoffMs: number;
+  readonly #channels: readonly string[];
 
   constructor(options: ListenerOptions) {
     this.#options = { applicationName: "pgbus:listen", minBackoffMs: 250, maxBackoffMs: 5_000, ...options };
     this.#backoffMs = this.#options.minBackoffMs;
+    this.#channels = typeof options.channel === "string" ? [options.channel] : options.channel;
   }
 
   get connected(): boolean {
@@ -66,13 +69,13 @@ export class Listener {
       application_name: this.#options.applicationName,
     });
     client.on("notification", (message) => {
-      if (message.channel === this.#options.channel) this.#options.onNotification(message.payload ?? "");
+      if (this.#channels.includes(message.channel)) this.#options.onNotification(message.payload ?? "", message.channel);
     });
     client.on("error", () => this.#lost(client));
     client.on("end", () => this.#lost(client));
     try {
       await client.connect();
-      await client.query(`LISTEN ${this.#options.channel}`);
+      for (const channel of this.#channels) await client.query(`LISTEN ${channel}`);
     } catch (error) {
       await client.end().catch(() => {});
       if (this.#connected || this.#backoffMs === this.#options.minBackoffMs) {

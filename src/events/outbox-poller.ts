@@ -4,6 +4,7 @@ import { Listener } from "../db/listener.ts";
 import { clientConfigOf, runStatement } from "../db/queryable.ts";
 import { type Logger, silentLogger } from "../logger.ts";
 import { DEFER_OUTBOX_ROW, MOVE_OUTBOX, OUTBOX_CANDIDATES } from "./sql.ts";
+import type { NotificationHandlers, NotificationSource } from "../worker/notifications.ts";
 import { Wakeup } from "../worker/wakeup.ts";
 
 export const OUTBOX_CHANNEL = "pgbus_outbox";
@@ -19,6 +20,8 @@ export interface OutboxPollerOptions {
   pollIntervalMs?: number;
   /** For the LISTEN connection. Default: the pool's own settings. */
   clientConfig?: pg.ClientConfig;
+  /** Replaces the poller's own LISTEN connection (under `pgbus start`: the supervisor's, shared). */
+  notifications?: (handlers: NotificationHandlers) => NotificationSource;
 }
 
 export interface OutboxBatch {
@@ -58,7 +61,8 @@ export class OutboxPoller {
   readonly #clientConfig: pg.ClientConfig;
   readonly #stats: OutboxPollerStats = { moved: 0, batches: 0, deferred: 0 };
   #state: State = "idle";
-  #listener: Listener | null = null;
+  #listener: NotificationSource | null = null;
+  readonly #notifications: ((handlers: NotificationHandlers) => NotificationSource) | undefined;
   #loopDone: Promise<void> = Promise.resolve();
   #stopPromise: Promise<void> | null = null;
   readonly #wakeup = new Wakeup();
@@ -78,6 +82,7 @@ export class OutboxPoller {
     this.#batchSize = batchSize;
     this.#pollIntervalMs = pollIntervalMs;
     this.#clientConfig = options.clientConfig ?? clientConfigOf(options.pool);
+    this.#notifications = options.notifications;
   }
 
   stats(): OutboxPollerStats {
@@ -88,14 +93,16 @@ export class OutboxPoller {
   async start(): Promise<void> {
     if (this.#state !== "idle") return;
     this.#state = "running";
-    this.#listener = new Listener({
-      clientConfig: this.#clientConfig,
-      channel: OUTBOX_CHANNEL,
-      logger: this.#logger,
-      applicationName: "pgbus:outbox:listen",
-      onNotification: () => this.#wake(),
-      onConnected: () => this.#wake(),
-    });
+    const handlers: NotificationHandlers = { onNotification: () => this.#wake(), onConnected: () => this.#wake() };
+    this.#listener =
+      this.#notifications?.(handlers) ??
+      new Listener({
+        clientConfig: this.#clientConfig,
+        channel: OUTBOX_CHANNEL,
+        logger: this.#logger,
+        applicationName: "pgbus:outbox:listen",
+        ...handlers,
+      });
     await this.#listener.start();
     this.#loopDone = this.#loop();
   }

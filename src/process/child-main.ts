@@ -79,7 +79,8 @@ function recycle(reason: string): void {
 process.on("message", (message: unknown) => {
   if (!isParentMessage(message)) return;
   if (message.type === "init") booting ??= boot(message);
-  else shutdown(0, "asked by the supervisor");
+  else if (message.type === "stop") shutdown(0, "asked by the supervisor");
+  // "notify" and "listening" are for the role's wake-ups (ipc-notifications.ts).
 });
 
 // The children must not outlive the supervisor. Its death closes the IPC channel

@@ -1,17 +1,16 @@
 import { randomUUID } from "node:crypto";
-import type pg from "pg";
 import { Pgbus } from "../bus.ts";
 import { type ResolvedConfig, ackModeFor } from "../config/schema.ts";
 import { WILDCARD } from "../config/queue-dsl.ts";
-import { createPool } from "../db/queryable.ts";
 import { ValidationError } from "../errors.ts";
 import { loadJobsModule } from "../jobs/registry.ts";
 import type { Logger } from "../logger.ts";
-import { OutboxPoller } from "../events/outbox-poller.ts";
-import { Maintenance } from "./maintenance.ts";
-import { Heartbeat, type ProcessSnapshot } from "./heartbeat.ts";
+import { NOTIFY_CHANNEL } from "../worker/notifications.ts";
 import type { WorkerStats } from "../worker/worker.ts";
-import type { ChildMessage, ChildRole, ChildStats, ParentMessage } from "./messages.ts";
+import { ChildBeat } from "./child-beat.ts";
+import { ipcNotifications } from "./ipc-notifications.ts";
+import { Maintenance } from "./maintenance.ts";
+import type { ChildMessage, ChildRole, ChildSnapshot, ChildStats, ParentMessage } from "./messages.ts";
 
 /**
  * What runs inside a forked child, per role; child-main.ts owns the process (IPC, signals,
@@ -73,10 +72,6 @@ export function excludedQueuesFor(config: Pick<ResolvedConfig, "workers">, index
   if (!entry?.queues.includes(WILDCARD)) return [];
   const others = config.workers.filter((_, i) => i !== index).flatMap((worker) => worker.queues);
   return [...new Set(others.filter((queue) => queue !== WILDCARD))];
-}
-
-function heartbeatPool(config: ResolvedConfig): pg.Pool {
-  return createPool({ connectionString: config.databaseUrl }, { max: 1, applicationName: "pgbus:heartbeat" });
 }
 
 /** What a worker or consumer child runs: both claim, run jobs in a pool and ack. */
@@ -142,11 +137,16 @@ async function runJobProcessor(
   hooks: ChildHooks,
   build: (bus: Pgbus) => JobProcessor,
 ): Promise<RunningChild> {
-  const { config, supervisorId } = init;
+  const { config } = init;
   const registry = await loadJobsModule(requireJobsModule(config));
-  const bus = new Pgbus({ connectionString: config.databaseUrl, jobs: registry.all(), logger, maxPayloadBytes: config.maxPayloadBytes });
+  const bus = new Pgbus({
+    connectionString: config.databaseUrl,
+    jobs: registry.all(),
+    logger,
+    maxPayloadBytes: config.maxPayloadBytes,
+    notifications: ipcNotifications(NOTIFY_CHANNEL),
+  });
   const processor = build(bus);
-  const db = heartbeatPool(config);
   const processId = randomUUID();
   const stats = (): ChildStats => {
     const { processed, failed, retried, deadLettered, busy } = processor.stats() ?? {
@@ -167,9 +167,11 @@ async function runJobProcessor(
       hooks.recycle(`resident memory ${now.rssMb} MB exceeds maxMemoryMb ${memoryLimitMb}`);
     }
   };
-  const snapshot = (): ProcessSnapshot => {
+  const snapshot = (): ChildSnapshot => {
     const { busy, rssMb: rss, ...counts } = stats();
     return {
+      processId,
+      role,
       executionMode: processor.stats()?.executionMode ?? null,
       capacity,
       busy,
@@ -177,18 +179,9 @@ async function runJobProcessor(
       stats: { ...counts, rssMb: rss },
     };
   };
-  const heartbeat = new Heartbeat({
-    db,
-    id: processId,
-    supervisorId,
-    role,
-    intervalMs: config.heartbeatIntervalMs,
-    logger,
-    snapshot,
-    onBeat: () => {
-      hooks.send({ type: "stats", stats: stats() });
-      recycleIfDue();
-    },
+  const beat = new ChildBeat(config.heartbeatIntervalMs, () => {
+    hooks.send({ type: "stats", stats: stats(), snapshot: snapshot() });
+    recycleIfDue();
   });
   // The job count is checked after every run, not only per beat, so the limit is exact.
   // Only then: a listener makes the worker build an event for every run, a per-job cost
@@ -209,7 +202,6 @@ async function runJobProcessor(
   );
   const close = async (): Promise<void> => {
     await bus.close().catch(() => {});
-    await db.end().catch(() => {});
   };
   try {
     await processor.start();
@@ -217,7 +209,7 @@ async function runJobProcessor(
     await close();
     throw error;
   }
-  await heartbeat.start();
+  beat.start();
   const started = processor.stats();
   let stopping: Promise<void> | null = null;
   return {
@@ -232,7 +224,7 @@ async function runJobProcessor(
     stop() {
       stopping ??= (async () => {
         await processor.stop(); // keeps beating meanwhile, so a long drain does not look dead
-        await heartbeat.stop();
+        beat.stop();
         await close();
       })();
       return stopping;
@@ -241,8 +233,7 @@ async function runJobProcessor(
 }
 
 async function startMaintenance(init: InitMessage, logger: Logger, hooks: ChildHooks): Promise<RunningChild> {
-  const { config, supervisorId } = init;
-  const db = heartbeatPool(config);
+  const { config } = init;
   const processId = randomUUID();
   const stats = (): ChildStats => ({
     processed: 0,
@@ -253,52 +244,40 @@ async function startMaintenance(init: InitMessage, logger: Logger, hooks: ChildH
     rssMb: rssMb(),
     maintenanceActive: maintenance.active,
   });
-  const heartbeat: Heartbeat = new Heartbeat({
-    db,
-    id: processId,
-    supervisorId,
-    role: "maintenance",
-    intervalMs: config.heartbeatIntervalMs,
-    logger,
-    snapshot: () => ({
-      executionMode: null,
-      capacity: null,
-      busy: 0,
-      queues: [],
-      stats: { maintenanceActive: maintenance.active, rssMb: rssMb() },
-    }),
-    onBeat: () => hooks.send({ type: "stats", stats: stats() }),
-  });
+  const sendBeat = (): void =>
+    hooks.send({
+      type: "stats",
+      stats: stats(),
+      snapshot: {
+        processId,
+        role: "maintenance",
+        executionMode: null,
+        capacity: null,
+        busy: 0,
+        queues: [],
+        stats: { maintenanceActive: maintenance.active, rssMb: rssMb() },
+      },
+    });
+  const beat = new ChildBeat(config.heartbeatIntervalMs, sendBeat);
+  // One connection: the session that holds the maintenance lock runs the maintenance too.
+  // The outbox poller runs in the supervisor, on its connection.
   const maintenance: Maintenance = new Maintenance({
     clientConfig: { connectionString: config.databaseUrl },
     config: config.maintenance,
     staleProcessAfterMs: config.staleProcessAfterMs,
     logger,
     // Beat at once so `pgbus status` shows who is active without waiting an interval.
-    onActiveChange: () => void heartbeat.beat(),
-  });
-  // Outbox pollers are safe side by side (SKIP LOCKED), so every maintenance child runs one,
-  // active or not: rows move as long as any host is up.
-  const outboxPool = createPool({ connectionString: config.databaseUrl }, { max: 1, applicationName: "pgbus:outbox" });
-  const outbox = new OutboxPoller({
-    pool: outboxPool,
-    logger,
-    batchSize: config.outbox.batchSize,
-    pollIntervalMs: config.outbox.pollIntervalMs,
+    onActiveChange: sendBeat,
   });
   await maintenance.start();
-  await outbox.start();
-  await heartbeat.start();
+  beat.start();
   let stopping: Promise<void> | null = null;
   return {
     ready: { type: "ready", processId, pid: process.pid, executionMode: null, capacity: null, queues: [] },
     stop() {
       stopping ??= (async () => {
-        await outbox.stop();
         await maintenance.stop();
-        await heartbeat.stop();
-        await outboxPool.end().catch(() => {});
-        await db.end().catch(() => {});
+        beat.stop();
       })();
       return stopping;
     },

@@ -16,7 +16,11 @@ export type ParentMessage =
   /** The first message a child receives: everything it needs to boot. */
   | { type: "init"; role: ChildRole; config: ResolvedConfig; supervisorId: string }
   /** Stop claiming, finish in-flight work (up to shutdownTimeoutMs), then exit 0. */
-  | { type: "stop" };
+  | { type: "stop" }
+  /** A NOTIFY the supervisor's one LISTEN connection received, fanned out to every child. */
+  | { type: "notify"; channel: string; payload: string }
+  /** The supervisor's LISTEN (re)connected: notifications may have been missed, so look now. */
+  | { type: "listening" };
 
 export interface ChildStats {
   processed: number;
@@ -29,11 +33,26 @@ export interface ChildStats {
   maintenanceActive?: boolean;
 }
 
+/** What the child's row in pgbus.processes shows (see process-store.ts ProcessBeat). */
+export interface ChildSnapshot {
+  processId: string;
+  role: string;
+  executionMode: string | null;
+  capacity: number | null;
+  busy: number;
+  queues: string[];
+  stats: Record<string, unknown>;
+}
+
 export type ChildMessage =
   /** Booted: the worker claims, or the maintenance runs. */
   | { type: "ready"; processId: string; pid: number; executionMode: string | null; capacity: number | null; queues: string[] }
-  /** Sent with every heartbeat, so the supervisor can log a summary without asking the database. */
-  | { type: "stats"; stats: ChildStats }
+  /**
+   * Sent every heartbeat interval: the supervisor writes the child's row in pgbus.processes
+   * from it (one connection for the whole host) and logs summaries without asking the
+   * database. A child that stops sending (hung) gets no fresh row and is reaped as stale.
+   */
+  | { type: "stats"; stats: ChildStats; snapshot: ChildSnapshot }
   /** About to stop and exit with RECYCLE_EXIT_CODE: the supervisor re-forks at once, without backoff. */
   | { type: "recycle"; reason: string };
 
@@ -48,7 +67,7 @@ export function roleName(role: ChildRole): string {
 
 export function isParentMessage(value: unknown): value is ParentMessage {
   const type = (value as { type?: unknown } | null)?.type;
-  return type === "init" || type === "stop";
+  return type === "init" || type === "stop" || type === "notify" || type === "listening";
 }
 
 export function isChildMessage(value: unknown): value is ChildMessage {

@@ -9,8 +9,9 @@ import { createPool } from "../db/queryable.ts";
 import { ValidationError, toErrorRecord } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { Heartbeat } from "./heartbeat.ts";
+import { HostServices } from "./host-services.ts";
 import { type ChildRole, type ChildStats, type ParentMessage, RECYCLE_EXIT_CODE, isChildMessage, roleName } from "./messages.ts";
-import { deleteProcess, deleteProcessTree } from "./process-store.ts";
+import { deleteProcessTree } from "./process-store.ts";
 import { RestartBackoff, type RestartBackoffOptions } from "./restart-backoff.ts";
 import { waitForDatabaseAndMigrate } from "./wait-for-database.ts";
 
@@ -76,6 +77,7 @@ export class Supervisor {
   readonly #pool: pg.Pool;
   readonly #slots: Slot[];
   readonly #heartbeat: Heartbeat;
+  readonly #host: HostServices;
   readonly #abort = new AbortController();
   #state: State = "idle";
   #starting: Promise<void> = Promise.resolve();
@@ -106,7 +108,18 @@ export class Supervisor {
       restarts: 0,
       stats: null,
     }));
-    this.#pool = createPool({ connectionString: config.databaseUrl }, { max: 2, applicationName: "pgbus:supervisor" });
+    // One connection for the supervisor's own row, its children's rows and the outbox poller.
+    this.#pool = createPool({ connectionString: config.databaseUrl }, { max: 1, applicationName: "pgbus:supervisor" });
+    this.#host = new HostServices({
+      config,
+      pool: this.#pool,
+      supervisorId: this.id,
+      logger: this.#logger,
+      outbox: runs("maintenance"),
+      broadcast: (message) => {
+        for (const slot of this.#slots) if (slot.child && slot.role.kind !== "maintenance") this.#send(slot.child, message);
+      },
+    });
     this.#heartbeat = new Heartbeat({
       db: this.#pool,
       id: this.id,
@@ -144,6 +157,7 @@ export class Supervisor {
     if (migrated.applied.length > 0) this.#logger.info({ applied: migrated.applied }, "migrations applied");
     this.#state = "running";
     await this.#heartbeat.start();
+    await this.#host.start();
     this.#logger.info({ supervisorId: this.id, children: this.#slots.map((slot) => roleName(slot.role)) }, "supervisor starting children");
     for (const slot of this.#slots) this.#fork(slot);
   }
@@ -168,7 +182,7 @@ export class Supervisor {
     }
     // Best effort and bounded: an unreachable database must not keep a SIGQUIT waiting.
     await Promise.race([
-      Promise.all([this.#heartbeat.stop(), deleteProcessTree(this.#pool, this.id)]).catch(() => {}),
+      Promise.all([this.#host.stop(), this.#heartbeat.stop(), deleteProcessTree(this.#pool, this.id)]).catch(() => {}),
       sleep(1_000, undefined, { ref: false }),
     ]);
     void this.#pool.end().catch(() => {});
@@ -206,7 +220,9 @@ export class Supervisor {
     clearTimeout(timer);
     clean &&= results.every(Boolean);
     this.#state = "stopped";
+    await this.#host.stop();
     await this.#heartbeat.stop();
+    await deleteProcessTree(this.#pool, this.id).catch(() => {}); // the children's rows
     await this.#pool.end().catch(() => {});
     this.#logger.info(
       { clean, restarts: this.#restarts },
@@ -255,7 +271,9 @@ export class Supervisor {
         this.#announceReadyOnce();
         return;
       case "stats":
+        if (slot.child !== child) return; // a late beat of a child already replaced
         slot.stats = message.stats;
+        if (child.process.pid !== undefined) void this.#host.childBeat(child.process.pid, message.snapshot);
         return;
       case "recycle":
         this.#logger.info({ child: roleName(slot.role), childPid: child.process.pid, reason: message.reason }, "child recycling");
@@ -275,11 +293,8 @@ export class Supervisor {
     slot.stats = null;
     const name = roleName(slot.role);
     const childPid = child.process.pid;
-    if (this.#state !== "running") return; // stopping: stop() is waiting on `exited`
-    if (code !== 0 && child.processId) {
-      // It could not delete its own row; without this `pgbus status` would list it until reaped.
-      void deleteProcess(this.#pool, child.processId).catch(() => {});
-    }
+    if (this.#state !== "running") return; // stopping: stop() is waiting on `exited`, then deletes every row
+    if (child.processId) void this.#host.childGone(child.processId);
     if (code === RECYCLE_EXIT_CODE) {
       this.#logger.info({ child: name, childPid }, "child recycled; forking its replacement");
       this.#fork(slot);
