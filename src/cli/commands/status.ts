@@ -46,6 +46,14 @@ export function registerStatus(program: Command): void {
               ]),
             ),
       );
+      const supervisors = processes.filter((p) => p.role === "supervisor").length;
+      const workerChildren = processes.filter((p) => p.role === "worker" || p.role === "consumer").length;
+      if (supervisors > 0) {
+        printLine(
+          `connections: each host holds 2 per worker or consumer process + 3 (supervisor LISTEN and pool, maintenance); ` +
+            `here about ${2 * workerChildren + 3 * supervisors} across ${supervisors} host(s)`,
+        );
+      }
       printLine();
       printLine("QUEUES");
       printLine(
