@@ -91,9 +91,14 @@ export class HostServices {
         pid,
         ...shown,
       });
+      if (this.#failing) this.#options.logger.info({}, "children's heartbeat rows restored");
       this.#failing = false;
     } catch (error) {
-      if (!this.#failing) this.#options.logger.error({ err: toErrorRecord(error).message }, "writing a child's heartbeat row failed");
+      if (!this.#failing)
+        this.#options.logger.error(
+          { err: toErrorRecord(error).message },
+          "writing the children's heartbeat rows failed; retrying with each beat (logged again once it works)",
+        );
       this.#failing = true;
     }
   }
