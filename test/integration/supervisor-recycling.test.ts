@@ -21,7 +21,7 @@ test("recycling workers give prefetched messages back without using up their att
   await queues.createQueue("work");
   const sent = await queues.sendBatch(
     "work",
-    Array.from({ length: 30 }, () => ({ job: "stall", payload: { ms: 20, failOnAttempt: 0 } })),
+    Array.from({ length: 12 }, () => ({ job: "stall", payload: { ms: 20, failOnAttempt: 0 } })),
   );
   // Capacity 2 with a prefetch of 2 and a recycle every 3 jobs: each recycle gives
   // prefetched messages back, many times over the run.
@@ -41,13 +41,13 @@ test("recycling workers give prefetched messages back without using up their att
   await waitFor(
     async () => (await db.pool.query("SELECT count(*)::int AS n FROM pgmq.a_work")).rows[0].n === sent.length,
     "every job archived",
-    60_000,
+    120_000,
     100,
   );
   cli.signal("SIGTERM");
   await cli.exited;
   const recycles = (await db.pool.query("SELECT count(DISTINCT pid)::int AS n FROM stall_runs")).rows[0].n;
-  assert.ok(recycles >= 5, `the worker was recycled (${recycles} processes ran jobs)`);
+  assert.ok(recycles >= 3, `the worker was recycled (${recycles} processes ran jobs)`);
   const attempts = await db.pool.query(
     "SELECT attempt, count(*)::int AS n FROM stall_runs WHERE event = 'start' GROUP BY attempt ORDER BY 1",
   );
