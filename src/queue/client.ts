@@ -1,8 +1,9 @@
-import { type ErrorRecord, ValidationError } from "../errors.ts";
+import { type ErrorRecord, ValidationError, storableErrorRecord } from "../errors.ts";
 import { type NamedStatement, type Queryable, runStatement } from "../db/queryable.ts";
+import { isDataError } from "../db/pg-errors.ts";
 import { deadLetterHeaders } from "./dead-letter.ts";
 import { MAX_QUEUE_NAME_WITH_DLQ, dlqName, validateQueueName } from "./names.ts";
-import { DEFAULT_MAX_PAYLOAD_BYTES, serializeJson } from "./payload.ts";
+import { DEFAULT_MAX_PAYLOAD_BYTES, serializeJson, storableJson } from "./payload.ts";
 import * as sql from "./sql.ts";
 
 export type MessageId = string | number | bigint;
@@ -205,9 +206,27 @@ export class QueueClient {
    */
   async moveToDeadLetterQueue(queue: string, id: MessageId, error: ErrorRecord & { reason?: string }): Promise<string | null> {
     validateQueueName(queue);
-    const headers = serializeJson(deadLetterHeaders(queue, String(id), { reason: "", ...error }), "dead-letter headers");
-    const rows = await this.#run<{ msg_id: string }>(sql.moveToDeadLetter(queue, dlqName(queue)), [toId(id), headers, queue]);
-    return rows[0]?.msg_id ?? null;
+    const record = storableErrorRecord({ reason: "", ...error });
+    const statement = sql.moveToDeadLetter(queue, dlqName(queue));
+    const move = async (headers: Headers) => {
+      const rows = await this.#run<{ msg_id: string }>(statement, [toId(id), storableJson(headers), queue]);
+      return rows[0]?.msg_id ?? null;
+    };
+    try {
+      return await move(deadLetterHeaders(queue, String(id), record));
+    } catch (cause) {
+      // The record is storable by construction; should the insert still refuse it (a data
+      // or size error), the message must reach the DLQ anyway, with the bare facts.
+      if (!isDataError(cause)) throw cause;
+      const reason = cause instanceof Error ? cause.message : String(cause);
+      return move(
+        deadLetterHeaders(queue, String(id), {
+          reason: record.reason,
+          name: record.name.slice(0, 200),
+          message: `the error record could not be stored (${reason.slice(0, 200)}); its message is lost`,
+        }),
+      );
+    }
   }
 
   async metrics(queue: string): Promise<QueueMetrics> {

@@ -1,6 +1,7 @@
 import type { ErrorRecord } from "../errors.ts";
 import { type Queryable, runStatement } from "../db/queryable.ts";
 import { QueueClient, byMessageId } from "../queue/client.ts";
+import { errorRecordJson } from "../queue/payload.ts";
 import * as sql from "../queue/sql.ts";
 import type { AckMode } from "./options.ts";
 
@@ -56,7 +57,7 @@ export function createWorkerStore(db: Queryable): WorkerStore {
       else await queues.delete(queue, ids);
     },
     async retry(queue, id, delayMs, error) {
-      await run(sql.retryLater(queue), [id, delayMs, JSON.stringify(error), queue]);
+      await run(sql.retryLater(queue), [id, delayMs, errorRecordJson(error), queue]);
     },
     async deadLetter(queue, id, error) {
       await queues.moveToDeadLetterQueue(queue, id, error);
