@@ -1,14 +1,14 @@
 import pg from "pg";
 import { ValidationError } from "./errors.ts";
 import { clientConfigOf, createPool, type Queryable } from "./db/queryable.ts";
-import type { JobDefinition } from "./jobs/define.ts";
+import { type JobDefinition, isJobDefinition } from "./jobs/define.ts";
 import { JobRegistry } from "./jobs/registry.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { SafeEmitter } from "./observability/emitter.ts";
 import type { WorkerEvents } from "./observability/events.ts";
 import { Worker, type WorkerOptions } from "./worker/worker.ts";
 import { QueueClient, type Headers } from "./queue/client.ts";
-import { DEFAULT_MAX_PAYLOAD_BYTES } from "./queue/payload.ts";
+import { DEFAULT_MAX_PAYLOAD_BYTES, checkPayloadValue, describeValue } from "./queue/payload.ts";
 import { type MigrationResult, migrate } from "./schema/migrator.ts";
 import { Consumer, type ConsumerOptions } from "./events/consumer.ts";
 import { ensureSubscriptions } from "./events/consumer-store.ts";
@@ -122,8 +122,20 @@ export class Pgbus {
 
   /** Enqueues many jobs of one kind in one statement; returns ids in input order. */
   async enqueueMany<P>(job: JobDefinition<P>, payloads: readonly P[], options: EnqueueOptions = {}): Promise<string[]> {
+    if (!isJobDefinition(job)) {
+      throw new ValidationError("INVALID_OPTION", `enqueue needs a job definition made with defineJob, got ${describeValue(job)}`);
+    }
+    if (!Array.isArray(payloads)) {
+      throw new ValidationError(
+        "INVALID_OPTION",
+        `enqueueMany needs an array of payloads for job ${job.name}, got ${describeValue(payloads)}`,
+      );
+    }
     this.registry.add(job);
-    for (const [index, payload] of payloads.entries()) await validateForEnqueue(job, payload, index);
+    for (const [index, payload] of payloads.entries()) {
+      checkPayloadValue(payload, `payload ${index} of job ${job.name}`);
+      await validateForEnqueue(job, payload, index);
+    }
     const queues = options.client ? this.queues.withClient(options.client) : this.queues;
     await this.#ensureQueue(job.queue, queues);
     const messages: JobMessage<P>[] = payloads.map((payload) => ({ job: job.name, payload }));

@@ -283,13 +283,31 @@ function toId(id: MessageId): string {
   return text;
 }
 
+/** Longest delay a send takes: 100 years, far inside PostgreSQL's timestamp range. */
+export const MAX_SEND_DELAY_MS = 100 * 365.25 * 24 * 3_600_000;
+/** The runAt range a send takes: years 1 to 9999 (PostgreSQL refuses some earlier years outright). */
+export const RUN_AT_RANGE = Object.freeze({ min: new Date("0001-01-01T00:00:00.000Z"), max: new Date("9999-12-31T23:59:59.999Z") });
+
 function visibility(options: { delayMs?: number; runAt?: Date }): [number, Date | null] {
   const delayMs = options.delayMs ?? 0;
-  requireNumber("delayMs", delayMs, 0);
-  if (options.runAt !== undefined && !(options.runAt instanceof Date && Number.isFinite(options.runAt.getTime()))) {
-    throw new ValidationError("INVALID_OPTION", `runAt must be a valid Date, got ${String(options.runAt)}`);
+  if (typeof delayMs !== "number" || !Number.isFinite(delayMs) || delayMs < 0 || delayMs > MAX_SEND_DELAY_MS) {
+    throw new ValidationError(
+      "INVALID_OPTION",
+      `delayMs must be a number of milliseconds from 0 to ${MAX_SEND_DELAY_MS} (100 years), got ${String(delayMs)}`,
+    );
   }
-  return [delayMs, options.runAt ?? null];
+  const runAt = options.runAt;
+  if (runAt !== undefined && runAt !== null) {
+    const time = runAt instanceof Date ? runAt.getTime() : Number.NaN;
+    if (!Number.isFinite(time) || time < RUN_AT_RANGE.min.getTime() || time > RUN_AT_RANGE.max.getTime()) {
+      const shown = runAt instanceof Date && Number.isFinite(time) ? runAt.toISOString() : String(runAt);
+      throw new ValidationError(
+        "INVALID_OPTION",
+        `runAt must be a valid Date from ${RUN_AT_RANGE.min.toISOString()} to ${RUN_AT_RANGE.max.toISOString()}, got ${shown}`,
+      );
+    }
+  }
+  return [delayMs, runAt ?? null];
 }
 
 function batchHeaders(headers: Headers | Headers[] | undefined, count: number, queue: string): string | null {

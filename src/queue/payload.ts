@@ -18,6 +18,7 @@ const UNSTORABLE_ESCAPE = /(?<!\\)((?:\\\\)*)\\u(?:0000|d[89a-f][0-9a-f]{2})/gi;
  * messages over the size limit.
  */
 export function serializeJson(value: unknown, what: string, maxBytes: number = DEFAULT_MAX_PAYLOAD_BYTES): string {
+  checkPayloadValue(value, what);
   let text: string | undefined;
   try {
     text = JSON.stringify(value);
@@ -51,7 +52,7 @@ export function checkPayloadValue(value: unknown, what: string): void {
     const shown = kind === "number" ? String(value) : kind === "undefined" ? "undefined" : `a ${kind}`;
     throw new ValidationError(
       "INVALID_PAYLOAD",
-      `${what} is ${shown}, which JSON cannot carry; use an object, array, string, finite number, boolean or null`,
+      `${what} is not JSON-serialisable: got ${shown}, which JSON cannot carry; use an object, array, string, finite number, boolean or null`,
     );
   }
 }
@@ -69,6 +70,15 @@ export function errorRecordJson(record: ErrorRecord): string {
 export function storableJson(value: unknown): string {
   const text = JSON.stringify(value) ?? "null";
   return text.replace(UNSTORABLE_ESCAPE, (_match, backslashes: string) => `${backslashes}\\ufffd`);
+}
+
+/** A short description of a bad value for an error message: its type, and the value when it is short. */
+export function describeValue(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (typeof value === "string") return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)}`;
+  if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint") return `${typeof value} ${String(value)}`;
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  return typeof value === "object" ? "an object" : `a ${typeof value}`;
 }
 
 function unstorableTextError(text: string, what: string): ValidationError {
