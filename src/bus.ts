@@ -11,7 +11,7 @@ import { QueueClient, type Headers } from "./queue/client.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, checkPayloadValue, describeValue } from "./queue/payload.ts";
 import { type MigrationResult, migrate } from "./schema/migrator.ts";
 import { Consumer, type ConsumerOptions } from "./events/consumer.ts";
-import { ensureSubscriptions } from "./events/consumer-store.ts";
+import { type UnsubscribeResult, ensureSubscriptions, removeSubscription } from "./events/consumer-store.ts";
 import type { PublishOptions } from "./events/event.ts";
 import { Outbox } from "./events/outbox.ts";
 import { OutboxPoller, type OutboxPollerOptions } from "./events/outbox-poller.ts";
@@ -23,7 +23,9 @@ import {
   defineSubscriber,
   isSubscriberDefinition,
   subscribersByQueue,
+  validateSubscriberName,
 } from "./events/subscriber.ts";
+import { MAX_QUEUE_NAME_WITH_DLQ, validateQueueName } from "./queue/names.ts";
 import type { WorkerStore } from "./worker/worker-store.ts";
 
 export interface PgbusOptions {
@@ -106,7 +108,8 @@ export class Pgbus {
   async migrate(): Promise<MigrationResult> {
     const result = await migrate(this.#pool);
     for (const queue of this.registry.queues()) await this.#ensureQueue(queue, this.queues);
-    await ensureSubscriptions(this.#pool, this.#subscribers());
+    const removed = await ensureSubscriptions(this.#pool, this.#subscribers());
+    for (const binding of removed) this.#logger.info(binding, "subscriber pattern changed: old binding removed");
     return result;
   }
 
@@ -163,6 +166,30 @@ export class Pgbus {
     subscribersByQueue([...this.#subscribers(), definition as SubscriberDefinition]);
     this.registry.add(definition as JobDefinition);
     return definition;
+  }
+
+  /**
+   * Removes a subscriber that is no longer in the code: unbinds every pattern from its
+   * queue, so publishes stop filling it. Its queue keeps the copies already there (drain
+   * them, or pass `dropQueue: true` to drop the queue and its DLQ too). The queue is the
+   * one given, or `ev_<name>`. Refused while the subscriber is registered with this bus:
+   * the next migrate() or consumer start would bind it again.
+   */
+  async unsubscribe(name: string, options: { queue?: string; dropQueue?: boolean } = {}): Promise<UnsubscribeResult> {
+    validateSubscriberName(name);
+    const registered = this.#subscribers().find((definition) => definition.subscriber.name === name);
+    if (registered) {
+      throw new ValidationError(
+        "INVALID_OPTION",
+        `subscriber ${name} is still registered with this bus (pattern ${registered.subscriber.pattern}); ` +
+          `remove it from your jobs and subscribe() calls first, or its binding comes back at the next migrate() or consumer start`,
+      );
+    }
+    if (options.dropQueue !== undefined && typeof options.dropQueue !== "boolean") {
+      throw new ValidationError("INVALID_OPTION", `unsubscribe option dropQueue must be a boolean, got ${String(options.dropQueue)}`);
+    }
+    const queue = validateQueueName(options.queue ?? `ev_${name}`, MAX_QUEUE_NAME_WITH_DLQ);
+    return removeSubscription(this.#pool, queue, options.dropQueue ?? false);
   }
 
   /** A consumer of the bus's subscribers (or those of `jobsModule`); call start() on it. */
