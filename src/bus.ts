@@ -1,5 +1,5 @@
 import pg from "pg";
-import { ValidationError } from "./errors.ts";
+import { PgbusError, ValidationError } from "./errors.ts";
 import { clientConfigOf, createPool, type Queryable } from "./db/queryable.ts";
 import { type JobDefinition, isJobDefinition } from "./jobs/define.ts";
 import { JobRegistry } from "./jobs/registry.ts";
@@ -26,6 +26,7 @@ import {
   validateSubscriberName,
 } from "./events/subscriber.ts";
 import { MAX_QUEUE_NAME_WITH_DLQ, validateQueueName } from "./queue/names.ts";
+import { UNIQUE_KEY_HEADER, validateUniqueKey } from "./queue/unique.ts";
 import type { WorkerStore } from "./worker/worker-store.ts";
 
 export interface PgbusOptions {
@@ -41,7 +42,7 @@ export interface PgbusOptions {
   maxPayloadBytes?: number;
 }
 
-export interface EnqueueOptions {
+export interface EnqueueOptions<P = unknown> {
   /** Run no sooner than this many ms from now. */
   delayMs?: number;
   /** Run no sooner than this time. */
@@ -49,6 +50,14 @@ export interface EnqueueOptions {
   /** Enqueue inside the caller's transaction: a pg PoolClient, or any `{ query(text, values) }`. */
   client?: Queryable;
   headers?: Headers;
+  /**
+   * Idempotency key: while a message of this job with this key is in the queue (waiting,
+   * delayed or running), enqueueing it again inserts nothing and returns the existing
+   * message's id. Released when the message leaves the queue (acked, deleted,
+   * dead-lettered). A string (1-512 characters), or for enqueueMany a function giving each
+   * payload's key (null or undefined: none). See docs/jobs.md, unique jobs.
+   */
+  uniqueKey?: string | ((payload: P, index: number) => string | null | undefined);
 }
 
 export interface BusPublishOptions extends PublishOptions {
@@ -76,6 +85,7 @@ export class Pgbus {
   readonly #logger: Logger;
   readonly #emitter: SafeEmitter<WorkerEvents>;
   readonly #ensuredQueues = new Set<string>();
+  readonly #uniqueKeyQueues = new Set<string>();
   readonly #workers = new Set<Worker>();
   /** Consumers and outbox pollers this bus built, stopped by close(). */
   readonly #services = new Set<{ stop(): Promise<void> }>();
@@ -118,13 +128,13 @@ export class Pgbus {
   }
 
   /** Enqueues one job; returns its message id. */
-  async enqueue<P>(job: JobDefinition<P>, payload: P, options: EnqueueOptions = {}): Promise<string> {
+  async enqueue<P>(job: JobDefinition<P>, payload: P, options: EnqueueOptions<P> = {}): Promise<string> {
     const [id] = await this.enqueueMany(job, [payload], options);
     return id!;
   }
 
   /** Enqueues many jobs of one kind in one statement; returns ids in input order. */
-  async enqueueMany<P>(job: JobDefinition<P>, payloads: readonly P[], options: EnqueueOptions = {}): Promise<string[]> {
+  async enqueueMany<P>(job: JobDefinition<P>, payloads: readonly P[], options: EnqueueOptions<P> = {}): Promise<string[]> {
     if (!isJobDefinition(job)) {
       throw new ValidationError("INVALID_OPTION", `enqueue needs a job definition made with defineJob, got ${describeValue(job)}`);
     }
@@ -139,10 +149,15 @@ export class Pgbus {
       checkPayloadValue(payload, `payload ${index} of job ${job.name}`);
       await validateForEnqueue(job, payload, index);
     }
+    const uniqueKeys = uniqueKeysOf(options, payloads);
+    if (options.headers && typeof options.headers === "object" && UNIQUE_KEY_HEADER in options.headers) {
+      throw new ValidationError("INVALID_OPTION", `the header ${UNIQUE_KEY_HEADER} is pgbus's own; give the key as the uniqueKey option`);
+    }
     const queues = options.client ? this.queues.withClient(options.client) : this.queues;
     await this.#ensureQueue(job.queue, queues);
+    if (uniqueKeys) await this.#ensureUniqueKeys(job.queue, queues);
     const messages: JobMessage<P>[] = payloads.map((payload) => ({ job: job.name, payload }));
-    return queues.sendBatch(job.queue, messages, { delayMs: options.delayMs, runAt: options.runAt, headers: options.headers });
+    return queues.sendBatch(job.queue, messages, { delayMs: options.delayMs, runAt: options.runAt, headers: options.headers, uniqueKeys });
   }
 
   /**
@@ -258,12 +273,35 @@ export class Pgbus {
     this.#services.add(service);
   }
 
+  /** The queue's unique-key index, made on first use; on a caller's transaction, remembered only once it is visible to the bus's pool. */
+  async #ensureUniqueKeys(queue: string, queues: QueueClient): Promise<void> {
+    if (this.#uniqueKeyQueues.has(queue)) return;
+    if (!(await queues.enableUniqueKeys(queue))) {
+      throw new PgbusError("QUEUE_NOT_FOUND", `queue ${queue} has no table to hold unique keys`);
+    }
+    if (queues === this.queues) this.#uniqueKeyQueues.add(queue);
+  }
+
   async #ensureQueue(queue: string, queues: QueueClient): Promise<void> {
     if (this.#ensuredQueues.has(queue)) return;
     await queues.createQueue(queue);
     // Inside a caller's transaction the queue exists only if that transaction commits.
     if (queues === this.queues) this.#ensuredQueues.add(queue);
   }
+}
+
+/** One unique key (or none) per payload, checked; undefined when the option is not given. */
+function uniqueKeysOf<P>(options: EnqueueOptions<P>, payloads: readonly P[]): Array<string | null> | undefined {
+  const given = options.uniqueKey;
+  if (given === undefined) return undefined;
+  if (typeof given === "function") {
+    return payloads.map((payload, index) => {
+      const key = given(payload, index);
+      return key === null || key === undefined ? null : validateUniqueKey(key, `uniqueKey of payload ${index}`);
+    });
+  }
+  const key = validateUniqueKey(given, "uniqueKey");
+  return payloads.map(() => key);
 }
 
 async function validateForEnqueue<P>(job: JobDefinition<P>, payload: P, index: number): Promise<void> {

@@ -20,7 +20,8 @@ export type PgbusErrorCode =
   | "JOBS_MODULE_LOAD_FAILED"
   | "QUEUE_NOT_FOUND"
   | "MIGRATION_FAILED"
-  | "JOB_ABORTED";
+  | "JOB_ABORTED"
+  | "UNIQUE_KEY_CONTENDED";
 
 export class PgbusError extends Error {
   readonly code: PgbusErrorCode;
