@@ -1,11 +1,11 @@
-import { type ErrorRecord, PgbusError, ValidationError, storableErrorRecord } from "../errors.ts";
+import { type ErrorRecord, ValidationError, storableErrorRecord } from "../errors.ts";
 import { type NamedStatement, type Queryable, runStatement } from "../db/queryable.ts";
 import { isDataError } from "../db/pg-errors.ts";
 import { deadLetterHeaders } from "./dead-letter.ts";
 import { MAX_QUEUE_NAME_WITH_DLQ, dlqName, validateQueueName } from "./names.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, serializeJson, storableJson } from "./payload.ts";
 import * as sql from "./sql.ts";
-import { UNIQUE_KEY_HEADER, validateUniqueKey } from "./unique.ts";
+import { ENABLE_UNIQUE_KEYS, sendUniqueBatch } from "./unique.ts";
 
 export type MessageId = string | number | bigint;
 export type Headers = Record<string, unknown>;
@@ -157,7 +157,26 @@ export class QueueClient {
       serializeJson(message, `message ${index} for queue ${queue}`, this.#options.maxPayloadBytes),
     );
     const [delayMs, runAt] = visibility(options);
-    if (options.uniqueKeys) return this.#sendUnique(queue, messages, bodies, options, delayMs, runAt);
+    if (options.uniqueKeys) {
+      const keys = options.uniqueKeys;
+      if (keys.length !== messages.length) {
+        throw new ValidationError(
+          "INVALID_OPTION",
+          `uniqueKeys has ${keys.length} entries for ${messages.length} messages; give one per message`,
+        );
+      }
+      if (Array.isArray(options.headers)) batchHeaders(options.headers, messages.length, queue); // checks the count
+      const headers = messages.map((_, index) => (Array.isArray(options.headers) ? options.headers[index] : options.headers) ?? null);
+      return sendUniqueBatch((statement, values) => this.#run(statement, values), {
+        queue,
+        messages,
+        bodies,
+        headers,
+        keys,
+        delayMs,
+        runAt,
+      });
+    }
     const headers = batchHeaders(options.headers, messages.length, queue);
     const rows = await this.#run<{ msg_id: string }>(sql.sendMany(queue), [`[${bodies.join(",")}]`, headers, delayMs, runAt]);
     return rows.map((row) => row.msg_id);
@@ -169,97 +188,8 @@ export class QueueClient {
    */
   async enableUniqueKeys(queue: string): Promise<boolean> {
     validateQueueName(queue);
-    const result = await this.#db.query(sql.ENABLE_UNIQUE_KEYS, [queue]);
+    const result = await this.#db.query(ENABLE_UNIQUE_KEYS, [queue]);
     return (result.rows[0] as { enabled: boolean }).enabled;
-  }
-
-  /**
-   * sendBatch with unique keys. The INSERT skips messages whose (job, key) is taken; the ids
-   * holding those keys are then looked up in a statement of their own (under READ
-   * COMMITTED a new snapshot, which sees the holder the INSERT waited for). A holder can
-   * leave the queue between the two statements, so what is still unresolved is inserted
-   * again: a few rounds at most, each making progress unless keys are released and taken
-   * again concurrently.
-   */
-  async #sendUnique(
-    queue: string,
-    messages: readonly unknown[],
-    bodies: string[],
-    options: SendBatchOptions,
-    delayMs: number,
-    runAt: Date | null,
-  ): Promise<string[]> {
-    const keys = options.uniqueKeys!;
-    if (keys.length !== messages.length) {
-      throw new ValidationError(
-        "INVALID_OPTION",
-        `uniqueKeys has ${keys.length} entries for ${messages.length} messages; give one per message`,
-      );
-    }
-    const jobs = messages.map((message) => {
-      const job = (message as { job?: unknown } | null)?.job;
-      return typeof job === "string" ? job : "";
-    });
-    const common = options.headers;
-    if (Array.isArray(common) && common.length !== messages.length) batchHeaders(common, messages.length, queue); // throws
-    const headers = messages.map((_, index) => {
-      const given = Array.isArray(common) ? common[index] : common;
-      const key = keys[index];
-      return key === null || key === undefined
-        ? (given ?? null)
-        : { ...given, [UNIQUE_KEY_HEADER]: validateUniqueKey(key, `unique key ${index}`) };
-    });
-    const pair = (job: string, key: string) => `${job}\u0000${key}`;
-    const held = new Map<string, string>();
-    const unkeyed: string[] = [];
-    let pending = messages.map((_, index) => index);
-    for (let round = 0; pending.length > 0; round++) {
-      if (round === 5) {
-        throw new PgbusError(
-          "UNIQUE_KEY_CONTENDED",
-          `unique keys of queue ${queue} were taken and released again ${round} times while enqueueing; try again`,
-        );
-      }
-      // One message per pair: a second of the same batch would only be skipped.
-      const seen = new Set<string>();
-      const batch = pending.filter((index) => {
-        const key = keys[index];
-        if (key === null || key === undefined) return round === 0;
-        const id = pair(jobs[index]!, key);
-        if (held.has(id) || seen.has(id)) return false;
-        seen.add(id);
-        return true;
-      });
-      if (batch.length > 0) {
-        const rows = await this.#run<{ msg_id: string; job: string; unique_key: string | null }>(sql.sendManyUnique(queue), [
-          `[${batch.map((index) => bodies[index]).join(",")}]`,
-          serializeJson(
-            batch.map((index) => headers[index]),
-            `headers for queue ${queue}`,
-          ),
-          delayMs,
-          runAt,
-        ]);
-        for (const row of rows) {
-          if (row.unique_key === null) unkeyed.push(row.msg_id);
-          else held.set(pair(row.job, row.unique_key), row.msg_id);
-        }
-      }
-      const missing = pending.filter((index) => keys[index] != null && !held.has(pair(jobs[index]!, keys[index]!)));
-      if (missing.length > 0) {
-        const rows = await this.#run<{ msg_id: string; job: string; unique_key: string }>(sql.findUniqueKeys(queue), [
-          missing.map((index) => jobs[index]),
-          missing.map((index) => keys[index]),
-        ]);
-        for (const row of rows) held.set(pair(row.job, row.unique_key), row.msg_id);
-      }
-      pending = missing.filter((index) => !held.has(pair(jobs[index]!, keys[index]!)));
-    }
-    let next = 0;
-    return messages.map((_, index) => {
-      const key = keys[index];
-      return key === null || key === undefined ? unkeyed[next++]! : held.get(pair(jobs[index]!, key))!;
-    });
   }
 
   /** Up to `qty` visible messages, invisible to other readers for `vtSeconds`. */

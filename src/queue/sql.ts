@@ -2,7 +2,6 @@ import { createHash } from "node:crypto";
 import type { NamedStatement } from "../db/queryable.ts";
 import { DEAD_LETTER_HEADER } from "./dead-letter.ts";
 import { archiveTable, queueTable } from "./names.ts";
-import { UNIQUE_KEY_HEADER } from "./unique.ts";
 
 /**
  * Every statement the queue client and the worker send, in one place. Table names come
@@ -50,42 +49,6 @@ export const sendMany = (queue: string): NamedStatement =>
       ORDER BY m.ord
      RETURNING msg_id`,
   );
-
-/** The unique-key index's expressions and predicate, written the same way in every statement that relies on it. */
-const UNIQUE_JOB = "coalesce(message ->> 'job', '')";
-const UNIQUE_KEY = `headers ->> '${UNIQUE_KEY_HEADER}'`;
-
-/**
- * Like sendMany, for messages that may carry a unique key (in their headers): a message
- * whose (job, key) is already in the queue is not inserted (nor a second one of the same
- * batch). Returns the inserted rows with their job and key, in input order.
- */
-export const sendManyUnique = (queue: string): NamedStatement =>
-  statement(
-    "send_unique",
-    queue,
-    () =>
-      `INSERT INTO ${queueTable(queue)} (vt, message, headers)
-     SELECT greatest(clock_timestamp() + $3::float8 * interval '1 millisecond', coalesce($4::timestamptz, '-infinity')), m.msg, $2::jsonb -> (m.ord::int - 1)
-       FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS m(msg, ord)
-      ORDER BY m.ord
-     ON CONFLICT ((${UNIQUE_JOB}), (${UNIQUE_KEY})) WHERE (${UNIQUE_KEY}) IS NOT NULL DO NOTHING
-     RETURNING msg_id, ${UNIQUE_JOB} AS job, ${UNIQUE_KEY} AS unique_key`,
-  );
-
-/** $1 jobs (text[]), $2 keys (text[]), pairwise. The messages now holding those (job, key) pairs. */
-export const findUniqueKeys = (queue: string): NamedStatement =>
-  statement(
-    "find_unique",
-    queue,
-    () =>
-      `SELECT q.msg_id, k.job, k.unique_key
-       FROM unnest($1::text[], $2::text[]) AS k(job, unique_key)
-       JOIN ${queueTable(queue)} q ON coalesce(q.message ->> 'job', '') = k.job AND (q.headers ->> '${UNIQUE_KEY_HEADER}') = k.unique_key
-      WHERE (q.headers ->> '${UNIQUE_KEY_HEADER}') IS NOT NULL`,
-  );
-
-export const ENABLE_UNIQUE_KEYS = "SELECT pgbus.enable_unique_keys($1) AS enabled";
 
 /** $1 vt seconds, $2 qty. Oldest visible first; rows other readers hold are skipped, not waited for. */
 export const readBatch = (queue: string): NamedStatement =>
