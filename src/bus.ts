@@ -187,23 +187,25 @@ export class Pgbus {
    * Removes a subscriber that is no longer in the code: unbinds every pattern from its
    * queue, so publishes stop filling it. Its queue keeps the copies already there (drain
    * them, or pass `dropQueue: true` to drop the queue and its DLQ too). The queue is the
-   * one given, or `ev_<name>`. Refused while the subscriber is registered with this bus:
-   * the next migrate() or consumer start would bind it again.
+   * one given, or `ev_<name>`. Refused for the queue of a subscriber still registered with
+   * this bus (the next migrate() or consumer start would bind it again); a subscriber that
+   * moved to another queue can have its old one unsubscribed by naming it.
    */
   async unsubscribe(name: string, options: { queue?: string; dropQueue?: boolean } = {}): Promise<UnsubscribeResult> {
     validateSubscriberName(name);
+    if (options.dropQueue !== undefined && typeof options.dropQueue !== "boolean") {
+      throw new ValidationError("INVALID_OPTION", `unsubscribe option dropQueue must be a boolean, got ${String(options.dropQueue)}`);
+    }
     const registered = this.#subscribers().find((definition) => definition.subscriber.name === name);
-    if (registered) {
+    const queue = validateQueueName(options.queue ?? registered?.subscriber.queue ?? `ev_${name}`, MAX_QUEUE_NAME_WITH_DLQ);
+    // A subscriber that moved to another queue may have its old queue unbound; its current one not.
+    if (registered && registered.subscriber.queue === queue) {
       throw new ValidationError(
         "INVALID_OPTION",
         `subscriber ${name} is still registered with this bus (pattern ${registered.subscriber.pattern}); ` +
           `remove it from your jobs and subscribe() calls first, or its binding comes back at the next migrate() or consumer start`,
       );
     }
-    if (options.dropQueue !== undefined && typeof options.dropQueue !== "boolean") {
-      throw new ValidationError("INVALID_OPTION", `unsubscribe option dropQueue must be a boolean, got ${String(options.dropQueue)}`);
-    }
-    const queue = validateQueueName(options.queue ?? `ev_${name}`, MAX_QUEUE_NAME_WITH_DLQ);
     return removeSubscription(this.#pool, queue, options.dropQueue ?? false);
   }
 

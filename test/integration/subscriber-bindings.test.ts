@@ -160,6 +160,24 @@ describe("bus.unsubscribe for a removed subscriber", () => {
     );
   });
 
+  test("a subscriber moved to another queue: its old queue can be unsubscribed by naming it, while it is registered", async () => {
+    const old = newBus();
+    old.subscribe("ship.#", noop, { name: "mover" });
+    await old.migrate();
+    const bus = newBus();
+    bus.subscribe("ship.#", noop, { name: "mover", queue: "mover_v2" });
+    await bus.migrate();
+    assert.equal((await bus.publish("ship.sent", {})).queues, 2, "both queues bound until the old one is removed");
+    await assert.rejects(bus.unsubscribe("mover", { queue: "mover_v2" }), ValidationError);
+    assert.deepEqual(await bus.unsubscribe("mover", { queue: "ev_mover", dropQueue: true }), {
+      queue: "ev_mover",
+      unbound: ["ship.#"],
+      droppedQueue: true,
+    });
+    assert.equal((await bus.publish("ship.sent", {})).queues, 1);
+    assert.deepEqual(await bindings("mover_v2"), ["ship.#"]);
+  });
+
   test("a defineSubscriber definition removed from the jobs list is unsubscribed the same way", async () => {
     const audit = defineSubscriber({ name: "audit_old", pattern: "audit.#", handle: noop });
     const old = new Pgbus({ connectionString: db.url, jobs: [audit] });
