@@ -4,7 +4,7 @@ import { Pgbus } from "../../src/bus.ts";
 import { ValidationError } from "../../src/errors.ts";
 import { defineJob } from "../../src/jobs/define.ts";
 import { retryDeadLetters } from "../../src/queue/admin.ts";
-import { waitFor } from "../fixtures/process/spawn.ts";
+import { FIXTURE_CONFIG, cliEnv, runCli, waitFor } from "../fixtures/process/spawn.ts";
 import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
 
 /**
@@ -238,6 +238,27 @@ describe("enqueueMany", () => {
     } finally {
       await Promise.all(producers.map((producer) => producer.close()));
     }
+  });
+});
+
+describe("the CLI", () => {
+  test("pgbus enqueue --unique-key prints the holder's id the second time, for a known job and for a bare one", async () => {
+    const env = cliEnv(db.url);
+    const pgbus = (...args: string[]) => runCli(["--config", FIXTURE_CONFIG, ...args], env);
+    for (const args of [
+      ["record", '{"n":1}'],
+      ["bare_job", "[1]", "--queue", "uniq"],
+    ]) {
+      const first = await pgbus("enqueue", ...args, "--unique-key", "cli-1");
+      assert.equal(first.code, 0, first.stderr);
+      const second = await pgbus("enqueue", ...args, "--unique-key", "cli-1");
+      assert.equal(second.code, 0, second.stderr);
+      assert.match(first.stdout.trim(), /^\d+$/);
+      assert.equal(second.stdout.trim(), first.stdout.trim(), `same id for ${args[0]}`);
+    }
+    const bad = await pgbus("enqueue", "bare_job", "[1]", "--queue", "uniq", "--unique-key", "");
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /--unique-key must be a string of 1 to 512 characters/);
   });
 });
 
