@@ -1,5 +1,5 @@
 import pg from "pg";
-import { PgbusError, ValidationError } from "./errors.ts";
+import { ValidationError } from "./errors.ts";
 import { clientConfigOf, createPool, type Queryable } from "./db/queryable.ts";
 import { type JobDefinition, isJobDefinition } from "./jobs/define.ts";
 import { JobRegistry } from "./jobs/registry.ts";
@@ -85,7 +85,6 @@ export class Pgbus {
   readonly #logger: Logger;
   readonly #emitter: SafeEmitter<WorkerEvents>;
   readonly #ensuredQueues = new Set<string>();
-  readonly #uniqueKeyQueues = new Set<string>();
   readonly #workers = new Set<Worker>();
   /** Consumers and outbox pollers this bus built, stopped by close(). */
   readonly #services = new Set<{ stop(): Promise<void> }>();
@@ -155,7 +154,6 @@ export class Pgbus {
     }
     const queues = options.client ? this.queues.withClient(options.client) : this.queues;
     await this.#ensureQueue(job.queue, queues);
-    if (uniqueKeys) await this.#ensureUniqueKeys(job.queue, queues);
     const messages: JobMessage<P>[] = payloads.map((payload) => ({ job: job.name, payload }));
     return queues.sendBatch(job.queue, messages, { delayMs: options.delayMs, runAt: options.runAt, headers: options.headers, uniqueKeys });
   }
@@ -273,15 +271,6 @@ export class Pgbus {
   /** Remembered for close(); stop is idempotent, so stopping one twice costs nothing. */
   #track(service: { stop(): Promise<void> }): void {
     this.#services.add(service);
-  }
-
-  /** The queue's unique-key index, made on first use; on a caller's transaction, remembered only once it is visible to the bus's pool. */
-  async #ensureUniqueKeys(queue: string, queues: QueueClient): Promise<void> {
-    if (this.#uniqueKeyQueues.has(queue)) return;
-    if (!(await queues.enableUniqueKeys(queue))) {
-      throw new PgbusError("QUEUE_NOT_FOUND", `queue ${queue} has no table to hold unique keys`);
-    }
-    if (queues === this.queues) this.#uniqueKeyQueues.add(queue);
   }
 
   async #ensureQueue(queue: string, queues: QueueClient): Promise<void> {

@@ -1,4 +1,4 @@
-import { type ErrorRecord, ValidationError, storableErrorRecord } from "../errors.ts";
+import { type ErrorRecord, PgbusError, ValidationError, storableErrorRecord } from "../errors.ts";
 import { type NamedStatement, type Queryable, runStatement } from "../db/queryable.ts";
 import { isDataError } from "../db/pg-errors.ts";
 import { deadLetterHeaders } from "./dead-letter.ts";
@@ -35,7 +35,7 @@ export interface SendBatchOptions extends Omit<SendOptions, "headers"> {
   /**
    * One entry per message (null or undefined: none). A message whose job (the body's `job`)
    * and key are already in the queue is not inserted; its entry in the result is the id of
-   * the message holding the key. Needs the queue's unique-key index (enableUniqueKeys).
+   * the message holding the key. The queue's unique-key index is made on first use.
    */
   uniqueKeys?: ReadonlyArray<string | null | undefined>;
 }
@@ -83,6 +83,8 @@ export interface MessageRow {
 export class QueueClient {
   readonly #db: Queryable;
   readonly #options: Required<QueueClientOptions>;
+  /** Queues whose unique-key index this client has seen (withClient starts afresh: a rolled-back index must be made again). */
+  readonly #uniqueKeyQueues = new Set<string>();
 
   constructor(db: Queryable, options: QueueClientOptions = {}) {
     this.#db = db;
@@ -167,6 +169,10 @@ export class QueueClient {
       }
       if (Array.isArray(options.headers)) batchHeaders(options.headers, messages.length, queue); // checks the count
       const headers = messages.map((_, index) => (Array.isArray(options.headers) ? options.headers[index] : options.headers) ?? null);
+      if (!this.#uniqueKeyQueues.has(queue)) {
+        if (!(await this.enableUniqueKeys(queue))) throw new PgbusError("QUEUE_NOT_FOUND", `queue ${queue} does not exist`);
+        this.#uniqueKeyQueues.add(queue);
+      }
       return sendUniqueBatch((statement, values) => this.#run(statement, values), {
         queue,
         messages,

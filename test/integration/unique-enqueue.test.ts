@@ -241,6 +241,23 @@ describe("enqueueMany", () => {
   });
 });
 
+describe("the queue client", () => {
+  test("sendBatch with uniqueKeys works on any queue (its index made on first use), for bodies with or without a job", async () => {
+    await bus.queues.createQueue("uniq_raw");
+    const [a, b, c] = await bus.queues.sendBatch("uniq_raw", [{ job: "x" }, { job: "y" }, [1, 2]], { uniqueKeys: ["k", "k", "k"] });
+    assert.equal(new Set([a, b, c]).size, 3, "the key is per job; a body without one counts as job ''");
+    const again = await bus.queues.sendBatch("uniq_raw", [{ job: "x", other: 1 }, "text"], {
+      uniqueKeys: ["k", "k"],
+      headers: [{ trace: "t1" }, { trace: "t2" }],
+    });
+    assert.deepEqual(again, [a, c]);
+    await assert.rejects(
+      bus.queues.sendBatch("uniq_raw", [{}, {}], { uniqueKeys: ["k"] }),
+      (error: unknown) => error instanceof ValidationError && /uniqueKeys has 1 entries for 2 messages/.test(error.message),
+    );
+  });
+});
+
 describe("the CLI", () => {
   test("pgbus enqueue --unique-key prints the holder's id the second time, for a known job and for a bare one", async () => {
     const env = cliEnv(db.url);

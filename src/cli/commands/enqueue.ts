@@ -69,7 +69,6 @@ export function registerEnqueue(program: Command): void {
         await queues.createQueue(queue);
         if (options.uniqueKey === undefined) return queues.send(queue, message, { delayMs: options.delay });
         const key = validateUniqueKey(options.uniqueKey, "--unique-key");
-        await queues.enableUniqueKeys(queue);
         const [id] = await queues.sendBatch(queue, [message], { delayMs: options.delay, uniqueKeys: [key] });
         return id!;
       });
