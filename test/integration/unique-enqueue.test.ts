@@ -6,6 +6,7 @@ import { defineJob } from "../../src/jobs/define.ts";
 import { retryDeadLetters } from "../../src/queue/admin.ts";
 import { FIXTURE_CONFIG, cliEnv, runCli, waitFor } from "../fixtures/process/spawn.ts";
 import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
+import { startTcpProxy } from "../helpers/tcp-proxy.ts";
 
 /**
  * Idempotent enqueue (`uniqueKey`): while a message of a job with a key is in its queue
@@ -238,6 +239,65 @@ describe("enqueueMany", () => {
     } finally {
       await Promise.all(producers.map((producer) => producer.close()));
     }
+  });
+});
+
+describe("retrying after a connection error", () => {
+  /**
+   * Enqueues through a TCP proxy, cuts the connection while the INSERT waits on a table
+   * lock (the server runs and commits it anyway once the lock is free), then retries the
+   * same enqueue as a caller would. Returns the retry's id and the order-`n` messages in the queue.
+   */
+  async function lostThenRetried(order: number, uniqueKey?: string): Promise<{ id: string; queued: string[] }> {
+    const proxy = await startTcpProxy();
+    const producer = new Pgbus({ connectionString: proxy.urlFor(db.url), jobs: [charge] });
+    const locker = await db.pool.connect();
+    try {
+      await producer.enqueue(charge, { order: -1 }, { uniqueKey: `warm-up-${order}` }); // queue and index known: the next call is one INSERT
+      await locker.query("BEGIN");
+      await locker.query("LOCK TABLE pgmq.q_uniq IN SHARE ROW EXCLUSIVE MODE");
+      const lost = producer.enqueue(charge, { order }, { uniqueKey });
+      lost.catch(() => {});
+      await waitFor(
+        async () =>
+          (await db.pool.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO%'")).rows.length >
+          0,
+        "the INSERT waiting on the lock",
+      );
+      proxy.cut();
+      await assert.rejects(lost, (error: unknown) => !(error instanceof ValidationError), "the caller sees a connection error");
+      proxy.restore();
+      const retry = producer.enqueue(charge, { order }, { uniqueKey }); // while the orphaned INSERT is still pending
+      await locker.query("COMMIT");
+      const id = await retry;
+      // The orphaned INSERT runs once the lock is free; wait until no INSERT is left waiting.
+      await waitFor(
+        async () =>
+          (await db.pool.query("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'INSERT INTO pgmq%' AND state = 'active'")).rows.length ===
+          0,
+        "the orphaned INSERT done",
+      );
+      const { rows } = await db.pool.query(
+        "SELECT msg_id::text AS id FROM pgmq.q_uniq WHERE message -> 'payload' ->> 'order' = $1 ORDER BY msg_id",
+        [String(order)],
+      );
+      return { id, queued: rows.map((row: { id: string }) => row.id) };
+    } finally {
+      await locker.query("ROLLBACK").catch(() => {});
+      locker.release();
+      await producer.close();
+      await proxy.close();
+    }
+  }
+
+  test("without a key, the retry duplicates the job: the INSERT whose connection died had committed", async () => {
+    const { queued } = await lostThenRetried(51);
+    assert.equal(queued.length, 2);
+  });
+
+  test("with a key, the retry gets the message of the INSERT that committed, and nothing is duplicated", async () => {
+    const { id, queued } = await lostThenRetried(52, "order-52");
+    assert.deepEqual(queued, [id]);
   });
 });
 
