@@ -212,6 +212,7 @@ export class Pgbus {
     const consumer = new Consumer(options, {
       registry: this.registry,
       db: this.#pool,
+      logger: this.#logger,
       createWorker: (workerOptions, registry, store) => this.#buildWorker(workerOptions, registry, store),
     });
     this.#track(consumer);

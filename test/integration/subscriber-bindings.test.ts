@@ -53,7 +53,12 @@ describe("a subscriber's changed pattern", () => {
     assert.equal((await before.publish("orders.cancelled", { id: 1 })).queues, 2);
 
     const logged: object[] = [];
-    const logger = { debug: noop, warn: noop, error: noop, info: (obj: object) => void logged.push(obj) } as unknown as Logger;
+    const logger = {
+      debug: noop,
+      warn: noop,
+      error: noop,
+      info: (obj: object, msg?: string) => void (msg?.startsWith("subscriber pattern changed") && logged.push(obj)),
+    } as unknown as Logger;
     const after = newBus({ logger });
     after.subscribe("orders.created", noop, { name: "narrow" });
     after.subscribe("orders.#", noop, { name: "bystander" });
@@ -77,13 +82,22 @@ describe("a subscriber's changed pattern", () => {
     old.subscribe("payments.#", noop, { name: "widen" });
     await old.migrate();
 
-    const bus = newBus();
+    const logged: object[] = [];
+    const bus = newBus({
+      logger: {
+        debug: noop,
+        warn: noop,
+        error: noop,
+        info: (obj: object, msg?: string) => void (msg?.startsWith("subscriber pattern changed") && logged.push(obj)),
+      } as unknown as Logger,
+    });
     const seen: string[] = [];
     bus.subscribe("payments.refunded", async (event: Event) => void seen.push(event.routingKey), { name: "widen" });
     const consumer = bus.consumer({ pollIntervalMs: 50 });
     await consumer.start();
     try {
       assert.deepEqual(await bindings("ev_widen"), ["payments.refunded"]);
+      assert.deepEqual(logged, [{ subscriber: "widen", queue: "ev_widen", pattern: "payments.#" }], "the consumer logs the removal");
       await bus.publish("payments.captured", {});
       await bus.publish("payments.refunded", {});
       await waitFor(() => seen.length === 1, "the refund handled");

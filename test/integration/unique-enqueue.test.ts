@@ -311,6 +311,7 @@ describe("the queue client", () => {
       headers: [{ trace: "t1" }, { trace: "t2" }],
     });
     assert.deepEqual(again, [a, c]);
+    await assert.rejects(bus.queues.sendBatch("uniq_dlq", [{}], { uniqueKeys: ["k"] }), /uniq_dlq is a dead-letter queue/);
     await assert.rejects(
       bus.queues.sendBatch("uniq_raw", [{}, {}], { uniqueKeys: ["k"] }),
       (error: unknown) => error instanceof ValidationError && /uniqueKeys has 1 entries for 2 messages/.test(error.message),

@@ -23,6 +23,11 @@ DECLARE
   qn text := pgbus.checked_queue_name(queue_name);
   index_name text := 'q_' || qn || '_unique_key';
 BEGIN
+  -- A DLQ gathers dead letters with their keys, any number per key: never unique.
+  IF qn LIKE '%\_dlq' THEN
+    RAISE EXCEPTION 'queue % is a dead-letter queue: unique keys are for the queues jobs are enqueued to', qn
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
   IF to_regclass(format('pgmq.%I', index_name)) IS NOT NULL THEN
     RETURN true;
   END IF;
