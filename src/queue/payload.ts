@@ -32,8 +32,12 @@ export function serializeJson(value: unknown, what: string, maxBytes: number = D
       `${what} is not JSON-serialisable: got ${typeof value}; use an object, array, string, number, boolean or null`,
     );
   }
-  UNSTORABLE_ESCAPE.lastIndex = 0;
-  if (UNSTORABLE_ESCAPE.test(text)) throw unstorableTextError(text, what);
+  // JSON.stringify writes `\u` only for control characters and lone surrogates (or after an
+  // escaped backslash): the plain search keeps the regular expression off the common path.
+  if (text.includes("\\u")) {
+    UNSTORABLE_ESCAPE.lastIndex = 0;
+    if (UNSTORABLE_ESCAPE.test(text)) throw unstorableTextError(text, what);
+  }
   const bytes = Buffer.byteLength(text, "utf8");
   if (bytes > maxBytes) {
     throw new PgbusError("PAYLOAD_TOO_LARGE", `${what} is ${bytes} bytes of JSON, over the ${maxBytes}-byte limit (maxPayloadBytes)`);
