@@ -1,17 +1,17 @@
 import pg from "pg";
 import { ValidationError } from "./errors.ts";
 import { clientConfigOf, createPool, type Queryable } from "./db/queryable.ts";
-import type { JobDefinition } from "./jobs/define.ts";
+import { type JobDefinition, isJobDefinition } from "./jobs/define.ts";
 import { JobRegistry } from "./jobs/registry.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { SafeEmitter } from "./observability/emitter.ts";
 import type { WorkerEvents } from "./observability/events.ts";
 import { Worker, type WorkerOptions } from "./worker/worker.ts";
 import { QueueClient, type Headers } from "./queue/client.ts";
-import { DEFAULT_MAX_PAYLOAD_BYTES } from "./queue/payload.ts";
+import { DEFAULT_MAX_PAYLOAD_BYTES, checkPayloadValue, describeValue } from "./queue/payload.ts";
 import { type MigrationResult, migrate } from "./schema/migrator.ts";
 import { Consumer, type ConsumerOptions } from "./events/consumer.ts";
-import { ensureSubscriptions } from "./events/consumer-store.ts";
+import { type UnsubscribeResult, ensureSubscriptions, removeSubscription } from "./events/consumer-store.ts";
 import type { PublishOptions } from "./events/event.ts";
 import { Outbox } from "./events/outbox.ts";
 import { OutboxPoller, type OutboxPollerOptions } from "./events/outbox-poller.ts";
@@ -23,7 +23,10 @@ import {
   defineSubscriber,
   isSubscriberDefinition,
   subscribersByQueue,
+  validateSubscriberName,
 } from "./events/subscriber.ts";
+import { MAX_QUEUE_NAME_WITH_DLQ, validateQueueName } from "./queue/names.ts";
+import { UNIQUE_KEY_HEADER, validateUniqueKey } from "./queue/unique.ts";
 import type { WorkerStore } from "./worker/worker-store.ts";
 import { WORKER_DEFAULTS } from "./worker/options.ts";
 import type { NotificationHandlers, NotificationSource } from "./worker/notifications.ts";
@@ -47,7 +50,7 @@ export interface PgbusOptions {
   notifications?: (handlers: NotificationHandlers) => NotificationSource;
 }
 
-export interface EnqueueOptions {
+export interface EnqueueOptions<P = unknown> {
   /** Run no sooner than this many ms from now. */
   delayMs?: number;
   /** Run no sooner than this time. */
@@ -55,6 +58,14 @@ export interface EnqueueOptions {
   /** Enqueue inside the caller's transaction: a pg PoolClient, or any `{ query(text, values) }`. */
   client?: Queryable;
   headers?: Headers;
+  /**
+   * Idempotency key: while a message of this job with this key is in the queue (waiting,
+   * delayed or running), enqueueing it again inserts nothing and returns the existing
+   * message's id. Released when the message leaves the queue (acked, deleted,
+   * dead-lettered). A string (1-512 characters), or for enqueueMany a function giving each
+   * payload's key (null or undefined: none). See docs/jobs.md, unique jobs.
+   */
+  uniqueKey?: string | ((payload: P, index: number) => string | null | undefined);
 }
 
 export interface BusPublishOptions extends PublishOptions {
@@ -112,7 +123,8 @@ export class Pgbus {
   async migrate(): Promise<MigrationResult> {
     const result = await migrate(this.#pool);
     for (const queue of this.registry.queues()) await this.#ensureQueue(queue, this.queues);
-    await ensureSubscriptions(this.#pool, this.#subscribers());
+    const removed = await ensureSubscriptions(this.#pool, this.#subscribers());
+    for (const binding of removed) this.#logger.info(binding, "subscriber pattern changed: old binding removed");
     return result;
   }
 
@@ -121,19 +133,35 @@ export class Pgbus {
   }
 
   /** Enqueues one job; returns its message id. */
-  async enqueue<P>(job: JobDefinition<P>, payload: P, options: EnqueueOptions = {}): Promise<string> {
+  async enqueue<P>(job: JobDefinition<P>, payload: P, options: EnqueueOptions<P> = {}): Promise<string> {
     const [id] = await this.enqueueMany(job, [payload], options);
     return id!;
   }
 
   /** Enqueues many jobs of one kind in one statement; returns ids in input order. */
-  async enqueueMany<P>(job: JobDefinition<P>, payloads: readonly P[], options: EnqueueOptions = {}): Promise<string[]> {
+  async enqueueMany<P>(job: JobDefinition<P>, payloads: readonly P[], options: EnqueueOptions<P> = {}): Promise<string[]> {
+    if (!isJobDefinition(job)) {
+      throw new ValidationError("INVALID_OPTION", `enqueue needs a job definition made with defineJob, got ${describeValue(job)}`);
+    }
+    if (!Array.isArray(payloads)) {
+      throw new ValidationError(
+        "INVALID_OPTION",
+        `enqueueMany needs an array of payloads for job ${job.name}, got ${describeValue(payloads)}`,
+      );
+    }
     this.registry.add(job);
-    for (const [index, payload] of payloads.entries()) await validateForEnqueue(job, payload, index);
+    for (const [index, payload] of payloads.entries()) {
+      checkPayloadValue(payload, `payload ${index} of job ${job.name}`);
+      await validateForEnqueue(job, payload, index);
+    }
+    const uniqueKeys = uniqueKeysOf(options, payloads);
+    if (options.headers && typeof options.headers === "object" && UNIQUE_KEY_HEADER in options.headers) {
+      throw new ValidationError("INVALID_OPTION", `the header ${UNIQUE_KEY_HEADER} is pgbus's own; give the key as the uniqueKey option`);
+    }
     const queues = options.client ? this.queues.withClient(options.client) : this.queues;
     await this.#ensureQueue(job.queue, queues);
     const messages: JobMessage<P>[] = payloads.map((payload) => jobEnvelope(job.name, payload));
-    return queues.sendBatch(job.queue, messages, { delayMs: options.delayMs, runAt: options.runAt, headers: options.headers });
+    return queues.sendBatch(job.queue, messages, { delayMs: options.delayMs, runAt: options.runAt, headers: options.headers, uniqueKeys });
   }
 
   /**
@@ -159,11 +187,38 @@ export class Pgbus {
     return definition;
   }
 
+  /**
+   * Removes a subscriber that is no longer in the code: unbinds every pattern from its
+   * queue, so publishes stop filling it. Its queue keeps the copies already there (drain
+   * them, or pass `dropQueue: true` to drop the queue and its DLQ too). The queue is the
+   * one given, or `ev_<name>`. Refused for the queue of a subscriber still registered with
+   * this bus (the next migrate() or consumer start would bind it again); a subscriber that
+   * moved to another queue can have its old one unsubscribed by naming it.
+   */
+  async unsubscribe(name: string, options: { queue?: string; dropQueue?: boolean } = {}): Promise<UnsubscribeResult> {
+    validateSubscriberName(name);
+    if (options.dropQueue !== undefined && typeof options.dropQueue !== "boolean") {
+      throw new ValidationError("INVALID_OPTION", `unsubscribe option dropQueue must be a boolean, got ${String(options.dropQueue)}`);
+    }
+    const registered = this.#subscribers().find((definition) => definition.subscriber.name === name);
+    const queue = validateQueueName(options.queue ?? registered?.subscriber.queue ?? `ev_${name}`, MAX_QUEUE_NAME_WITH_DLQ);
+    // A subscriber that moved to another queue may have its old queue unbound; its current one not.
+    if (registered && registered.subscriber.queue === queue) {
+      throw new ValidationError(
+        "INVALID_OPTION",
+        `subscriber ${name} is still registered with this bus (pattern ${registered.subscriber.pattern}); ` +
+          `remove it from your jobs and subscribe() calls first, or its binding comes back at the next migrate() or consumer start`,
+      );
+    }
+    return removeSubscription(this.#pool, queue, options.dropQueue ?? false);
+  }
+
   /** A consumer of the bus's subscribers (or those of `jobsModule`); call start() on it. */
   consumer(options: ConsumerOptions = {}): Consumer {
     const consumer = new Consumer(options, {
       registry: this.registry,
       db: this.#pool,
+      logger: this.#logger,
       createWorker: (workerOptions, registry, store) => this.#buildWorker(workerOptions, registry, store),
     });
     this.#track(consumer);
@@ -235,6 +290,20 @@ export class Pgbus {
     // Inside a caller's transaction the queue exists only if that transaction commits.
     if (queues === this.queues) this.#ensuredQueues.add(queue);
   }
+}
+
+/** One unique key (or none) per payload, checked; undefined when the option is not given. */
+function uniqueKeysOf<P>(options: EnqueueOptions<P>, payloads: readonly P[]): Array<string | null> | undefined {
+  const given = options.uniqueKey;
+  if (given === undefined) return undefined;
+  if (typeof given === "function") {
+    return payloads.map((payload, index) => {
+      const key = given(payload, index);
+      return key === null || key === undefined ? null : validateUniqueKey(key, `uniqueKey of payload ${index}`);
+    });
+  }
+  const key = validateUniqueKey(given, "uniqueKey");
+  return payloads.map(() => key);
 }
 
 async function validateForEnqueue<P>(job: JobDefinition<P>, payload: P, index: number): Promise<void> {

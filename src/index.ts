@@ -15,6 +15,7 @@ export type { PublishedEvent } from "./events/publish.ts";
 export { topicMatches, validateRoutingKey, validateTopicPattern } from "./events/routing.ts";
 export { Consumer } from "./events/consumer.ts";
 export type { ConsumerOptions } from "./events/consumer.ts";
+export type { RemovedBinding, UnsubscribeResult } from "./events/consumer-store.ts";
 export { Outbox } from "./events/outbox.ts";
 export type { OutboxWriteOptions } from "./events/outbox.ts";
 export { OutboxPoller } from "./events/outbox-poller.ts";

@@ -13,3 +13,12 @@ function sqlState(error: unknown): string | undefined {
 export function isUndefinedTable(error: unknown): boolean {
   return sqlState(error) === UNDEFINED_TABLE;
 }
+
+/**
+ * The statement was refused for a value it carried: a data exception (class 22, e.g. text
+ * jsonb cannot hold) or a program limit (class 54, e.g. a value too large).
+ */
+export function isDataError(error: unknown): boolean {
+  const state = sqlState(error);
+  return state !== undefined && (state.startsWith("22") || state.startsWith("54"));
+}

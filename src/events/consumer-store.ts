@@ -2,7 +2,14 @@ import type pg from "pg";
 import { type Queryable, runStatement, withTransaction } from "../db/queryable.ts";
 import { type WorkerStore, claimArrays, createWorkerStore } from "../worker/worker-store.ts";
 import { QueueClient, type MessageRow, byMessageId, toMessage } from "../queue/client.ts";
-import { archiveMarkingHandled, BIND_TOPIC, claimSkippingHandled, deleteMarkingHandled, LOCK_SUBSCRIPTIONS } from "./sql.ts";
+import {
+  archiveMarkingHandled,
+  BIND_TOPIC,
+  claimSkippingHandled,
+  deleteMarkingHandled,
+  LOCK_SUBSCRIPTIONS,
+  UNBIND_OTHER_PATTERNS,
+} from "./sql.ts";
 import type { SubscriberDefinition } from "./subscriber.ts";
 
 /**
@@ -40,19 +47,63 @@ export function createEventStore(db: Queryable, idempotent: ReadonlyMap<string, 
   };
 }
 
+/** A binding that setup removed: the subscriber's pattern changed. */
+export interface RemovedBinding {
+  subscriber: string;
+  queue: string;
+  pattern: string;
+}
+
 /**
- * Creates each subscriber's queue (and DLQ) and binds its pattern to it. Idempotent and
- * cheap when everything exists, so consumers run it on every start. Queue and binding are
- * made in one transaction: a wildcard ("*") worker lists the queues without a binding as
- * job queues, and must never see a subscriber's queue in the moment before it is bound.
+ * Creates each subscriber's queue (and DLQ) and reconciles its bindings: the subscriber's
+ * pattern is bound to its queue, and any other pattern bound to that queue (an older
+ * pattern of the subscriber) is removed, so a narrowed pattern stops delivering what it
+ * no longer matches. Idempotent and cheap when everything is in place, so consumers run it
+ * on every start. All of it happens in ONE transaction, under a lock that serialises
+ * consumers starting together: a publish sees the old bindings or the new ones, never a
+ * queue without one, and a wildcard ("*") worker, which lists the queues without a binding
+ * as job queues, never sees a subscriber's queue in the moment before it is bound.
+ * Returns the bindings it removed.
  */
-export async function ensureSubscriptions(pool: pg.Pool, subscribers: Iterable<SubscriberDefinition>): Promise<void> {
-  for (const { subscriber } of subscribers) {
-    await withTransaction(pool, async (client) => {
-      // Consumers starting together would otherwise race to create the same tables.
-      await client.query(LOCK_SUBSCRIPTIONS);
-      await new QueueClient(client).createQueue(subscriber.queue);
+export async function ensureSubscriptions(pool: pg.Pool, subscribers: Iterable<SubscriberDefinition>): Promise<RemovedBinding[]> {
+  const list = [...subscribers];
+  if (list.length === 0) return [];
+  return withTransaction(pool, async (client) => {
+    await client.query(LOCK_SUBSCRIPTIONS);
+    const queues = new QueueClient(client);
+    const removed: RemovedBinding[] = [];
+    for (const { subscriber } of list) {
+      await queues.createQueue(subscriber.queue);
+      const gone = await client.query(UNBIND_OTHER_PATTERNS, [subscriber.queue, subscriber.pattern]);
+      for (const row of gone.rows as Array<{ pattern: string }>) {
+        removed.push({ subscriber: subscriber.name, queue: subscriber.queue, pattern: row.pattern });
+      }
       await client.query(BIND_TOPIC, [subscriber.pattern, subscriber.queue]);
-    });
-  }
+    }
+    return removed;
+  });
+}
+
+export interface UnsubscribeResult {
+  /** The subscriber's queue. */
+  queue: string;
+  /** Patterns that were bound to it and are no longer. */
+  unbound: string[];
+  /** True when the queue (and its DLQ) was dropped. */
+  droppedQueue: boolean;
+}
+
+/**
+ * Removes a subscriber that no longer exists in the code: unbinds every pattern from its
+ * queue (so publishes stop filling it) and, when asked, drops the queue and its DLQ. One
+ * transaction, under the lock of ensureSubscriptions.
+ */
+export async function removeSubscription(pool: pg.Pool, queue: string, dropQueue: boolean): Promise<UnsubscribeResult> {
+  return withTransaction(pool, async (client) => {
+    await client.query(LOCK_SUBSCRIPTIONS);
+    const gone = await client.query(UNBIND_OTHER_PATTERNS, [queue, null]);
+    const unbound = (gone.rows as Array<{ pattern: string }>).map((row) => row.pattern).sort();
+    const droppedQueue = dropQueue ? await new QueueClient(client).dropQueue(queue) : false;
+    return { queue, unbound, droppedQueue };
+  });
 }

@@ -2,6 +2,7 @@ import type pg from "pg";
 import { ValidationError } from "../errors.ts";
 import type { Queryable } from "../db/queryable.ts";
 import { JobRegistry, loadJobsModule } from "../jobs/registry.ts";
+import type { Logger } from "../logger.ts";
 import type { RoutedMessage, Worker, WorkerOptions, WorkerStats } from "../worker/worker.ts";
 import type { WorkerStore } from "../worker/worker-store.ts";
 import { createEventStore, ensureSubscriptions } from "./consumer-store.ts";
@@ -23,6 +24,8 @@ export interface ConsumerDependencies {
   db: pg.Pool;
   /** Builds the worker over the given registry, with `store` over the worker's own connections. */
   createWorker(options: WorkerOptions, registry: JobRegistry, store: (db: Queryable) => WorkerStore): Worker;
+  /** Told about bindings the setup removed (a subscriber's pattern changed). */
+  logger?: Logger;
 }
 
 type State = "idle" | "starting" | "running" | "stopped";
@@ -87,7 +90,8 @@ export class Consumer {
     const registry = await this.#registry();
     const selected = this.#select(registry);
     const byQueue = subscribersByQueue(selected);
-    await ensureSubscriptions(this.#deps.db, selected);
+    const removed = await ensureSubscriptions(this.#deps.db, selected);
+    for (const binding of removed) this.#deps.logger?.info(binding, "subscriber pattern changed: old binding removed");
     const idempotent = new Map<string, string>();
     for (const [queue, definition] of byQueue) if (definition.subscriber.idempotent) idempotent.set(queue, definition.subscriber.name);
     const routeMessage = (queue: string, message: unknown): RoutedMessage | null => {

@@ -2,7 +2,7 @@ import { ValidationError } from "../errors.ts";
 import type { Queryable } from "../db/queryable.ts";
 import type { JobDefinition } from "../jobs/define.ts";
 import type { Headers } from "../queue/client.ts";
-import { DEFAULT_MAX_PAYLOAD_BYTES, serializeJson } from "../queue/payload.ts";
+import { DEFAULT_MAX_PAYLOAD_BYTES, checkPayloadValue, serializeJson } from "../queue/payload.ts";
 import { type Event, newEvent, toEventMessage, validateDelayMs } from "./event.ts";
 import { validateRoutingKey } from "./routing.ts";
 import { INSERT_OUTBOX } from "./sql.ts";
@@ -49,6 +49,7 @@ export class Outbox {
   async publish<P>(routingKey: string, payload: P, options: OutboxWriteOptions = {}): Promise<Event<P>> {
     validateRoutingKey(routingKey);
     const delayMs = validateDelayMs(options.delayMs);
+    checkPayloadValue(payload, `payload of event ${routingKey}`);
     const event = newEvent(routingKey, payload);
     const body = serializeJson(toEventMessage(event), `event ${routingKey}`, this.#maxBytes());
     const headers = options.headers === undefined ? null : `[${serializeJson(options.headers, `headers of event ${routingKey}`)}]`;
@@ -67,7 +68,10 @@ export class Outbox {
     if (!Array.isArray(payloads))
       throw new ValidationError("INVALID_OPTION", `outbox.enqueueMany needs an array of payloads for job ${job.name}`);
     const delayMs = validateDelayMs(options.delayMs);
-    for (const [index, payload] of payloads.entries()) await this.#deps.validatePayload(job as JobDefinition, payload, index);
+    for (const [index, payload] of payloads.entries()) {
+      checkPayloadValue(payload, `payload ${index} of job ${job.name}`);
+      await this.#deps.validatePayload(job as JobDefinition, payload, index);
+    }
     if (payloads.length === 0) return [];
     const bodies = payloads.map((payload, index) =>
       serializeJson({ job: job.name, payload }, `payload ${index} of job ${job.name}`, this.#maxBytes()),

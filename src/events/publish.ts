@@ -1,5 +1,5 @@
 import { type Queryable, runStatement } from "../db/queryable.ts";
-import { DEFAULT_MAX_PAYLOAD_BYTES, serializeJson } from "../queue/payload.ts";
+import { DEFAULT_MAX_PAYLOAD_BYTES, checkPayloadValue, serializeJson } from "../queue/payload.ts";
 import { type Event, type PublishOptions, delaySeconds, newEvent, toEventMessage } from "./event.ts";
 import { validateRoutingKey } from "./routing.ts";
 import { PUBLISH } from "./sql.ts";
@@ -29,6 +29,7 @@ export async function publishEvent<P>(
 ): Promise<PublishedEvent<P>> {
   validateRoutingKey(routingKey);
   const delay = delaySeconds(options.delayMs);
+  checkPayloadValue(payload, `payload of event ${routingKey}`);
   const event = newEvent(routingKey, payload);
   const body = serializeJson(toEventMessage(event), `event ${routingKey}`, target.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES);
   const headers = options.headers === undefined ? null : serializeJson(options.headers, `headers of event ${routingKey}`);

@@ -26,6 +26,13 @@ export const PUBLISH: NamedStatement = {
 export const LOCK_SUBSCRIPTIONS = `SELECT pg_advisory_xact_lock(${ADVISORY_LOCK.subscriptions})`;
 /** $1 pattern, $2 queue. Idempotent (ON CONFLICT DO NOTHING inside). */
 export const BIND_TOPIC = "SELECT pgmq.bind_topic($1::text, $2::text)";
+/**
+ * $1 queue, $2 the one pattern to keep (null: keep none). Removes the queue's other
+ * bindings (a subscriber's old pattern); returns the patterns removed.
+ */
+export const UNBIND_OTHER_PATTERNS = `DELETE FROM pgmq.topic_bindings
+  WHERE queue_name = $1::text AND ($2::text IS NULL OR pattern <> $2::text)
+  RETURNING pattern`;
 
 /** $1 subscriber, $2 event id. One row back when this call recorded it; none when it already was. */
 export const MARK_HANDLED = `INSERT INTO pgbus.processed_events (subscriber, event_id) VALUES ($1::text, $2::uuid)

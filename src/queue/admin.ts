@@ -2,6 +2,7 @@ import type { Queryable } from "../db/queryable.ts";
 import { PgbusError, ValidationError } from "../errors.ts";
 import { QueueClient, type MessageId } from "./client.ts";
 import { dlqName, isDlqName, validateQueueName } from "./names.ts";
+import { UNIQUE_KEY_HEADER } from "./unique.ts";
 import * as sql from "./admin-sql.ts";
 import { DEAD_LETTER_HEADERS, type DeadLetterInfo, parseDeadLetterHeaders } from "./dead-letter.ts";
 import { readJobEnvelope } from "./envelope.ts";
@@ -120,7 +121,7 @@ export async function retryDeadLetters(
 ): Promise<{ moved: string[]; requeued: string[] }> {
   const ids = selectionValue(selection);
   const names = await deadLetterQueueOf(db, queue);
-  const result = await db.query(sql.retryDeadLetters(names.queue, names.dlq), [ids, DEAD_LETTER_HEADERS]);
+  const result = await db.query(sql.retryDeadLetters(names.queue, names.dlq), [ids, [...DEAD_LETTER_HEADERS, UNIQUE_KEY_HEADER]]);
   const row = result.rows[0] as { from_ids: string[]; to_ids: string[] };
   return { moved: row.from_ids, requeued: row.to_ids };
 }

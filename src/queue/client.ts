@@ -1,9 +1,11 @@
-import { type ErrorRecord, ValidationError } from "../errors.ts";
+import { type ErrorRecord, PgbusError, ValidationError, storableErrorRecord } from "../errors.ts";
 import { type NamedStatement, type Queryable, runStatement } from "../db/queryable.ts";
+import { isDataError } from "../db/pg-errors.ts";
 import { deadLetterHeaders } from "./dead-letter.ts";
 import { MAX_QUEUE_NAME_WITH_DLQ, dlqName, validateQueueName } from "./names.ts";
-import { DEFAULT_MAX_PAYLOAD_BYTES, serializeJson } from "./payload.ts";
+import { DEFAULT_MAX_PAYLOAD_BYTES, serializeJson, storableJson } from "./payload.ts";
 import * as sql from "./sql.ts";
+import { ENABLE_UNIQUE_KEYS, sendUniqueBatch } from "./unique.ts";
 
 export type MessageId = string | number | bigint;
 export type Headers = Record<string, unknown>;
@@ -30,6 +32,12 @@ export interface SendOptions {
 export interface SendBatchOptions extends Omit<SendOptions, "headers"> {
   /** Headers for every message, or one entry per message. */
   headers?: Headers | Headers[];
+  /**
+   * One entry per message (null or undefined: none). A message whose job (the body's `job`)
+   * and key are already in the queue is not inserted; its entry in the result is the id of
+   * the message holding the key. The queue's unique-key index is made on first use.
+   */
+  uniqueKeys?: ReadonlyArray<string | null | undefined>;
 }
 
 export interface QueueInfo {
@@ -75,6 +83,8 @@ export interface MessageRow {
 export class QueueClient {
   readonly #db: Queryable;
   readonly #options: Required<QueueClientOptions>;
+  /** Queues whose unique-key index this client has seen (withClient starts afresh: a rolled-back index must be made again). */
+  readonly #uniqueKeyQueues = new Set<string>();
 
   constructor(db: Queryable, options: QueueClientOptions = {}) {
     this.#db = db;
@@ -148,10 +158,44 @@ export class QueueClient {
     const bodies = messages.map((message, index) =>
       serializeJson(message, `message ${index} for queue ${queue}`, this.#options.maxPayloadBytes),
     );
-    const headers = batchHeaders(options.headers, messages.length, queue);
     const [delayMs, runAt] = visibility(options);
+    if (options.uniqueKeys) {
+      const keys = options.uniqueKeys;
+      if (keys.length !== messages.length) {
+        throw new ValidationError(
+          "INVALID_OPTION",
+          `uniqueKeys has ${keys.length} entries for ${messages.length} messages; give one per message`,
+        );
+      }
+      if (Array.isArray(options.headers)) batchHeaders(options.headers, messages.length, queue); // checks the count
+      const headers = messages.map((_, index) => (Array.isArray(options.headers) ? options.headers[index] : options.headers) ?? null);
+      if (!this.#uniqueKeyQueues.has(queue)) {
+        if (!(await this.enableUniqueKeys(queue))) throw new PgbusError("QUEUE_NOT_FOUND", `queue ${queue} does not exist`);
+        this.#uniqueKeyQueues.add(queue);
+      }
+      return sendUniqueBatch((statement, values) => this.#run(statement, values), {
+        queue,
+        messages,
+        bodies,
+        headers,
+        keys,
+        delayMs,
+        runAt,
+      });
+    }
+    const headers = batchHeaders(options.headers, messages.length, queue);
     const rows = await this.#run<{ msg_id: string }>(sql.sendMany(queue), [`[${bodies.join(",")}]`, headers, delayMs, runAt]);
     return rows.map((row) => row.msg_id);
+  }
+
+  /**
+   * Creates the queue's unique-key index if it is missing (once per queue; cheap when it
+   * exists). False when the queue's table is not visible on this handle.
+   */
+  async enableUniqueKeys(queue: string): Promise<boolean> {
+    validateQueueName(queue);
+    const result = await this.#db.query(ENABLE_UNIQUE_KEYS, [queue]);
+    return (result.rows[0] as { enabled: boolean }).enabled;
   }
 
   /** Up to `qty` visible messages, invisible to other readers for `vtSeconds`. */
@@ -211,14 +255,27 @@ export class QueueClient {
     claimedReadCt?: number,
   ): Promise<string | null> {
     validateQueueName(queue);
-    const headers = serializeJson(deadLetterHeaders(queue, String(id), { reason: "", ...error }), "dead-letter headers");
-    const rows = await this.#run<{ msg_id: string }>(sql.moveToDeadLetter(queue, dlqName(queue)), [
-      toId(id),
-      headers,
-      queue,
-      claimedReadCt ?? null,
-    ]);
-    return rows[0]?.msg_id ?? null;
+    const record = storableErrorRecord({ reason: "", ...error });
+    const statement = sql.moveToDeadLetter(queue, dlqName(queue));
+    const move = async (headers: Headers) => {
+      const rows = await this.#run<{ msg_id: string }>(statement, [toId(id), storableJson(headers), queue, claimedReadCt ?? null]);
+      return rows[0]?.msg_id ?? null;
+    };
+    try {
+      return await move(deadLetterHeaders(queue, String(id), record));
+    } catch (cause) {
+      // The record is storable by construction; should the insert still refuse it (a data
+      // or size error), the message must reach the DLQ anyway, with the bare facts.
+      if (!isDataError(cause)) throw cause;
+      const reason = cause instanceof Error ? cause.message : String(cause);
+      return move(
+        deadLetterHeaders(queue, String(id), {
+          reason: record.reason,
+          name: record.name.slice(0, 200),
+          message: `the error record could not be stored (${reason.slice(0, 200)}); its message is lost`,
+        }),
+      );
+    }
   }
 
   async metrics(queue: string): Promise<QueueMetrics> {
@@ -275,13 +332,31 @@ function toId(id: MessageId): string {
   return text;
 }
 
+/** Longest delay a send takes: 100 years, far inside PostgreSQL's timestamp range. */
+export const MAX_SEND_DELAY_MS = 100 * 365.25 * 24 * 3_600_000;
+/** The runAt range a send takes: years 1 to 9999 (PostgreSQL refuses some earlier years outright). */
+export const RUN_AT_RANGE = Object.freeze({ min: new Date("0001-01-01T00:00:00.000Z"), max: new Date("9999-12-31T23:59:59.999Z") });
+
 function visibility(options: { delayMs?: number; runAt?: Date }): [number, Date | null] {
   const delayMs = options.delayMs ?? 0;
-  requireNumber("delayMs", delayMs, 0);
-  if (options.runAt !== undefined && !(options.runAt instanceof Date && Number.isFinite(options.runAt.getTime()))) {
-    throw new ValidationError("INVALID_OPTION", `runAt must be a valid Date, got ${String(options.runAt)}`);
+  if (typeof delayMs !== "number" || !Number.isFinite(delayMs) || delayMs < 0 || delayMs > MAX_SEND_DELAY_MS) {
+    throw new ValidationError(
+      "INVALID_OPTION",
+      `delayMs must be a number of milliseconds from 0 to ${MAX_SEND_DELAY_MS} (100 years), got ${String(delayMs)}`,
+    );
   }
-  return [delayMs, options.runAt ?? null];
+  const runAt = options.runAt;
+  if (runAt !== undefined && runAt !== null) {
+    const time = runAt instanceof Date ? runAt.getTime() : Number.NaN;
+    if (!Number.isFinite(time) || time < RUN_AT_RANGE.min.getTime() || time > RUN_AT_RANGE.max.getTime()) {
+      const shown = runAt instanceof Date && Number.isFinite(time) ? runAt.toISOString() : String(runAt);
+      throw new ValidationError(
+        "INVALID_OPTION",
+        `runAt must be a valid Date from ${RUN_AT_RANGE.min.toISOString()} to ${RUN_AT_RANGE.max.toISOString()}, got ${shown}`,
+      );
+    }
+  }
+  return [delayMs, runAt ?? null];
 }
 
 function batchHeaders(headers: Headers | Headers[] | undefined, count: number, queue: string): string | null {

@@ -1,6 +1,7 @@
 import type { ErrorRecord } from "../errors.ts";
 import { type Queryable, runStatement } from "../db/queryable.ts";
 import { QueueClient, byMessageId } from "../queue/client.ts";
+import { errorRecordJson } from "../queue/payload.ts";
 import * as sql from "../queue/sql.ts";
 import type { AckMode } from "./options.ts";
 
@@ -75,7 +76,7 @@ export function createWorkerStore(db: Queryable): WorkerStore {
       return (await run(statement, claimArrays(claims))).length;
     },
     async retry(queue, claim, delayMs, error) {
-      return (await run(sql.retryLater(queue), [claim.id, delayMs, JSON.stringify(error), queue, claim.readCt])).length > 0;
+      return (await run(sql.retryLater(queue), [claim.id, delayMs, errorRecordJson(error), queue, claim.readCt])).length > 0;
     },
     async deadLetter(queue, claim, error) {
       return (await queues.moveToDeadLetterQueue(queue, claim.id, error, claim.readCt)) !== null;

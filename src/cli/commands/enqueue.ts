@@ -4,12 +4,14 @@ import { ValidationError } from "../../errors.ts";
 import { validateJobName } from "../../jobs/define.ts";
 import { loadJobsModule } from "../../jobs/registry.ts";
 import { QueueClient } from "../../queue/client.ts";
+import { validateUniqueKey } from "../../queue/unique.ts";
 import { loadCliConfig, withPool } from "../context.ts";
 import { printLine } from "../output.ts";
 
 interface EnqueueOptions {
   queue?: string;
   delay?: number;
+  uniqueKey?: string;
 }
 
 function parseDelay(value: string): number {
@@ -33,6 +35,7 @@ export function registerEnqueue(program: Command): void {
     .argument("<json>", 'payload as JSON, e.g. \'{"to":"a@b.c"}\'')
     .option("--queue <queue>", 'queue, for a job the jobs module does not define (default "default")')
     .option("--delay <ms>", "run no sooner than this many ms from now", parseDelay)
+    .option("--unique-key <key>", "while a message of this job with this key is queued, print its id and enqueue nothing")
     .action(async (name: string, json: string, options: EnqueueOptions, command: Command) => {
       validateJobName(name);
       const payload = parsePayload(json);
@@ -48,7 +51,7 @@ export function registerEnqueue(program: Command): void {
         }
         const bus = new Pgbus({ connectionString: config.databaseUrl, maxPayloadBytes: config.maxPayloadBytes });
         try {
-          printLine(await bus.enqueue(job, payload, { delayMs: options.delay }));
+          printLine(await bus.enqueue(job, payload, { delayMs: options.delay, uniqueKey: options.uniqueKey }));
         } finally {
           await bus.close();
         }
@@ -64,7 +67,10 @@ export function registerEnqueue(program: Command): void {
       const id = await withPool(config, async (pool) => {
         const queues = new QueueClient(pool, { maxPayloadBytes: config.maxPayloadBytes });
         await queues.createQueue(queue);
-        return queues.send(queue, message, { delayMs: options.delay });
+        if (options.uniqueKey === undefined) return queues.send(queue, message, { delayMs: options.delay });
+        const key = validateUniqueKey(options.uniqueKey, "--unique-key");
+        const [id] = await queues.sendBatch(queue, [message], { delayMs: options.delay, uniqueKeys: [key] });
+        return id!;
       });
       printLine(id);
     });
