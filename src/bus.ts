@@ -1,5 +1,6 @@
 import pg from "pg";
 import { ValidationError } from "./errors.ts";
+import { endPool } from "./db/close.ts";
 import { clientConfigOf, createPool, type Queryable } from "./db/queryable.ts";
 import { type JobDefinition, isJobDefinition } from "./jobs/define.ts";
 import { JobRegistry } from "./jobs/registry.ts";
@@ -256,7 +257,7 @@ export class Pgbus {
       notifications: this.#notifications,
       onStopped: async () => {
         this.#workers.delete(worker);
-        await db.end().catch(() => {});
+        await endPool(db);
       },
     });
     this.#workers.add(worker);
@@ -272,7 +273,7 @@ export class Pgbus {
   async #close(): Promise<void> {
     await Promise.all([...this.#services].map((service) => service.stop()));
     await Promise.all([...this.#workers].map((worker) => worker.stop()));
-    if (this.#ownsPool) await this.#pool.end();
+    if (this.#ownsPool) await endPool(this.#pool);
   }
 
   #subscribers(): SubscriberDefinition[] {

@@ -1,5 +1,6 @@
 import pg from "pg";
 import type { Logger } from "../logger.ts";
+import { endClient } from "./close.ts";
 import { CONNECTION_DEFAULTS } from "./queryable.ts";
 
 export interface ListenerOptions {
@@ -59,7 +60,7 @@ export class Listener {
     const client = this.#client;
     this.#client = null;
     this.#connected = false;
-    await client?.end().catch(() => {});
+    if (client) await endClient(client);
   }
 
   async #connect(): Promise<void> {

@@ -1,4 +1,5 @@
 import pg from "pg";
+import { trackClients } from "./close.ts";
 
 /**
  * The one thing pgbus needs from a database handle: run a statement with parameters.
@@ -66,6 +67,7 @@ export function createPool(clientConfig: pg.ClientConfig, options: PoolOptions):
   // An idle client losing its connection (database restart) must not crash the process;
   // the next query gets a fresh connection.
   pool.on("error", () => {});
+  trackClients(pool);
   return pool;
 }
 

@@ -13,6 +13,11 @@ export interface TcpProxy {
   urlFor(url: string): string;
   /** Destroys every open connection and refuses new ones until restore(). */
   cut(): void;
+  /**
+   * Every connection open now goes silent: nothing more passes either way and nothing is
+   * closed or reset, as on a network partition or a stuck middlebox. New connections pass.
+   */
+  silence(): void;
   restore(): void;
   readonly isCut: boolean;
   /** Connections currently open through the proxy. */
@@ -24,6 +29,8 @@ export interface TcpProxy {
 
 export async function startTcpProxy(target: { host: string; port: number } = { host: "127.0.0.1", port: 5432 }): Promise<TcpProxy> {
   const pairs = new Set<[Socket, Socket]>();
+  /** Pairs still forwarding: silence() stops these and forgets them. */
+  const silenceable = new Set<[Socket, Socket]>();
   let cut = false;
   let refused = 0;
   const server: Server = createServer((client) => {
@@ -47,6 +54,7 @@ export async function startTcpProxy(target: { host: string; port: number } = { h
     }
     client.pipe(upstream);
     upstream.pipe(client);
+    silenceable.add(pair);
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -71,6 +79,15 @@ export async function startTcpProxy(target: { host: string; port: number } = { h
     },
     restore(): void {
       cut = false;
+    },
+    silence(): void {
+      for (const [client, upstream] of silenceable) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+        client.pause();
+        upstream.pause();
+      }
+      silenceable.clear();
     },
     get isCut() {
       return cut;
