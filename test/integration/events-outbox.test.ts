@@ -1,10 +1,17 @@
 import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { after, before, beforeEach, describe, test } from "node:test";
 import pg from "pg";
 import { Pgbus } from "../../src/bus.ts";
 import { OutboxPoller } from "../../src/events/outbox-poller.ts";
 import { defineJob } from "../../src/jobs/define.ts";
+import { waitFor } from "../fixtures/process/spawn.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
+
+const OUTBOX_CHILD = fileURLToPath(new URL("../fixtures/events/outbox-child.ts", import.meta.url));
+/** Poller children still running: killed in after(), so a failed test leaks none. */
+const children = new Set<ChildProcess>();
 
 let db: TestDatabase;
 let bus: Pgbus;
@@ -20,6 +27,7 @@ before(async () => {
   await bus.migrate();
 });
 after(async () => {
+  for (const child of children) child.kill("SIGKILL");
   await bus.close();
   await Promise.all(pools.map((pool) => pool.end()));
   await db.drop();
@@ -132,6 +140,63 @@ describe("outbox poller", () => {
       assert.ok(p.stats().deferred >= 1);
     } finally {
       await p.stop();
+    }
+  });
+
+  test("a poller SIGKILLed mid-batch: each batch is moved whole or not at all, and every row is sent exactly once", async () => {
+    const total = 600;
+    await bus.outbox.enqueueMany(
+      shipJob,
+      Array.from({ length: total }, (_, n) => ({ n })),
+    );
+    // Every batch's send takes a while, so a kill lands while a batch is under way.
+    await db.pool.query(`
+      CREATE FUNCTION slow_send() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.4); RETURN NULL; END $$;
+      CREATE TRIGGER slow_send AFTER INSERT ON pgmq.q_ob_jobs FOR EACH STATEMENT EXECUTE FUNCTION slow_send();`);
+    const movingBackend = async () =>
+      (
+        await db.pool.query(
+          `SELECT pid FROM pg_stat_activity
+            WHERE datname = current_database() AND application_name = 'pgbus:test:outbox-child' AND state = 'active'
+              AND query LIKE '%DELETE FROM pgbus.outbox%'`,
+        )
+      ).rows[0]?.pid as number | undefined;
+    const sent = async () =>
+      (await db.pool.query("SELECT count(*)::int AS n, count(DISTINCT message->'payload'->>'n')::int AS distinct_n FROM pgmq.q_ob_jobs"))
+        .rows[0] as { n: number; distinct_n: number };
+    try {
+      // Three kills: the first two leave the backend to finish its statement (as PostgreSQL
+      // does when a client dies), the third also ends the backend mid-statement (as a crash of
+      // the host would), which must roll the whole batch back.
+      for (const terminate of [false, false, true]) {
+        const child = spawn(process.execPath, ["--import", "tsx", OUTBOX_CHILD, db.url, "50"], { stdio: ["ignore", "pipe", "inherit"] });
+        children.add(child);
+        const exited = new Promise((resolve) => child.on("exit", resolve));
+        const backend = await waitFor(movingBackend, "the child's batch under way");
+        const before = await sent();
+        child.kill("SIGKILL");
+        await exited;
+        children.delete(child);
+        if (terminate) await db.pool.query("SELECT pg_terminate_backend($1)", [backend]);
+        await waitFor(async () => (await movingBackend()) === undefined, "the batch to end");
+        const after = await sent();
+        const left = await count("SELECT count(*) AS n FROM pgbus.outbox");
+        assert.equal(after.n, after.distinct_n, "no row sent twice");
+        assert.equal(after.n + left, total, "every row is either sent or still in the outbox");
+        if (terminate) assert.equal(after.n, before.n, "the batch ended mid-statement was rolled back whole");
+        else assert.equal((after.n - before.n) % 50, 0, "a batch is moved whole");
+      }
+      await db.pool.query("DROP TRIGGER slow_send ON pgmq.q_ob_jobs");
+      const p = poller({ batchSize: 100 });
+      await p.start();
+      try {
+        await until(async () => (await count("SELECT count(*) AS n FROM pgbus.outbox")) === 0);
+      } finally {
+        await p.stop();
+      }
+      assert.deepEqual(await sent(), { n: total, distinct_n: total });
+    } finally {
+      await db.pool.query("DROP TRIGGER IF EXISTS slow_send ON pgmq.q_ob_jobs; DROP FUNCTION IF EXISTS slow_send()");
     }
   });
 
