@@ -7,23 +7,27 @@ import { Pgbus } from "../../src/bus.ts";
 import type { Consumer } from "../../src/events/consumer.ts";
 import { toEventMessage } from "../../src/events/event.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
-import { TABLES, audit, billing, shipping } from "../fixtures/events/subscribers.ts";
+import { TABLES, audit, billing, closeFixturePool, shipping } from "../fixtures/events/subscribers.ts";
+import { setEnv } from "../helpers/env.ts";
 
 const SUBSCRIBERS_MODULE = fileURLToPath(new URL("../fixtures/events/subscribers.ts", import.meta.url));
 const CHILD = fileURLToPath(new URL("../fixtures/events/consumer-child.ts", import.meta.url));
 
 let db: TestDatabase;
+let restoreEnv = () => {};
 let bus: Pgbus;
 
 before(async () => {
   db = await createTestDatabase("ev_idem");
-  process.env.PGBUS_TEST_DB_URL = db.url;
+  restoreEnv = setEnv("PGBUS_TEST_DB_URL", db.url);
   bus = new Pgbus({ connectionString: db.url, jobs: [billing, shipping, audit] });
   await bus.migrate(); // queues ev_billing, ev_shipping, ev_audit and their bindings
   await db.pool.query(TABLES);
 });
 after(async () => {
   await bus.close();
+  await closeFixturePool();
+  restoreEnv();
   await db.drop();
 });
 beforeEach(async () => {

@@ -5,6 +5,7 @@ import { Pgbus } from "../../src/bus.ts";
 import type { WorkerEvents } from "../../src/observability/events.ts";
 import type { Worker } from "../../src/worker/worker.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
+import { setEnv } from "../helpers/env.ts";
 import { alwaysFails, backoffProbe, closeFixturePool, flaky, jittered, longRunning, recordRun, strict } from "../fixtures/worker-jobs.ts";
 
 const JOBS_MODULE = fileURLToPath(new URL("../fixtures/worker-jobs.ts", import.meta.url));
@@ -12,12 +13,12 @@ const jobs = [recordRun, flaky, alwaysFails, strict, longRunning, backoffProbe, 
 
 let db: TestDatabase;
 let bus: Pgbus;
-const savedDbUrl = process.env.PGBUS_TEST_DB_URL;
+let restoreEnv = () => {};
 
 before(async () => {
   db = await createTestDatabase("worker");
   // Read by the job fixtures, in this thread and in the worker threads; restored after.
-  process.env.PGBUS_TEST_DB_URL = db.url;
+  restoreEnv = setEnv("PGBUS_TEST_DB_URL", db.url);
   bus = new Pgbus({ connectionString: db.url, jobs });
   await bus.migrate();
   await db.pool.query("CREATE TABLE test_runs (msg_id bigint, attempt int, note text, pid int, at timestamptz DEFAULT clock_timestamp())");
@@ -25,8 +26,7 @@ before(async () => {
 after(async () => {
   await bus.close();
   await closeFixturePool();
-  if (savedDbUrl === undefined) delete process.env.PGBUS_TEST_DB_URL;
-  else process.env.PGBUS_TEST_DB_URL = savedDbUrl;
+  restoreEnv();
   await db.drop();
 });
 beforeEach(async () => {
