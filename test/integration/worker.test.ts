@@ -329,7 +329,7 @@ describe("backoff jitter through a real worker", () => {
     for (const delay of delays.values()) assert.ok(delay >= 5_000 && delay <= 15_000, `${delay} ms is within 10 s ± 50%`);
     assert.ok(new Set(delays.values()).size > 10, `the delays differ: ${[...delays.values()].join(", ")}`);
     // The retry statement sets vt = clock_timestamp() + delay in the transaction that records
-    // the failure (failed_at = now()): the difference is the delay, plus the statement's own time.
+    // the failure (failed_at = now()): the difference is at least that message's own delay.
     const stored = await rows(
       `SELECT q.msg_id::text AS id, extract(epoch FROM q.vt - f.failed_at) * 1000 AS ms
          FROM pgmq.q_work q JOIN pgbus.failed_jobs f ON f.msg_id = q.msg_id AND f.queue_name = 'work'`,
@@ -337,7 +337,7 @@ describe("backoff jitter through a real worker", () => {
     assert.equal(stored.length, 20);
     for (const { id, ms } of stored) {
       const delay = delays.get(id)!;
-      assert.ok(Number(ms) >= delay && Number(ms) < delay + 1_000, `message ${id}: VT ${ms} ms after the failure, delay ${delay} ms`);
+      assert.ok(Number(ms) >= delay, `message ${id}: VT ${ms} ms after the failure, delay ${delay} ms`);
     }
   });
 });
