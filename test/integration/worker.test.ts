@@ -536,11 +536,13 @@ describe("prefetch through a real worker", () => {
   });
 
   test("the VT of prefetched messages is extended while they wait: a second worker does not take them", async () => {
-    const first = bus.worker({ queues: ["work"], capacity: 1, prefetch: 1, pollIntervalMs: 50, visibilityTimeoutSec: 1 });
-    const second = bus.worker({ queues: ["work"], capacity: 2, prefetch: 0, pollIntervalMs: 50, visibilityTimeoutSec: 1 });
+    // The prefetched message waits 3 s for the first to finish: 1.5 VTs, so without extension
+    // the second worker would take it.
+    const first = bus.worker({ queues: ["work"], capacity: 1, prefetch: 1, pollIntervalMs: 50, visibilityTimeoutSec: 2 });
+    const second = bus.worker({ queues: ["work"], capacity: 2, prefetch: 0, pollIntervalMs: 50, visibilityTimeoutSec: 2 });
     await first.start();
     try {
-      const ids = await bus.enqueueMany(longRunning, [{ ms: 2_500 }, { ms: 2_500 }]);
+      const ids = await bus.enqueueMany(longRunning, [{ ms: 3_000 }, { ms: 3_000 }]);
       await until(async () => first.stats().busy === 1 && (await invisible()) === 2);
       await second.start();
       await until(async () => (await count("SELECT count(*) AS n FROM pgmq.a_work")) === 2, 20_000);
