@@ -89,7 +89,7 @@ describe("ThreadPool", () => {
     const pool = await startPool();
     const running = pool.post(task("sleep", { ms: 30 }));
     pool.shutdown();
-    assert.equal(await pool.waitForTermination(5_000), true);
+    assert.equal(await pool.waitForTermination(30_000), true);
     assert.deepEqual(await running, { ok: true });
     assert.equal(extraThreads(), 0);
   });
