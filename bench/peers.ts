@@ -7,7 +7,8 @@ import { fileURLToPath } from "node:url";
 import { readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import pg from "pg";
-import { median, printTable } from "./support.ts";
+import { adminUrl } from "../test/helpers/server.ts";
+import { RUN_TIMEOUT_MS, median, printTable } from "./support.ts";
 
 const REPETITIONS = Number(process.env.BENCH_REPS ?? 3);
 const ADAPTERS = (process.env.BENCH_ADAPTERS ?? "pgbus-delete,pgbus-archive,pgbus-threads,graphile-worker,pg-boss,bare-sql").split(",");
@@ -41,6 +42,9 @@ function measure(adapter: string, scenario: string): Result | null {
           stdio: ["ignore", "pipe", "pipe"],
           env: process.env,
           maxBuffer: 64 * 1024 * 1024,
+          // A measurement that hangs (a lost job) is killed and counted as failed.
+          timeout: RUN_TIMEOUT_MS,
+          killSignal: "SIGKILL",
         },
       );
       return JSON.parse(output.trim().split("\n").pop()!) as Result;
@@ -98,7 +102,15 @@ for (const [scenario, label, unit] of SCENARIOS.filter(([name]) => selected.incl
 console.log(`\npgbus vs peers: median (min–max) of ${REPETITIONS} interleaved runs\n`);
 const table = printTable(["scenario", "library", "median (min–max)", "p99", "backlog at stop", "peak RSS MB", "peak PG conns"], rows);
 
-const client = new pg.Client({ connectionString: process.env.PGBUS_BENCH_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres" });
+/** Jobs a library started twice, or never although the whole backlog was to run: per measurement. */
+const notExactlyOnce = [...results.entries()].flatMap(([key, runs]) =>
+  runs
+    .filter((run) => (run.duplicates ?? 0) > 0 || (run.lost ?? 0) > 0)
+    .map((run) => `${key.replace("|", " / ")}: ${run.duplicates ?? 0} started twice, ${run.lost ?? 0} lost`),
+);
+if (notExactlyOnce.length > 0) console.error(`\nNot every job ran exactly once:\n${notExactlyOnce.join("\n")}`);
+
+const client = new pg.Client({ connectionString: process.env.PGBUS_BENCH_ADMIN_URL || adminUrl() });
 await client.connect();
 const version = (await client.query("SHOW server_version")).rows[0].server_version;
 const settings = (
@@ -132,7 +144,12 @@ Produced by \`npm run bench:peers\` on ${new Date().toISOString().slice(0, 10)}.
       .map(([key]) => key.replace("|", " / "))
       .join(", ") || "none"
   }.
+- Each drain counts distinct jobs (numbered in their payload), so a job started twice adds nothing to the rate; jobs started twice or lost: ${
+    notExactlyOnce.join("; ") || "none"
+  }.
 
 ${table}
 `,
 );
+// pgbus's own promise: each job exactly once. Another library's duplicates are reported above, not ours to fail on.
+if (notExactlyOnce.some((line) => line.includes(" / pgbus-"))) process.exitCode = 1;

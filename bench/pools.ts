@@ -1,22 +1,35 @@
 // npm run bench:pools — async vs threads execution pools at capacity 10, 50 and 100, side by
 // side in one run: no-op and I/O-bound throughput, single-job latency, peak RSS and peak
-// PostgreSQL connections held by the worker.
+// PostgreSQL connections held by the worker. Every drain checks that each message ran and
+// was archived exactly once (duplicates and losses are reported, and fail the run), and
+// gives up after BENCH_TIMEOUT_SECONDS.
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { Pgbus } from "../src/bus.ts";
 import type { ExecutionMode } from "../src/pools/types.ts";
 import { io20, noop } from "./jobs.ts";
-import { connectionCounter, dropDatabase, freshDatabase, median, peakSampler, percentile, printTable } from "./support.ts";
+import {
+  RUN_TIMEOUT_MS,
+  RunTracker,
+  connectionCounter,
+  dropDatabase,
+  freshDatabase,
+  median,
+  peakSampler,
+  percentile,
+  printTable,
+} from "./support.ts";
 
 const JOBS_MODULE = fileURLToPath(new URL("./jobs.ts", import.meta.url));
-const DB_NAME = "pgbus_bench_pools";
 const NOOP_JOBS = Number(process.env.BENCH_NOOP_JOBS ?? 20_000);
 const IO_JOBS = Number(process.env.BENCH_IO_JOBS ?? 5_000);
 const LATENCY_SAMPLES = Number(process.env.BENCH_LATENCY_SAMPLES ?? 100);
 const CAPACITIES = [10, 50, 100];
 const MODES: ExecutionMode[] = ["async", "threads"];
 
-const url = await freshDatabase(DB_NAME);
+const { name: dbName, url } = await freshDatabase("pools");
+/** Duplicates, losses and timeouts seen: printed at the end, and the exit code is 1 if any. */
+const problems: string[] = [];
 const bus = new Pgbus({ connectionString: url, jobs: [noop, io20] });
 await bus.migrate();
 const connections = connectionCounter(url, "pgbus:worker");
@@ -39,30 +52,35 @@ interface Row {
 async function drain(mode: ExecutionMode, capacity: number, job: typeof noop | typeof io20, count: number) {
   await bus.queues.purgeQueue("bench");
   await admin.query("TRUNCATE pgmq.a_bench");
+  const ids: string[] = [];
   for (let sent = 0; sent < count; sent += 10_000) {
-    await bus.enqueueMany(
-      job as typeof noop,
-      Array.from({ length: Math.min(10_000, count - sent) }, () => ({})),
+    ids.push(
+      ...(await bus.enqueueMany(
+        job as typeof noop,
+        Array.from({ length: Math.min(10_000, count - sent) }, () => ({})),
+      )),
     );
   }
+  const tracker = new RunTracker(ids);
   const rss = peakSampler(() => process.memoryUsage().rss);
   const conns = peakSampler(() => connections.count());
   const worker = bus.worker({ queues: ["bench"], capacity, executionMode: mode, jobsModule: JOBS_MODULE, ackMode: "archive" });
-  let done = 0;
-  const finished = new Promise<void>((resolve) => {
-    const off = bus.on("job:success", () => {
-      if (++done === count) {
-        off();
-        resolve();
-      }
-    });
-  });
+  const off = bus.on("job:success", (event) => void tracker.record(event.messageId));
   const started = performance.now();
   await worker.start();
-  await finished;
+  const complete = await tracker.waitAll(RUN_TIMEOUT_MS);
   const seconds = (performance.now() - started) / 1000;
   await worker.stop();
-  return { perSec: count / seconds, rss: await rss.stop(), connections: await conns.stop() };
+  off();
+  const what = `${mode} capacity ${capacity} ${job.name}`;
+  const verdict = tracker.verdict(what);
+  if (!complete) problems.push(`${what}: timed out after ${RUN_TIMEOUT_MS / 1000} s`);
+  if (!verdict.ok) problems.push(verdict.line);
+  const archived = (await admin.query("SELECT count(*)::int AS n, count(DISTINCT msg_id)::int AS d FROM pgmq.a_bench")).rows[0];
+  if (archived.n !== count || archived.d !== count)
+    problems.push(`${what}: ${archived.d} distinct of ${archived.n} archived, expected ${count}`);
+  // Distinct messages per second: a duplicate run adds nothing.
+  return { perSec: tracker.distinct / seconds, rss: await rss.stop(), connections: await conns.stop() };
 }
 
 /** Enqueue-to-start latency of single jobs sent into an idle worker, 20 ms apart. */
@@ -73,16 +91,23 @@ async function latency(mode: ExecutionMode, capacity: number): Promise<number[]>
   const samples: number[] = [];
   for (let i = 0; i < LATENCY_SAMPLES + 5; i++) {
     await new Promise((resolve) => setTimeout(resolve, 20));
+    let off = () => {};
     const startedAt = new Promise<number>((resolve) => {
-      const off = bus.on("job:start", () => {
+      off = bus.on("job:start", () => {
         off();
         resolve(performance.now());
       });
     });
     const sentAt = performance.now();
     await bus.enqueue(noop, {});
-    const elapsed = (await startedAt) - sentAt;
-    if (i >= 5) samples.push(elapsed); // the first few warm up prepared statements
+    // A job that never starts is reported, not waited for forever.
+    const ran = await Promise.race([startedAt, new Promise<null>((resolve) => setTimeout(() => resolve(null), 30_000).unref())]);
+    if (ran === null) {
+      off();
+      problems.push(`latency ${mode} capacity ${capacity}: sample ${i} did not start within 30 s`);
+      continue;
+    }
+    if (i >= 5) samples.push(ran - sentAt); // the first few warm up prepared statements
   }
   await worker.stop();
   return samples;
@@ -133,4 +158,9 @@ printTable(
 await connections.close();
 await admin.end();
 await bus.close();
-await dropDatabase(DB_NAME);
+await dropDatabase(dbName);
+if (problems.length > 0) {
+  console.error(`\nFAILED: not every message ran exactly once:\n${problems.join("\n")}`);
+  process.exit(1);
+}
+console.log("\nEvery message ran and was archived exactly once.");

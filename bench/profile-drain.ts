@@ -9,7 +9,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
 import { ADAPTERS } from "./peers/adapters.ts";
-import { dropDatabase, freshDatabase } from "./support.ts";
+import { RUN_TIMEOUT_MS, RunTracker, dropDatabase, freshDatabase } from "./support.ts";
 
 const [adapterName = "pgbus-delete", jobsArg = "200000", capacityArg = "100"] = process.argv.slice(2);
 const jobs = Number(jobsArg);
@@ -31,11 +31,11 @@ function machineTicks(): { busy: number; idle: number } {
   return { busy: user! + nice! + system! + irq! + softirq!, idle: idle! + iowait! };
 }
 
-const dbName = `pgbus_profile_${adapterName.replace(/-/g, "_")}`;
-const url = await freshDatabase(dbName);
+const { name: dbName, url } = await freshDatabase(`profile_${adapterName.replace(/-/g, "_")}`);
 const adapter = makeAdapter();
 await adapter.setup(url);
-await adapter.enqueueBulk(jobs);
+let next = 0;
+await adapter.enqueueBulk(jobs, () => ({ i: next++ })); // numbered: a job started twice counts once, and is reported
 
 const profiler = process.env.PROFILE ? new Session() : null;
 if (profiler) {
@@ -48,18 +48,17 @@ const cpuBefore = process.cpuUsage();
 const started = performance.now();
 const ratePer20k: number[] = [];
 let lastMark = started;
-let seen = 0;
-let finish!: () => void;
-const done = new Promise<void>((resolve) => (finish = resolve));
-const worker = await adapter.startWorker(capacity, "noop", () => {
-  if (++seen % 20_000 === 0) {
+const tracker = new RunTracker(jobs);
+const worker = await adapter.startWorker(capacity, "noop", (payload) => {
+  if (!tracker.record((payload as { i: number }).i)) return;
+  const seen = tracker.distinct;
+  if (seen % 20_000 === 0) {
     const now = performance.now();
     ratePer20k.push(Math.round(20_000 / ((now - lastMark) / 1000)));
     lastMark = now;
   }
-  if (seen === jobs) finish();
 });
-await done;
+const complete = await tracker.waitAll(RUN_TIMEOUT_MS);
 const seconds = (performance.now() - started) / 1000;
 const cpu = process.cpuUsage(cpuBefore);
 const machineAfter = machineTicks();
@@ -84,8 +83,14 @@ console.log(
       idle: round((machineAfter.idle - machineBefore.idle) / 100),
     },
     cpuMicrosecondsPerJob: { thisProcess: round((thisProcess * 1e6) / jobs), rest: round(((machineBusy - thisProcess) * 1e6) / jobs) },
+    distinctJobs: tracker.distinct,
+    duplicates: tracker.duplicates,
+    lost: tracker.lost(),
+    timedOut: !complete,
   }),
 );
+const verdict = tracker.verdict(adapterName);
+if (!verdict.ok) console.error(`FAILED: ${verdict.line}${complete ? "" : ` (gave up after ${RUN_TIMEOUT_MS / 1000} s)`}`);
 await adapter.close();
 await dropDatabase(dbName);
-process.exit(0);
+process.exit(verdict.ok ? 0 : 1);

@@ -4,9 +4,8 @@
 // interleaved (1 5 20 1 5 20 ...) and the median of 3 is reported.
 import pg from "pg";
 import { Pgbus } from "../src/bus.ts";
-import { dropDatabase, freshDatabase, median, percentile, printTable } from "./support.ts";
+import { RUN_TIMEOUT_MS, dropDatabase, freshDatabase, median, percentile, printTable } from "./support.ts";
 
-const DB_NAME = "pgbus_bench_publish";
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 5_000);
 const SERIAL_EVENTS = Number(process.env.BENCH_SERIAL_EVENTS ?? 1_000);
 const PUBLISHERS = Number(process.env.BENCH_PUBLISHERS ?? 10);
@@ -16,7 +15,12 @@ const ROUTING_KEY = "bench.order.created";
 // Every binding matches the key; the patterns vary so the regex match is not one cached case.
 const PATTERNS = ["bench.#", "bench.*.created", "#", "*.order.*", "bench.order.created"];
 
-const url = await freshDatabase(DB_NAME);
+const { name: dbName, url } = await freshDatabase("publish");
+// A publish that hangs must not hang the run.
+setTimeout(() => {
+  console.error(`FAILED: bench:publish did not finish within ${RUN_TIMEOUT_MS / 1000} s`);
+  process.exit(1);
+}, RUN_TIMEOUT_MS).unref();
 const pool = new pg.Pool({ connectionString: url, max: PUBLISHERS });
 const bus = new Pgbus({ pool });
 await bus.migrate();
@@ -61,6 +65,14 @@ async function run(queues: number): Promise<Run> {
   );
   const seconds = (performance.now() - started) / 1000;
   if (copies !== EVENTS * queues) throw new Error(`expected ${EVENTS * queues} copies, got ${copies}`);
+  // What publish reported is what the queues hold: each event exactly once in every bound queue.
+  for (let i = 0; i < queues; i++) {
+    const { rows } = await admin.query(
+      `SELECT count(*)::int AS n, count(DISTINCT message->'payload'->>'orderId')::int AS d FROM pgmq."q_bench_q${i}"`,
+    );
+    if (rows[0].n !== EVENTS || rows[0].d !== EVENTS)
+      throw new Error(`bench_q${i}: ${rows[0].d} distinct events in ${rows[0].n} copies, expected ${EVENTS} exactly once`);
+  }
   const latencies: number[] = [];
   const serialStarted = performance.now();
   for (let i = 0; i < SERIAL_EVENTS; i++) {
@@ -108,4 +120,4 @@ printTable(
 await admin.end();
 await bus.close();
 await pool.end();
-await dropDatabase(DB_NAME);
+await dropDatabase(dbName);

@@ -20,6 +20,7 @@ import { QueueClient } from "../src/queue/client.ts";
 import { migrate } from "../src/schema/migrator.ts";
 import { noop } from "../test/fixtures/chaos/noop-jobs.ts";
 import { createTestDatabase } from "../test/helpers/db.ts";
+import { RUN_TIMEOUT_MS } from "./support.ts";
 
 const NOOP_JOBS = fileURLToPath(new URL("../test/fixtures/chaos/noop-jobs.ts", import.meta.url));
 const MAX_GROWTH_PERCENT = 10;
@@ -102,6 +103,12 @@ async function soak(mode: string, jobs: number, warmup: number, capacity: number
   let last = 0;
   let stopping = false;
   await new Promise<void>((resolve, reject) => {
+    // A lost job would keep `processed` short of `jobs` forever: give up instead of hanging.
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`${mode}: ${samples.at(-1)?.processed ?? 0} of ${jobs} jobs after ${RUN_TIMEOUT_MS / 1000} s; gave up`));
+    }, RUN_TIMEOUT_MS);
+    child.on("exit", () => clearTimeout(timer));
     child.on("message", (message: ChildReport) => {
       if (message.type === "stopped") return resolve();
       const { sample } = message;
@@ -167,11 +174,23 @@ async function main(): Promise<number> {
     const queues = new QueueClient(db.pool);
     await queues.createQueue("soak");
     const results: ModeResult[] = [];
+    const problems: string[] = [];
     for (const mode of values.modes.split(",")) {
       await queues.purgeQueue("soak");
       await db.pool.query("TRUNCATE pgmq.a_soak");
       await enqueue(queues, jobs);
       results.push(await soak(mode, jobs, warmup, capacity, db.url));
+      // Each job exactly once: all archived, each once, none left; claimed twice is a possible repeat.
+      const { rows } = await db.pool.query(
+        `SELECT count(*)::int AS archived, count(DISTINCT msg_id)::int AS distinct_ids, count(*) FILTER (WHERE read_ct > 1)::int AS reclaimed,
+                (SELECT count(*)::int FROM pgmq.q_soak) AS left_over FROM pgmq.a_soak`,
+      );
+      const check = rows[0] as { archived: number; distinct_ids: number; reclaimed: number; left_over: number };
+      if (check.archived !== jobs || check.distinct_ids !== jobs || check.left_over !== 0 || check.reclaimed !== 0) {
+        problems.push(
+          `${mode}: ${check.distinct_ids} distinct of ${check.archived} archived (expected ${jobs}), ${check.left_over} left in the queue, ${check.reclaimed} claimed more than once`,
+        );
+      }
     }
     const rows = results.map((r) =>
       [
@@ -199,7 +218,8 @@ async function main(): Promise<number> {
     const over = results.filter((r) => r.growthPercent >= MAX_GROWTH_PERCENT);
     for (const r of over)
       process.stderr.write(`[soak] FAIL: ${r.mode} grew ${r.growthPercent.toFixed(1)}% (limit ${MAX_GROWTH_PERCENT}%)\n`);
-    return over.length === 0 ? 0 : 1;
+    for (const problem of problems) process.stderr.write(`[soak] FAIL: not every job ran exactly once: ${problem}\n`);
+    return over.length === 0 && problems.length === 0 ? 0 : 1;
   } finally {
     await db.drop();
   }

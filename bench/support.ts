@@ -1,17 +1,25 @@
-// Shared helpers for the benchmarks: a fresh database, samplers, statistics, tables.
+// Shared helpers for the benchmarks: a fresh database, samplers, statistics, tables, run checks.
+import { randomBytes } from "node:crypto";
 import pg from "pg";
+import { adminUrl } from "../test/helpers/server.ts";
 
-const ADMIN_URL = process.env.PGBUS_BENCH_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+// The server DATABASE_URL names (as for the tests); PGBUS_BENCH_ADMIN_URL overrides the admin connection.
+const ADMIN_URL = process.env.PGBUS_BENCH_ADMIN_URL || adminUrl();
 
-export async function freshDatabase(name: string): Promise<string> {
+/**
+ * Creates a database of its own for one benchmark run: `pgbus_bench_<label>_<random>`, so
+ * two runs (or a run beside the tests) never share or drop each other's. Returns its name,
+ * for dropDatabase, and its URL.
+ */
+export async function freshDatabase(label: string): Promise<{ name: string; url: string }> {
+  const name = `pgbus_bench_${label.replace(/[^a-z0-9_]/g, "_").slice(0, 30)}_${randomBytes(4).toString("hex")}`;
   const admin = new pg.Client({ connectionString: ADMIN_URL });
   await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
   await admin.query(`CREATE DATABASE "${name}"`);
   await admin.end();
   const url = new URL(ADMIN_URL);
   url.pathname = `/${name}`;
-  return url.href;
+  return { name, url: url.href };
 }
 
 export async function dropDatabase(name: string): Promise<void> {
@@ -20,6 +28,75 @@ export async function dropDatabase(name: string): Promise<void> {
   await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
   await admin.end();
 }
+
+/**
+ * Counts the runs of a known set of messages (by key: a message id or a payload sequence
+ * number), so a benchmark measures distinct messages, not runs: a duplicate run does not
+ * inflate throughput, and a lost message is reported instead of hanging the run.
+ */
+export class RunTracker {
+  readonly #runs = new Map<string, number>();
+  readonly #expected: ReadonlySet<string> | null;
+  readonly #target: number;
+  #waiters: Array<() => void> = [];
+  duplicates = 0;
+
+  /** `expected`: the keys that must run, or how many distinct keys to wait for. */
+  constructor(expected: Iterable<string> | number) {
+    this.#expected = typeof expected === "number" ? null : new Set(expected);
+    this.#target = typeof expected === "number" ? expected : this.#expected!.size;
+  }
+
+  get distinct(): number {
+    return this.#runs.size;
+  }
+
+  /** Records one run; true when it is the first run of `key`. */
+  record(key: string | number): boolean {
+    const id = String(key);
+    const before = this.#runs.get(id) ?? 0;
+    this.#runs.set(id, before + 1);
+    if (before > 0) {
+      this.duplicates++;
+      return false;
+    }
+    if (this.#runs.size === this.#target) for (const wake of this.#waiters.splice(0)) wake();
+    return true;
+  }
+
+  /** Resolves true once every expected key ran, or false after `timeoutMs`. */
+  waitAll(timeoutMs: number): Promise<boolean> {
+    if (this.#runs.size >= this.#target) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.#waiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  /** Expected keys that never ran (only when the keys were given), else how many are missing. */
+  lost(): number {
+    if (!this.#expected) return Math.max(0, this.#target - this.#runs.size);
+    let missing = 0;
+    for (const key of this.#expected) if (!this.#runs.has(key)) missing++;
+    return missing;
+  }
+
+  /** One line for the log; `ok` is false when a message ran twice or never. */
+  verdict(what: string): { ok: boolean; line: string } {
+    const lost = this.lost();
+    const ok = lost === 0 && this.duplicates === 0;
+    return {
+      ok,
+      line: `${what}: ${this.distinct} of ${this.#target} distinct messages ran; ${this.duplicates} duplicate run(s), ${lost} lost`,
+    };
+  }
+}
+
+/** Every benchmark run ends within this (BENCH_TIMEOUT_SECONDS, default 600 s): a lost message must not hang it. */
+export const RUN_TIMEOUT_MS = Number(process.env.BENCH_TIMEOUT_SECONDS ?? 600) * 1000;
 
 /** Samples a value every `everyMs` and keeps the peak; stop() returns it. */
 export function peakSampler(sample: () => number | Promise<number>, everyMs = 20): { stop(): Promise<number> } {

@@ -40,6 +40,21 @@ const POSTGRES_SLACK_MS = 1_000;
  * must match too, so this cannot excuse a live worker running a job twice.
  */
 const KILL_SLACK_MS = 100;
+/**
+ * A run is settled when its ack commits, not when its handler recorded its end: the ack
+ * goes out in the next batch, a few milliseconds later (more on a loaded machine). A run
+ * that finished this little before a fault may still have been unacked, so in flight.
+ * Far below the chaos VT (2 s): a live worker repeating a finished run is still caught.
+ */
+export const ACK_SLACK_MS = 500;
+
+/**
+ * Whether `run` was in flight at `at`: started before it (the record may land up to
+ * `startSlackMs` late) and not finished, acked, before it.
+ */
+export function inFlightAt(run: Run, at: number, startSlackMs: number): boolean {
+  return run.startedAt <= at + startSlackMs && (run.finishedAt === null || run.finishedAt + ACK_SLACK_MS >= at);
+}
 
 async function loadRuns(db: pg.Pool): Promise<Map<string, Run[]>> {
   const result = await db.query<{ key: string; pid: number; attempt: number; started_at: Date; finished_at: Date | null }>(
@@ -61,16 +76,59 @@ async function loadRuns(db: pg.Pool): Promise<Map<string, Run[]>> {
   return byMessage;
 }
 
-/** Which fault, if any, accounts for `earlier` being run again as `later`. */
+/**
+ * Which fault, if any, accounts for `earlier` being run again as `later`: one that hit
+ * while `earlier` was in flight (started before the fault, not finished before it) and
+ * before `later` started. A run finished long before a fault is not excused by it.
+ */
 export function explain(earlier: Run, later: Run, faults: readonly Fault[]): Explanation | null {
   for (const fault of faults) {
-    const between = earlier.startedAt <= fault.at + KILL_SLACK_MS && fault.at <= later.startedAt;
-    if (fault.kind === "worker" && between && fault.pid === earlier.pid) return "worker kill";
-    if (fault.kind === "supervisor" && between && fault.childPids.includes(earlier.pid)) return "supervisor kill";
-    if (fault.kind === "postgres" && earlier.startedAt <= fault.upAt + POSTGRES_SLACK_MS && later.startedAt >= fault.at)
+    if (later.startedAt < fault.at) continue;
+    if (fault.kind === "worker" && fault.pid === earlier.pid && inFlightAt(earlier, fault.at, KILL_SLACK_MS)) return "worker kill";
+    if (fault.kind === "supervisor" && fault.childPids.includes(earlier.pid) && inFlightAt(earlier, fault.at, KILL_SLACK_MS))
+      return "supervisor kill";
+    // In flight at the restart: not finished before it went down, and started before it was
+    // back (runs are recorded in PostgreSQL, so none starts while it is down; one that
+    // started just after it came back can still lose its ack on a connection it broke).
+    if (
+      fault.kind === "postgres" &&
+      earlier.startedAt <= fault.upAt + POSTGRES_SLACK_MS &&
+      (earlier.finishedAt === null || earlier.finishedAt + ACK_SLACK_MS >= fault.at)
+    )
       return "PostgreSQL restart";
   }
   return null;
+}
+
+/** What the recorded runs say, given the faults: repeats excused by a fault, repeats not, redelivery times. */
+export function classifyRuns(
+  byMessage: ReadonlyMap<string, Run[]>,
+  queues: readonly string[],
+  faults: readonly Fault[],
+): Pick<Analysis, "runs" | "repeated" | "explainedBy" | "unexplained" | "redeliveryMs"> {
+  const explainedBy: Record<Explanation, number> = { "worker kill": 0, "supervisor kill": 0, "PostgreSQL restart": 0 };
+  const unexplained: Analysis["unexplained"] = [];
+  let runs = 0;
+  let repeated = 0;
+  for (const [msgId, list] of byMessage) {
+    runs += list.length;
+    if (list.length < 2) continue;
+    repeated++;
+    const reasons = list.slice(1).map((later, index) => explain(list[index]!, later, faults));
+    if (reasons.some((reason) => reason === null)) unexplained.push({ msgId, runs: list });
+    else explainedBy[reasons[0]!]++;
+  }
+
+  const redeliveryMs: Record<string, number[]> = Object.fromEntries(queues.map((queue) => [queue, []]));
+  for (const fault of faults) {
+    if (fault.kind !== "worker") continue;
+    for (const [key, list] of byMessage) {
+      const index = list.findIndex((run) => run.pid === fault.pid && inFlightAt(run, fault.at, KILL_SLACK_MS));
+      const next = index >= 0 ? list[index + 1] : undefined;
+      if (next && next.startedAt >= fault.at) redeliveryMs[key.slice(0, key.indexOf(":"))]?.push(next.startedAt - fault.at);
+    }
+  }
+  return { runs, repeated, explainedBy, unexplained, redeliveryMs };
 }
 
 async function count(db: pg.Pool, text: string, values: unknown[] = []): Promise<number> {
@@ -94,28 +152,7 @@ export async function analyze(
   );
 
   const byMessage = await loadRuns(db);
-  const explainedBy: Record<Explanation, number> = { "worker kill": 0, "supervisor kill": 0, "PostgreSQL restart": 0 };
-  const unexplained: Analysis["unexplained"] = [];
-  let runs = 0;
-  let repeated = 0;
-  for (const [msgId, list] of byMessage) {
-    runs += list.length;
-    if (list.length < 2) continue;
-    repeated++;
-    const reasons = list.slice(1).map((later, index) => explain(list[index]!, later, faults));
-    if (reasons.some((reason) => reason === null)) unexplained.push({ msgId, runs: list });
-    else explainedBy[reasons[0]!]++;
-  }
-
-  const redeliveryMs: Record<string, number[]> = Object.fromEntries(queues.map((queue) => [queue, []]));
-  for (const fault of faults) {
-    if (fault.kind !== "worker") continue;
-    for (const [key, list] of byMessage) {
-      const index = list.findIndex((run) => run.pid === fault.pid && run.startedAt <= fault.at + KILL_SLACK_MS);
-      const next = index >= 0 ? list[index + 1] : undefined;
-      if (next && next.startedAt >= fault.at) redeliveryMs[key.slice(0, key.indexOf(":"))]?.push(next.startedAt - fault.at);
-    }
-  }
+  const { runs, repeated, explainedBy, unexplained, redeliveryMs } = classifyRuns(byMessage, queues, faults);
 
   const restart = faults.find((fault) => fault.kind === "postgres");
   let postgres: Analysis["postgres"] = null;

@@ -1,7 +1,7 @@
 // One measurement in a fresh process: `run-one.ts <adapter> <scenario>` prints a JSON line.
 // A process per measurement keeps peak RSS and connection counts each library's own.
 import { ADAPTERS } from "./adapters.ts";
-import { connectionCounter, dropDatabase, freshDatabase, median, peakSampler, percentile } from "../support.ts";
+import { RunTracker, connectionCounter, dropDatabase, freshDatabase, median, peakSampler, percentile } from "../support.ts";
 
 const [adapterName, scenario] = process.argv.slice(2) as [string, string];
 const SIZES = {
@@ -14,8 +14,7 @@ const SIZES = {
 
 const MAX_SECONDS = Number(process.env.BENCH_MAX_SECONDS ?? 60);
 
-const dbName = `pgbus_peer_${adapterName.replace(/-/g, "_")}`;
-const url = await freshDatabase(dbName);
+const { name: dbName, url } = await freshDatabase(`peer_${adapterName.replace(/-/g, "_")}`);
 const adapter = ADAPTERS[adapterName]!();
 await adapter.setup(url);
 const monitor = connectionCounter(url, adapter.consumerConnections);
@@ -27,30 +26,36 @@ async function timed(work: () => Promise<void>): Promise<number> {
 }
 
 /**
- * Queues `backlog` jobs, then measures how fast a worker starts the first `count` of them:
- * jobs/s from worker start to the count-th job's start.
+ * Queues `backlog` jobs, each numbered in its payload, then measures how fast a worker
+ * starts `count` distinct ones: jobs/s from worker start to the count-th distinct job's
+ * start. A job started twice counts once (and is reported as a duplicate); when the whole
+ * backlog is drained, jobs never started are reported as lost.
  */
 async function drain(count: number, capacity: number, handler: "noop" | "io20", backlog = count) {
-  await adapter.enqueueBulk(backlog);
+  let next = 0;
+  await adapter.enqueueBulk(backlog, () => ({ i: next++ }));
+  const tracker = new RunTracker(count);
   const rss = peakSampler(() => process.memoryUsage().rss);
   const conns = peakSampler(() => monitor.count(), 25);
-  let seen = 0;
   let finish!: () => void;
   const done = new Promise<void>((resolve) => (finish = resolve));
   const started = performance.now();
-  const worker = await adapter.startWorker(capacity, handler, () => {
-    if (++seen === count) finish();
+  const worker = await adapter.startWorker(capacity, handler, (payload) => {
+    if (tracker.record((payload as { i: number }).i) && tracker.distinct === count) finish();
   });
   // A library far slower than the rest is measured over MAX_SECONDS instead of the whole count.
   const cap = setTimeout(finish, MAX_SECONDS * 1000);
   await done;
   clearTimeout(cap);
   const seconds = (performance.now() - started) / 1000;
-  const runs = seen;
+  const runs = tracker.distinct;
   await worker.stop();
   return {
     value: Math.min(runs, count) / seconds,
     capped: runs < count ? 1 : 0,
+    duplicates: tracker.duplicates,
+    // Jobs never started although the whole backlog was to run and the run was not cut at MAX_SECONDS.
+    lost: backlog === count && runs < count && seconds < MAX_SECONDS ? tracker.lost() : 0,
     rssMb: (await rss.stop()) / 1024 / 1024,
     connections: await conns.stop(),
   };
@@ -81,9 +86,10 @@ async function steady() {
   const rate = Number(process.env.BENCH_RATE ?? 2_000);
   const seconds = Number(process.env.BENCH_STEADY_SECONDS ?? 60);
   const latencies: number[] = [];
+  const tracker = new RunTracker(Number.MAX_SAFE_INTEGER);
   const worker = await adapter.startWorker(100, "noop", (payload) => {
-    const sentAt = (payload as { t?: number } | null)?.t;
-    if (sentAt !== undefined) latencies.push(Date.now() - sentAt);
+    const { t: sentAt, i } = (payload ?? {}) as { t?: number; i?: number };
+    if (sentAt !== undefined && i !== undefined && tracker.record(i)) latencies.push(Date.now() - sentAt);
   });
   const rss = peakSampler(() => process.memoryUsage().rss);
   const started = Date.now();
@@ -91,7 +97,8 @@ async function steady() {
   while (Date.now() - started < seconds * 1000) {
     const due = Math.floor(((Date.now() - started) / 1000) * rate) - sent;
     if (due > 0) {
-      await adapter.enqueueBulk(due, () => ({ t: Date.now() }));
+      let i = sent;
+      await adapter.enqueueBulk(due, () => ({ t: Date.now(), i: i++ }));
       sent += due;
     }
     await new Promise((resolve) => setTimeout(resolve, 5));
@@ -103,6 +110,8 @@ async function steady() {
   return {
     value: median(latencies),
     p99: percentile(latencies, 99),
+    duplicates: tracker.duplicates,
+    lost: sent - latencies.length,
     backlogAtStop,
     rssMb: (await rss.stop()) / 1024 / 1024,
     rate: sent / seconds,

@@ -1,11 +1,12 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
+import { adminUrl } from "./server.ts";
 
 /**
  * Each test file gets a database of its own (pgmq's schema name is fixed, so a schema per
- * file cannot isolate queues), created on the local PostgreSQL and dropped afterwards.
+ * file cannot isolate queues), created on the server DATABASE_URL names (see server.ts)
+ * and dropped afterwards.
  */
-const ADMIN_URL = process.env.PGBUS_TEST_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
 export interface TestDatabase {
   name: string;
@@ -17,7 +18,7 @@ export interface TestDatabase {
 export async function createTestDatabase(label = "t"): Promise<TestDatabase> {
   const name = `pgbus_${label.replace(/[^a-z0-9_]/g, "_").slice(0, 30)}_${randomBytes(4).toString("hex")}`;
   await adminQuery(`CREATE DATABASE "${name}"`);
-  const url = new URL(ADMIN_URL);
+  const url = new URL(adminUrl());
   url.pathname = `/${name}`;
   const pool = new pg.Pool({ connectionString: url.href, max: 10 });
   pool.on("error", () => {});
@@ -33,7 +34,7 @@ export async function createTestDatabase(label = "t"): Promise<TestDatabase> {
 }
 
 async function adminQuery(text: string): Promise<void> {
-  const client = new pg.Client({ connectionString: ADMIN_URL });
+  const client = new pg.Client({ connectionString: adminUrl() });
   await client.connect();
   try {
     await client.query(text);

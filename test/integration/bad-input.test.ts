@@ -10,6 +10,7 @@ import { defineJob } from "../../src/jobs/define.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { Worker, WorkerOptions } from "../../src/worker/worker.ts";
 import {
+  closeFixturePool,
   doomed,
   fine,
   hangIgnoresSignal,
@@ -21,6 +22,7 @@ import {
 } from "../fixtures/chaos/bad-input-jobs.ts";
 import { FIXTURE_CONFIG, cliEnv, runCli, waitFor } from "../fixtures/process/spawn.ts";
 import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
+import { setEnv } from "../helpers/env.ts";
 
 /**
  * The bad-input catalogue: one test per kind of bad input, each ending in a typed error
@@ -32,6 +34,7 @@ const JOBS_MODULE = fileURLToPath(new URL("../fixtures/chaos/bad-input-jobs.ts",
 const jobs = [throwsString, throwsUndefined, rejectsEmpty, hangRespectsSignal, hangIgnoresSignal, needsNumber, fine, doomed];
 
 let db: TestDatabase;
+let restoreEnv = () => {};
 let bus: Pgbus;
 const logLines: Array<{ level: string; msg: string; err?: unknown }> = [];
 const logger: Logger = Object.fromEntries(
@@ -43,7 +46,7 @@ const logger: Logger = Object.fromEntries(
 
 before(async () => {
   db = await createTestDatabase("bad_input");
-  process.env["PGBUS_TEST_DB_URL"] = db.url;
+  restoreEnv = setEnv("PGBUS_TEST_DB_URL", db.url);
   bus = new Pgbus({ connectionString: db.url, jobs, logger, maxPayloadBytes: 1_024 });
   await bus.migrate();
   await db.pool.query(
@@ -53,7 +56,9 @@ before(async () => {
 after(async () => {
   try {
     await bus.close();
+    await closeFixturePool();
   } finally {
+    restoreEnv();
     await db.drop();
   }
 });
@@ -239,11 +244,22 @@ describe("handlers that throw non-Errors or never settle", () => {
     const worker = bus.worker({ queues: ["bad"], capacity: 2, pollIntervalMs: 100, visibilityTimeoutSec: 1, shutdownTimeoutMs: 200 });
     await worker.start();
     try {
-      await waitFor(async () => (await scalar("SELECT count(*) FROM bad_input_runs WHERE msg_id = $1", [id])) === 1, "the run to start");
-      await new Promise((resolve) => setTimeout(resolve, 1_500)); // past its 300 ms timeout and past one VT
+      await waitFor(
+        async () => (await scalar("SELECT count(*) FROM bad_input_runs WHERE msg_id = $1 AND job = 'hang_ignores_signal'", [id])) === 1,
+        "the run to start",
+      );
+      // Its 300 ms timeout fired (the handler noted it), and its first VT (1 s from the claim) is over.
+      await waitFor(
+        async () =>
+          (await scalar("SELECT count(*) FROM bad_input_runs WHERE msg_id = $1 AND job = 'hang_ignores_signal:aborted'", [id])) === 1 &&
+          (await scalar("SELECT count(*) FROM pgmq.q_bad WHERE msg_id = $1 AND clock_timestamp() > last_read_at + interval '1.5 seconds'", [
+            id,
+          ])) === 1,
+        "the timeout to fire and one VT to pass",
+      );
       assert.equal(worker.stats().busy, 1, "still in its slot: the timeout could not stop it");
       assert.equal(
-        await scalar("SELECT count(*) FROM bad_input_runs WHERE msg_id = $1", [id]),
+        await scalar("SELECT count(*) FROM bad_input_runs WHERE msg_id = $1 AND job = 'hang_ignores_signal'", [id]),
         1,
         "not handed out again while this worker lives",
       );

@@ -3,13 +3,25 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { buildProgram } from "../../src/cli/program.ts";
+import { Pgbus } from "../../src/bus.ts";
 import { QueueClient } from "../../src/queue/client.ts";
+import { migrate } from "../../src/schema/migrator.ts";
 import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
-import { FIXTURE_CONFIG, cliEnv, runCli } from "../fixtures/process/spawn.ts";
+import { FIXTURE_CONFIG, cliEnv, killAll, runCli, startCli, waitFor } from "../fixtures/process/spawn.ts";
 
-/** The `pgbus` commands other than start, run as a user runs them: a real process each. */
+/**
+ * The `pgbus` commands, run as a user runs them: a real process each. Every test stands on
+ * its own (its own queues; the database is migrated up front), so they pass in any order
+ * and alone (`--test-name-pattern`).
+ */
+
+const PROCESS_JOBS = fileURLToPath(new URL("../fixtures/process/jobs.ts", import.meta.url));
+const NO_JOBS = fileURLToPath(new URL("../fixtures/no-jobs.ts", import.meta.url));
+
+after(killAll);
 
 const VERSION = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
@@ -29,8 +41,15 @@ describe("pgbus CLI", () => {
   before(async () => {
     db = await createTestDatabase("cli");
     env = cliEnv(db.url);
+    await migrate(db.pool);
+    await db.pool.query(
+      "CREATE TABLE runs (msg_id bigint NOT NULL, job text NOT NULL, pid integer NOT NULL, ran_at timestamptz NOT NULL DEFAULT now())",
+    );
   });
-  after(() => db.drop());
+  after(async () => {
+    await killAll();
+    await db.drop();
+  });
 
   test("--version prints the package version; --help works on every command", async () => {
     const [version, rootHelp, startHelp] = await Promise.all([
@@ -81,11 +100,13 @@ describe("pgbus CLI", () => {
       );
   });
 
-  test("migrate applies the schema once; again it has nothing to do", async () => {
-    const first = await pgbus("migrate");
+  test("migrate applies the schema once; again it has nothing to do", async (t) => {
+    const fresh = await createTestDatabase("cli_migrate");
+    t.after(() => fresh.drop());
+    const first = await runCli(["--config", FIXTURE_CONFIG, "migrate"], cliEnv(fresh.url));
     assert.equal(first.code, 0, first.stderr);
     assert.match(first.stdout, /applied pgbus\/0001_core\.sql/);
-    const again = await pgbus("migrate", "--json");
+    const again = await runCli(["--config", FIXTURE_CONFIG, "migrate", "--json"], cliEnv(fresh.url));
     assert.equal(again.code, 0, again.stderr);
     assert.deepEqual(JSON.parse(again.stdout), { applied: [], pgmqExtension: false });
   });
@@ -124,24 +145,26 @@ describe("pgbus CLI", () => {
   test("enqueue: a job the jobs module defines goes to its queue; others to --queue or default", async () => {
     const known = await pgbus("enqueue", "record", '{"n":1}');
     assert.equal(known.code, 0, known.stderr);
-    const [message] = await rows("SELECT msg_id::text AS id, message FROM pgmq.q_work");
+    const [message] = await rows("SELECT msg_id::text AS id, message FROM pgmq.q_work WHERE msg_id = $1", [known.stdout.trim()]);
     assert.equal(message.id, known.stdout.trim());
     assert.deepEqual(message.message, { job: "record", payload: { n: 1 } });
 
-    const other = await pgbus("enqueue", "elsewhere", "[1,2]", "--queue", "other", "--delay", "60000");
+    const other = await pgbus("enqueue", "elsewhere", "[1,2]", "--queue", "enq_other", "--delay", "60000");
     assert.equal(other.code, 0, other.stderr);
     assert.match(other.stderr, /defines no job "elsewhere"/);
-    const [delayed] = await rows("SELECT message, vt > now() + interval '50 seconds' AS later FROM pgmq.q_other");
+    const [delayed] = await rows("SELECT message, vt > now() + interval '50 seconds' AS later FROM pgmq.q_enq_other");
     assert.deepEqual(delayed.message, { job: "elsewhere", payload: [1, 2] });
     assert.equal(delayed.later, true);
 
     const [plain, badJson, conflict] = await Promise.all([
       runCli(["enqueue", "anything", "null"], env),
       pgbus("enqueue", "record", "{nope"),
-      pgbus("enqueue", "record", "{}", "--queue", "other"),
+      pgbus("enqueue", "record", "{}", "--queue", "enq_other"),
     ]);
     assert.equal(plain.code, 0, plain.stderr);
-    assert.equal((await rows("SELECT count(*)::int AS n FROM pgmq.q_default"))[0].n, 1);
+    assert.deepEqual(await rows("SELECT message FROM pgmq.q_default WHERE msg_id = $1", [plain.stdout.trim()]), [
+      { message: { job: "anything", payload: null } },
+    ]);
     assert.notEqual(badJson.code, 0);
     assertOneLineError(badJson.stderr);
     assert.match(badJson.stderr, /not valid JSON/);
@@ -150,12 +173,15 @@ describe("pgbus CLI", () => {
   });
 
   test("queues and status --json parse and show depths", async () => {
+    await new QueueClient(db.pool).createQueue("shown");
+    await new QueueClient(db.pool).send("shown", { job: "x", payload: null }, { delayMs: 60_000 });
+    await new QueueClient(db.pool).createQueue("work");
     const queues = await pgbus("queues", "--json");
     assert.equal(queues.code, 0, queues.stderr);
     const list = JSON.parse(queues.stdout) as Array<{ name: string; depth: number; visible: number; dlqDepth: number | null }>;
     assert.deepEqual(
-      list.find((q) => q.name === "other"),
-      { name: "other", depth: 1, visible: 0, dlqDepth: 0 },
+      list.find((q) => q.name === "shown"),
+      { name: "shown", depth: 1, visible: 0, dlqDepth: 0 },
     );
     assert.ok(!list.some((q) => q.name.endsWith("_dlq")), "DLQs show as their queue's dlqDepth");
 
@@ -226,5 +252,97 @@ describe("pgbus CLI", () => {
     assert.notEqual(unknown.code, 0);
     assertOneLineError(unknown.stderr);
     assert.match(unknown.stderr, /queue "nosuch" does not exist/);
+  });
+
+  test("dlq retry --all moves every dead letter back; dlq discard <id> deletes only that one", async () => {
+    const queues = new QueueClient(db.pool);
+    await queues.createQueue("refunds");
+    const ids = await queues.sendBatch(
+      "refunds",
+      [1, 2, 3, 4].map((n) => ({ job: "refund", payload: { n } })),
+    );
+    for (const id of ids)
+      await queues.moveToDeadLetterQueue("refunds", id, { name: "Error", message: "boom", reason: "retries_exhausted" });
+    const dlqIds = (await rows("SELECT msg_id::text AS id FROM pgmq.q_refunds_dlq ORDER BY msg_id")).map((row) => row.id as string);
+    assert.equal(dlqIds.length, 4);
+
+    const discard = await pgbus("dlq", "discard", "refunds", dlqIds[0]!);
+    assert.equal(discard.code, 0, discard.stderr);
+    assert.match(discard.stdout, /deleted 1 message\(s\) from refunds_dlq/);
+    assert.deepEqual(
+      (await rows("SELECT msg_id::text AS id FROM pgmq.q_refunds_dlq ORDER BY msg_id")).map((row) => row.id),
+      dlqIds.slice(1),
+    );
+
+    const retry = await pgbus("dlq", "retry", "refunds", "--all");
+    assert.equal(retry.code, 0, retry.stderr);
+    assert.match(retry.stdout, /moved 3 message\(s\) from refunds_dlq back to refunds/);
+    assert.equal((await rows("SELECT count(*)::int AS n FROM pgmq.q_refunds_dlq"))[0].n, 0);
+    const back = await rows("SELECT message->'payload'->>'n' AS n, headers FROM pgmq.q_refunds ORDER BY msg_id");
+    assert.deepEqual(
+      back.map((row) => row.n),
+      ["2", "3", "4"],
+    );
+    for (const row of back) assert.ok(!Object.keys(row.headers ?? {}).some((key) => key.startsWith("pgbus_")), "no dead-letter headers");
+  });
+
+  describe("start options", () => {
+    const runsOf = async (job: string) => Number((await rows("SELECT count(*) AS n FROM runs WHERE job = $1", [job]))[0].n);
+
+    test("--queues and --jobs-module replace the config's workers and jobs module; text status lists the live processes", async (t) => {
+      t.after(async () => {
+        await killAll();
+        await db.pool.query("DELETE FROM pgbus.processes");
+      });
+      // The config's jobs module exports no jobs: a worker could not boot with it.
+      const cli = startCli(
+        ["start", "--config", FIXTURE_CONFIG, "--queues", "cli_fast: 3; cli_slow: 1", "--jobs-module", PROCESS_JOBS, "--only", "workers"],
+        cliEnv(db.url, { jobsModule: NO_JOBS }),
+      );
+      const started = await cli.waitForMessage("child started", 2, 30_000);
+      assert.equal(started.length, 2, "one worker per queue group");
+      const queues = new QueueClient(db.pool);
+      await queues.send("cli_fast", { job: "record", payload: {} });
+      await queues.send("cli_slow", { job: "record", payload: {} });
+      await waitFor(async () => (await runsOf("record")) === 2, "a run from each queue");
+      const status = await pgbus("status");
+      assert.equal(status.code, 0, status.stderr);
+      assert.match(status.stdout, /PROCESSES\nROLE\s+HOST\s+PID\s+MODE\s+CAPACITY\s+BUSY\s+PROCESSED\s+LAST BEAT\s+QUEUES/);
+      const workerLines = status.stdout.split("\n").filter((line) => /^\s*worker\b/.test(line));
+      assert.equal(workerLines.length, 2, status.stdout);
+      assert.ok(
+        workerLines.some((line) => /\b3\b.*cli_fast/.test(line)) && workerLines.some((line) => /\b1\b.*cli_slow/.test(line)),
+        status.stdout,
+      );
+      assert.ok(!/^\s*maintenance\b/m.test(status.stdout), "--only workers: no maintenance");
+      cli.signal("SIGTERM");
+      assert.equal((await cli.exited).code, 0, cli.dump());
+    });
+
+    test("--only consumers runs only the consumer child, which handles the module's subscribers", async (t) => {
+      const bus = new Pgbus({ connectionString: db.url });
+      t.after(async () => {
+        await killAll();
+        await bus.close();
+        await db.pool.query("DELETE FROM pgbus.processes");
+      });
+      const cli = startCli(
+        ["start", "--config", FIXTURE_CONFIG, "--only", "consumers"],
+        cliEnv(db.url, { jobsModule: "./events-jobs.ts" }),
+      );
+      await cli.waitForMessage("supervisor ready: every child started", 1, 30_000);
+      assert.deepEqual(
+        cli.lines.filter((line) => line.msg === "child started").map((line) => line["role"]),
+        ["consumer"],
+      );
+      await waitFor(
+        async () => (await db.pool.query("SELECT 1 FROM pgmq.topic_bindings WHERE queue_name = 'ev_audit'")).rowCount === 1,
+        "the consumer to bind its queue",
+      );
+      await bus.publish("orders.created", { n: 1 });
+      await waitFor(async () => (await runsOf("subscriber.audit")) === 1, "the event to be handled");
+      cli.signal("SIGTERM");
+      assert.equal((await cli.exited).code, 0, cli.dump());
+    });
   });
 });

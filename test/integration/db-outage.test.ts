@@ -8,9 +8,10 @@ import type { Logger } from "../../src/logger.ts";
 import { Maintenance } from "../../src/process/maintenance.ts";
 import { QueueClient } from "../../src/queue/client.ts";
 import { migrate } from "../../src/schema/migrator.ts";
-import { CHAOS_RUNS_DDL, outageRecord } from "../fixtures/chaos/jobs.ts";
+import { CHAOS_RUNS_DDL, closeFixturePool, outageRecord } from "../fixtures/chaos/jobs.ts";
 import { FIXTURE_CONFIG, cliEnv, killAll, startCli, waitFor } from "../fixtures/process/spawn.ts";
 import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
+import { setEnv } from "../helpers/env.ts";
 import { type TcpProxy, startTcpProxy } from "../helpers/tcp-proxy.ts";
 
 /**
@@ -46,6 +47,7 @@ function recordingLogger(): Logger & { lines: Recorded[]; count(msg: string, fro
 }
 
 let db: TestDatabase;
+let restoreEnv = () => {};
 let queues: QueueClient;
 const proxies: TcpProxy[] = [];
 
@@ -62,12 +64,14 @@ before(async () => {
   queues = new QueueClient(db.pool);
   await queues.createQueue("outage");
   // The fixture jobs record their runs straight into the test database, not through a proxy.
-  process.env["CHAOS_RECORD_URL"] = db.url;
+  restoreEnv = setEnv("CHAOS_RECORD_URL", db.url);
 });
 
 after(async () => {
   await killAll();
   await Promise.all(proxies.map((p) => p.close()));
+  await closeFixturePool();
+  restoreEnv();
   await db.drop();
 });
 
@@ -100,18 +104,16 @@ describe("a worker (in-process) through a database outage", () => {
       const during = await send(); // straight into the database: its NOTIFY reaches nobody
       await sleep(OUTAGE_MS);
       link.restore();
-      const restoredAt = Date.now();
 
-      await waitFor(async () => (await runsOf(during)) === 1, "the job enqueued during the outage", 15_000, 50);
-      const resumeMs = Date.now() - restoredAt;
-      // Listener backoff is capped at 5 s; the reconnect polls at once.
-      assert.ok(resumeMs < 6_500, `the job sent during the outage ran ${resumeMs} ms after the database came back`);
+      // Listener backoff is capped at 5 s and the reconnect polls at once: the job runs long
+      // before the 60 s poll could have found it (the wait's limit, not a timing assertion).
+      await waitFor(async () => (await runsOf(during)) === 1, "the job enqueued during the outage (before the 60 s poll)", 30_000, 50);
+      await waitFor(() => logger.count("LISTEN connection restored", mark) === 1, "the LISTEN connection to be restored");
       assert.equal(logger.count("LISTEN connection restored", mark), 1);
 
+      // Woken by NOTIFY on the new LISTEN connection: the 60 s poll is not due.
       const later = await send();
-      const sentAt = Date.now();
-      await waitFor(async () => (await runsOf(later)) === 1, "a job after the reconnect (NOTIFY again)", 10_000, 20);
-      assert.ok(Date.now() - sentAt < 3_000, "woken by NOTIFY on the new LISTEN connection, not by the 60 s poll");
+      await waitFor(async () => (await runsOf(later)) === 1, "a job after the reconnect (NOTIFY again, before the 60 s poll)", 30_000, 20);
 
       const noisy = logger.lines.slice(mark).filter((line) => line.level === "warn" || line.level === "error");
       assert.deepEqual(
@@ -267,7 +269,8 @@ describe("pgbus start through a database outage", () => {
     await cli.waitForMessage("maintenance active: holds the maintenance lock");
     const children = cli.childPids().sort();
     const first = await send();
-    await waitFor(async () => (await runsOf(first)) === 1, "a job before the outage");
+    // Acked too: a cut between the run and its ack would log (rightly) a failed ack, one line more.
+    await waitFor(async () => (await runsOf(first)) === 1 && (await archived([first])) === 1, "a job before the outage, run and acked");
     const mark = cli.lines.length;
 
     link.cut();
@@ -277,11 +280,9 @@ describe("pgbus start through a database outage", () => {
     const during = await send();
     await sleep(OUTAGE_MS);
     link.restore();
-    const restoredAt = Date.now();
 
-    await waitFor(async () => (await runsOf(during)) === 1, "the job enqueued during the outage", 15_000, 50);
-    const resumeMs = Date.now() - restoredAt;
-    assert.ok(resumeMs < 6_500, `resumed ${resumeMs} ms after the database came back`);
+    // Before the 60 s poll could have found it: the reconnect polls at once.
+    await waitFor(async () => (await runsOf(during)) === 1, "the job enqueued during the outage (before the 60 s poll)", 30_000, 50);
     await cli.waitForLines((line) => line.msg === "heartbeat restored", 1, 10_000);
     await cli.waitForLines((line) => line.msg === "children's heartbeat rows restored", 1, 10_000);
     await cli.waitForMessage("maintenance reconnected", 1, 10_000);

@@ -7,23 +7,27 @@ import { Pgbus } from "../../src/bus.ts";
 import type { Consumer } from "../../src/events/consumer.ts";
 import { toEventMessage } from "../../src/events/event.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
-import { TABLES, audit, billing, shipping } from "../fixtures/events/subscribers.ts";
+import { TABLES, audit, billing, closeFixturePool, shipping } from "../fixtures/events/subscribers.ts";
+import { setEnv } from "../helpers/env.ts";
 
 const SUBSCRIBERS_MODULE = fileURLToPath(new URL("../fixtures/events/subscribers.ts", import.meta.url));
 const CHILD = fileURLToPath(new URL("../fixtures/events/consumer-child.ts", import.meta.url));
 
 let db: TestDatabase;
+let restoreEnv = () => {};
 let bus: Pgbus;
 
 before(async () => {
   db = await createTestDatabase("ev_idem");
-  process.env.PGBUS_TEST_DB_URL = db.url;
+  restoreEnv = setEnv("PGBUS_TEST_DB_URL", db.url);
   bus = new Pgbus({ connectionString: db.url, jobs: [billing, shipping, audit] });
   await bus.migrate(); // queues ev_billing, ev_shipping, ev_audit and their bindings
   await db.pool.query(TABLES);
 });
 after(async () => {
   await bus.close();
+  await closeFixturePool();
+  restoreEnv();
   await db.drop();
 });
 beforeEach(async () => {
@@ -62,7 +66,7 @@ async function waitForReady(child: ChildProcess): Promise<void> {
 }
 
 describe("idempotent subscribers", () => {
-  test("3 subscribers x 1,000 events: each handler's effect happens exactly once although a consumer is SIGKILLed mid-run", async () => {
+  test("3 subscribers x 1,000 events: each handler's effect happens exactly once although a consumer is SIGKILLed mid-run", async (t) => {
     const events = 1_000;
     const published: string[] = [];
     for (let start = 0; start < events; start += 50) {
@@ -75,6 +79,7 @@ describe("idempotent subscribers", () => {
 
     const child = spawnConsumer();
     const exited = once(child, "exit");
+    t.after(() => void child.kill("SIGKILL")); // a test that fails before the kill leaks no consumer
     await waitForReady(child);
     await until(async () => (await count("SELECT count(*) AS n FROM event_effects")) >= 600);
     child.kill("SIGKILL");
@@ -112,11 +117,27 @@ describe("idempotent subscribers", () => {
     const redelivered = await count(
       "SELECT (SELECT count(*) FROM pgmq.a_ev_billing WHERE read_ct > 1) + (SELECT count(*) FROM pgmq.a_ev_shipping WHERE read_ct > 1) + (SELECT count(*) FROM pgmq.a_ev_audit WHERE read_ct > 1) AS n",
     );
-    console.log(
-      `# killed after ${effectsAtKill} effects; ${attempts} handler runs for ${3 * events} effects (${attempts - 3 * events} reruns); ` +
+    const rerun = await count(
+      "SELECT count(*) AS n FROM (SELECT 1 FROM event_attempts GROUP BY subscriber, event_id HAVING count(*) > 1) r",
+    );
+    t.diagnostic(
+      `killed after ${effectsAtKill} effects; ${attempts} handler runs for ${3 * events} effects (${attempts - 3 * events} reruns); ` +
         `${redelivered} copies redelivered after the kill; the child started ${fromChild} runs`,
     );
-    assert.ok(attempts >= 3 * events);
+    assert.ok(fromChild >= effectsAtKill, "the child ran (at least) every effect done before the kill");
+    // The child held claimed copies when it died (it claims up to capacity + prefetch while a
+    // backlog lasts): they came back after their VT and were read a second time.
+    assert.ok(redelivered > 0, "copies the killed child held were redelivered");
+    assert.ok(attempts >= 3 * events + rerun, "every rerun is an extra handler run");
+    // A copy run twice was one the child held: a live consumer never reran a copy.
+    assert.ok(rerun <= redelivered, `${rerun} (subscriber, event) pairs run twice, ${redelivered} copies redelivered`);
+    assert.equal(
+      await count(
+        "SELECT count(*) AS n FROM pgbus.processed_events p LEFT JOIN event_effects e USING (subscriber, event_id) WHERE e.event_id IS NULL",
+      ),
+      0,
+      "an event is marked handled only together with its effect",
+    );
   });
 
   test("a redelivered copy of an event the subscriber already handled is skipped (not run) and acked", async () => {
@@ -171,6 +192,49 @@ describe("idempotent subscribers", () => {
         await count("SELECT count(*) AS n FROM pgbus.processed_events WHERE subscriber = 'slow' AND event_id = $1", [event.eventId]),
         1,
       );
+    } finally {
+      await consumer.stop();
+    }
+  });
+});
+
+describe("markHandled inside the handler's transaction", () => {
+  test("rolled back with the handler's transaction: the event is not marked, and the retry marks it and commits its effect", async () => {
+    const marks: boolean[] = [];
+    const subscriber = bus.subscribe(
+      "rollback.#",
+      async (event, ctx) => {
+        const client = await db.pool.connect();
+        try {
+          await client.query("BEGIN");
+          marks.push(await ctx.markHandled(client));
+          await client.query("INSERT INTO event_effects (subscriber, event_id) VALUES ($1, $2)", [ctx.subscriber, event.eventId]);
+          if (ctx.attempt === 1) {
+            await client.query("ROLLBACK");
+            throw new Error("the effect failed; its transaction rolled back");
+          }
+          await client.query("COMMIT");
+        } finally {
+          client.release();
+        }
+      },
+      { name: "rollbacker", idempotent: true, maxRetries: 2, backoff: { baseMs: 10, maxMs: 10, jitter: 0 } },
+    );
+    const consumer = bus.consumer({ subscribers: [subscriber], capacity: 1, pollIntervalMs: 50 });
+    await consumer.start();
+    try {
+      const event = await bus.publish("rollback.now", {});
+      await until(async () => (await count("SELECT count(*) AS n FROM pgmq.a_ev_rollbacker")) === 1);
+      assert.deepEqual(marks, [true, true], "the rolled-back mark did not count: the retry could mark it again");
+      assert.equal(
+        await count("SELECT count(*) AS n FROM event_effects WHERE subscriber = 'rollbacker' AND event_id = $1", [event.eventId]),
+        1,
+      );
+      assert.equal(
+        await count("SELECT count(*) AS n FROM pgbus.processed_events WHERE subscriber = 'rollbacker' AND event_id = $1", [event.eventId]),
+        1,
+      );
+      assert.equal((await bus.queues.metrics("ev_rollbacker_dlq")).queueLength, 0);
     } finally {
       await consumer.stop();
     }

@@ -1,10 +1,17 @@
 import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { after, before, beforeEach, describe, test } from "node:test";
 import pg from "pg";
 import { Pgbus } from "../../src/bus.ts";
 import { OutboxPoller } from "../../src/events/outbox-poller.ts";
 import { defineJob } from "../../src/jobs/define.ts";
+import { waitFor } from "../fixtures/process/spawn.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
+
+const OUTBOX_CHILD = fileURLToPath(new URL("../fixtures/events/outbox-child.ts", import.meta.url));
+/** Poller children still running: killed in after(), so a failed test leaks none. */
+const children = new Set<ChildProcess>();
 
 let db: TestDatabase;
 let bus: Pgbus;
@@ -20,6 +27,7 @@ before(async () => {
   await bus.migrate();
 });
 after(async () => {
+  for (const child of children) child.kill("SIGKILL");
   await bus.close();
   await Promise.all(pools.map((pool) => pool.end()));
   await db.drop();
@@ -132,6 +140,79 @@ describe("outbox poller", () => {
       assert.ok(p.stats().deferred >= 1);
     } finally {
       await p.stop();
+    }
+  });
+
+  test("a poller SIGKILLed mid-batch: each batch is moved whole or not at all, and every row is sent exactly once", async () => {
+    const total = 1_000;
+    await bus.outbox.enqueueMany(
+      shipJob,
+      Array.from({ length: total }, (_, n) => ({ n })),
+    );
+    // Every batch's send takes a while, so a kill lands while a batch is under way.
+    await db.pool.query(`
+      CREATE FUNCTION slow_send() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.4); RETURN NULL; END $$;
+      CREATE TRIGGER slow_send AFTER INSERT ON pgmq.q_ob_jobs FOR EACH STATEMENT EXECUTE FUNCTION slow_send();`);
+    /** The child's move statement under way: its backend and when the statement began. */
+    const movingBackend = async () =>
+      (
+        await db.pool.query<{ pid: number; started: string }>(
+          `SELECT pid, query_start::text AS started FROM pg_stat_activity
+            WHERE datname = current_database() AND application_name = 'pgbus:test:outbox-child' AND state = 'active'
+              AND query LIKE '%DELETE FROM pgbus.outbox%'`,
+        )
+      ).rows[0];
+    const sent = async () =>
+      (await db.pool.query("SELECT count(*)::int AS n, count(DISTINCT message->'payload'->>'n')::int AS distinct_n FROM pgmq.q_ob_jobs"))
+        .rows[0] as { n: number; distinct_n: number };
+    let clientKills = 0;
+    let backendKills = 0;
+    try {
+      // Kills until two left the backend to finish its statement (as PostgreSQL does when a
+      // client dies) and one also ended the backend mid-statement (as a crash of the host
+      // would), which must roll the whole batch back.
+      for (let round = 0; round < 10 && (clientKills < 2 || backendKills < 1); round++) {
+        const endBackend = clientKills >= 2;
+        const child = spawn(process.execPath, ["--import", "tsx", OUTBOX_CHILD, db.url, "50"], { stdio: ["ignore", "pipe", "inherit"] });
+        children.add(child);
+        const exited = new Promise((resolve) => child.on("exit", resolve));
+        const backend = await waitFor(movingBackend, "the child's batch under way");
+        const before = await sent();
+        child.kill("SIGKILL");
+        // Only if that very statement is still running: then it had not committed when `before` was read.
+        const ended =
+          endBackend &&
+          (
+            await db.pool.query(
+              "SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity WHERE pid = $1 AND query_start::text = $2 AND state = 'active'",
+              [backend.pid, backend.started],
+            )
+          ).rows[0]?.ended === true;
+        await exited;
+        children.delete(child);
+        await waitFor(async () => (await movingBackend()) === undefined, "the batch to end");
+        const after = await sent();
+        const left = await count("SELECT count(*) AS n FROM pgbus.outbox");
+        assert.equal(after.n, after.distinct_n, "no row sent twice");
+        assert.equal(after.n + left, total, "every row is either sent or still in the outbox");
+        assert.equal((after.n - before.n) % 50, 0, "a batch is moved whole or not at all");
+        if (ended) {
+          assert.equal(after.n, before.n, "the batch whose backend ended mid-statement was rolled back whole");
+          backendKills++;
+        } else if (!endBackend) clientKills++;
+      }
+      assert.deepEqual({ clientKills, backendKills }, { clientKills: 2, backendKills: 1 });
+      await db.pool.query("DROP TRIGGER slow_send ON pgmq.q_ob_jobs");
+      const p = poller({ batchSize: 100 });
+      await p.start();
+      try {
+        await until(async () => (await count("SELECT count(*) AS n FROM pgbus.outbox")) === 0);
+      } finally {
+        await p.stop();
+      }
+      assert.deepEqual(await sent(), { n: total, distinct_n: total });
+    } finally {
+      await db.pool.query("DROP TRIGGER IF EXISTS slow_send ON pgmq.q_ob_jobs; DROP FUNCTION IF EXISTS slow_send()");
     }
   });
 

@@ -1,35 +1,146 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { readdir } from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import type pg from "pg";
 import { QueueClient } from "../../src/queue/client.ts";
-import { loadMigrations, migrate } from "../../src/schema/migrator.ts";
+import { migrate } from "../../src/schema/migrator.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
 
 const run = promisify(execFile);
 const MIGRATE_ONCE = fileURLToPath(new URL("../fixtures/migrate-once.ts", import.meta.url));
 
+/** The migration files on disk, `<set>/<file>` in the order they must apply: read here, not through the loader under test. */
+async function migrationFiles(): Promise<string[]> {
+  const files: string[] = [];
+  for (const set of ["pgmq", "pgbus"]) {
+    const dir = fileURLToPath(new URL(`../../src/schema/migrations/${set}/`, import.meta.url));
+    for (const file of (await readdir(dir)).filter((name) => name.endsWith(".sql")).sort()) files.push(`${set}/${file}`);
+  }
+  return files;
+}
+
+/** What a migrated database holds in its pgmq and pgbus schemas: relations, columns, functions, triggers. */
+async function schemaOf(pool: pg.Pool): Promise<Record<string, string[]>> {
+  const list = async (text: string) => (await pool.query<{ item: string }>(text)).rows.map((row) => row.item);
+  return {
+    relations: await list(`SELECT n.nspname || '.' || c.relname || ' ' || c.relkind::text AS item FROM pg_class c
+      JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('pgmq', 'pgbus') ORDER BY 1`),
+    columns: await list(`SELECT table_schema || '.' || table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable AS item
+      FROM information_schema.columns WHERE table_schema IN ('pgmq', 'pgbus') ORDER BY 1`),
+    functions: await list(`SELECT n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS item
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname IN ('pgmq', 'pgbus') ORDER BY 1`),
+    triggers: await list(`SELECT n.nspname || '.' || c.relname || ' ' || t.tgname AS item FROM pg_trigger t
+      JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE NOT t.tgisinternal AND n.nspname IN ('pgmq', 'pgbus') ORDER BY 1`),
+  };
+}
+
 describe("migrations", () => {
   let db: TestDatabase;
+  let reference: TestDatabase;
   before(async () => {
     db = await createTestDatabase("migrations");
+    reference = await createTestDatabase("migrations_ref");
   });
-  after(() => db.drop());
+  after(async () => {
+    await db.drop();
+    await reference.drop();
+  });
+
+  test("a fresh database gets every migration file, in order, and the schema the docs promise", async () => {
+    const result = await migrate(reference.pool);
+    assert.deepEqual(result.applied, await migrationFiles());
+    assert.equal(result.pgmqExtension, false);
+    const recorded = await reference.pool.query(
+      "SELECT set_name || '/' || name AS file FROM pgbus.schema_migrations ORDER BY applied_at, set_name DESC, version",
+    );
+    assert.deepEqual(
+      recorded.rows.map((row) => row.file),
+      await migrationFiles(),
+    );
+    const schema = await schemaOf(reference.pool);
+    // The PGMQ API (DESIGN: "the functions send, send_batch, read, pop, set_vt, archive, delete
+    // (single and arrays), create, drop_queue, purge_queue, metrics, bind_topic, send_topic").
+    const functions = new Set(schema.functions!.map((f) => f.slice(0, f.indexOf("("))));
+    for (const name of [
+      "send",
+      "send_batch",
+      "read",
+      "pop",
+      "set_vt",
+      "archive",
+      "delete",
+      "create",
+      "drop_queue",
+      "purge_queue",
+      "metrics",
+      "list_queues",
+      "bind_topic",
+      "send_topic",
+    ]) {
+      assert.ok(functions.has(`pgmq.${name}`), `pgmq.${name} exists`);
+    }
+    for (const name of ["archive", "delete"]) {
+      const overloads = schema.functions!.filter((f) => f.startsWith(`pgmq.${name}(`));
+      assert.ok(
+        overloads.some((f) => f.includes("bigint[]")) && overloads.some((f) => !f.includes("[]")),
+        `pgmq.${name}: single and array forms: ${overloads.join(", ")}`,
+      );
+    }
+    for (const table of [
+      "pgmq.meta",
+      "pgmq.topic_bindings",
+      "pgbus.processes",
+      "pgbus.failed_jobs",
+      "pgbus.processed_events",
+      "pgbus.outbox",
+      "pgbus.schema_migrations",
+    ]) {
+      assert.ok(schema.relations!.includes(`${table} r`), `table ${table} exists`);
+    }
+    // A queue made by pgmq.create has PGMQ's columns, and the NOTIFY trigger pgbus adds.
+    await reference.pool.query("SELECT pgmq.create('shape')");
+    const columns = await reference.pool.query(
+      "SELECT column_name AS name FROM information_schema.columns WHERE table_schema = 'pgmq' AND table_name = 'q_shape' ORDER BY ordinal_position",
+    );
+    assert.deepEqual(
+      columns.rows.map((row) => row.name),
+      ["msg_id", "read_ct", "enqueued_at", "last_read_at", "vt", "message", "headers"],
+    );
+    const archive = await reference.pool.query(
+      "SELECT column_name AS name FROM information_schema.columns WHERE table_schema = 'pgmq' AND table_name = 'a_shape' ORDER BY ordinal_position",
+    );
+    assert.deepEqual(
+      archive.rows.map((row) => row.name).sort(),
+      ["msg_id", "read_ct", "enqueued_at", "last_read_at", "vt", "message", "headers", "archived_at"].sort(),
+      "the queue's columns plus archived_at",
+    );
+    await reference.pool.query("SELECT pgmq.drop_queue('shape')");
+  });
 
   test("twenty processes migrating at once end with one correct schema, each migration applied once", async () => {
     const results = await Promise.all(
       Array.from({ length: 20 }, () => run(process.execPath, ["--import", "tsx", MIGRATE_ONCE, db.url]).then((r) => JSON.parse(r.stdout))),
     );
-    const all = await loadMigrations();
+    const files = await migrationFiles();
     const appliedEverywhere = results.flatMap((r: { applied: string[] }) => r.applied);
-    assert.equal(appliedEverywhere.length, all.length, "every migration applied by exactly one process");
-    assert.equal(new Set(appliedEverywhere).size, all.length);
+    assert.deepEqual([...appliedEverywhere].sort(), [...files].sort(), "every migration applied by exactly one process");
     const recorded = await db.pool.query("SELECT count(*)::int AS n FROM pgbus.schema_migrations");
-    assert.equal(recorded.rows[0].n, all.length);
+    assert.equal(recorded.rows[0].n, files.length);
     const again = await migrate(db.pool);
     assert.deepEqual(again.applied, []);
     assert.equal(again.pgmqExtension, false);
+    // The same schema as one process migrating alone.
+    const single = await createTestDatabase("migrations_single");
+    try {
+      await migrate(single.pool);
+      assert.deepEqual(await schemaOf(db.pool), await schemaOf(single.pool));
+    } finally {
+      await single.drop();
+    }
   });
 });
 

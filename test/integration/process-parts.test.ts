@@ -133,10 +133,13 @@ describe("heartbeat", () => {
       queues: ["a"],
       stats: { processed: 3 },
     });
+    const firstBeat = (await db.pool.query("SELECT last_beat_at FROM pgbus.processes WHERE id = $1", [id])).rows[0].last_beat_at as Date;
     await waitFor(
       async () => (await db.pool.query("SELECT busy FROM pgbus.processes WHERE id = $1", [id])).rows[0]?.busy >= 2,
       "later beats",
     );
+    const laterBeat = (await db.pool.query("SELECT last_beat_at FROM pgbus.processes WHERE id = $1", [id])).rows[0].last_beat_at as Date;
+    assert.ok(laterBeat > firstBeat, "a later beat moved last_beat_at forward");
     await Promise.all([heartbeat.stop(), heartbeat.stop()]);
     assert.equal((await db.pool.query("SELECT 1 FROM pgbus.processes WHERE id = $1", [id])).rowCount, 0);
   });
@@ -168,17 +171,26 @@ describe("heartbeat", () => {
   });
 
   test("an unstarted heartbeat stops without touching the database", async () => {
+    const queries: string[] = [];
+    const logger = recordingLogger();
     const heartbeat = new Heartbeat({
-      db: { query: () => Promise.reject(new Error("must not be called")) },
+      db: {
+        query: (text: string) => {
+          queries.push(text);
+          return Promise.reject(new Error("must not be called"));
+        },
+      },
       id: randomUUID(),
       supervisorId: null,
       role: "worker",
       intervalMs: 100,
-      logger: recordingLogger(),
+      logger,
       snapshot: () => ({ executionMode: null, capacity: null, busy: 0, queues: [], stats: {} }),
     });
     await heartbeat.stop();
     await heartbeat.stop();
+    assert.deepEqual(queries, [], "no statement sent");
+    assert.deepEqual(logger.lines, [], "nothing logged");
   });
 });
 

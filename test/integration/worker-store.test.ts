@@ -3,6 +3,7 @@ import { after, before, describe, test } from "node:test";
 import { createWorkerStore, type WorkerStore } from "../../src/worker/worker-store.ts";
 import { QueueClient } from "../../src/queue/client.ts";
 import { migrate } from "../../src/schema/migrator.ts";
+import { waitFor } from "../fixtures/process/spawn.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
 
 // The worker's claim statement also acks the previous batch: these are its contracts.
@@ -172,5 +173,58 @@ describe("outcomes are fenced by the claim they belong to", () => {
     assert.equal(again!.readCt, claimed!.readCt, "the next claim is the same attempt");
     assert.equal(await store.release(queue, claimsOf([again!]), { started: true }), 1);
     assert.deepEqual(await row(id!), { read_ct: again!.readCt, hidden: false }, "a run given up still counts");
+  });
+});
+
+describe("the claim's row locks", () => {
+  /** Sessions of this database waiting for a lock. */
+  const lockWaiters = async () =>
+    Number(
+      (
+        await db.pool.query(
+          "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+        )
+      ).rows[0].n,
+    );
+
+  test("a row locked by another transaction is skipped, not waited for", async () => {
+    await queues.createQueue("locked_rows");
+    const sent = await queues.sendBatch("locked_rows", [{ n: 1 }, { n: 2 }, { n: 3 }]);
+    const locker = await db.pool.connect();
+    try {
+      await locker.query("BEGIN");
+      await locker.query("SELECT 1 FROM pgmq.q_locked_rows WHERE msg_id = $1 FOR UPDATE", [sent[0]]);
+      let claimed: Array<{ msgId: string }> | undefined;
+      const claim = store.claim("locked_rows", 30, 10).then((messages) => (claimed = messages));
+      // Either the claim returns, or it is seen waiting for the locked row: no time limit decides.
+      const outcome = await waitFor(async () => (claimed ? "returned" : (await lockWaiters()) > 0 ? "waiting" : null), "the claim");
+      assert.equal(outcome, "returned", "the claim waited for a row another transaction holds");
+      assert.deepEqual(ids(claimed!), sent.slice(1));
+      await claim;
+    } finally {
+      await locker.query("ROLLBACK");
+      locker.release();
+    }
+  });
+
+  test("concurrent claims never hand out the same message twice", async () => {
+    await queues.createQueue("contended");
+    const sent = await queues.sendBatch(
+      "contended",
+      Array.from({ length: 400 }, (_, n) => ({ n })),
+    );
+    const claimers = Array.from({ length: 8 }, () => createWorkerStore(db.pool));
+    const seen: string[] = [];
+    await Promise.all(
+      claimers.map(async (claimer) => {
+        for (;;) {
+          const batch = await claimer.claim("contended", 30, 7);
+          if (batch.length === 0) return;
+          seen.push(...ids(batch));
+        }
+      }),
+    );
+    assert.equal(seen.length, sent.length, "each message claimed exactly once");
+    assert.deepEqual([...new Set(seen)].sort(), [...sent].sort());
   });
 });

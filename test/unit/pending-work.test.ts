@@ -2,8 +2,9 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { PendingWork } from "../../src/worker/pending-work.ts";
 
-const settledWithin = async (promise: Promise<unknown>, ms = 20) =>
-  Promise.race([promise.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), ms))]);
+/** Whether `promise` has settled by the next turn of the event loop (after every pending microtask): no clock involved. */
+const settledWithin = async (promise: Promise<unknown>) =>
+  Promise.race([promise.then(() => true), new Promise<false>((resolve) => setImmediate(() => resolve(false)))]);
 
 test("whenDone resolves at once when nothing was ever pending", async () => {
   assert.equal(await settledWithin(new PendingWork().whenDone()), true);

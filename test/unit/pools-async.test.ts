@@ -71,17 +71,19 @@ describe("AsyncPool", () => {
     const logger = capturingLogger();
     const pool = makePool({ logger, blockedLoopThresholdMs: 50 });
     assert.deepEqual(await pool.post(task("cpu-burn", { ms: 200 })), { ok: true });
-    const warning = await within(logger.first("warn"), 2_000, "block warning");
+    const warning = await within(logger.first("warn"), 20_000, "block warning");
     assert.deepEqual(warning.fields.jobs, ["cpu-burn"]);
     assert.ok((warning.fields.blockedMs as number) >= 100, `blockedMs ${String(warning.fields.blockedMs)}`);
     assert.match(warning.msg, /event loop blocked/);
     assert.match(warning.msg, /executionMode: "threads"/);
   });
 
-  it("does not report handlers that yield to the event loop", async () => {
+  it("does not report handlers that yield to the event loop, however long they run", async () => {
     const logger = capturingLogger();
-    const pool = makePool({ logger, blockedLoopThresholdMs: 50 });
-    await Promise.all([pool.post(task("sleep", { ms: 120 })), pool.post(task("sleep", { ms: 60 }))]);
+    // A threshold a loaded machine's scheduling hiccups stay far below, and jobs in flight
+    // for over twice as long: only a real block could be reported.
+    const pool = makePool({ logger, blockedLoopThresholdMs: 500 });
+    await Promise.all([pool.post(task("sleep", { ms: 1_200 })), pool.post(task("sleep", { ms: 600 }))]);
     assert.deepEqual(logger.entries, []);
   });
 
@@ -98,7 +100,7 @@ describe("AsyncPool", () => {
     await Promise.all([pool.post(task("sleep", { ms: 30 })), pool.post(task("noop"))]);
     assert.equal(started.mock.callCount(), 1, "one timer for concurrent jobs");
     // The timer outlives the last job by one tick, which measures that last stretch.
-    assert.equal(await within(cleared.promise, 2_000, "timer cleared"), started.mock.calls[0]?.result, "timer cleared once idle");
+    assert.equal(await within(cleared.promise, 20_000, "timer cleared"), started.mock.calls[0]?.result, "timer cleared once idle");
     await pool.post(task("noop"));
     assert.equal(started.mock.callCount(), 2, "started again for the next job");
   });

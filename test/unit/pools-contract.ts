@@ -89,7 +89,7 @@ export function describePoolContract(mode: ExecutionMode): void {
       pool.shutdown();
       assert.throws(() => pool.post(task("noop")), { name: "PoolClosedError", code: "POOL_CLOSED" });
       assert.equal(pool.availableCapacity(), 0, "nothing may be claimed for a closed pool");
-      assert.equal(await pool.waitForTermination(1_000), true);
+      assert.equal(await pool.waitForTermination(30_000), true);
     });
 
     it("restores capacity after failures", async () => {
@@ -146,7 +146,7 @@ export function describePoolContract(mode: ExecutionMode): void {
       const running = pool.post(task("sleep", { ms: 50 }));
       pool.shutdown();
       assert.throws(() => pool.post(task("noop")), { code: "POOL_CLOSED" });
-      assert.equal(await pool.waitForTermination(5_000), true);
+      assert.equal(await pool.waitForTermination(30_000), true);
       assert.deepEqual(await running, { ok: true });
       assert.equal(pool.isIdle(), true);
     });
