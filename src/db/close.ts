@@ -9,13 +9,18 @@ export const END_TIMEOUT_MS = 2_000;
 
 type Destroyable = { connection?: { stream?: { destroy(): void } } };
 
+/** Drops a connection at once, without a goodbye: for one that went silent. */
+export function destroySocket(client: pg.Client | pg.PoolClient): void {
+  (client as unknown as Destroyable).connection?.stream?.destroy();
+}
+
 /** Ends one client, destroying its socket if the server does not answer in time. */
 export async function endClient(client: pg.Client | pg.PoolClient, ms = END_TIMEOUT_MS): Promise<void> {
   const ended = (client as pg.Client)
     .end()
     .then(() => true)
     .catch(() => true);
-  if (!(await Promise.race([ended, delay(ms)]))) (client as unknown as Destroyable).connection?.stream?.destroy();
+  if (!(await Promise.race([ended, delay(ms)]))) destroySocket(client);
 }
 
 /**
@@ -28,7 +33,7 @@ export async function endPool(pool: pg.Pool, ms = END_TIMEOUT_MS): Promise<void>
     .then(() => true)
     .catch(() => true);
   if (await Promise.race([ended, delay(ms)])) return;
-  for (const client of trackedClients.get(pool) ?? []) (client as unknown as Destroyable).connection?.stream?.destroy();
+  for (const client of trackedClients.get(pool) ?? []) destroySocket(client);
 }
 
 const trackedClients = new WeakMap<pg.Pool, Set<pg.PoolClient>>();
@@ -41,6 +46,6 @@ export function trackClients(pool: pg.Pool): void {
   pool.on("remove", (client) => clients.delete(client));
 }
 
-function delay(ms: number): Promise<false> {
+export function delay(ms: number): Promise<false> {
   return new Promise((resolve) => setTimeout(() => resolve(false), ms).unref());
 }

@@ -1,6 +1,6 @@
 import pg from "pg";
 import type { Logger } from "../logger.ts";
-import { endClient } from "./close.ts";
+import { delay, destroySocket, endClient } from "./close.ts";
 import { CONNECTION_DEFAULTS } from "./queryable.ts";
 
 export interface ListenerOptions {
@@ -21,6 +21,12 @@ export interface ListenerOptions {
    * (also at most 5 s) and the supervisor's wait for the database.
    */
   maxBackoffMs?: number;
+  /**
+   * How often the connection is checked with a round trip. A LISTEN connection only
+   * receives, so one gone silent (no reset, no reply) would otherwise never be noticed:
+   * it is dropped and reopened when a check gets no answer within the interval. Default 10 s.
+   */
+  livenessIntervalMs?: number;
 }
 
 /**
@@ -33,11 +39,12 @@ export class Listener {
   #running = false;
   #connected = false;
   #retryTimer: NodeJS.Timeout | null = null;
+  #livenessTimer: NodeJS.Timeout | null = null;
   #backoffMs: number;
   readonly #channels: readonly string[];
 
   constructor(options: ListenerOptions) {
-    this.#options = { applicationName: "pgbus:listen", minBackoffMs: 250, maxBackoffMs: 5_000, ...options };
+    this.#options = { applicationName: "pgbus:listen", minBackoffMs: 250, maxBackoffMs: 5_000, livenessIntervalMs: 10_000, ...options };
     this.#backoffMs = this.#options.minBackoffMs;
     this.#channels = typeof options.channel === "string" ? [options.channel] : options.channel;
   }
@@ -55,6 +62,8 @@ export class Listener {
 
   async stop(): Promise<void> {
     this.#running = false;
+    if (this.#livenessTimer) clearInterval(this.#livenessTimer);
+    this.#livenessTimer = null;
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     this.#retryTimer = null;
     const client = this.#client;
@@ -98,7 +107,27 @@ export class Listener {
       this.#options.logger.info({ channel: this.#options.channel }, "LISTEN connection restored");
     this.#connected = true;
     this.#backoffMs = this.#options.minBackoffMs;
+    this.#watchLiveness(client);
     this.#options.onConnected();
+  }
+
+  /** Checks `client` with a round trip every interval; no answer in time counts as a lost connection. */
+  #watchLiveness(client: pg.Client): void {
+    if (this.#livenessTimer) clearInterval(this.#livenessTimer);
+    const intervalMs = this.#options.livenessIntervalMs;
+    this.#livenessTimer = setInterval(() => {
+      if (this.#client !== client) return;
+      const answered = client.query("SELECT 1").then(
+        () => true,
+        () => true, // an error ends the connection, and #lost takes over
+      );
+      void Promise.race([answered, delay(intervalMs)]).then((ok) => {
+        if (ok || this.#client !== client) return;
+        destroySocket(client);
+        this.#lost(client);
+      });
+    }, intervalMs);
+    this.#livenessTimer.unref();
   }
 
   #lost(client: pg.Client): void {
