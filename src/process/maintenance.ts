@@ -5,6 +5,11 @@ import type { Logger } from "../logger.ts";
 import { QueueClient } from "../queue/client.ts";
 import { pruneArchive, pruneFailedJobs, pruneProcessedEvents, reapStaleProcesses } from "./process-store.ts";
 import { ADVISORY_LOCK } from "../db/advisory-locks.ts";
+import { endClient } from "../db/close.ts";
+import { CONNECTION_DEFAULTS } from "../db/queryable.ts";
+
+/** Longest a maintenance statement may take; each prunes one bounded batch. */
+const MAINTENANCE_STATEMENT_TIMEOUT_MS = 60_000;
 import { ADVISORY_UNLOCK, TRY_ADVISORY_LOCK } from "./sql.ts";
 
 export interface MaintenanceOptions {
@@ -92,7 +97,7 @@ export class Maintenance {
     this.#client = null;
     if (client) {
       if (this.#active) await client.query(ADVISORY_UNLOCK, [ADVISORY_LOCK.maintenance]).catch(() => {});
-      await client.end().catch(() => {});
+      await endClient(client);
     }
     this.#setActive(false);
   }
@@ -161,7 +166,14 @@ export class Maintenance {
 
   async #connect(): Promise<pg.Client | null> {
     if (this.#client) return this.#client;
-    const client = new pg.Client({ ...this.#options.clientConfig, application_name: "pgbus:maintenance" });
+    // Bounded statements: a connection gone silent fails a pass (and is replaced) instead of
+    // holding the maintenance lock forever without doing maintenance.
+    const client = new pg.Client({
+      ...CONNECTION_DEFAULTS,
+      ...this.#options.clientConfig,
+      query_timeout: MAINTENANCE_STATEMENT_TIMEOUT_MS,
+      application_name: "pgbus:maintenance",
+    });
     // Without listeners a dropped connection would be an unhandled 'error' event: a crash.
     client.on("error", (error) => this.#dropConnection(client, error));
     client.on("end", () => this.#dropConnection(client, new Error("connection ended")));

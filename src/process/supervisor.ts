@@ -109,7 +109,16 @@ export class Supervisor {
       stats: null,
     }));
     // One connection for the supervisor's own row, its children's rows and the outbox poller.
-    this.#pool = createPool({ connectionString: config.databaseUrl }, { max: 1, applicationName: "pgbus:supervisor" });
+    this.#pool = createPool(
+      { connectionString: config.databaseUrl },
+      {
+        max: 1,
+        applicationName: "pgbus:supervisor",
+        // A silent connection fails a heartbeat or an outbox batch and is replaced, rather than
+        // stalling every row of the host.
+        queryTimeoutMs: 30_000,
+      },
+    );
     this.#host = new HostServices({
       config,
       pool: this.#pool,
