@@ -1,4 +1,12 @@
+import type pg from "pg";
 import { ValidationError } from "../errors.ts";
+import type { JobRegistry } from "../jobs/registry.ts";
+import type { Logger } from "../logger.ts";
+import type { SafeEmitter } from "../observability/emitter.ts";
+import type { WorkerEvents } from "../observability/events.ts";
+import type { ExecutionMode } from "../pools/types.ts";
+import type { NotificationHandlers, NotificationSource } from "./notifications.ts";
+import type { WorkerStore } from "./worker-store.ts";
 import { MAX_CAPACITY, show } from "../pools/options.ts";
 
 /** What a worker does with a message whose job succeeded. */
@@ -98,6 +106,35 @@ export interface WorkerOptions {
 export interface RoutedMessage {
   job: string;
   payload: unknown;
+}
+
+export interface WorkerDependencies {
+  /** Claim/ack connections: a small pool of the worker's own (unused when `store` is given). */
+  db?: pg.Pool;
+  /** For the dedicated LISTEN connection (unused when `notifications` is given). */
+  clientConfig?: pg.ClientConfig;
+  registry: JobRegistry;
+  logger: Logger;
+  emitter: SafeEmitter<WorkerEvents>;
+  /** Called once the worker has stopped, e.g. to close the pool it was given. */
+  onStopped?: () => Promise<void>;
+  /**
+   * Replaces the default store over `db`: the event consumer's skips events an idempotent
+   * subscriber already handled and records handled events in the ack statement.
+   */
+  store?: WorkerStore;
+  /** Replaces the worker's own LISTEN connection. */
+  notifications?: (handlers: NotificationHandlers) => NotificationSource;
+}
+
+export interface WorkerStats {
+  processed: number;
+  failed: number;
+  retried: number;
+  deadLettered: number;
+  busy: number;
+  capacity: number;
+  executionMode: ExecutionMode;
 }
 
 export interface ResolvedWorkerOptions {

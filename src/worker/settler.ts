@@ -6,7 +6,7 @@ import type { SafeEmitter } from "../observability/emitter.ts";
 import type { JobRef, WorkerEvents } from "../observability/events.ts";
 import type { DeadLetterReason } from "../queue/dead-letter.ts";
 import type { Acker } from "./acker.ts";
-import type { Claim, WorkerStore } from "./worker-store.ts";
+import type { Claim, ClaimedMessage, WorkerStore } from "./worker-store.ts";
 
 /** A message handed to the pool (or found to have nothing to run), until it is settled. */
 export interface InFlightRun extends JobRef {
@@ -90,6 +90,19 @@ export class Settler {
       this.#deps.emitter.emit("job:dead", { ...ref, error, reason });
     } catch (failure) {
       this.#deps.reportError(failure, `moving message ${ref.messageId} of ${ref.queue} to the DLQ failed; it returns after its VT`);
+    }
+  }
+
+  /** Claimed messages that never started go back at once, not counted as an attempt (fenced: a lost one is left alone). */
+  async releaseUnstarted(messages: ReadonlyArray<{ queue: string; message: ClaimedMessage }>): Promise<void> {
+    const byQueue = new Map<string, Claim[]>();
+    for (const { queue, message } of messages) {
+      byQueue.set(queue, [...(byQueue.get(queue) ?? []), { id: message.msgId, readCt: message.readCt }]);
+    }
+    for (const [queue, claims] of byQueue) {
+      await this.#deps.store
+        .release(queue, claims, { started: false })
+        .catch((error: unknown) => this.#deps.reportError(error, "releasing prefetched messages failed; they return after their VT"));
     }
   }
 }

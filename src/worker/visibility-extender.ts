@@ -11,6 +11,8 @@ export class VisibilityExtender {
   readonly #inFlight: () => ReadonlyMap<string, Claim[]>;
   readonly #onError: (error: unknown) => void;
   readonly #onLost: (lost: number) => void;
+  /** performance.now() when the last extension that reached every message it asked for was sent. */
+  #lastFullExtensionAt = Number.NEGATIVE_INFINITY;
   #timer: NodeJS.Timeout | null = null;
   #running: Promise<void> | null = null;
   /** Failures are reported once per outage, not once per tick. */
@@ -43,6 +45,15 @@ export class VisibilityExtender {
     await this.#running;
   }
 
+  /**
+   * Until when (performance.now() time) a message claimed at `claimedAt` and held since is
+   * surely still this worker's: its VT from the later of its claim and the last extension
+   * that reached every held message. Past that, another worker may have claimed it.
+   */
+  heldUntil(claimedAt: number): number {
+    return Math.max(claimedAt, this.#lastFullExtensionAt) + this.#vtSeconds * 1000;
+  }
+
   /** Extends now (a tick, or at once when the database is back after an outage). */
   extendNow(): void {
     if (this.#running) return; // the previous extension is still under way: don't pile up
@@ -50,12 +61,14 @@ export class VisibilityExtender {
     if (inFlight.size === 0) return;
     let wanted = 0;
     for (const claims of inFlight.values()) wanted += claims.length;
+    const sentAt = performance.now();
     this.#running = this.#store
       .extend(inFlight, this.#vtSeconds)
       .then(
         (extended) => {
           this.#failing = false;
           if (extended < wanted) this.#onLost(wanted - extended);
+          else this.#lastFullExtensionAt = sentAt;
         },
         (error: unknown) => {
           if (!this.#failing) this.#onError(error);

@@ -1,21 +1,24 @@
 import { randomUUID } from "node:crypto";
-import type pg from "pg";
-import { ValidationError, toErrorRecord } from "../errors.ts";
+import { ValidationError } from "../errors.ts";
 import type { JobDefinition } from "../jobs/define.ts";
-import { unknownJob } from "../jobs/executor.ts";
-import { type FailedOutcome, type JobOutcome, failedOutcome, permanentFailure } from "../jobs/outcome.ts";
-import { exceedsDeliveries } from "../jobs/settlement.ts";
+import { type JobOutcome, failedOutcome } from "../jobs/outcome.ts";
 import { type JobRegistry, loadJobsModule } from "../jobs/registry.ts";
-import type { Logger } from "../logger.ts";
-import type { SafeEmitter } from "../observability/emitter.ts";
-import type { WorkerEvents } from "../observability/events.ts";
 import { createExecutionPool } from "../pools/create.ts";
-import type { ExecutionMode, ExecutionPool } from "../pools/types.ts";
+import type { ExecutionPool } from "../pools/types.ts";
 import { readJobEnvelope } from "../queue/envelope.ts";
 import { validateQueueName } from "../queue/names.ts";
 import { Acker } from "./acker.ts";
 import { type InFlightRun, Settler, jobRef } from "./settler.ts";
-import { type ResolvedWorkerOptions, type RoutedMessage, type WorkerOptions, resolveWorkerOptions } from "./options.ts";
+import { WorkerReporter } from "./reporter.ts";
+import { unrunnableOutcome } from "./unrunnable.ts";
+import {
+  type ResolvedWorkerOptions,
+  type RoutedMessage,
+  type WorkerDependencies,
+  type WorkerOptions,
+  type WorkerStats,
+  resolveWorkerOptions,
+} from "./options.ts";
 import { type NotificationHandlers, type NotificationSource, listenForQueues } from "./notifications.ts";
 import { PendingWork } from "./pending-work.ts";
 import { MISSING_QUEUE_RETRY_MS, QueueSet } from "./queue-set.ts";
@@ -23,7 +26,7 @@ import { VisibilityExtender } from "./visibility-extender.ts";
 import { Wakeup } from "./wakeup.ts";
 import { type Claim, type ClaimedMessage, type WorkerStore, createWorkerStore } from "./worker-store.ts";
 
-export type { RoutedMessage, WorkerOptions };
+export type { RoutedMessage, WorkerDependencies, WorkerOptions, WorkerStats };
 
 /** One per claim/ack connection of the worker's pool. */
 const MAX_CLAIMS_IN_FLIGHT = 2;
@@ -31,35 +34,6 @@ const MAX_CLAIMS_IN_FLIGHT = 2;
 /** Reads the job envelope that Pgbus.enqueue writes. */
 export function routeJobMessage(_queue: string, message: unknown): RoutedMessage | null {
   return readJobEnvelope(message);
-}
-
-export interface WorkerDependencies {
-  /** Claim/ack connections: a small pool of the worker's own (unused when `store` is given). */
-  db?: pg.Pool;
-  /** For the dedicated LISTEN connection (unused when `notifications` is given). */
-  clientConfig?: pg.ClientConfig;
-  registry: JobRegistry;
-  logger: Logger;
-  emitter: SafeEmitter<WorkerEvents>;
-  /** Called once the worker has stopped, e.g. to close the pool it was given. */
-  onStopped?: () => Promise<void>;
-  /**
-   * Replaces the default store over `db`: the event consumer's skips events an idempotent
-   * subscriber already handled and records handled events in the ack statement.
-   */
-  store?: WorkerStore;
-  /** Replaces the worker's own LISTEN connection. */
-  notifications?: (handlers: NotificationHandlers) => NotificationSource;
-}
-
-export interface WorkerStats {
-  processed: number;
-  failed: number;
-  retried: number;
-  deadLettered: number;
-  busy: number;
-  capacity: number;
-  executionMode: ExecutionMode;
 }
 
 type State = "idle" | "running" | "stopping" | "stopped";
@@ -74,7 +48,7 @@ export class Worker {
   readonly id = randomUUID();
   readonly #options: ResolvedWorkerOptions & { routeMessage: NonNullable<WorkerOptions["routeMessage"]> };
   /** Claimed, not yet handed to the pool: oldest first. */
-  readonly #buffer: Array<{ queue: string; message: ClaimedMessage }> = [];
+  readonly #buffer: Array<{ queue: string; message: ClaimedMessage; claimedAt: number }> = [];
   readonly #deps: WorkerDependencies;
   readonly #store: WorkerStore;
   readonly #queueSet: QueueSet;
@@ -85,6 +59,7 @@ export class Worker {
   #notifications: NotificationSource | null = null;
   #acker: Acker;
   #settler: Settler;
+  readonly #reporter: WorkerReporter;
   #extender: VisibilityExtender;
   #state: State = "idle";
   #maybeMore = true;
@@ -99,7 +74,6 @@ export class Worker {
   #stopPromise: Promise<void> | null = null;
   /** stop() waits for a start under way, so nothing start() opens outlives stop(). */
   #starting: Promise<void> | null = null;
-  #databaseDown = false;
 
   constructor(options: WorkerOptions, deps: WorkerDependencies) {
     if (!Array.isArray(options.queues) || options.queues.length === 0) {
@@ -112,6 +86,7 @@ export class Worker {
     this.#options = { ...resolveWorkerOptions(options), queues: options.queues, routeMessage: options.routeMessage ?? routeJobMessage };
     if (!deps.store && !deps.db) throw new ValidationError("INVALID_OPTION", "a worker needs either a database pool (db) or a store");
     this.#deps = deps;
+    this.#reporter = new WorkerReporter(this.id, deps.logger, deps.emitter);
     this.#registry = deps.registry;
     this.#store = deps.store ?? createWorkerStore(deps.db!);
     this.#queueSet = new QueueSet({
@@ -130,21 +105,21 @@ export class Worker {
       this.#options.ackModeFor,
       (error, queue, claims) =>
         this.#reportError(error, `ack of ${claims.length} message(s) in ${queue} failed; they will be redelivered after their VT`),
-      (queue, lost) => this.#ownershipLost(`ack of ${lost} message(s) in ${queue}`),
+      (queue, lost) => this.#reporter.ownershipLost(`ack of ${lost} message(s) in ${queue}`),
     );
     this.#settler = new Settler({
       store: this.#store,
       acker: this.#acker,
       emitter: deps.emitter,
       reportError: (error, context) => this.#reportError(error, context),
-      reportLost: (what, ref) => this.#ownershipLost(`${what} of message ${ref.messageId} (job ${ref.job}) in ${ref.queue}`),
+      reportLost: (what, ref) => this.#reporter.ownershipLost(`${what} of message ${ref.messageId} (job ${ref.job}) in ${ref.queue}`),
     });
     this.#extender = new VisibilityExtender({
       store: this.#store,
       vtSeconds: this.#options.visibilityTimeoutSec,
       inFlight: () => this.#inFlightByQueue(),
       onError: (error) => this.#reportError(error, "extending the VT of in-flight messages failed"),
-      onLost: (lost) => this.#ownershipLost(`VT extension of ${lost} in-flight message(s)`),
+      onLost: (lost) => this.#reporter.ownershipLost(`VT extension of ${lost} in-flight message(s)`),
     });
   }
 
@@ -324,7 +299,9 @@ export class Worker {
       tried++;
       const acks = this.#acker.take(queue);
       let messages: ClaimedMessage[];
+      let claimedAt: number;
       try {
+        claimedAt = performance.now(); // sent now: the VT runs from no earlier than this
         messages = await this.#store.claim(queue, this.#options.visibilityTimeoutSec, wanted - claimed, acks);
       } catch (error) {
         for (const claim of acks?.claims ?? []) this.#acker.add(queue, claim); // not acked: try again with the next flush
@@ -340,7 +317,7 @@ export class Worker {
         // got it back. The run under way goes on under the new claim; a second copy must not start.
         const running = this.#inFlight.get(`${queue}:${message.msgId}`);
         if (running) running.readCt = message.readCt;
-        else this.#buffer.push({ queue, message });
+        else this.#buffer.push({ queue, message, claimedAt });
       }
       claimed += messages.length;
       this.#pump();
@@ -349,12 +326,22 @@ export class Worker {
     return claimed;
   }
 
-  /** Hands buffered messages to the pool while it has free slots. */
+  /**
+   * Hands buffered messages to the pool while it has free slots. A buffered message whose
+   * VT may have lapsed (the process stalled: a freeze, a long GC pause, a database that did
+   * not answer the extension) may be running on another worker by now: it is given back
+   * (a fenced release, which does nothing if it is no longer this worker's), never started.
+   */
   #pump(): void {
+    const now = performance.now();
+    const margin = Math.min(1_000, this.#options.visibilityTimeoutSec * 100);
+    let stale: Array<{ queue: string; message: ClaimedMessage }> | null = null;
     while (this.#buffer.length > 0 && this.#pool!.availableCapacity() > 0) {
       const next = this.#buffer.shift()!;
-      this.#dispatch(next.queue, next.message);
+      if (now > this.#extender.heldUntil(next.claimedAt) - margin) (stale ??= []).push(next);
+      else this.#dispatch(next.queue, next.message);
     }
+    if (stale) this.#followUps.track(this.#settler.releaseUnstarted(stale));
   }
 
   #dispatch(queue: string, message: ClaimedMessage): void {
@@ -369,7 +356,7 @@ export class Worker {
       startedAt: performance.now(),
       abandoned: false,
     };
-    const unrunnable = this.#unrunnable(message, routed, definition);
+    const unrunnable = unrunnableOutcome(message, routed, definition);
     if (unrunnable || !routed || !definition) {
       // Nothing to run: settled at once, through the same decision as a finished run.
       this.#followUps.track(this.#settleRun(run, undefined, unrunnable!) ?? Promise.resolve());
@@ -396,44 +383,14 @@ export class Worker {
     });
   }
 
-  /** Why a claimed message cannot run, or null when it can. */
-  #unrunnable(message: ClaimedMessage, routed: RoutedMessage | null, definition: JobDefinition | undefined): FailedOutcome | null {
-    if (!routed) {
-      const detail = JSON.stringify(message.message)?.slice(0, 200);
-      return permanentFailure(
-        "invalid_message",
-        "InvalidMessageError",
-        `message is not a pgbus job: expected {"job": string, "payload": ...}, got ${detail}`,
-      );
-    }
-    if (!definition) return unknownJob(routed.job);
-    if (exceedsDeliveries(message.readCt, definition.maxRetries)) {
-      const runs = definition.maxRetries + 1;
-      return permanentFailure(
-        "max_deliveries",
-        "MaxDeliveriesError",
-        `delivered ${message.readCt} times for at most ${runs} run(s) (maxRetries ${definition.maxRetries}) without settling: its runs keep ending without an outcome, e.g. crashing the worker process`,
-      );
-    }
-    return null;
-  }
-
   #settleRun(run: InFlightRun, definition: JobDefinition | undefined, outcome: JobOutcome): Promise<void> | undefined {
     this.#inFlight.delete(`${run.queue}:${run.messageId}`);
     return this.#settler.settle(run, definition, outcome);
   }
 
   /** Claimed messages that never started go back at once, not after their VT, and not counted as an attempt. */
-  async #releaseBuffer(): Promise<void> {
-    const byQueue = new Map<string, Claim[]>();
-    for (const { queue, message } of this.#buffer.splice(0)) {
-      byQueue.set(queue, [...(byQueue.get(queue) ?? []), { id: message.msgId, readCt: message.readCt }]);
-    }
-    for (const [queue, claims] of byQueue) {
-      await this.#store
-        .release(queue, claims, { started: false })
-        .catch((error: unknown) => this.#reportError(error, "releasing prefetched messages failed; they return after their VT"));
-    }
+  #releaseBuffer(): Promise<void> {
+    return this.#settler.releaseUnstarted(this.#buffer.splice(0));
   }
 
   /** Running and buffered messages by queue: everything whose VT this worker must keep extending. */
@@ -472,31 +429,15 @@ export class Worker {
   }
 
   #databaseError(error: unknown): void {
-    if (!this.#databaseDown) {
-      this.#databaseDown = true;
-      this.#reportError(error, "claiming messages failed; retrying with backoff");
-    }
+    this.#reporter.databaseDown(error);
   }
 
   #databaseBack(): void {
-    if (this.#databaseDown) {
-      this.#databaseDown = false;
-      this.#extender.extendNow(); // in-flight VTs may be close to running out after the outage
-      this.#deps.logger.info({ workerId: this.id }, "database reachable again; claiming resumed");
-    }
-  }
-
-  /** A fenced outcome matched nothing: it did nothing, and the other claim's run decides the message's fate. */
-  #ownershipLost(what: string): void {
-    this.#deps.logger.warn(
-      { workerId: this.id },
-      `ownership lost: ${what} changed nothing; another worker claimed the message after this one's VT lapsed`,
-    );
+    // In-flight VTs may be close to running out after the outage.
+    if (this.#reporter.databaseBack()) this.#extender.extendNow();
   }
 
   #reportError(error: unknown, context: string): void {
-    const record = toErrorRecord(error);
-    this.#deps.logger.error({ workerId: this.id, err: record.message }, context);
-    this.#deps.emitter.emit("worker:error", { workerId: this.id, error: record, context });
+    this.#reporter.error(error, context);
   }
 }

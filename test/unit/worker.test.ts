@@ -42,6 +42,20 @@ describe("Worker over an in-memory store", () => {
       throw new Error(`attempt ${ctx.attempt} failed`);
     },
   });
+  /** Blocks the event loop for `ms`, as a frozen process or a long GC pause would; first runs `before`. */
+  const hooks: { beforeBlock?: () => void } = {};
+  const block = defineJob({
+    name: "block",
+    queue: "q",
+    async perform(payload: { ms: number }) {
+      ran.push("block");
+      hooks.beforeBlock?.();
+      const until = Date.now() + payload.ms;
+      while (Date.now() < until) {
+        // the whole process stalls
+      }
+    },
+  });
   const slow = defineJob({
     name: "slow",
     queue: "q",
@@ -61,7 +75,7 @@ describe("Worker over an in-memory store", () => {
       { queues: ["q"], pollIntervalMs: 50, ...options },
       {
         store,
-        registry: new JobRegistry([ok, flaky, slow]),
+        registry: new JobRegistry([ok, flaky, slow, block]),
         logger: silentLogger,
         emitter,
         notifications: (given) => {
@@ -147,6 +161,34 @@ describe("Worker over an in-memory store", () => {
       ],
     );
     assert.equal(worker.stats().failed, 0, "nothing ran, so nothing failed");
+  });
+
+  test("after a stall past the VT, prefetched messages another worker took meanwhile are given back, not run", async () => {
+    const store = new MemoryWorkerStore();
+    await store.ensureQueue("q");
+    store.send("q", jobEnvelope("block", { ms: 1_500 }));
+    for (let n = 0; n < 3; n++) store.send("q", jobEnvelope("ok", { n }));
+    // While this worker stalls, its VT lapses and another worker claims the prefetched three.
+    let takenOver: number[] = [];
+    hooks.beforeBlock = () => {
+      for (const row of store.remaining("q").slice(1)) {
+        row.readCt++;
+        row.vt = Date.now() + 60_000; // and holds them
+      }
+      takenOver = store.remaining("q").slice(1).map((row) => row.readCt);
+    };
+    const { worker } = start(store, { capacity: 1, prefetch: 3, visibilityTimeoutSec: 1 });
+    await worker.start();
+    await waitFor(() => ran.includes("block"), "the stalling job", 5_000, 5);
+    await waitFor(() => store.released.length > 0, "the stale prefetched messages given back", 5_000, 5);
+    await worker.stop();
+    hooks.beforeBlock = undefined;
+    assert.deepEqual(ran, ["block"], "none of the three ran here");
+    assert.deepEqual(
+      store.remaining("q").map((row) => row.readCt),
+      takenOver,
+      "the other worker's claims were left alone (the release was fenced out)",
+    );
   });
 
   test("a message delivered more often than its retries allow goes to the DLQ as max_deliveries, unrun", async () => {
