@@ -48,6 +48,8 @@ export interface EnqueueOptions {
   /** Enqueue inside the caller's transaction: a pg PoolClient, or any `{ query(text, values) }`. */
   client?: Queryable;
   headers?: Headers;
+  /** FIFO group (PGMQ's `x-pgmq-group` header): see QueueClient.readGrouped. */
+  groupKey?: string;
 }
 
 export interface BusPublishOptions extends PublishOptions {
@@ -128,7 +130,12 @@ export class Pgbus {
     const queues = options.client ? this.queues.withClient(options.client) : this.queues;
     await this.#ensureQueue(job.queue, queues);
     const messages: JobMessage<P>[] = payloads.map((payload) => ({ job: job.name, payload }));
-    return queues.sendBatch(job.queue, messages, { delayMs: options.delayMs, runAt: options.runAt, headers: options.headers });
+    return queues.sendBatch(job.queue, messages, {
+      delayMs: options.delayMs,
+      runAt: options.runAt,
+      headers: options.headers,
+      groupKey: options.groupKey,
+    });
   }
 
   /**
