@@ -57,8 +57,6 @@ $$;
 
 ------------------------------------------------------------------ tables
 
-ALTER TABLE pgmq.meta ALTER COLUMN is_partitioned DROP DEFAULT, ALTER COLUMN is_unlogged DROP DEFAULT;
-
 -- Per-queue throttles of the insert notifications (enable_notify_insert). Unlogged: after a
 -- crash the throttles are gone with the triggers still there, which only means no
 -- notifications until enable_notify_insert runs again, as in PGMQ.
@@ -877,5 +875,5 @@ CREATE FUNCTION pgmq.send_batch_topic(routing_key text, msgs jsonb[], headers js
 RETURNS TABLE (queue_name text, msg_id bigint)
 LANGUAGE sql AS $$ SELECT * FROM pgmq.send_batch_topic(routing_key, msgs, headers, clock_timestamp() + make_interval(secs => delay)) $$;
 
--- 0001's name check is no longer used by any pgmq function.
-DROP FUNCTION pgmq._checked_name(text);
+-- 0001's name check (pgmq._checked_name) is no longer used by the functions above; it stays
+-- for any function of another migration that still calls it.
