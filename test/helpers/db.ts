@@ -6,6 +6,12 @@ import pg from "pg";
  * file cannot isolate queues), created on the local PostgreSQL and dropped afterwards.
  */
 const ADMIN_URL = process.env.PGBUS_TEST_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+/**
+ * PGBUS_TEST_PGMQ_EXTENSION=1: every test database gets the real `pgmq` extension first
+ * (where it is available), so the same tests run against PGMQ itself instead of pgbus's
+ * plain-SQL pgmq schema.
+ */
+const WITH_PGMQ_EXTENSION = process.env.PGBUS_TEST_PGMQ_EXTENSION === "1";
 
 export interface TestDatabase {
   name: string;
@@ -21,6 +27,7 @@ export async function createTestDatabase(label = "t"): Promise<TestDatabase> {
   url.pathname = `/${name}`;
   const pool = new pg.Pool({ connectionString: url.href, max: 10 });
   pool.on("error", () => {});
+  if (WITH_PGMQ_EXTENSION) await pool.query("CREATE EXTENSION pgmq");
   return {
     name,
     url: url.href,

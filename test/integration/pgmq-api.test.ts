@@ -224,7 +224,13 @@ describe("queue functions on bad input", () => {
     const installed = await sql("SELECT 1 FROM pg_extension WHERE extname = 'pg_partman'");
     assert.equal(installed.length, 0, "this database has no pg_partman");
     await fails("SELECT pgmq.create_partitioned('api_part')", [], /^pg_partman is required for partitioned queues$/);
-    await fails("SELECT pgmq.convert_archive_partitioned('api_q')", [], /^pg_partman is required for partitioned queues$/);
+    // PGMQ itself fails here on formatting pg_partman's (missing) schema name, after renaming
+    // the archive (rolled back with the statement); pgbus's schema names the cause instead.
+    await fails(
+      "SELECT pgmq.convert_archive_partitioned('api_q')",
+      [],
+      /^(pg_partman is required for partitioned queues|null values cannot be formatted as an SQL identifier)$/,
+    );
     const unknown = await notices("SELECT pgmq.convert_archive_partitioned('nope')");
     assert.deepEqual(unknown.notices, ["NOTICE: Table a_nopes does not exists"]);
   });

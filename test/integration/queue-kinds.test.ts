@@ -247,11 +247,11 @@ describe("FIFO groups", () => {
     const [first] = await bus.queues.read("k_fifo", 0, 1);
     assert.deepEqual(first?.headers, { [FIFO_GROUP_HEADER]: "a" });
 
-    // SQS FIFO: fill from the group with the oldest head first
+    // SQS FIFO: fill from the group with the oldest head first (a1 a2 a3, then b1), returned in id order
     const batch = await bus.queues.readGrouped<{ group: string; n: number }>("k_fifo", 30, 4);
     assert.deepEqual(
       batch.map((m) => `${m.message.group}${m.message.n}`),
-      ["a1", "a2", "a3", "b1"],
+      ["a1", "b1", "a2", "a3"],
     );
     // every group's head is in flight: nothing more, though b2 is visible
     assert.deepEqual(await bus.queues.readGrouped("k_fifo", 30, 4), []);

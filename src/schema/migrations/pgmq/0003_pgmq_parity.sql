@@ -507,7 +507,9 @@ BEGIN
         FROM locked l
        WHERE q.msg_id = l.msg_id AND q.vt <= clock_timestamp()
       RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.last_read_at, q.vt, q.message, q.headers, l.pick_order)
-    SELECT msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers FROM claimed ORDER BY pick_order
+    -- round robin: in the order picked; otherwise in msg_id order, as PGMQ returns them
+    SELECT msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers FROM claimed
+     ORDER BY CASE WHEN $3 THEN pick_order END, msg_id
     $sql$, pgmq.format_table_name(queue_name, 'q'), lower(queue_name))
   USING qty, vt, round_robin;
 END $$;
