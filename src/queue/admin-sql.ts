@@ -81,6 +81,21 @@ export const dropEmptyPartition = (child: string): string => `
     IF NOT EXISTS (SELECT 1 FROM ${child}) THEN DROP TABLE ${child}; END IF;
   END $drop$`;
 
+/**
+ * $1 parent table: its partitions that do not have the hot-queue storage settings yet
+ * (pgbus.tune_queue_table's, which cannot be set on the partitioned parent itself).
+ */
+export const UNTUNED_PARTITIONS = `
+  SELECT format('%I.%I', n.nspname, c.relname) AS child
+    FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE i.inhparent = $1::regclass AND NOT coalesce(c.reloptions @> ARRAY['fillfactor=70'], false)`;
+
+/** The settings of pgbus.tune_queue_table (migration pgbus/0005), for one partition. */
+export const tunePartition = (child: string): string =>
+  `ALTER TABLE ${child} SET (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.0, autovacuum_vacuum_threshold = 5000,
+     autovacuum_vacuum_insert_scale_factor = 0.0, autovacuum_vacuum_insert_threshold = 20000,
+     autovacuum_analyze_scale_factor = 0.05, autovacuum_vacuum_cost_delay = 0)`;
+
 /** $1 partman schema, $2 parent table: no retention (pgbus drops a queue's partitions only when empty). */
 export const keepQueuePartitions = (schema: string): string =>
   `UPDATE ${quoteIdent(schema)}.part_config SET retention = NULL WHERE parent_table = $1`;

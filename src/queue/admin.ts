@@ -139,7 +139,8 @@ export async function discardDeadLetters(db: Queryable, queue: string, selection
  * the partitions ahead and drops whole archive partitions past their retention, instead of
  * deleting rows. A queue table's partitions are dropped only once they are empty and wholly
  * older than its oldest message (pgbus's queues keep no retention on the queue table, so
- * nothing unprocessed is ever dropped). Returns how many partitions it dropped that way;
+ * nothing unprocessed is ever dropped), and new queue partitions get a plain queue's
+ * storage settings. Returns how many partitions it dropped that way;
  * 0 when pg_partman is not installed.
  */
 export async function runPartitionMaintenance(db: Queryable): Promise<number> {
@@ -150,9 +151,21 @@ export async function runPartitionMaintenance(db: Queryable): Promise<number> {
   let dropped = 0;
   for (const { parent_table: parent } of parents.rows as Array<{ parent_table: string }>) {
     await db.query(sql.partmanMaintain(schema), [parent]);
-    if (/^pgmq\.("?)q_/.test(parent)) dropped += await dropDrainedPartitions(db, schema, parent);
+    if (/^pgmq\.("?)q_/.test(parent)) {
+      await tunePartitions(db, parent);
+      dropped += await dropDrainedPartitions(db, schema, parent);
+    }
   }
   return dropped;
+}
+
+/**
+ * Gives a partitioned queue's partitions the storage settings of a plain pgbus queue
+ * (free room in each page so a claim's UPDATE stays on its page, eager autovacuum).
+ */
+export async function tunePartitions(db: Queryable, parent: string): Promise<void> {
+  const untuned = await db.query(sql.UNTUNED_PARTITIONS, [quoteQualified(parent)]);
+  for (const { child } of untuned.rows as Array<{ child: string }>) await db.query(sql.tunePartition(child));
 }
 
 async function dropDrainedPartitions(db: Queryable, schema: string, parent: string): Promise<number> {

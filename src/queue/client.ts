@@ -4,7 +4,7 @@ import { deadLetterHeaders } from "./dead-letter.ts";
 import { MAX_QUEUE_NAME_WITH_DLQ, dlqName, validateQueueName } from "./names.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, serializeJson } from "./payload.ts";
 import * as sql from "./sql.ts";
-import { PARTMAN_SCHEMA, keepQueuePartitions } from "./admin-sql.ts";
+import { PARTMAN_SCHEMA, UNTUNED_PARTITIONS, keepQueuePartitions, tunePartition } from "./admin-sql.ts";
 
 export type MessageId = string | number | bigint;
 export type Headers = Record<string, unknown>;
@@ -138,8 +138,10 @@ export class QueueClient {
         // unprocessed messages in it. Drained queue partitions go in runPartitionMaintenance.
         const partman = (await this.#db.query(PARTMAN_SCHEMA)).rows[0] as { schema: string } | undefined;
         if (partman) await this.#db.query(keepQueuePartitions(partman.schema), [`pgmq.q_${queue}`]);
+        const untuned = await this.#db.query(UNTUNED_PARTITIONS, [`pgmq.q_${queue}`]);
+        for (const { child } of untuned.rows as Array<{ child: string }>) await this.#db.query(tunePartition(child));
         await this.#db.query(sql.ENABLE_NOTIFY, [queue]);
-        continue; // storage parameters and the vt index are per partition: pg_partman's template decides
+        continue; // no vt index to drop: partitioned queues are made without one
       }
       await this.#db.query(main && options.unlogged ? sql.CREATE_UNLOGGED_QUEUE : sql.CREATE_QUEUE, [queue]);
       await this.#db.query(sql.ENABLE_NOTIFY, [queue]);

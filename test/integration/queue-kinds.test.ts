@@ -139,6 +139,11 @@ describe("partitioned queues (pg_partman)", () => {
       Array.from({ length: total }, (_, n) => ({ n })),
     );
     await runPartitionMaintenance(db.pool); // partitions ahead for the ids just used
+    const untuned = await sql(
+      `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'pgmq.q_k_part'::regclass AND NOT coalesce(c.reloptions @> ARRAY['fillfactor=70'], false)`,
+    );
+    assert.deepEqual(untuned, [], "every queue partition has a plain queue's storage settings");
     // The claim's UPDATE meets its rows by ctid; every partition has a row at (0,1), (0,2)...
     const worker = bus.worker({ queues: ["k_part"], capacity: 8, pollIntervalMs: 50, visibilityTimeoutSec: 2 });
     await worker.start();
