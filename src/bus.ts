@@ -67,6 +67,8 @@ export interface EnqueueOptions<P = unknown> {
    * payload's key (null or undefined: none). See docs/jobs.md, unique jobs.
    */
   uniqueKey?: string | ((payload: P, index: number) => string | null | undefined);
+  /** FIFO group (PGMQ's `x-pgmq-group` header): see QueueClient.readGrouped. */
+  groupKey?: string;
 }
 
 export interface BusPublishOptions extends PublishOptions {
@@ -162,7 +164,13 @@ export class Pgbus {
     const queues = options.client ? this.queues.withClient(options.client) : this.queues;
     await this.#ensureQueue(job.queue, queues);
     const messages: JobMessage<P>[] = payloads.map((payload) => jobEnvelope(job.name, payload));
-    return queues.sendBatch(job.queue, messages, { delayMs: options.delayMs, runAt: options.runAt, headers: options.headers, uniqueKeys });
+    return queues.sendBatch(job.queue, messages, {
+      delayMs: options.delayMs,
+      runAt: options.runAt,
+      headers: options.headers,
+      groupKey: options.groupKey,
+      uniqueKeys,
+    });
   }
 
   /**

@@ -12,7 +12,7 @@ export type {
 } from "./events/subscriber.ts";
 export type { Event, EventMessage, PublishOptions } from "./events/event.ts";
 export type { PublishedEvent } from "./events/publish.ts";
-export { topicMatches, validateRoutingKey, validateTopicPattern } from "./events/routing.ts";
+export { compileTopicPattern, topicMatches, validateRoutingKey, validateTopicPattern } from "./events/routing.ts";
 export { Consumer } from "./events/consumer.ts";
 export type { ConsumerOptions } from "./events/consumer.ts";
 export type { RemovedBinding, UnsubscribeResult } from "./events/consumer-store.ts";
@@ -35,8 +35,9 @@ export { Worker } from "./worker/worker.ts";
 export type { WorkerOptions, WorkerStats } from "./worker/worker.ts";
 export type { AckMode } from "./worker/options.ts";
 export { WORKER_DEFAULTS } from "./worker/options.ts";
-export { QueueClient } from "./queue/client.ts";
+export { FIFO_GROUP_HEADER, QueueClient } from "./queue/client.ts";
 export type {
+  CreateQueueOptions,
   Headers,
   MessageId,
   QueueClientOptions,

@@ -2,6 +2,7 @@ import pg from "pg";
 import type { MaintenanceConfig } from "../config/schema.ts";
 import { toErrorRecord } from "../errors.ts";
 import type { Logger } from "../logger.ts";
+import { runPartitionMaintenance } from "../queue/admin.ts";
 import { QueueClient } from "../queue/client.ts";
 import { pruneArchive, pruneFailedJobs, pruneProcessedEvents, reapStaleProcesses } from "./process-store.ts";
 import { ADVISORY_LOCK } from "../db/advisory-locks.ts";
@@ -32,7 +33,8 @@ export interface MaintenanceReport {
 }
 
 /**
- * The maintenance role. Every `intervalMs` it prunes archives, failed-job records and
+ * The maintenance role. Every `intervalMs` it prunes archives, runs pg_partman's
+ * maintenance on partitioned queues (when pg_partman is installed), prunes failed-job records and
  * processed-event records past their retention and reaps processes whose heartbeat went
  * stale, but only while it holds a session-level advisory lock on its own connection: so
  * across hosts exactly one maintenance works and the others stand by, retrying the lock
@@ -143,6 +145,9 @@ export class Maintenance {
       for (const queue of await new QueueClient(client).listQueues()) {
         report.archivedMessages += await pruneArchive(client, queue.name, config.archiveRetentionHours);
       }
+    });
+    await step("partitions", async () => {
+      await runPartitionMaintenance(client); // pg_partman: new partitions ahead, old ones dropped
     });
     await step("processes", async () => {
       if (Date.now() < this.#reapNotBefore) return;

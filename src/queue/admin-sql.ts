@@ -45,3 +45,61 @@ export function discardDeadLetters(dlq: string): string {
     WITH gone AS (DELETE FROM ${queueTable(dlq)} WHERE $1::bigint[] IS NULL OR msg_id = ANY($1::bigint[]) RETURNING msg_id)
     SELECT coalesce(array_agg(msg_id::text ORDER BY msg_id), '{}') AS ids FROM gone`;
 }
+
+// ---------------------------------------------------------------- partitioned queues
+
+/** The schema pg_partman is installed in (no row: not installed). */
+export const PARTMAN_SCHEMA = "SELECT extnamespace::regnamespace::text AS schema FROM pg_extension WHERE extname = 'pg_partman'";
+
+/** The pgmq tables pg_partman manages (queues and archives of partitioned queues). */
+export const partmanParents = (schema: string): string =>
+  `SELECT parent_table FROM ${quoteIdent(schema)}.part_config WHERE parent_table LIKE 'pgmq.%' ORDER BY 1`;
+
+/** $1 parent table: creates the partitions ahead and drops those past the retention. */
+export const partmanMaintain = (schema: string): string => `SELECT ${quoteIdent(schema)}.run_maintenance(p_parent_table := $1)`;
+
+/**
+ * $1 parent table (a partitioned queue table): its partitions, oldest first, with their
+ * ranges (end id inclusive, end time exclusive, as pg_partman reports them), and the bound
+ * below which no message can be: the oldest message's id and time, or the next id and now.
+ */
+export const queuePartitions = (schema: string): string => `
+  SELECT format('%I.%I', p.partition_schemaname, p.partition_tablename) AS child, i.child_end_id::text AS end_id, i.child_end_time AS end_time
+    FROM ${quoteIdent(schema)}.show_partitions($1, 'ASC') p
+    CROSS JOIN LATERAL ${quoteIdent(schema)}.show_partition_info(p.partition_schemaname || '.' || p.partition_tablename, NULL, $1) i`;
+
+export const queueLowerBound = (parent: string): string => `
+  SELECT coalesce(min(msg_id), coalesce(pg_sequence_last_value(pg_get_serial_sequence($1, 'msg_id')::regclass), 0) + 1)::text AS min_id,
+         least(coalesce(min(enqueued_at), now()), now()) - interval '1 hour' AS min_time
+    FROM ${parent}`;
+
+/** Drops one partition if it is empty, in one statement; gives up after 2 s waiting for its lock. */
+export const dropEmptyPartition = (child: string): string => `
+  DO $drop$ BEGIN
+    SET LOCAL lock_timeout = '2s';
+    LOCK TABLE ${child} IN ACCESS EXCLUSIVE MODE;
+    IF NOT EXISTS (SELECT 1 FROM ${child}) THEN DROP TABLE ${child}; END IF;
+  END $drop$`;
+
+/**
+ * $1 parent table: its partitions that do not have the hot-queue storage settings yet
+ * (pgbus.tune_queue_table's, which cannot be set on the partitioned parent itself).
+ */
+export const UNTUNED_PARTITIONS = `
+  SELECT format('%I.%I', n.nspname, c.relname) AS child
+    FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE i.inhparent = $1::regclass AND NOT coalesce(c.reloptions @> ARRAY['fillfactor=70'], false)`;
+
+/** The settings of pgbus.tune_queue_table (migration pgbus/0005), for one partition. */
+export const tunePartition = (child: string): string =>
+  `ALTER TABLE ${child} SET (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.0, autovacuum_vacuum_threshold = 5000,
+     autovacuum_vacuum_insert_scale_factor = 0.0, autovacuum_vacuum_insert_threshold = 20000,
+     autovacuum_analyze_scale_factor = 0.05, autovacuum_vacuum_cost_delay = 0)`;
+
+/** $1 partman schema, $2 parent table: no retention (pgbus drops a queue's partitions only when empty). */
+export const keepQueuePartitions = (schema: string): string =>
+  `UPDATE ${quoteIdent(schema)}.part_config SET retention = NULL WHERE parent_table = $1`;
+
+function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}

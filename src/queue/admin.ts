@@ -133,3 +133,67 @@ export async function discardDeadLetters(db: Queryable, queue: string, selection
   const result = await db.query(sql.discardDeadLetters(dlq), [ids]);
   return (result.rows[0] as { ids: string[] }).ids;
 }
+
+/**
+ * Runs pg_partman's maintenance on every partitioned pgmq table (queue and archive tables of
+ * queues made with `createQueue(name, { partitioned })` or pgmq.create_partitioned): creates
+ * the partitions ahead and drops whole archive partitions past their retention, instead of
+ * deleting rows. A queue table's partitions are dropped only once they are empty and wholly
+ * older than its oldest message (pgbus's queues keep no retention on the queue table, so
+ * nothing unprocessed is ever dropped), and new queue partitions get a plain queue's
+ * storage settings. Returns how many partitions it dropped that way;
+ * 0 when pg_partman is not installed.
+ */
+export async function runPartitionMaintenance(db: Queryable): Promise<number> {
+  const installed = await db.query(sql.PARTMAN_SCHEMA);
+  const schema = (installed.rows[0] as { schema: string } | undefined)?.schema;
+  if (schema === undefined) return 0;
+  const parents = await db.query(sql.partmanParents(schema));
+  let dropped = 0;
+  for (const { parent_table: parent } of parents.rows as Array<{ parent_table: string }>) {
+    await db.query(sql.partmanMaintain(schema), [parent]);
+    if (/^pgmq\.("?)q_/.test(parent)) {
+      await tunePartitions(db, parent);
+      dropped += await dropDrainedPartitions(db, schema, parent);
+    }
+  }
+  return dropped;
+}
+
+/**
+ * Gives a partitioned queue's partitions the storage settings of a plain pgbus queue
+ * (free room in each page so a claim's UPDATE stays on its page, eager autovacuum).
+ */
+export async function tunePartitions(db: Queryable, parent: string): Promise<void> {
+  const untuned = await db.query(sql.UNTUNED_PARTITIONS, [quoteQualified(parent)]);
+  for (const { child } of untuned.rows as Array<{ child: string }>) await db.query(sql.tunePartition(child));
+}
+
+async function dropDrainedPartitions(db: Queryable, schema: string, parent: string): Promise<number> {
+  const partitions = (await db.query(sql.queuePartitions(schema), [parent])).rows as Array<{
+    child: string;
+    end_id: string | null;
+    end_time: Date | null;
+  }>;
+  const bound = (await db.query(sql.queueLowerBound(quoteQualified(parent)), [parent])).rows[0] as { min_id: string; min_time: Date };
+  let dropped = 0;
+  for (const partition of partitions.slice(0, -1)) {
+    const below =
+      partition.end_id !== null
+        ? BigInt(partition.end_id) < BigInt(bound.min_id)
+        : partition.end_time !== null && partition.end_time.getTime() <= bound.min_time.getTime();
+    if (!below) break; // oldest first: the rest are newer
+    const before = await db.query("SELECT to_regclass($1) AS t", [partition.child]);
+    await db.query(sql.dropEmptyPartition(partition.child));
+    const after = await db.query("SELECT to_regclass($1) AS t", [partition.child]);
+    if ((before.rows[0] as { t: unknown }).t && !(after.rows[0] as { t: unknown }).t) dropped++;
+  }
+  return dropped;
+}
+
+/** `pgmq.q_x` as pg_partman stores it, as a quoted qualified name. */
+function quoteQualified(name: string): string {
+  const dot = name.indexOf(".");
+  const part = (p: string) => (p.startsWith('"') ? p : `"${p.replaceAll('"', '""')}"`);
+  return `${part(name.slice(0, dot))}.${part(name.slice(dot + 1))}`;
+}

@@ -6,6 +6,7 @@ import { MAX_QUEUE_NAME_WITH_DLQ, dlqName, validateQueueName } from "./names.ts"
 import { DEFAULT_MAX_PAYLOAD_BYTES, serializeJson, storableJson } from "./payload.ts";
 import * as sql from "./sql.ts";
 import { ENABLE_UNIQUE_KEYS, sendUniqueBatch } from "./unique.ts";
+import { PARTMAN_SCHEMA, UNTUNED_PARTITIONS, keepQueuePartitions, tunePartition } from "./admin-sql.ts";
 
 export type MessageId = string | number | bigint;
 export type Headers = Record<string, unknown>;
@@ -21,12 +22,20 @@ export interface QueueMessage<T = unknown> {
   headers: Headers | null;
 }
 
+/** PGMQ's FIFO group header: messages with the same value are read in order by pgmq.read_grouped*. */
+export const FIFO_GROUP_HEADER = "x-pgmq-group";
+
 export interface SendOptions {
   /** Invisible for this long after the send. */
   delayMs?: number;
   /** Invisible until this time (whichever of delayMs and runAt is later wins). */
   runAt?: Date;
   headers?: Headers;
+  /**
+   * FIFO group (the header `x-pgmq-group`): readGrouped hands out the messages of one group
+   * one batch at a time, in order, while other groups go in parallel.
+   */
+  groupKey?: string;
 }
 
 export interface SendBatchOptions extends Omit<SendOptions, "headers"> {
@@ -38,6 +47,25 @@ export interface SendBatchOptions extends Omit<SendOptions, "headers"> {
    * the message holding the key. The queue's unique-key index is made on first use.
    */
   uniqueKeys?: ReadonlyArray<string | null | undefined>;
+}
+
+export interface CreateQueueOptions {
+  /** Also create `<name>_dlq` (default true). The DLQ is always a plain, logged queue. */
+  deadLetterQueue?: boolean;
+  /**
+   * An UNLOGGED queue table (pgmq.create_unlogged): no WAL for sends, claims and acks, so
+   * faster under high volume, but its messages are lost on a crash or an unclean restart
+   * of PostgreSQL and it is not replicated to standbys. The archive stays logged.
+   */
+  unlogged?: boolean;
+  /**
+   * A queue partitioned by pg_partman (pgmq.create_partitioned; the extension must be
+   * installed). `interval`: a number (that many msg ids per partition) or a time interval
+   * ("1 day"); `retention`: the same kind, after which whole partitions are dropped by
+   * pg_partman's maintenance (which `pgbus start`'s maintenance role runs) instead of
+   * rows being deleted.
+   */
+  partitioned?: { interval: number | string; retention: number | string };
 }
 
 export interface QueueInfo {
@@ -101,12 +129,31 @@ export class QueueClient {
    * that wakes workers. Idempotent; a queue that exists is left alone without taking any
    * table lock, so calling it on every start is cheap.
    */
-  async createQueue(name: string, options: { deadLetterQueue?: boolean } = {}): Promise<void> {
+  async createQueue(name: string, options: CreateQueueOptions = {}): Promise<void> {
     const withDlq = options.deadLetterQueue ?? true;
     validateQueueName(name, withDlq ? MAX_QUEUE_NAME_WITH_DLQ : undefined);
+    const partitioned = options.partitioned === undefined ? null : partitionOptions(options.partitioned);
+    if (options.unlogged !== undefined && typeof options.unlogged !== "boolean") {
+      throw new ValidationError("INVALID_OPTION", `unlogged must be a boolean, got ${String(options.unlogged)}`);
+    }
+    if (partitioned && options.unlogged) {
+      throw new ValidationError("INVALID_OPTION", "a queue is either unlogged or partitioned, not both");
+    }
     for (const queue of withDlq ? [name, dlqName(name)] : [name]) {
       if (await this.queueExists(queue)) continue;
-      await this.#db.query(sql.CREATE_QUEUE, [queue]);
+      const main = queue === name;
+      if (main && partitioned) {
+        await this.#db.query(sql.CREATE_PARTITIONED_QUEUE, [queue, partitioned.interval, partitioned.retention]);
+        // Retention applies to the archive only: pg_partman would drop a queue partition with
+        // unprocessed messages in it. Drained queue partitions go in runPartitionMaintenance.
+        const partman = (await this.#db.query(PARTMAN_SCHEMA)).rows[0] as { schema: string } | undefined;
+        if (partman) await this.#db.query(keepQueuePartitions(partman.schema), [`pgmq.q_${queue}`]);
+        const untuned = await this.#db.query(UNTUNED_PARTITIONS, [`pgmq.q_${queue}`]);
+        for (const { child } of untuned.rows as Array<{ child: string }>) await this.#db.query(tunePartition(child));
+        await this.#db.query(sql.ENABLE_NOTIFY, [queue]);
+        continue; // no vt index to drop: partitioned queues are made without one
+      }
+      await this.#db.query(main && options.unlogged ? sql.CREATE_UNLOGGED_QUEUE : sql.CREATE_QUEUE, [queue]);
       await this.#db.query(sql.ENABLE_NOTIFY, [queue]);
       await this.#db.query(sql.TUNE_QUEUE_TABLE, [queue]);
     }
@@ -145,7 +192,8 @@ export class QueueClient {
   async send(queue: string, message: unknown, options: SendOptions = {}): Promise<string> {
     validateQueueName(queue);
     const body = serializeJson(message, `message for queue ${queue}`, this.#options.maxPayloadBytes);
-    const headers = options.headers === undefined ? null : serializeJson(options.headers, `headers for queue ${queue}`);
+    const merged = withGroup(options.headers, options.groupKey);
+    const headers = merged === undefined ? null : serializeJson(merged, `headers for queue ${queue}`);
     const [delayMs, runAt] = visibility(options);
     const rows = await this.#run<{ msg_id: string }>(sql.sendOne(queue), [body, headers, delayMs, runAt]);
     return rows[0]!.msg_id;
@@ -168,7 +216,9 @@ export class QueueClient {
         );
       }
       if (Array.isArray(options.headers)) batchHeaders(options.headers, messages.length, queue); // checks the count
-      const headers = messages.map((_, index) => (Array.isArray(options.headers) ? options.headers[index] : options.headers) ?? null);
+      const headers = messages.map(
+        (_, index) => withGroup(Array.isArray(options.headers) ? options.headers[index] : options.headers, options.groupKey) ?? null,
+      );
       if (!this.#uniqueKeyQueues.has(queue)) {
         if (!(await this.enableUniqueKeys(queue))) throw new PgbusError("QUEUE_NOT_FOUND", `queue ${queue} does not exist`);
         this.#uniqueKeyQueues.add(queue);
@@ -183,7 +233,7 @@ export class QueueClient {
         runAt,
       });
     }
-    const headers = batchHeaders(options.headers, messages.length, queue);
+    const headers = batchHeaders(options.headers, messages.length, queue, options.groupKey);
     const rows = await this.#run<{ msg_id: string }>(sql.sendMany(queue), [`[${bodies.join(",")}]`, headers, delayMs, runAt]);
     return rows.map((row) => row.msg_id);
   }
@@ -205,6 +255,25 @@ export class QueueClient {
     requireInteger("qty", qty, 1);
     const rows = await this.#run<MessageRow>(sql.readBatch(queue), [vtSeconds, qty]);
     return rows.map(toMessage<T>).sort(byMessageId);
+  }
+
+  /**
+   * Claims like read(), but by FIFO group (pgmq.read_grouped): only groups whose oldest
+   * message is visible, so a group's messages are handed out in order and never to two
+   * readers at once. By default it fills the batch from the group with the oldest head
+   * first (SQS FIFO); `roundRobin` takes the first message of each group, then the second...
+   */
+  async readGrouped<T = unknown>(
+    queue: string,
+    vtSeconds: number,
+    qty: number,
+    options: { roundRobin?: boolean } = {},
+  ): Promise<QueueMessage<T>[]> {
+    validateQueueName(queue);
+    requireInteger("vtSeconds", vtSeconds, 0);
+    requireInteger("qty", qty, 1);
+    const result = await this.#db.query(sql.readGrouped(options.roundRobin ?? false), [queue, vtSeconds, qty]);
+    return (result.rows as MessageRow[]).map(toMessage<T>);
   }
 
   /** Reads and deletes the oldest visible message. */
@@ -359,7 +428,43 @@ function visibility(options: { delayMs?: number; runAt?: Date }): [number, Date 
   return [delayMs, runAt ?? null];
 }
 
-function batchHeaders(headers: Headers | Headers[] | undefined, count: number, queue: string): string | null {
+/** The headers with the FIFO group header set, when a group key is given. */
+function withGroup(headers: Headers | undefined, groupKey: string | undefined): Headers | undefined {
+  if (groupKey === undefined) return headers;
+  if (typeof groupKey !== "string" || groupKey.length === 0 || groupKey.length > 255) {
+    throw new ValidationError("INVALID_OPTION", `groupKey must be a string of 1-255 characters, got ${JSON.stringify(groupKey)}`);
+  }
+  return { ...headers, [FIFO_GROUP_HEADER]: groupKey };
+}
+
+/** pg_partman's interval: digits (msg ids per partition) or a PostgreSQL time interval. */
+const TIME_INTERVAL = /^\d+(\.\d+)?\s*(second|minute|hour|day|week|month|year)s?$/i;
+function partitionOptions(options: { interval: number | string; retention: number | string }): { interval: string; retention: string } {
+  const kind = (name: string, value: unknown): "ids" | "time" => {
+    if (typeof value === "number" && Number.isSafeInteger(value) && value > 0) return "ids";
+    if (typeof value === "string" && /^[1-9]\d*$/.test(value)) return "ids";
+    if (typeof value === "string" && TIME_INTERVAL.test(value.trim())) return "time";
+    throw new ValidationError(
+      "INVALID_OPTION",
+      `partitioned.${name} must be a positive integer (msg ids) or a time interval such as "1 day", got ${JSON.stringify(value)}`,
+    );
+  };
+  if (typeof options !== "object" || options === null) {
+    throw new ValidationError("INVALID_OPTION", "partitioned must be { interval, retention }");
+  }
+  if (kind("interval", options.interval) !== kind("retention", options.retention)) {
+    throw new ValidationError(
+      "INVALID_OPTION",
+      "partitioned.interval and partitioned.retention must be of one kind: both msg id counts or both time intervals",
+    );
+  }
+  return { interval: String(options.interval).trim(), retention: String(options.retention).trim() };
+}
+
+function batchHeaders(headers: Headers | Headers[] | undefined, count: number, queue: string, groupKey?: string): string | null {
+  if (groupKey !== undefined) {
+    headers = Array.isArray(headers) ? headers.map((one) => withGroup(one, groupKey)!) : withGroup(headers, groupKey);
+  }
   if (headers === undefined) return null;
   if (Array.isArray(headers)) {
     if (headers.length !== count) {

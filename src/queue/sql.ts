@@ -102,7 +102,13 @@ export const setVisibility = (queue: string): NamedStatement =>
  *
  * The UPDATE finds the picked rows by ctid, not by msg_id: a TID scan reads the locked
  * tuple's page directly instead of descending the primary key again for every row. The
- * row lock keeps that tuple current until the statement ends.
+ * row lock keeps that tuple current until the statement ends. A ctid is unique only within
+ * one table, so the match includes tableoid: on a partitioned queue (pgmq.create_partitioned)
+ * two partitions can hold rows at the same ctid. The `ctid = ANY (ARRAY(...))` condition
+ * gives each partition a TID scan of the picked ctids: with the join condition alone the
+ * planner hash-joins a sequential scan of every partition (measured 8 ms instead of under
+ * 1 ms per claim of 50 from a 20k-message partitioned queue); on a plain queue it is the
+ * same TID scan as before.
  */
 export const claimAndAck = (queue: string, mode: "archive" | "delete"): NamedStatement =>
   statement(`claim_${mode}`, queue, () => {
@@ -113,13 +119,13 @@ export const claimAndAck = (queue: string, mode: "archive" | "delete"): NamedSta
         : `acked AS (${fencedDelete(queue, 3)} RETURNING q.msg_id),`;
     return `WITH ${ack}
      picked AS (
-       SELECT ctid FROM ${queueTable(queue)}
+       SELECT ctid, tableoid FROM ${queueTable(queue)}
         WHERE vt <= clock_timestamp() AND (SELECT count(*) FROM acked) >= 0
         ORDER BY msg_id LIMIT $2
         FOR UPDATE SKIP LOCKED)
      UPDATE ${queueTable(queue)} q
         SET vt = clock_timestamp() + $1::float8 * interval '1 second', read_ct = q.read_ct + 1, last_read_at = clock_timestamp()
-       FROM picked WHERE q.ctid = picked.ctid
+       FROM picked WHERE q.ctid = ANY (ARRAY(SELECT ctid FROM picked)) AND q.ctid = picked.ctid AND q.tableoid = picked.tableoid
      RETURNING q.msg_id, q.read_ct, q.message`;
   });
 
@@ -267,6 +273,12 @@ export const purge = (queue: string): NamedStatement =>
   );
 
 export const CREATE_QUEUE = "SELECT pgmq.create($1)";
+export const CREATE_UNLOGGED_QUEUE = "SELECT pgmq.create_unlogged($1)";
+/** $2 partition interval, $3 retention (pg_partman's units: msg ids as digits, or a time interval). */
+export const CREATE_PARTITIONED_QUEUE = "SELECT pgmq.create_partitioned($1, $2, $3)";
+/** PGMQ's FIFO reads: $1 vt seconds, $2 qty. See pgmq.read_grouped in the pgmq/0003 migration. */
+export const readGrouped = (roundRobin: boolean): string =>
+  `SELECT msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers FROM pgmq.${roundRobin ? "read_grouped_rr" : "read_grouped"}($1, $2::int, $3::int)`;
 export const ENABLE_NOTIFY = "SELECT pgbus.enable_notify($1)";
 export const TUNE_QUEUE_TABLE = "SELECT pgbus.tune_queue_table($1)";
 export const DROP_QUEUE = "SELECT pgmq.drop_queue($1) AS dropped";

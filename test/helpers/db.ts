@@ -7,6 +7,12 @@ import { adminUrl } from "./server.ts";
  * file cannot isolate queues), created on the server DATABASE_URL names (see server.ts)
  * and dropped afterwards.
  */
+/**
+ * PGBUS_TEST_PGMQ_EXTENSION=1: every test database gets the real `pgmq` extension first
+ * (where it is available), so the same tests run against PGMQ itself instead of pgbus's
+ * plain-SQL pgmq schema.
+ */
+const WITH_PGMQ_EXTENSION = process.env.PGBUS_TEST_PGMQ_EXTENSION === "1";
 
 export interface TestDatabase {
   name: string;
@@ -22,6 +28,7 @@ export async function createTestDatabase(label = "t"): Promise<TestDatabase> {
   url.pathname = `/${name}`;
   const pool = new pg.Pool({ connectionString: url.href, max: 10 });
   pool.on("error", () => {});
+  if (WITH_PGMQ_EXTENSION) await pool.query("CREATE EXTENSION pgmq");
   return {
     name,
     url: url.href,

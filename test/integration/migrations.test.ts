@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type pg from "pg";
 import { QueueClient } from "../../src/queue/client.ts";
-import { migrate } from "../../src/schema/migrator.ts";
+import { loadMigrations, migrate } from "../../src/schema/migrator.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
 
 const run = promisify(execFile);
@@ -207,12 +207,12 @@ describe("PGMQ interoperability", () => {
     assert.deepEqual(fromClient.message, { from: "client" });
   });
 
-  test("the SQL functions reject hostile queue names", async () => {
-    await assert.rejects(() => sql(`select pgmq.create('x; drop table pgmq.meta')`), /invalid queue name/);
-    await assert.rejects(() => sql(`select pgmq.send('Q"', '{}')`), /invalid queue name/);
+  test("the SQL functions reject hostile queue names (PGMQ's rule)", async () => {
+    await assert.rejects(() => sql(`select pgmq.create('x; drop table pgmq.meta')`), /queue name contains invalid characters/);
+    await assert.rejects(() => sql(`select pgmq.send('Q"', '{}')`), /relation "pgmq\.q_q"" does not exist/);
   });
 
-  test("topic routing: * matches one segment, # zero or more", async () => {
+  test("topic routing as PGMQ's: * matches one segment, # is replaced by any characters", async () => {
     const patterns: Record<string, string> = { exact: "a.b", star: "a.*", hash: "a.#", all: "#", middle: "a.*.c", lead: "#.c" };
     for (const [queue, pattern] of Object.entries(patterns)) {
       await sql("select pgmq.create($1)", [`t_${queue}`]);
@@ -227,11 +227,55 @@ describe("PGMQ interoperability", () => {
       return hit.sort();
     };
     assert.deepEqual(await routed("a.b"), ["all", "exact", "hash", "star"]);
-    assert.deepEqual(await routed("a"), ["all", "hash"]);
+    // PGMQ compiles `a.#` to ^a\..*$ and `#.c` to ^.*\.c$: neither matches the bare segment.
+    assert.deepEqual(await routed("a"), ["all"]);
     assert.deepEqual(await routed("a.b.c"), ["all", "hash", "lead", "middle"]);
-    assert.deepEqual(await routed("c"), ["all", "lead"]);
+    assert.deepEqual(await routed("c"), ["all"]);
     assert.deepEqual(await routed("x.y"), ["all"]);
-    await assert.rejects(() => sql("select pgmq.bind_topic('a..b', 't_all')"), /invalid topic pattern/);
-    await assert.rejects(() => sql("select pgmq.send_topic('a.*', '{}'::jsonb)"), /invalid routing key/);
+    await assert.rejects(() => sql("select pgmq.bind_topic('a..b', 't_all')"), /pattern cannot contain consecutive dots/);
+    await assert.rejects(() => sql("select pgmq.send_topic('a.*', '{}'::jsonb)"), /routing_key contains invalid characters/);
+  });
+});
+
+describe("upgrading a database made before pgmq/0003", () => {
+  let db: TestDatabase;
+  before(async () => {
+    db = await createTestDatabase("upgrade_0003");
+  });
+  after(() => db.drop());
+
+  test("queues and messages survive; bindings are recompiled the PGMQ way; a dangling binding is removed, not left to break publishes", async (t) => {
+    const extension = (await db.pool.query("SELECT 1 FROM pg_extension WHERE extname = 'pgmq'")).rows.length > 0;
+    if (extension) return t.skip("the pgmq extension is installed: pgmq migrations do not apply");
+    // The schema as it was: every migration but pgmq/0003, applied and recorded.
+    const all = await loadMigrations();
+    await db.pool.query("CREATE SCHEMA pgbus");
+    await db.pool.query(`CREATE TABLE pgbus.schema_migrations (
+      set_name text NOT NULL, version integer NOT NULL, name text NOT NULL,
+      applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (set_name, version))`);
+    for (const m of all.filter((m) => !(m.set === "pgmq" && m.version >= 3))) {
+      await db.pool.query(m.sql);
+      await db.pool.query("INSERT INTO pgbus.schema_migrations (set_name, version, name) VALUES ($1, $2, $3)", [m.set, m.version, m.name]);
+    }
+    const queues = new QueueClient(db.pool);
+    await queues.createQueue("old_q");
+    const id = await queues.send("old_q", { kept: true });
+    await db.pool.query("SELECT pgmq.bind_topic('a.#', 'old_q')");
+    await db.pool.query("SELECT pgmq.bind_topic('x.y', 'typo_q')"); // accepted before 0003
+    await assert.rejects(db.pool.query("SELECT pgmq.send_topic('x.y', '{}'::jsonb)"), /relation "pgmq\.q_typo_q" does not exist/);
+
+    const result = await migrate(db.pool);
+    assert.deepEqual(result.applied, ["pgmq/0003_pgmq_parity.sql"]);
+    const bindings = await db.pool.query("SELECT pattern, queue_name, compiled_regex FROM pgmq.topic_bindings ORDER BY 1");
+    assert.deepEqual(bindings.rows, [{ pattern: "a.#", queue_name: "old_q", compiled_regex: "^a\\..*$" }]);
+    const sent = await db.pool.query(
+      "SELECT pgmq.send_topic('x.y', '{}'::jsonb) AS n, pgmq.send_topic('a', '{}'::jsonb) AS bare, pgmq.send_topic('a.b', '{}'::jsonb) AS deep",
+    );
+    assert.deepEqual(sent.rows, [{ n: 0, bare: 0, deep: 1 }]);
+    const read = await queues.read("old_q", 30, 10);
+    assert.deepEqual(
+      read.map((m) => m.msgId),
+      [id, String(Number(id) + 1)],
+    );
   });
 });

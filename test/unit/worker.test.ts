@@ -175,7 +175,10 @@ describe("Worker over an in-memory store", () => {
         row.readCt++;
         row.vt = Date.now() + 60_000; // and holds them
       }
-      takenOver = store.remaining("q").slice(1).map((row) => row.readCt);
+      takenOver = store
+        .remaining("q")
+        .slice(1)
+        .map((row) => row.readCt);
     };
     const { worker } = start(store, { capacity: 1, prefetch: 3, visibilityTimeoutSec: 1 });
     await worker.start();
