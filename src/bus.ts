@@ -1,5 +1,6 @@
 import pg from "pg";
-import { ValidationError } from "./errors.ts";
+import { PgbusError, ValidationError } from "./errors.ts";
+import { isUndefinedTable } from "./db/pg-errors.ts";
 import { clientConfigOf, createPool, type Queryable } from "./db/queryable.ts";
 import type { JobDefinition } from "./jobs/define.ts";
 import { JobRegistry } from "./jobs/registry.ts";
@@ -125,9 +126,25 @@ export class Pgbus {
     this.registry.add(job);
     for (const [index, payload] of payloads.entries()) await validateForEnqueue(job, payload, index);
     const queues = options.client ? this.queues.withClient(options.client) : this.queues;
-    await this.#ensureQueue(job.queue, queues);
     const messages: JobMessage<P>[] = payloads.map((payload) => ({ job: job.name, payload }));
-    return queues.sendBatch(job.queue, messages, { delayMs: options.delayMs, runAt: options.runAt, headers: options.headers });
+    for (let attempt = 1; ; attempt += 1) {
+      await this.#ensureQueue(job.queue, queues);
+      try {
+        return await queues.sendBatch(job.queue, messages, { delayMs: options.delayMs, runAt: options.runAt, headers: options.headers });
+      } catch (error) {
+        if (!isUndefinedTable(error)) throw error;
+        // The queue was dropped after it was made or remembered. Forget it, and make it
+        // again as on first use; not inside the caller's transaction, which the failed
+        // statement aborted, and not a second time (it is being dropped over and over).
+        this.#ensuredQueues.delete(job.queue);
+        if (options.client || attempt > 1) {
+          const retry = options.client ? "; the transaction is aborted: retry it" : "";
+          throw new PgbusError("QUEUE_NOT_FOUND", `queue ${job.queue} was dropped while job ${job.name} was enqueued${retry}`, {
+            cause: error,
+          });
+        }
+      }
+    }
   }
 
   /**

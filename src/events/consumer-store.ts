@@ -1,8 +1,7 @@
-import type pg from "pg";
-import { type Queryable, runStatement, withTransaction } from "../db/queryable.ts";
+import { type Queryable, runStatement } from "../db/queryable.ts";
 import { type WorkerStore, createWorkerStore } from "../worker/worker-store.ts";
-import { QueueClient, type MessageRow, byMessageId, toMessage } from "../queue/client.ts";
-import { archiveMarkingHandled, BIND_TOPIC, claimSkippingHandled, deleteMarkingHandled, LOCK_SUBSCRIPTIONS } from "./sql.ts";
+import { type MessageRow, byMessageId, toMessage } from "../queue/client.ts";
+import { archiveMarkingHandled, claimSkippingHandled, deleteMarkingHandled, ENSURE_SUBSCRIPTION } from "./sql.ts";
 import type { SubscriberDefinition } from "./subscriber.ts";
 
 /**
@@ -39,16 +38,9 @@ export function createEventStore(db: Queryable, idempotent: ReadonlyMap<string, 
 /**
  * Creates each subscriber's queue (and DLQ) and binds its pattern to it. Idempotent and
  * cheap when everything exists, so consumers run it on every start. Queue and binding are
- * made in one transaction: a wildcard ("*") worker lists the queues without a binding as
+ * made in one statement: a wildcard ("*") worker lists the queues without a binding as
  * job queues, and must never see a subscriber's queue in the moment before it is bound.
  */
-export async function ensureSubscriptions(pool: pg.Pool, subscribers: Iterable<SubscriberDefinition>): Promise<void> {
-  for (const { subscriber } of subscribers) {
-    await withTransaction(pool, async (client) => {
-      // Consumers starting together would otherwise race to create the same tables.
-      await client.query(LOCK_SUBSCRIPTIONS);
-      await new QueueClient(client).createQueue(subscriber.queue);
-      await client.query(BIND_TOPIC, [subscriber.pattern, subscriber.queue]);
-    });
-  }
+export async function ensureSubscriptions(db: Queryable, subscribers: Iterable<SubscriberDefinition>): Promise<void> {
+  for (const { subscriber } of subscribers) await db.query(ENSURE_SUBSCRIPTION, [subscriber.pattern, subscriber.queue]);
 }

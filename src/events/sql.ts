@@ -21,10 +21,12 @@ export const PUBLISH: NamedStatement = {
   text: "SELECT pgmq.send_topic($1::text, $2::jsonb, $3::jsonb, $4::int) AS queues",
 };
 
-/** Held while a subscriber's queue and binding are made, so consumers starting together do not race. */
-export const LOCK_SUBSCRIPTIONS = "SELECT pg_advisory_xact_lock(hashtext('pgbus:subscriptions'))";
-/** $1 pattern, $2 queue. Idempotent (ON CONFLICT DO NOTHING inside). */
-export const BIND_TOPIC = "SELECT pgmq.bind_topic($1::text, $2::text)";
+/**
+ * $1 pattern, $2 queue. A subscriber's queue (with its DLQ) and its binding, in one
+ * statement under the queue's lock: idempotent, and safe with consumers starting together,
+ * enqueues into the queue and a drop of it (migration pgbus/0006).
+ */
+export const ENSURE_SUBSCRIPTION = "SELECT pgbus.ensure_subscription($1::text, $2::text)";
 
 /** $1 subscriber, $2 event id. One row back when this call recorded it; none when it already was. */
 export const MARK_HANDLED = `INSERT INTO pgbus.processed_events (subscriber, event_id) VALUES ($1::text, $2::uuid)

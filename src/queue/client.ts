@@ -88,28 +88,24 @@ export class QueueClient {
 
   /**
    * Creates the queue and its `<name>_dlq` (unless told not to), with the insert trigger
-   * that wakes workers. Idempotent; a queue that exists is left alone without taking any
-   * table lock, so calling it on every start is cheap.
+   * that wakes workers, in one statement. Idempotent and safe under any concurrency: every
+   * creation and drop of a queue waits on that queue's lock (the one PGMQ's own create and
+   * drop_queue take), so many processes, callers' transactions and plain PGMQ clients can
+   * create the same queue at once. A queue that exists is left alone without taking any
+   * lock, so calling it on every start is cheap. Inside a transaction, a queue this call
+   * creates exists only if that transaction commits, and other creators of the same queue
+   * wait until it ends.
    */
   async createQueue(name: string, options: { deadLetterQueue?: boolean } = {}): Promise<void> {
     const withDlq = options.deadLetterQueue ?? true;
     validateQueueName(name, withDlq ? MAX_QUEUE_NAME_WITH_DLQ : undefined);
-    for (const queue of withDlq ? [name, dlqName(name)] : [name]) {
-      if (await this.queueExists(queue)) continue;
-      await this.#db.query(sql.CREATE_QUEUE, [queue]);
-      await this.#db.query(sql.ENABLE_NOTIFY, [queue]);
-      await this.#db.query(sql.TUNE_QUEUE_TABLE, [queue]);
-    }
+    await this.#db.query(sql.ENSURE_QUEUE, [name, withDlq]);
   }
 
-  /** Drops the queue (and its DLQ unless told not to); false when it did not exist. */
+  /** Drops the queue and its DLQ (unless told not to) in one statement; false when the queue did not exist. */
   async dropQueue(name: string, options: { deadLetterQueue?: boolean } = {}): Promise<boolean> {
     validateQueueName(name);
-    const result = await this.#db.query(sql.DROP_QUEUE, [name]);
-    if (options.deadLetterQueue ?? true) {
-      const dlq = dlqName(name);
-      if (dlq.length <= 47) await this.#db.query(sql.DROP_QUEUE, [dlq]);
-    }
+    const result = await this.#db.query(sql.DROP_QUEUE, [name, options.deadLetterQueue ?? true]);
     return (result.rows[0] as { dropped: boolean }).dropped;
   }
 

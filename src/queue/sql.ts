@@ -207,10 +207,10 @@ export const purge = (queue: string): NamedStatement =>
     () => `WITH removed AS (DELETE FROM ${queueTable(queue)} RETURNING 1) SELECT count(*)::int AS count FROM removed`,
   );
 
-export const CREATE_QUEUE = "SELECT pgmq.create($1)";
-export const ENABLE_NOTIFY = "SELECT pgbus.enable_notify($1)";
-export const TUNE_QUEUE_TABLE = "SELECT pgbus.tune_queue_table($1)";
-export const DROP_QUEUE = "SELECT pgmq.drop_queue($1) AS dropped";
+/** $1 queue, $2 with its DLQ. The whole queue in one statement, under the queue's lock (migration pgbus/0006). */
+export const ENSURE_QUEUE = "SELECT pgbus.ensure_queue($1::text, $2::boolean)";
+/** $1 queue, $2 with its DLQ. Both in one statement, under the same locks as ENSURE_QUEUE. */
+export const DROP_QUEUE = "SELECT pgbus.drop_queue($1::text, $2::boolean) AS dropped";
 export const LIST_QUEUES = "SELECT queue_name, created_at FROM pgmq.meta ORDER BY queue_name";
 export const QUEUE_EXISTS = "SELECT 1 FROM pgmq.meta WHERE queue_name = $1";
 /** Queues a wildcard worker serves: no DLQs, no event-subscriber queues. */

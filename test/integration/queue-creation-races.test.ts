@@ -66,6 +66,14 @@ async function messagesIn(queue: string): Promise<Array<{ id: string; n: number 
   return rows;
 }
 
+async function queueNames(prefix: string): Promise<string[]> {
+  const { rows } = await db.pool.query<{ name: string }>(
+    "SELECT queue_name::text AS name FROM pgmq.meta WHERE queue_name LIKE $1 ORDER BY 1",
+    [`${prefix}%`],
+  );
+  return rows.map((row) => row.name);
+}
+
 const okValues = (results: CallResult[]): unknown[] => results.flatMap((result) => (result.error ? [] : [result.ok]));
 
 describe("first enqueues into a new queue from many processes", () => {
@@ -84,6 +92,56 @@ describe("first enqueues into a new queue from many processes", () => {
       );
     }
     assert.deepEqual(failures.slice(0, 5), [], `${failures.length} of ${ROUNDS * ACTORS * 5} enqueues failed`);
+    assert.deepEqual(await schemaProblems(db.pool), []);
+  });
+});
+
+describe("every other way a queue is made, all at once", () => {
+  test("enqueueMany, createQueue, enqueue, and enqueues in transactions that commit or roll back, into one new queue", async () => {
+    const failures: string[] = [];
+    for (let round = 0; round < 20; round += 1) {
+      const queue = `mixed_${round}`;
+      const [many, created, tx, single] = await Promise.all([
+        actors[0]!.send({ op: "enqueueMany", queue, calls: 3, batch: 4, tag: "many" }),
+        actors[1]!.send({ op: "createQueue", queue, calls: 3 }),
+        actors[2]!.send({ op: "enqueueTx", queue, calls: 4, tag: "tx", rollback: "odd" }),
+        actors[3]!.send({ op: "enqueue", queue, calls: 3, tag: "one" }),
+      ]);
+      failures.push(...[many!, created!, tx!, single!].flatMap(errorsOf).map((error) => `round ${round}: ${error}`));
+      const reported = [
+        ...(okValues(many!) as string[][]).flat(),
+        ...(okValues(tx!) as string[][]).flat(),
+        ...(okValues(single!) as string[]),
+      ];
+      assert.equal(reported.length, 12 + 2 + 3, `round ${round}: every call reported its ids (rolled-back ones none)`);
+      assert.deepEqual(
+        (await messagesIn(queue)).map((row) => row.id).sort(),
+        reported.sort(),
+        `round ${round}: exactly the committed messages`,
+      );
+    }
+    assert.deepEqual(failures, []);
+    assert.deepEqual(await schemaProblems(db.pool), []);
+  });
+
+  test("queues created in transactions that all roll back leave nothing behind; the next enqueue makes them", async () => {
+    for (let round = 0; round < 5; round += 1) {
+      const queue = `rolled_back_${round}`;
+      const results = await Promise.all(
+        actors.map((actor) => actor.send({ op: "enqueueTx", queue, calls: 3, tag: "tx", rollback: "all" })),
+      );
+      assert.deepEqual(results.flatMap(errorsOf), []);
+      const left = await db.pool.query("SELECT 1 FROM pg_class WHERE relnamespace = 'pgmq'::regnamespace AND relname LIKE $1", [
+        `%${queue}%`,
+      ]);
+      assert.equal(left.rowCount, 0, `round ${round}: no table, index or sequence of ${queue} is left`);
+      assert.deepEqual(await queueNames(queue), []);
+      const [id] = okValues(await actors[round % ACTORS]!.send({ op: "enqueue", queue, calls: 1, tag: "after" }));
+      assert.deepEqual(
+        (await messagesIn(queue)).map((row) => row.id),
+        [id],
+      );
+    }
     assert.deepEqual(await schemaProblems(db.pool), []);
   });
 });
