@@ -145,3 +145,114 @@ describe("every other way a queue is made, all at once", () => {
     assert.deepEqual(await schemaProblems(db.pool), []);
   });
 });
+
+describe("setup paths: migrate, subscribers, publish, the `*` listing", () => {
+  test("every process migrates a fresh database at once, with its job queues and subscribers", async () => {
+    for (let round = 0; round < 3; round += 1) {
+      const fresh = await createTestDatabase("races_migrate");
+      try {
+        const queues = ["mig_a", "mig_b"];
+        const subscribers = [
+          { name: "mig_audit", pattern: "mig.#" },
+          { name: "mig_mail", pattern: "mig.*.created" },
+        ];
+        const results = await Promise.all(
+          actors.map((actor) => actor.send({ op: "migrate", calls: 2, queues, subscribers, url: fresh.url })),
+        );
+        assert.deepEqual(results.flatMap(errorsOf), [], `round ${round}`);
+        const applied = (okValues(results.flat()) as string[][]).flat();
+        const { rows } = await fresh.pool.query<{ count: number }>("SELECT count(*)::int AS count FROM pgbus.schema_migrations");
+        assert.equal(applied.length, rows[0]!.count, `round ${round}: each migration applied by exactly one process`);
+        assert.deepEqual(await schemaProblems(fresh.pool), []);
+        const names = (await fresh.pool.query<{ name: string }>("SELECT queue_name::text AS name FROM pgmq.meta ORDER BY 1")).rows;
+        assert.deepEqual(
+          names.map((row) => row.name),
+          ["ev_mig_audit", "ev_mig_audit_dlq", "ev_mig_mail", "ev_mig_mail_dlq", "mig_a", "mig_a_dlq", "mig_b", "mig_b_dlq"],
+        );
+        const bindings = await fresh.pool.query("SELECT pattern, queue_name FROM pgmq.topic_bindings ORDER BY 2");
+        assert.deepEqual(bindings.rows, [
+          { pattern: "mig.#", queue_name: "ev_mig_audit" },
+          { pattern: "mig.*.created", queue_name: "ev_mig_mail" },
+        ]);
+      } finally {
+        await fresh.drop();
+      }
+    }
+  });
+
+  test("migrate, enqueue, subscribe and publish into the same new queues at once", async () => {
+    for (let round = 0; round < 10; round += 1) {
+      const queue = `boot_${round}`;
+      const subscribers = [{ name: `boot_${round}`, pattern: `boot.r${round}.#` }];
+      const [migrated, enqueued, subscribed, published] = await Promise.all([
+        actors[0]!.send({ op: "migrate", calls: 2, queues: [queue], subscribers }),
+        actors[1]!.send({ op: "enqueue", queue, calls: 5, tag: "boot" }),
+        actors[2]!.send({ op: "subscribe", calls: 3, subscribers }),
+        actors[3]!.send({ op: "publish", routingKey: `boot.r${round}.created`, calls: 5, tag: "boot" }),
+      ]);
+      assert.deepEqual([migrated!, enqueued!, subscribed!, published!].flatMap(errorsOf), [], `round ${round}`);
+      assert.deepEqual((await messagesIn(queue)).map((row) => row.id).sort(), (okValues(enqueued!) as string[]).sort());
+      // A publish that ran before the binding committed reached no queue; one after reached exactly one copy.
+      const copies = (okValues(published!) as number[]).reduce((sum, count) => sum + count, 0);
+      assert.equal((await messagesIn(`ev_boot_${round}`)).length, copies, `round ${round}: one copy per publish that saw the binding`);
+    }
+    assert.deepEqual(await schemaProblems(db.pool), []);
+  });
+
+  test("publish to subscribers being set up: every copy lands once, and the `*` listing never shows their queues", async (t) => {
+    let listings = 0;
+    for (let round = 0; round < 10; round += 1) {
+      const subscribers = ["a", "b", "c"].map((name) => ({ name: `fan_${round}_${name}`, pattern: `fan.r${round}.#` }));
+      const [listing, first, second, published] = await Promise.all([
+        actors[0]!.send({ op: "discover", forMs: 300 }),
+        actors[1]!.send({ op: "subscribe", calls: 2, subscribers }),
+        actors[2]!.send({ op: "subscribe", calls: 2, subscribers: [...subscribers].reverse() }),
+        actors[3]!.send({ op: "publish", routingKey: `fan.r${round}.created`, calls: 10, tag: "fan" }),
+      ]);
+      assert.deepEqual([first!, second!, published!].flatMap(errorsOf), [], `round ${round}`);
+      const copies = (okValues(published!) as number[]).reduce((sum, count) => sum + count, 0);
+      let stored = 0;
+      for (const { name } of subscribers) stored += (await messagesIn(`ev_${name}`)).length;
+      assert.equal(stored, copies, `round ${round}: the copies publish reported are the copies stored`);
+      const { seen, listings: count } = okValues(listing!)[0] as { listings: number; seen: string[] };
+      listings += count;
+      assert.deepEqual(
+        seen.filter((queue) => queue.startsWith("ev_") || queue.endsWith("_dlq")),
+        [],
+        `round ${round}: no subscriber queue or DLQ among the job queues`,
+      );
+    }
+    t.diagnostic(`${listings} listings of the \`*\` worker's queues`);
+    assert.deepEqual(await schemaProblems(db.pool), []);
+  });
+});
+
+describe("dropping a queue while others enqueue into it", () => {
+  test("an enqueue either succeeds or fails with QUEUE_NOT_FOUND; afterwards every process enqueues again", async (t) => {
+    const queue = "dropped_often";
+    await actors[0]!.send({ op: "createQueue", queue, calls: 1 });
+    const [dropper, ...enqueuers] = await Promise.all([
+      actors[0]!.send({ op: "drop", queue, calls: 1, times: 20 }),
+      ...actors.slice(1).map((actor, a) => actor.send({ op: "enqueueLoop", queue, calls: 3, times: 20, tag: `d${a}` })),
+    ]);
+    assert.deepEqual(errorsOf(dropper!), []);
+    const outcomes = enqueuers.flatMap((results) => (okValues(results) as CallResult[][]).flat());
+    assert.equal(outcomes.length, 3 * 3 * 20);
+    const unexpected = errorsOf(outcomes).filter((error) => !error.startsWith("QUEUE_NOT_FOUND: "));
+    assert.deepEqual(unexpected, [], "no error but the documented one");
+    t.diagnostic(`${String(okValues(dropper!)[0])} drops; ${errorsOf(outcomes).length} of ${outcomes.length} enqueues refused`);
+    // A message in the queue now was reported enqueued, once; a drop took the others with it.
+    const reported = new Set(okValues(outcomes) as string[]);
+    const stored = (await messagesIn(queue).catch(() => [])).map((row) => row.id);
+    assert.deepEqual(
+      stored.filter((id) => !reported.has(id)),
+      [],
+    );
+    assert.equal(new Set(stored).size, stored.length);
+    assert.deepEqual(await schemaProblems(db.pool), []);
+    // No process keeps a dropped queue in mind: each enqueues into it again.
+    const after = await Promise.all(actors.map((actor) => actor.send({ op: "enqueue", queue, calls: 2, tag: "after" })));
+    assert.deepEqual(after.flatMap(errorsOf), []);
+    assert.deepEqual(await schemaProblems(db.pool), []);
+  });
+});
