@@ -12,6 +12,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type pg from "pg";
+import { Pgbus } from "../../src/bus.ts";
+import { defineJob } from "../../src/jobs/define.ts";
 import { migrate } from "../../src/schema/migrator.ts";
 import { type Actor, errorsOf, startActors } from "../fixtures/races/actors.ts";
 import type { CallResult } from "../fixtures/races/protocol.ts";
@@ -253,6 +255,99 @@ describe("dropping a queue while others enqueue into it", () => {
     // No process keeps a dropped queue in mind: each enqueues into it again.
     const after = await Promise.all(actors.map((actor) => actor.send({ op: "enqueue", queue, calls: 2, tag: "after" })));
     assert.deepEqual(after.flatMap(errorsOf), []);
+    assert.deepEqual(await schemaProblems(db.pool), []);
+  });
+});
+
+describe("queues other PGMQ clients make, and callers' isolation levels", () => {
+  test("plain PGMQ clients calling pgmq.create while pgbus processes enqueue into the same new queue", async () => {
+    for (let round = 0; round < 10; round += 1) {
+      const queue = `shared_${round}`;
+      const [plain, ...results] = await Promise.all([
+        Promise.allSettled(Array.from({ length: 4 }, () => db.pool.query("SELECT pgmq.create($1)", [queue]))),
+        ...actors.map((actor) => actor.send({ op: "enqueue", queue, calls: 3, tag: "shared" })),
+      ]);
+      assert.deepEqual(
+        plain.filter((outcome) => outcome.status === "rejected"),
+        [],
+      );
+      assert.deepEqual(results.flatMap(errorsOf), [], `round ${round}`);
+      assert.equal((await messagesIn(queue)).length, 4 * 3);
+    }
+    assert.deepEqual(await schemaProblems(db.pool), []);
+  });
+
+  test("plain, unlogged and partitioned queues another client made are taken over as they are", async () => {
+    await db.pool.query("SELECT pgmq.create('made_plain')");
+    // The shapes the pgmq extension's create_unlogged and create_partitioned make, by hand.
+    for (const [queue, unlogged, partitioned] of [
+      ["made_unlogged", true, false],
+      ["made_partitioned", false, true],
+    ] as const) {
+      const columns = `msg_id bigint GENERATED ALWAYS AS IDENTITY, read_ct integer NOT NULL DEFAULT 0,
+        enqueued_at timestamptz NOT NULL DEFAULT now(), last_read_at timestamptz, vt timestamptz NOT NULL, message jsonb, headers jsonb`;
+      await db.pool.query(
+        `CREATE ${unlogged ? "UNLOGGED " : ""}TABLE pgmq.q_${queue} (${columns}${partitioned ? ") PARTITION BY RANGE (msg_id)" : ", PRIMARY KEY (msg_id))"}`,
+      );
+      if (partitioned) await db.pool.query(`CREATE TABLE pgmq.q_${queue}_p0 PARTITION OF pgmq.q_${queue} DEFAULT`);
+      await db.pool.query(
+        `CREATE ${unlogged ? "UNLOGGED " : ""}TABLE pgmq.a_${queue} (LIKE pgmq.q_${queue}, archived_at timestamptz NOT NULL DEFAULT now())`,
+      );
+      await db.pool.query("INSERT INTO pgmq.meta (queue_name, is_partitioned, is_unlogged) VALUES ($1, $2, $3)", [
+        queue,
+        partitioned,
+        unlogged,
+      ]);
+    }
+    for (const queue of ["made_plain", "made_unlogged", "made_partitioned"]) {
+      const results = await Promise.all(actors.map((actor) => actor.send({ op: "enqueue", queue, calls: 5, tag: "made" })));
+      assert.deepEqual(results.flatMap(errorsOf), [], queue);
+      assert.equal((await messagesIn(queue)).length, 20, queue);
+    }
+    const kinds = await db.pool.query<{ relname: string; relkind: string; relpersistence: string }>(
+      "SELECT relname::text, relkind::text, relpersistence::text FROM pg_class WHERE relname IN ('q_made_unlogged', 'q_made_partitioned') ORDER BY 1",
+    );
+    assert.deepEqual(kinds.rows, [
+      { relname: "q_made_partitioned", relkind: "p", relpersistence: "p" },
+      { relname: "q_made_unlogged", relkind: "r", relpersistence: "u" },
+    ]);
+    assert.deepEqual(await schemaProblems(db.pool), []);
+  });
+
+  for (const isolation of ["REPEATABLE READ", "SERIALIZABLE"]) {
+    test(`an enqueue in a ${isolation} transaction whose snapshot predates the queue's creation succeeds`, async () => {
+      const queue = `snap_${isolation === "SERIALIZABLE" ? "ser" : "rr"}`;
+      const client = await db.pool.connect();
+      try {
+        await client.query(`BEGIN ISOLATION LEVEL ${isolation}`);
+        await client.query("SELECT count(*) FROM pgmq.meta"); // the snapshot is taken here
+        assert.deepEqual(errorsOf(await actors[0]!.send({ op: "enqueue", queue, calls: 1, tag: "other" })), []);
+        const bus = new Pgbus({ pool: db.pool });
+        const job = defineJob({ name: `snap.${queue}`, queue, perform() {} });
+        await bus.enqueue(job, { n: 1 }, { client });
+        await client.query("COMMIT");
+      } finally {
+        client.release();
+      }
+      assert.equal((await messagesIn(queue)).length, 2);
+      assert.deepEqual(await schemaProblems(db.pool), []);
+    });
+  }
+});
+
+describe("dropping a subscriber's queue while events are published", () => {
+  test("publishes never fail, and the subscribers not dropped get every event", async () => {
+    const kept = { name: "drop_kept", pattern: "dropping.#" };
+    const churned = { name: "drop_churned", pattern: "dropping.#" };
+    await actors[0]!.send({ op: "subscribe", calls: 1, subscribers: [kept, churned] });
+    const [dropper, resubscriber, ...publishers] = await Promise.all([
+      actors[0]!.send({ op: "drop", queue: `ev_${churned.name}`, calls: 1, times: 15 }),
+      actors[1]!.send({ op: "subscribe", calls: 1, subscribers: [churned], times: 15 }),
+      actors[2]!.send({ op: "publish", routingKey: "dropping.created", calls: 30, tag: "drop" }),
+      actors[3]!.send({ op: "publish", routingKey: "dropping.updated", calls: 30, tag: "drop" }),
+    ]);
+    assert.deepEqual([dropper!, resubscriber!, ...publishers].flatMap(errorsOf), []);
+    assert.equal((await messagesIn(`ev_${kept.name}`)).length, 60, "one copy of each of the 60 events for the subscriber never dropped");
     assert.deepEqual(await schemaProblems(db.pool), []);
   });
 });

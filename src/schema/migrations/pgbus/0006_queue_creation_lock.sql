@@ -11,14 +11,26 @@
 CREATE FUNCTION pgbus.lock_queue(queue_name text) RETURNS void
 LANGUAGE sql AS $$ SELECT pg_advisory_xact_lock(hashtext('pgmq.queue_' || queue_name)) $$;
 
--- The oid of table pgmq.<table_name>, read from pg_class with the statement's snapshot:
--- to_regclass reads a per-connection name cache that a transaction refreshes only when it
--- locks a table, so after waiting for the queue's lock it can still miss a queue another
--- transaction just made, or see one it just dropped.
+-- The oid of table pgmq.<table_name>, read from pg_class with the statement's snapshot
+-- (to_regclass reads a per-connection name cache, which a transaction refreshes only when
+-- it locks a table, so it can lag further). Enough to skip work; not to decide to create.
 CREATE FUNCTION pgbus.pgmq_table(table_name text) RETURNS oid
 LANGUAGE sql STABLE AS $$
   SELECT c.oid FROM pg_class c WHERE c.relname = table_name AND c.relnamespace = 'pgmq'::regnamespace
 $$;
+
+-- Whether table pgmq.<table_name> exists, asked so that the answer is current: locking a
+-- table by name first catches up with every catalog change committed before, whatever
+-- the transaction's snapshot. A REPEATABLE READ caller whose snapshot predates the queue
+-- would otherwise not see it, create it again, and fail on the pgmq.meta row it cannot see.
+CREATE FUNCTION pgbus.pgmq_table_exists(table_name text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('LOCK TABLE pgmq.%I IN ACCESS SHARE MODE', table_name);
+  RETURN true;
+EXCEPTION WHEN undefined_table THEN
+  RETURN false;
+END $$;
 
 -- Whether a queue has everything pgbus gives it: its table with the insert trigger, and
 -- its archive. Reads only the catalog and takes no lock, so a queue that exists costs
@@ -55,20 +67,17 @@ END $$;
 -- partitioned table does not accept.
 CREATE FUNCTION pgbus.ensure_one_queue(qn text) RETURNS void
 LANGUAGE plpgsql AS $$
-DECLARE
-  taken_over boolean;
 BEGIN
   IF pgbus.queue_ready(qn) THEN
     RETURN;
   END IF;
   PERFORM pgbus.lock_queue(qn);
-  -- Looked at again under the lock, with a new snapshot (READ COMMITTED): what another
-  -- creator committed meanwhile is seen, and pgmq.create only runs for a missing table.
-  IF pgbus.pgmq_table('q_' || qn) IS NULL OR pgbus.pgmq_table('a_' || qn) IS NULL THEN
+  -- Looked at again under the lock: what another creator committed meanwhile is seen, and
+  -- pgmq.create only runs for a missing table.
+  IF NOT pgbus.pgmq_table_exists('q_' || qn) OR NOT pgbus.pgmq_table_exists('a_' || qn) THEN
     PERFORM pgmq.create(qn);
   END IF;
-  taken_over := NOT pgbus.queue_ready(qn);
-  IF taken_over THEN
+  IF NOT pgbus.queue_ready(qn) THEN
     PERFORM pgbus.enable_notify(qn);
     IF (SELECT c.relkind FROM pg_class c WHERE c.oid = pgbus.pgmq_table('q_' || qn)) = 'r' THEN
       PERFORM pgbus.tune_queue_table(qn);
