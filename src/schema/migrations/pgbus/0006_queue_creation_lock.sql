@@ -6,10 +6,20 @@
 -- droppers and subscriber setup of one queue run one after another, in any process,
 -- in the caller's transaction or not.
 
--- The per-queue lock: the same key as the pgmq extension's (and pgbus's plain-SQL)
--- create and drop_queue, held until the transaction ends.
+-- The per-queue lock, held until the transaction ends: pgmq's own, so pgmq's create and
+-- drop_queue (this project's plain SQL, or the extension's) and pgbus take one lock. Looked
+-- up at each call, since the pgmq extension may gain or change it on an upgrade; a pgmq
+-- extension older than 1.5 has none (and its create takes no lock), so pgbus's creators
+-- then serialise among themselves on the key of pgbus's plain SQL.
 CREATE FUNCTION pgbus.lock_queue(queue_name text) RETURNS void
-LANGUAGE sql AS $$ SELECT pg_advisory_xact_lock(hashtext('pgmq.queue_' || queue_name)) $$;
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF to_regprocedure('pgmq.acquire_queue_lock(text)') IS NOT NULL THEN
+    PERFORM pgmq.acquire_queue_lock(queue_name);
+  ELSE
+    PERFORM pg_advisory_xact_lock(hashtext('pgmq.create'), hashtext(lower(queue_name)));
+  END IF;
+END $$;
 
 -- The oid of table pgmq.<table_name>, read from pg_class with the statement's snapshot
 -- (to_regclass reads a per-connection name cache, which a transaction refreshes only when

@@ -1,17 +1,21 @@
 -- Creating and dropping a queue serialise on one transaction-level advisory lock per
--- queue name: the key the pgmq extension's own create, create_partitioned,
--- create_unlogged and drop_queue take (pgmq 1.5 and later). pgbus's functions take the
--- same key (pgbus.lock_queue), so this plain-SQL API, the extension, pgbus and any PGMQ
--- client calling them all wait on each other instead of colliding in the catalog.
--- Held until the transaction ends: a queue created inside a transaction that rolls back
--- leaves nothing behind, and no one builds on it before it commits.
+-- queue name, taken through pgmq.acquire_queue_lock: the helper PGMQ's own create,
+-- create_partitioned, create_unlogged and drop_queue call (pgmq 1.5 and later), so that
+-- pgbus (pgbus.lock_queue calls it too), this plain-SQL API, the pgmq extension and any
+-- PGMQ client calling these functions wait on each other instead of colliding in the
+-- catalog. Held until the transaction ends: a queue created in a transaction that rolls
+-- back leaves nothing behind, and no one builds on it before it commits.
+
+-- The key 0001's create took, kept, so nothing changes for a lock held across the upgrade.
+CREATE FUNCTION pgmq.acquire_queue_lock(queue_name text) RETURNS void
+LANGUAGE sql AS $$ SELECT pg_advisory_xact_lock(hashtext('pgmq.create'), hashtext(lower(queue_name))) $$;
 
 CREATE OR REPLACE FUNCTION pgmq.create(queue_name text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
   qn text := pgmq._checked_name(queue_name);
 BEGIN
-  PERFORM pg_advisory_xact_lock(hashtext('pgmq.queue_' || qn));
+  PERFORM pgmq.acquire_queue_lock(qn);
   EXECUTE format(
     'CREATE TABLE IF NOT EXISTS pgmq.%I (
        msg_id bigint PRIMARY KEY GENERATED ALWAYS AS IDENTITY,
@@ -43,7 +47,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
   qn text := pgmq._checked_name(queue_name);
 BEGIN
-  PERFORM pg_advisory_xact_lock(hashtext('pgmq.queue_' || qn));
+  PERFORM pgmq.acquire_queue_lock(qn);
   IF NOT EXISTS (SELECT 1 FROM pgmq.meta m WHERE m.queue_name = qn) THEN
     RETURN false;
   END IF;
@@ -54,8 +58,8 @@ BEGIN
   RETURN true;
 END $$;
 
--- A publish takes each target queue's lock in shared mode before sending to it, then
--- looks again for the binding: a drop (which holds the lock exclusively) either ends
+-- A publish takes each target queue's lock (the key of acquire_queue_lock) in shared mode
+-- before sending to it, then looks again for the binding: a drop (which holds the lock exclusively) either ends
 -- before, and took the binding with it, so the queue is skipped; or waits until the
 -- publishing transaction ends. A queue dropped mid-publish no longer fails the publish
 -- for every other subscriber.
@@ -70,7 +74,7 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
   FOR target IN SELECT DISTINCT b.queue_name FROM pgmq.topic_bindings b WHERE routing_key ~ b.compiled_regex ORDER BY 1 LOOP
-    PERFORM pg_advisory_xact_lock_shared(hashtext('pgmq.queue_' || target));
+    PERFORM pg_advisory_xact_lock_shared(hashtext('pgmq.create'), hashtext(lower(target)));
     CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pgmq.topic_bindings b WHERE b.queue_name = target);
     PERFORM pgmq._send(target, ARRAY[msg], ARRAY[headers], clock_timestamp() + make_interval(secs => delay));
     sent := sent + 1;
