@@ -15,6 +15,7 @@ import type pg from "pg";
 import { Pgbus } from "../../src/bus.ts";
 import { defineJob } from "../../src/jobs/define.ts";
 import { migrate } from "../../src/schema/migrator.ts";
+import { waitFor } from "../fixtures/process/spawn.ts";
 import { type Actor, errorsOf, startActors } from "../fixtures/races/actors.ts";
 import type { CallResult } from "../fixtures/races/protocol.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
@@ -61,8 +62,8 @@ async function schemaProblems(pool: pg.Pool): Promise<string[]> {
 }
 
 /** The message ids in a queue, with the payload tags of job messages. */
-async function messagesIn(queue: string): Promise<Array<{ id: string; n: number | null }>> {
-  const { rows } = await db.pool.query<{ id: string; n: number | null }>(
+async function messagesIn(queue: string, pool: pg.Pool = db.pool): Promise<Array<{ id: string; n: number | null }>> {
+  const { rows } = await pool.query<{ id: string; n: number | null }>(
     `SELECT msg_id::text AS id, (message -> 'payload' ->> 'n')::int AS n FROM pgmq.${JSON.stringify(`q_${queue}`)} ORDER BY msg_id`,
   );
   return rows;
@@ -354,5 +355,68 @@ describe("dropping a subscriber's queue while events are published", () => {
     assert.deepEqual([dropper!, resubscriber!, ...publishers].flatMap(errorsOf), []);
     assert.equal((await messagesIn(`ev_${kept.name}`)).length, 60, "one copy of each of the 60 events for the subscriber never dropped");
     assert.deepEqual(await schemaProblems(db.pool), []);
+  });
+});
+
+describe("a `*` worker while queues and subscribers are made around it", () => {
+  test("it runs every job of the new queues once, and leaves subscriber queues and DLQs alone", async () => {
+    const fresh = await createTestDatabase("races_star");
+    const queues = Array.from({ length: 8 }, (_, round) => `star_${round}`);
+    const runs = new Map<string, number>();
+    const jobs = queues.map((queue) =>
+      defineJob<{ tag: string; n: number }>({
+        name: `race.${queue}`,
+        queue,
+        perform(payload) {
+          const key = `${queue}/${payload.tag}/${payload.n}`;
+          runs.set(key, (runs.get(key) ?? 0) + 1);
+        },
+      }),
+    );
+    const bus = new Pgbus({ connectionString: fresh.url, jobs });
+    let pair: Actor[] = [];
+    try {
+      await bus.migrate();
+      const worker = bus.worker({ queues: ["*"], capacity: 10, pollIntervalMs: 100 });
+      await worker.start();
+      pair = await startActors(2, fresh.url);
+      let enqueuedCount = 0;
+      let copies = 0;
+      for (const [round, queue] of queues.entries()) {
+        const subscribers = [{ name: `star_${round}`, pattern: `star.r${round}.#` }];
+        const [enqueued, subscribed, published] = await Promise.all([
+          pair[0]!.send({ op: "enqueue", queue, calls: 5, tag: "star" }),
+          pair[1]!.send({ op: "subscribe", calls: 2, subscribers }),
+          Promise.all(Array.from({ length: 5 }, (_, n) => bus.publish(`star.r${round}.created`, { n }))),
+        ]);
+        assert.deepEqual([enqueued!, subscribed!].flatMap(errorsOf), [], `round ${round}`);
+        enqueuedCount += okValues(enqueued!).length;
+        copies += published.reduce((sum, event) => sum + event.queues, 0);
+      }
+      await waitFor(() => runs.size === enqueuedCount, `${enqueuedCount} jobs run`);
+      assert.deepEqual(
+        [...runs].filter(([, count]) => count !== 1),
+        [],
+        "each job ran once",
+      );
+      await worker.stop();
+      const names = (await fresh.pool.query<{ name: string }>("SELECT queue_name::text AS name FROM pgmq.meta")).rows.map(
+        (row) => row.name,
+      );
+      const dead: string[] = [];
+      let kept = 0;
+      for (const name of names) {
+        const count = (await messagesIn(name, fresh.pool)).length;
+        if (name.endsWith("_dlq") && count > 0) dead.push(`${name}: ${count}`);
+        else if (name.startsWith("ev_") && !name.endsWith("_dlq")) kept += count;
+      }
+      assert.deepEqual(dead, [], "nothing was dead-lettered");
+      assert.equal(kept, copies, "every event copy is still in its subscriber's queue, untouched by the `*` worker");
+      assert.deepEqual(await schemaProblems(fresh.pool), []);
+    } finally {
+      await bus.close();
+      await Promise.all(pair.map((actor) => actor.stop()));
+      await fresh.drop();
+    }
   });
 });
