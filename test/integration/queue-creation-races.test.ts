@@ -102,7 +102,7 @@ describe("first enqueues into a new queue from many processes", () => {
 describe("every other way a queue is made, all at once", () => {
   test("enqueueMany, createQueue, enqueue, and enqueues in transactions that commit or roll back, into one new queue", async () => {
     const failures: string[] = [];
-    for (let round = 0; round < 20; round += 1) {
+    for (let round = 0; round < 12; round += 1) {
       const queue = `mixed_${round}`;
       const [many, created, tx, single] = await Promise.all([
         actors[0]!.send({ op: "enqueueMany", queue, calls: 3, batch: 4, tag: "many" }),
@@ -128,7 +128,7 @@ describe("every other way a queue is made, all at once", () => {
   });
 
   test("queues created in transactions that all roll back leave nothing behind; the next enqueue makes them", async () => {
-    for (let round = 0; round < 5; round += 1) {
+    for (let round = 0; round < 3; round += 1) {
       const queue = `rolled_back_${round}`;
       const results = await Promise.all(
         actors.map((actor) => actor.send({ op: "enqueueTx", queue, calls: 3, tag: "tx", rollback: "all" })),
@@ -151,7 +151,7 @@ describe("every other way a queue is made, all at once", () => {
 
 describe("setup paths: migrate, subscribers, publish, the `*` listing", () => {
   test("every process migrates a fresh database at once, with its job queues and subscribers", async () => {
-    for (let round = 0; round < 3; round += 1) {
+    for (let round = 0; round < 2; round += 1) {
       const fresh = await createTestDatabase("races_migrate");
       try {
         const queues = ["mig_a", "mig_b"];
@@ -184,7 +184,7 @@ describe("setup paths: migrate, subscribers, publish, the `*` listing", () => {
   });
 
   test("migrate, enqueue, subscribe and publish into the same new queues at once", async () => {
-    for (let round = 0; round < 10; round += 1) {
+    for (let round = 0; round < 8; round += 1) {
       const queue = `boot_${round}`;
       const subscribers = [{ name: `boot_${round}`, pattern: `boot.r${round}.#` }];
       const [migrated, enqueued, subscribed, published] = await Promise.all([
@@ -204,7 +204,7 @@ describe("setup paths: migrate, subscribers, publish, the `*` listing", () => {
 
   test("publish to subscribers being set up: every copy lands once, and the `*` listing never shows their queues", async (t) => {
     let listings = 0;
-    for (let round = 0; round < 10; round += 1) {
+    for (let round = 0; round < 8; round += 1) {
       const subscribers = ["a", "b", "c"].map((name) => ({ name: `fan_${round}_${name}`, pattern: `fan.r${round}.#` }));
       const [listing, first, second, published] = await Promise.all([
         actors[0]!.send({ op: "discover", forMs: 300 }),
