@@ -14,6 +14,7 @@ import { after, before, describe, test } from "node:test";
 import type pg from "pg";
 import { Pgbus } from "../../src/bus.ts";
 import { defineJob } from "../../src/jobs/define.ts";
+import { queueOverview } from "../../src/queue/admin.ts";
 import { migrate } from "../../src/schema/migrator.ts";
 import { waitFor } from "../fixtures/process/spawn.ts";
 import { type Actor, errorsOf, startActors } from "../fixtures/races/actors.ts";
@@ -418,5 +419,29 @@ describe("a `*` worker while queues and subscribers are made around it", () => {
       await Promise.all(pair.map((actor) => actor.stop()));
       await fresh.drop();
     }
+  });
+});
+
+describe("inspecting queues while they are dropped", () => {
+  test("the queue overview (pgbus status, pgbus queues) leaves out a queue dropped mid-listing instead of failing", async () => {
+    const queue = "inspected";
+    await actors[0]!.send({ op: "createQueue", queue, calls: 1 });
+    let done = false;
+    const churn = Promise.all([
+      actors[0]!.send({ op: "drop", queue, calls: 1, times: 20 }),
+      actors[1]!.send({ op: "enqueueLoop", queue, calls: 2, times: 20, tag: "inspected" }),
+    ]).finally(() => (done = true));
+    let overviews = 0;
+    while (!done) {
+      await queueOverview(db.pool);
+      overviews += 1;
+    }
+    const [dropper, enqueuer] = await churn;
+    assert.deepEqual(errorsOf(dropper!), []);
+    assert.deepEqual(
+      errorsOf((okValues(enqueuer!) as CallResult[][]).flat()).filter((error) => !error.startsWith("QUEUE_NOT_FOUND: ")),
+      [],
+    );
+    assert.ok(overviews > 0);
   });
 });
