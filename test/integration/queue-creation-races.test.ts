@@ -62,10 +62,11 @@ async function schemaProblems(pool: pg.Pool): Promise<string[]> {
   return rows.map((row) => row.problem);
 }
 
-/** The message ids in a queue, with the payload tags of job messages. */
-async function messagesIn(queue: string, pool: pg.Pool = db.pool): Promise<Array<{ id: string; n: number | null }>> {
-  const { rows } = await pool.query<{ id: string; n: number | null }>(
-    `SELECT msg_id::text AS id, (message -> 'payload' ->> 'n')::int AS n FROM pgmq.${JSON.stringify(`q_${queue}`)} ORDER BY msg_id`,
+/** The messages in a queue: id, and `<tag>/<n>` of the payload the actor gave the job. */
+async function messagesIn(queue: string, pool: pg.Pool = db.pool): Promise<Array<{ id: string; key: string }>> {
+  const { rows } = await pool.query<{ id: string; key: string }>(
+    `SELECT msg_id::text AS id, concat(message -> 'payload' ->> 'tag', '/', message -> 'payload' ->> 'n') AS key
+       FROM pgmq.${JSON.stringify(`q_${queue}`)} ORDER BY msg_id`,
   );
   return rows;
 }
@@ -94,6 +95,7 @@ describe("first enqueues into a new queue from many processes", () => {
         [...ids].sort(),
         `round ${round}: the queue holds exactly the enqueued messages`,
       );
+      assert.equal(new Set(stored.map((row) => row.key)).size, stored.length, `round ${round}: no job is in the queue twice`);
     }
     assert.deepEqual(failures.slice(0, 5), [], `${failures.length} of ${ROUNDS * ACTORS * 5} enqueues failed`);
     assert.deepEqual(await schemaProblems(db.pool), []);
@@ -245,14 +247,21 @@ describe("dropping a queue while others enqueue into it", () => {
     const unexpected = errorsOf(outcomes).filter((error) => !error.startsWith("QUEUE_NOT_FOUND: "));
     assert.deepEqual(unexpected, [], "no error but the documented one");
     t.diagnostic(`${String(okValues(dropper!)[0])} drops; ${errorsOf(outcomes).length} of ${outcomes.length} enqueues refused`);
-    // A message in the queue now was reported enqueued, once; a drop took the others with it.
-    const reported = new Set(okValues(outcomes) as string[]);
-    const stored = (await messagesIn(queue).catch(() => [])).map((row) => row.id);
+    // Every message in the queue now is of an enqueue reported as done, and is there once;
+    // the drops took the others with them. (Enqueue n of call c of actor a has key d<a>/<c * 20 + n>.)
+    const done = new Set(
+      enqueuers.flatMap((results, a) =>
+        (okValues(results) as CallResult[][]).flatMap((calls, c) =>
+          calls.flatMap((outcome, n) => (outcome.error ? [] : [`d${a}/${c * 20 + n}`])),
+        ),
+      ),
+    );
+    const stored = await messagesIn(queue).catch(() => []);
     assert.deepEqual(
-      stored.filter((id) => !reported.has(id)),
+      stored.filter((row) => !done.has(row.key)),
       [],
     );
-    assert.equal(new Set(stored).size, stored.length);
+    assert.equal(new Set(stored.map((row) => row.key)).size, stored.length, "no job is in the queue twice");
     assert.deepEqual(await schemaProblems(db.pool), []);
     // No process keeps a dropped queue in mind: each enqueues into it again.
     const after = await Promise.all(actors.map((actor) => actor.send({ op: "enqueue", queue, calls: 2, tag: "after" })));
