@@ -1,6 +1,7 @@
 import pg from "pg";
-import { ValidationError } from "./errors.ts";
+import { PgbusError, ValidationError } from "./errors.ts";
 import { endPool } from "./db/close.ts";
+import { isUndefinedTable } from "./db/pg-errors.ts";
 import { clientConfigOf, createPool, type Queryable } from "./db/queryable.ts";
 import { type JobDefinition, isJobDefinition } from "./jobs/define.ts";
 import { JobRegistry } from "./jobs/registry.ts";
@@ -162,15 +163,31 @@ export class Pgbus {
       throw new ValidationError("INVALID_OPTION", `the header ${UNIQUE_KEY_HEADER} is pgbus's own; give the key as the uniqueKey option`);
     }
     const queues = options.client ? this.queues.withClient(options.client) : this.queues;
-    await this.#ensureQueue(job.queue, queues);
     const messages: JobMessage<P>[] = payloads.map((payload) => jobEnvelope(job.name, payload));
-    return queues.sendBatch(job.queue, messages, {
-      delayMs: options.delayMs,
-      runAt: options.runAt,
-      headers: options.headers,
-      groupKey: options.groupKey,
-      uniqueKeys,
-    });
+    for (let attempt = 1; ; attempt += 1) {
+      await this.#ensureQueue(job.queue, queues);
+      try {
+        return await queues.sendBatch(job.queue, messages, {
+          delayMs: options.delayMs,
+          runAt: options.runAt,
+          headers: options.headers,
+          groupKey: options.groupKey,
+          uniqueKeys,
+        });
+      } catch (error) {
+        if (!isUndefinedTable(error)) throw error;
+        // The queue was dropped after it was made or remembered. Forget it, and make it
+        // again as on first use; not inside the caller's transaction, which the failed
+        // statement aborted, and not a second time (it is being dropped over and over).
+        this.#ensuredQueues.delete(job.queue);
+        if (options.client || attempt > 1) {
+          const retry = options.client ? "; the transaction is aborted: retry it" : "";
+          throw new PgbusError("QUEUE_NOT_FOUND", `queue ${job.queue} was dropped while job ${job.name} was enqueued${retry}`, {
+            cause: error,
+          });
+        }
+      }
+    }
   }
 
   /**

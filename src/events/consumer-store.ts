@@ -1,13 +1,13 @@
 import type pg from "pg";
 import { type Queryable, runStatement, withTransaction } from "../db/queryable.ts";
 import { type WorkerStore, claimArrays, createWorkerStore } from "../worker/worker-store.ts";
-import { QueueClient, type MessageRow, byMessageId, toMessage } from "../queue/client.ts";
+import { type MessageRow, QueueClient, byMessageId, toMessage } from "../queue/client.ts";
 import {
   archiveMarkingHandled,
-  BIND_TOPIC,
   claimSkippingHandled,
   deleteMarkingHandled,
-  LOCK_SUBSCRIPTIONS,
+  ENSURE_SUBSCRIPTION,
+  LOCK_QUEUE,
   UNBIND_OTHER_PATTERNS,
 } from "./sql.ts";
 import type { SubscriberDefinition } from "./subscriber.ts";
@@ -59,26 +59,25 @@ export interface RemovedBinding {
  * pattern is bound to its queue, and any other pattern bound to that queue (an older
  * pattern of the subscriber) is removed, so a narrowed pattern stops delivering what it
  * no longer matches. Idempotent and cheap when everything is in place, so consumers run it
- * on every start. All of it happens in ONE transaction, under a lock that serialises
- * consumers starting together: a publish sees the old bindings or the new ones, never a
- * queue without one, and a wildcard ("*") worker, which lists the queues without a binding
- * as job queues, never sees a subscriber's queue in the moment before it is bound.
+ * on every start. All of it happens in ONE transaction, each queue under its own lock (the
+ * one queue creation and drop take, migration pgbus/0006): a publish sees the old bindings
+ * or the new ones, never a queue without one, and a wildcard ("*") worker, which lists the
+ * queues without a binding as job queues, never sees a subscriber's queue in the moment
+ * before it is bound.
  * Returns the bindings it removed.
  */
 export async function ensureSubscriptions(pool: pg.Pool, subscribers: Iterable<SubscriberDefinition>): Promise<RemovedBinding[]> {
   const list = [...subscribers];
   if (list.length === 0) return [];
   return withTransaction(pool, async (client) => {
-    await client.query(LOCK_SUBSCRIPTIONS);
-    const queues = new QueueClient(client);
     const removed: RemovedBinding[] = [];
     for (const { subscriber } of list) {
-      await queues.createQueue(subscriber.queue);
+      // Queue, DLQ and binding, under the queue's lock, which stays held to the commit.
+      await client.query(ENSURE_SUBSCRIPTION, [subscriber.pattern, subscriber.queue]);
       const gone = await client.query(UNBIND_OTHER_PATTERNS, [subscriber.queue, subscriber.pattern]);
       for (const row of gone.rows as Array<{ pattern: string }>) {
         removed.push({ subscriber: subscriber.name, queue: subscriber.queue, pattern: row.pattern });
       }
-      await client.query(BIND_TOPIC, [subscriber.pattern, subscriber.queue]);
     }
     return removed;
   });
@@ -96,11 +95,11 @@ export interface UnsubscribeResult {
 /**
  * Removes a subscriber that no longer exists in the code: unbinds every pattern from its
  * queue (so publishes stop filling it) and, when asked, drops the queue and its DLQ. One
- * transaction, under the lock of ensureSubscriptions.
+ * transaction, under the queue's lock.
  */
 export async function removeSubscription(pool: pg.Pool, queue: string, dropQueue: boolean): Promise<UnsubscribeResult> {
   return withTransaction(pool, async (client) => {
-    await client.query(LOCK_SUBSCRIPTIONS);
+    await client.query(LOCK_QUEUE, [queue]);
     const gone = await client.query(UNBIND_OTHER_PATTERNS, [queue, null]);
     const unbound = (gone.rows as Array<{ pattern: string }>).map((row) => row.pattern).sort();
     const droppedQueue = dropQueue ? await new QueueClient(client).dropQueue(queue) : false;

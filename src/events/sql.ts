@@ -1,4 +1,3 @@
-import { ADVISORY_LOCK } from "../db/advisory-locks.ts";
 import type { NamedStatement } from "../db/queryable.ts";
 import { archiveTable, queueTable } from "../queue/names.ts";
 import { MESSAGE_COLUMNS, fencedDelete, namedStatement } from "../queue/sql.ts";
@@ -22,10 +21,14 @@ export const PUBLISH: NamedStatement = {
   text: "SELECT pgmq.send_topic($1::text, $2::jsonb, $3::jsonb, $4::int) AS queues",
 };
 
-/** Held while a subscriber's queue and binding are made, so consumers starting together do not race. */
-export const LOCK_SUBSCRIPTIONS = `SELECT pg_advisory_xact_lock(${ADVISORY_LOCK.subscriptions})`;
-/** $1 pattern, $2 queue. Idempotent (ON CONFLICT DO NOTHING inside). */
-export const BIND_TOPIC = "SELECT pgmq.bind_topic($1::text, $2::text)";
+/**
+ * $1 pattern, $2 queue. A subscriber's queue (with its DLQ) and its binding, in one
+ * statement under the queue's lock: idempotent, and safe with consumers starting together,
+ * enqueues into the queue and a drop of it (migration pgbus/0006).
+ */
+export const ENSURE_SUBSCRIPTION = "SELECT pgbus.ensure_subscription($1::text, $2::text)";
+/** $1 queue. The queue's own lock (creation and drop take it too), held to the end of the transaction. */
+export const LOCK_QUEUE = "SELECT pgbus.lock_queue($1::text)";
 /**
  * $1 queue, $2 the one pattern to keep (null: keep none). Removes the queue's other
  * bindings (a subscriber's old pattern); returns the patterns removed.

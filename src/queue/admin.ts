@@ -1,3 +1,4 @@
+import { isUndefinedTable } from "../db/pg-errors.ts";
 import type { Queryable } from "../db/queryable.ts";
 import { PgbusError, ValidationError } from "../errors.ts";
 import { QueueClient, type MessageId } from "./client.ts";
@@ -45,18 +46,23 @@ export async function queueOverview(db: Queryable): Promise<QueueOverview[]> {
   const shown = names.filter((name) => !(isDlqName(name) && existing.has(name.slice(0, -4))));
   const overview: QueueOverview[] = [];
   for (const name of shown) {
-    const metrics = await client.metrics(name);
-    const archived = await db.query(sql.archivedSince(name), [60]);
-    const dlq = dlqName(name);
-    const dlqDepth = existing.has(dlq) ? (await client.metrics(dlq)).queueLength : null;
-    overview.push({
-      name,
-      depth: metrics.queueLength,
-      visible: metrics.visibleLength,
-      oldestAgeSec: metrics.oldestMsgAgeSec,
-      archivedLastMinute: (archived.rows[0] as { count: number }).count,
-      dlqDepth,
-    });
+    try {
+      const metrics = await client.metrics(name);
+      const archived = await db.query(sql.archivedSince(name), [60]);
+      const dlq = dlqName(name);
+      const dlqDepth = existing.has(dlq) ? (await client.metrics(dlq)).queueLength : null;
+      overview.push({
+        name,
+        depth: metrics.queueLength,
+        visible: metrics.visibleLength,
+        oldestAgeSec: metrics.oldestMsgAgeSec,
+        archivedLastMinute: (archived.rows[0] as { count: number }).count,
+        dlqDepth,
+      });
+    } catch (error) {
+      // Dropped since it was listed: it is no longer a queue to show.
+      if (!isUndefinedTable(error)) throw error;
+    }
   }
   return overview;
 }
@@ -74,6 +80,17 @@ async function deadLetterQueueOf(db: Queryable, queue: string): Promise<{ queue:
   if (!(await client.queueExists(dlq)))
     throw new PgbusError("QUEUE_NOT_FOUND", `queue ${JSON.stringify(base)} has no dead-letter queue ${dlq}`);
   return { queue: base, dlq };
+}
+
+/** Runs a statement on a queue's tables: a queue dropped since deadLetterQueueOf found it is QUEUE_NOT_FOUND, as if it had not been there. */
+async function onQueue(db: Queryable, queue: string, text: string, values: unknown[]): Promise<{ rows: unknown[] }> {
+  try {
+    return await db.query(text, values);
+  } catch (error) {
+    if (isUndefinedTable(error))
+      throw new PgbusError("QUEUE_NOT_FOUND", `queue ${JSON.stringify(queue)} was dropped meanwhile`, { cause: error });
+    throw error;
+  }
 }
 
 interface DeadLetterRow {
@@ -98,7 +115,7 @@ export async function listDeadLetters(db: Queryable, queue: string, limit = 100)
   if (!Number.isInteger(limit) || limit < 1)
     throw new ValidationError("INVALID_OPTION", `limit must be an integer >= 1, got ${String(limit)}`);
   const { dlq } = await deadLetterQueueOf(db, queue);
-  const result = await db.query(sql.listDeadLetters(dlq), [limit]);
+  const result = await onQueue(db, queue, sql.listDeadLetters(dlq), [limit]);
   return (result.rows as DeadLetterRow[]).map(toDeadLetter);
 }
 
@@ -121,7 +138,7 @@ export async function retryDeadLetters(
 ): Promise<{ moved: string[]; requeued: string[] }> {
   const ids = selectionValue(selection);
   const names = await deadLetterQueueOf(db, queue);
-  const result = await db.query(sql.retryDeadLetters(names.queue, names.dlq), [ids, [...DEAD_LETTER_HEADERS, UNIQUE_KEY_HEADER]]);
+  const result = await onQueue(db, queue, sql.retryDeadLetters(names.queue, names.dlq), [ids, [...DEAD_LETTER_HEADERS, UNIQUE_KEY_HEADER]]);
   const row = result.rows[0] as { from_ids: string[]; to_ids: string[] };
   return { moved: row.from_ids, requeued: row.to_ids };
 }
@@ -130,7 +147,7 @@ export async function retryDeadLetters(
 export async function discardDeadLetters(db: Queryable, queue: string, selection: DeadLetterSelection): Promise<string[]> {
   const ids = selectionValue(selection);
   const { dlq } = await deadLetterQueueOf(db, queue);
-  const result = await db.query(sql.discardDeadLetters(dlq), [ids]);
+  const result = await onQueue(db, queue, sql.discardDeadLetters(dlq), [ids]);
   return (result.rows[0] as { ids: string[] }).ids;
 }
 

@@ -126,8 +126,13 @@ export class QueueClient {
 
   /**
    * Creates the queue and its `<name>_dlq` (unless told not to), with the insert trigger
-   * that wakes workers. Idempotent; a queue that exists is left alone without taking any
-   * table lock, so calling it on every start is cheap.
+   * that wakes workers, in one statement. Idempotent and safe under any concurrency: every
+   * creation and drop of a queue waits on that queue's lock (the one PGMQ's own create and
+   * drop_queue take), so many processes, callers' transactions and plain PGMQ clients can
+   * create the same queue at once. A queue that exists is left alone without taking any
+   * lock, so calling it on every start is cheap. Inside a transaction, a queue this call
+   * creates exists only if that transaction commits, and other creators of the same queue
+   * wait until it ends.
    */
   async createQueue(name: string, options: CreateQueueOptions = {}): Promise<void> {
     const withDlq = options.deadLetterQueue ?? true;
@@ -139,34 +144,27 @@ export class QueueClient {
     if (partitioned && options.unlogged) {
       throw new ValidationError("INVALID_OPTION", "a queue is either unlogged or partitioned, not both");
     }
-    for (const queue of withDlq ? [name, dlqName(name)] : [name]) {
-      if (await this.queueExists(queue)) continue;
-      const main = queue === name;
-      if (main && partitioned) {
-        await this.#db.query(sql.CREATE_PARTITIONED_QUEUE, [queue, partitioned.interval, partitioned.retention]);
-        // Retention applies to the archive only: pg_partman would drop a queue partition with
-        // unprocessed messages in it. Drained queue partitions go in runPartitionMaintenance.
-        const partman = (await this.#db.query(PARTMAN_SCHEMA)).rows[0] as { schema: string } | undefined;
-        if (partman) await this.#db.query(keepQueuePartitions(partman.schema), [`pgmq.q_${queue}`]);
-        const untuned = await this.#db.query(UNTUNED_PARTITIONS, [`pgmq.q_${queue}`]);
-        for (const { child } of untuned.rows as Array<{ child: string }>) await this.#db.query(tunePartition(child));
-        await this.#db.query(sql.ENABLE_NOTIFY, [queue]);
-        continue; // no vt index to drop: partitioned queues are made without one
-      }
-      await this.#db.query(main && options.unlogged ? sql.CREATE_UNLOGGED_QUEUE : sql.CREATE_QUEUE, [queue]);
-      await this.#db.query(sql.ENABLE_NOTIFY, [queue]);
-      await this.#db.query(sql.TUNE_QUEUE_TABLE, [queue]);
-    }
+    // An unlogged or partitioned table is made first by PGMQ's own function (under the same
+    // per-queue lock, and a no-op when it exists); ensure_queue then completes the queue
+    // around whatever table is there: archive, DLQ, insert trigger, meta row.
+    if (partitioned && !(await this.queueExists(name))) await this.#createPartitioned(name, partitioned);
+    else if (options.unlogged && !(await this.queueExists(name))) await this.#db.query(sql.CREATE_UNLOGGED_QUEUE, [name]);
+    await this.#db.query(sql.ENSURE_QUEUE, [name, withDlq]);
+  }
+  async #createPartitioned(name: string, partitioned: { interval: string; retention: string }): Promise<void> {
+    await this.#db.query(sql.CREATE_PARTITIONED_QUEUE, [name, partitioned.interval, partitioned.retention]);
+    // Retention applies to the archive only: pg_partman would drop a queue partition with
+    // unprocessed messages in it. Drained queue partitions go in runPartitionMaintenance.
+    const partman = (await this.#db.query(PARTMAN_SCHEMA)).rows[0] as { schema: string } | undefined;
+    if (partman) await this.#db.query(keepQueuePartitions(partman.schema), [`pgmq.q_${name}`]);
+    const untuned = await this.#db.query(UNTUNED_PARTITIONS, [`pgmq.q_${name}`]);
+    for (const { child } of untuned.rows as Array<{ child: string }>) await this.#db.query(tunePartition(child));
   }
 
-  /** Drops the queue (and its DLQ unless told not to); false when it did not exist. */
+  /** Drops the queue and its DLQ (unless told not to) in one statement; false when the queue did not exist. */
   async dropQueue(name: string, options: { deadLetterQueue?: boolean } = {}): Promise<boolean> {
     validateQueueName(name);
-    const result = await this.#db.query(sql.DROP_QUEUE, [name]);
-    if (options.deadLetterQueue ?? true) {
-      const dlq = dlqName(name);
-      if (dlq.length <= 47) await this.#db.query(sql.DROP_QUEUE, [dlq]);
-    }
+    const result = await this.#db.query(sql.DROP_QUEUE, [name, options.deadLetterQueue ?? true]);
     return (result.rows[0] as { dropped: boolean }).dropped;
   }
 

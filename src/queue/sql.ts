@@ -272,16 +272,16 @@ export const purge = (queue: string): NamedStatement =>
     () => `WITH removed AS (DELETE FROM ${queueTable(queue)} RETURNING 1) SELECT count(*)::int AS count FROM removed`,
   );
 
-export const CREATE_QUEUE = "SELECT pgmq.create($1)";
 export const CREATE_UNLOGGED_QUEUE = "SELECT pgmq.create_unlogged($1)";
 /** $2 partition interval, $3 retention (pg_partman's units: msg ids as digits, or a time interval). */
 export const CREATE_PARTITIONED_QUEUE = "SELECT pgmq.create_partitioned($1, $2, $3)";
 /** PGMQ's FIFO reads: $1 vt seconds, $2 qty. See pgmq.read_grouped in the pgmq/0003 migration. */
 export const readGrouped = (roundRobin: boolean): string =>
   `SELECT msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers FROM pgmq.${roundRobin ? "read_grouped_rr" : "read_grouped"}($1, $2::int, $3::int)`;
-export const ENABLE_NOTIFY = "SELECT pgbus.enable_notify($1)";
-export const TUNE_QUEUE_TABLE = "SELECT pgbus.tune_queue_table($1)";
-export const DROP_QUEUE = "SELECT pgmq.drop_queue($1) AS dropped";
+/** $1 queue, $2 with its DLQ. The whole queue in one statement, under the queue's lock (migration pgbus/0006). */
+export const ENSURE_QUEUE = "SELECT pgbus.ensure_queue($1::text, $2::boolean)";
+/** $1 queue, $2 with its DLQ. Both in one statement, under the same locks as ENSURE_QUEUE. */
+export const DROP_QUEUE = "SELECT pgbus.drop_queue($1::text, $2::boolean) AS dropped";
 export const LIST_QUEUES = "SELECT queue_name, created_at FROM pgmq.meta ORDER BY queue_name";
 export const QUEUE_EXISTS = "SELECT 1 FROM pgmq.meta WHERE queue_name = $1";
 /** Queues a wildcard worker serves: no DLQs, no event-subscriber queues. */

@@ -811,6 +811,9 @@ DECLARE
 BEGIN
   FOR target IN SELECT DISTINCT b.queue_name FROM pgmq.topic_bindings b WHERE routing_key ~ b.compiled_regex ORDER BY 1 LOOP
     PERFORM pg_advisory_xact_lock_shared(hashtext('pgmq.create'), hashtext(lower(target)));
+    -- Looked at again under the lock: a queue dropped meanwhile took its bindings with it
+    -- and is skipped, instead of failing the whole send.
+    CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pgmq.topic_bindings b WHERE b.queue_name = target);
     RETURN NEXT target;
   END LOOP;
 END $$;
