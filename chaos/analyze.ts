@@ -11,7 +11,7 @@ export interface Run {
   finishedAt: number | null;
 }
 
-export type Explanation = "worker kill" | "supervisor kill" | "PostgreSQL restart";
+export type Explanation = "worker kill" | "supervisor kill" | "PostgreSQL restart" | "worker freeze" | "connections silenced";
 
 export interface Analysis {
   jobs: number;
@@ -90,6 +90,13 @@ export function explain(earlier: Run, later: Run, faults: readonly Fault[]): Exp
     // In flight at the restart: not finished before it went down, and started before it was
     // back (runs are recorded in PostgreSQL, so none starts while it is down; one that
     // started just after it came back can still lose its ack on a connection it broke).
+    // A frozen worker's runs lapse while it lives: another worker may start them, and the
+    // frozen run may even finish after it resumes (its outcome is fenced out). A run the
+    // frozen worker starts after it resumed is not excused: it must not start what it lost.
+    if (fault.kind === "freeze" && fault.pid === earlier.pid && inFlightAt(earlier, fault.at, KILL_SLACK_MS)) return "worker freeze";
+    // Silenced connections lose the acks (and extensions) of runs in flight then: those
+    // messages come back after their VT.
+    if (fault.kind === "silence" && inFlightAt(earlier, fault.at, KILL_SLACK_MS)) return "connections silenced";
     if (
       fault.kind === "postgres" &&
       earlier.startedAt <= fault.upAt + POSTGRES_SLACK_MS &&
@@ -106,7 +113,13 @@ export function classifyRuns(
   queues: readonly string[],
   faults: readonly Fault[],
 ): Pick<Analysis, "runs" | "repeated" | "explainedBy" | "unexplained" | "redeliveryMs"> {
-  const explainedBy: Record<Explanation, number> = { "worker kill": 0, "supervisor kill": 0, "PostgreSQL restart": 0 };
+  const explainedBy: Record<Explanation, number> = {
+    "worker kill": 0,
+    "supervisor kill": 0,
+    "PostgreSQL restart": 0,
+    "worker freeze": 0,
+    "connections silenced": 0,
+  };
   const unexplained: Analysis["unexplained"] = [];
   let runs = 0;
   let repeated = 0;

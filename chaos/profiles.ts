@@ -21,10 +21,15 @@ export interface ChaosProfile {
   cpuShare: number;
   /** Share of jobs that run longer than the VT, so VT extension is exercised under the faults. */
   longShare: number;
+  /** A worker child is frozen (SIGSTOP past its VT, then SIGCONT) every this-many ms; null: never. */
+  freezeEveryMs: readonly [number, number] | null;
+  /** When in the window (0..1) every open connection goes silent (through a TCP proxy); null: never. */
+  silenceAt: number | null;
 }
 
 export const PROFILES: Record<string, ChaosProfile> = {
-  // CI: about a minute, a dozen worker kills, one supervisor kill, one PostgreSQL restart.
+  // CI: about a minute, a dozen worker kills, a few freezes, one supervisor kill, one
+  // PostgreSQL restart, one silencing of every connection.
   small: {
     name: "small",
     jobs: 3_000,
@@ -36,6 +41,8 @@ export const PROFILES: Record<string, ChaosProfile> = {
     drainTimeoutSec: 45,
     cpuShare: 0.25,
     longShare: 0.01,
+    freezeEveryMs: [6_000, 10_000],
+    silenceAt: 0.85,
   },
   large: {
     name: "large",
@@ -48,6 +55,8 @@ export const PROFILES: Record<string, ChaosProfile> = {
     drainTimeoutSec: 180,
     cpuShare: 0.25,
     longShare: 0.005,
+    freezeEveryMs: [4_000, 8_000],
+    silenceAt: 0.85,
   },
 };
 

@@ -57,9 +57,17 @@ export function formatReport(analysis: Analysis, log: FaultLog, facts: RunFacts)
     ["  ... first run in flight at a worker SIGKILL", String(analysis.explainedBy["worker kill"]), ""],
     ["  ... first run in flight at the supervisor SIGKILL", String(analysis.explainedBy["supervisor kill"]), ""],
     ["  ... first run in flight at the PostgreSQL restart", String(analysis.explainedBy["PostgreSQL restart"]), ""],
+    ["  ... first run in flight on a worker frozen past its VT", String(analysis.explainedBy["worker freeze"]), ""],
+    ["  ... first run in flight when every connection went silent", String(analysis.explainedBy["connections silenced"]), ""],
     ["  ... not explained by any fault (must be 0)", String(analysis.unexplained.length), ok(analysis.unexplained.length === 0)],
     ["worker children SIGKILLed", `${kills} (${log.skippedKills} ticks found no live worker)`, ""],
     ["supervisor SIGKILLed and restarted", String(supervisorKills), ""],
+    [
+      "worker children frozen past the VT (SIGSTOP, then SIGCONT)",
+      String(log.faults.filter((fault) => fault.kind === "freeze").length),
+      "",
+    ],
+    ["every connection silenced", String(log.faults.filter((fault) => fault.kind === "silence").length), ""],
     ["children re-forked by the supervisor", String(facts.childRestarts), ""],
     ...Object.entries(analysis.redeliveryMs).map(([queue, times]): [string, string, string] => [
       `longest kill -> redelivered run start, ${queue}`,

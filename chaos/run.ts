@@ -3,8 +3,9 @@
  *
  * Runs the real `pgbus start` (two workers: async x20 on chaos_io, threads x4 on chaos_cpu
  * and chaos_io) over a known set of jobs whose handlers record every run, while it
- * SIGKILLs a worker child every 1-3 s, SIGKILLs and restarts the supervisor once and
- * restarts PostgreSQL once. Then it checks the promise: no job lost, and every job that ran
+ * SIGKILLs a worker child every 1-3 s, freezes one past its VT every few seconds (SIGSTOP,
+ * then SIGCONT), SIGKILLs and restarts the supervisor once, restarts PostgreSQL once and
+ * silences every open connection once (through a TCP proxy). Then it checks the promise: no job lost, and every job that ran
  * more than once had its earlier run cut off by one of those faults. Exits 1 otherwise.
  *
  * It restarts the shared PostgreSQL server, so it must not run beside the test suite; it
@@ -23,7 +24,8 @@ import { CHAOS_RUNS_DDL } from "../test/fixtures/chaos/jobs.ts";
 import { type CliProcess, cliEnv, isAlive, killAll } from "../test/fixtures/process/spawn.ts";
 import { createTestDatabase } from "../test/helpers/db.ts";
 import { analyze } from "./analyze.ts";
-import { type FaultLog, killSupervisor, killWorkers, restartDatabase } from "./faults.ts";
+import { type FaultLog, freezeWorkers, killSupervisor, killWorkers, restartDatabase, silenceConnections } from "./faults.ts";
+import { type TcpProxy, startTcpProxy } from "../test/helpers/tcp-proxy.ts";
 import { isReady, otherSessions } from "./postgres.ts";
 import { type ChaosProfile, PROFILES, seededRandom } from "./profiles.ts";
 import { failures, formatReport } from "./report.ts";
@@ -145,6 +147,8 @@ async function main(): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), "pgbus-chaos-"));
   const logFile = join(dir, "pgbus.log");
   let supervisors: Supervisors | undefined;
+  let proxy: TcpProxy | undefined;
+  let pgbusUrl = db.url;
   try {
     const others = await otherSessions(db.pool, db.name, 15_000);
     if (others.length > 0 && !force) {
@@ -158,7 +162,14 @@ async function main(): Promise<number> {
     for (const queue of QUEUES) await queues.createQueue(queue);
 
     say(`profile ${profile.name}, seed ${seed}, ${profile.jobs} jobs over ${profile.spreadSec} s, database ${db.name}, log ${logFile}`);
-    supervisors = new Supervisors(writeConfig(dir, profile), cliEnv(db.url, {}, { CHAOS_RECORD_URL: db.url }));
+    // With a silence fault, pgbus reaches PostgreSQL through a TCP proxy that can silence its
+    // connections; the handlers record their runs directly (CHAOS_RECORD_URL).
+    if (profile.silenceAt !== null) {
+      const target = new URL(db.url);
+      proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 5432) });
+    }
+    pgbusUrl = proxy ? proxy.urlFor(db.url) : db.url;
+    supervisors = new Supervisors(writeConfig(dir, profile), cliEnv(pgbusUrl, {}, { CHAOS_RECORD_URL: db.url }));
     await supervisors.start();
     const started = Date.now();
     const random = seededRandom(seed);
@@ -175,12 +186,16 @@ async function main(): Promise<number> {
         say("supervisor SIGKILLed and restarted"),
       ),
       restartDatabase(windowStart + spreadMs * profile.postgresRestartAt, log).then(() => say("PostgreSQL restarted")),
+      freezeWorkers(supervisors, profile, random, windowEnd, log),
+      proxy && profile.silenceAt !== null
+        ? silenceConnections(proxy, windowStart + spreadMs * profile.silenceAt, log).then(() => say("every connection silenced"))
+        : Promise.resolve(),
     ]);
     say(`window over: ${log.faults.filter((f) => f.kind === "worker").length} worker kills; draining`);
     const drained = await waitForDrain(db.pool, expected.length, windowEnd + profile.drainTimeoutSec * 1_000, started);
     const wallMs = Date.now() - started;
     await stop(supervisors.current);
-    const leakedPids = await leftovers([...new Set([...supervisors.allPids(), ...processesUsing(db.url)])], 20_000);
+    const leakedPids = await leftovers([...new Set([...supervisors.allPids(), ...processesUsing(pgbusUrl)])], 20_000);
 
     const analysis = await analyze(db.pool, QUEUES, expected, log.faults);
     const childRestarts = supervisors.lines((line) => line.msg.startsWith("child exited unexpectedly")).length;
@@ -195,6 +210,7 @@ async function main(): Promise<number> {
     throw error;
   } finally {
     await killAll();
+    await proxy?.close();
     await db.drop().catch((error: unknown) => say(`could not drop ${db.name}: ${String(error)}`));
   }
 }

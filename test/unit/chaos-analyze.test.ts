@@ -67,7 +67,13 @@ describe("chaos analysis: classifyRuns", () => {
     const result = classifyRuns(byMessage, ["chaos_io", "chaos_cpu"], [workerKill(10, T)]);
     assert.equal(result.runs, 7);
     assert.equal(result.repeated, 3);
-    assert.deepEqual(result.explainedBy, { "worker kill": 2, "supervisor kill": 0, "PostgreSQL restart": 0 });
+    assert.deepEqual(result.explainedBy, {
+      "worker kill": 2,
+      "supervisor kill": 0,
+      "PostgreSQL restart": 0,
+      "worker freeze": 0,
+      "connections silenced": 0,
+    });
     assert.deepEqual(
       result.unexplained.map((u) => u.msgId),
       ["chaos_io:2"],
@@ -79,5 +85,25 @@ describe("chaos analysis: classifyRuns", () => {
     const list = [run(10, T - 500, null), run(20, T + 1_000, T + 1_100), run(21, T + 30_000, null)];
     const result = classifyRuns(new Map([["chaos_io:1", list]]), ["chaos_io"], [workerKill(10, T)]);
     assert.equal(result.unexplained.length, 1);
+  });
+});
+
+describe("chaos analysis: freezes and silenced connections", () => {
+  const freeze = (pid: number, at: number): Fault => ({ kind: "freeze", at, pid, resumedAt: at + 3_000 });
+  const silence = (at: number): Fault => ({ kind: "silence", at });
+
+  test("a freeze excuses the repeat of a run in flight on the frozen pid, even if the frozen run finishes after it resumes", () => {
+    assert.equal(explain(run(10, T - 500, T + 3_100), run(20, T + 2_500, T + 2_600), [freeze(10, T)]), "worker freeze");
+  });
+
+  test("a freeze does not excuse a run the frozen worker starts after it resumed, nor runs of other pids", () => {
+    // The live worker's run first; the frozen worker starting it again after it resumed is a bug.
+    assert.equal(explain(run(20, T + 2_500, null), run(10, T + 3_100, null), [freeze(10, T)]), null);
+    assert.equal(explain(run(11, T - 500, null), run(20, T + 2_500, null), [freeze(10, T)]), null);
+  });
+
+  test("silenced connections excuse runs in flight at that moment, not runs finished long before", () => {
+    assert.equal(explain(run(10, T - 500, T + 200), run(20, T + 2_500, null), [silence(T)]), "connections silenced");
+    assert.equal(explain(run(10, T - 9_000, T - 8_000), run(20, T + 2_500, null), [silence(T)]), null);
   });
 });
