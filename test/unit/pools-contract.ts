@@ -1,6 +1,6 @@
 /**
- * The ExecutionPool contract, run against each mode by pools-async.test.ts and
- * pools-threads.test.ts. Both pools are built through createExecutionPool from the same
+ * The ExecutionPool contract, run against each mode by async-pool.test.ts and
+ * thread-pool.test.ts. Both pools are built through createExecutionPool from the same
  * fixture module, so a behaviour that differs between modes fails here.
  */
 import assert from "node:assert/strict";
