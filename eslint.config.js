@@ -8,6 +8,9 @@ import tseslint from "typescript-eslint";
  */
 const LAYERS = [
   ["errors.ts", "logger.ts"],
+  // A development PostgreSQL server: depends on nothing of pgbus, so anything above (the
+  // CLI's `pgbus dev`, the testing helpers) may use it.
+  ["embedded"],
   ["db"],
   ["queue", "schema"],
   ["jobs"],
