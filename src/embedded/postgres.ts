@@ -31,7 +31,10 @@ export interface EmbeddedPostgresOptions {
   port?: number;
   /** Where the "started at" lines go. Default: stderr. Pass `() => {}` for silence. */
   log?: (line: string) => void;
-  /** Remove the data directory on stop (scratch servers for tests). Default false. */
+  /**
+   * A scratch server (default false): a fresh data directory, in the system's temporary
+   * directory unless `dir` is given, removed when the server stops, however its owner ends.
+   */
   ephemeral?: boolean;
   /** Extra `-c name=value` server settings. */
   settings?: Record<string, string | number>;
@@ -243,7 +246,7 @@ async function chownTree(path: string, ids: RunAs): Promise<void> {
 }
 
 /** initdb into a scratch directory, then one rename: a start killed mid-way never leaves a half-made cluster. */
-async function initialise(bins: PostgresBinaries, dataDir: string, ids: RunAs): Promise<boolean> {
+async function initialise(bins: PostgresBinaries, dataDir: string, ids: RunAs, scratchServer: boolean): Promise<boolean> {
   if (existsSync(join(dataDir, "PG_VERSION"))) {
     const found = Number((await readFile(join(dataDir, "PG_VERSION"), "utf8")).trim());
     if (found !== bins.major) {
@@ -262,7 +265,7 @@ async function initialise(bins: PostgresBinaries, dataDir: string, ids: RunAs): 
   await mkdir(scratch, { mode: 0o700 });
   await chownTree(scratch, ids);
   try {
-    await runAs(bins.initdb, ["-D", scratch, "-U", USER, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions"], ids);
+    await runAs(bins.initdb, ["-D", scratch, "-U", USER, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions", ...(scratchServer ? ["--no-sync"] : [])], ids);
     await rm(dataDir, { recursive: true, force: true });
     await rename(scratch, dataDir);
   } catch (error) {
@@ -314,7 +317,10 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
   const bins = await findPostgresBinaries();
   const ids = await serverIdentity(log);
 
-  let base = resolve(options.dir ?? DEFAULT_EMBEDDED_DIR);
+  const scratch = `pgbus-postgres-${randomBytes(6).toString("hex")}`;
+  let base = options.ephemeral
+    ? join(resolve(options.dir ?? tmpdir()), scratch)
+    : resolve(options.dir ?? DEFAULT_EMBEDDED_DIR);
   if (!reachable(base, ids)) {
     // e.g. a project under /root (mode 700) while the server runs as `postgres`.
     const fallback = join(tmpdir(), `pgbus-${createHash("sha256").update(base).digest("hex").slice(0, 12)}`, "postgres");
@@ -327,7 +333,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
   const logFile = `${dataDir}.log`;
 
   await recover(dataDir, ownerFile, log);
-  const initialised = await initialise(bins, dataDir, ids);
+  const initialised = await initialise(bins, dataDir, ids, options.ephemeral === true);
   if (ids.uid !== undefined) await chown(dataDir, ids.uid, ids.gid!);
   await writeFile(logFile, "", { flag: "a" });
 
@@ -339,7 +345,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
     const logStart = (await readFile(logFile, "utf8").catch(() => "")).length;
     const watchdog = spawn(
       process.execPath,
-      [...watchdogExecArgv(), WATCHDOG, JSON.stringify({ postgres: bins.postgres, args, logFile, ...ids })],
+      [...watchdogExecArgv(), WATCHDOG, JSON.stringify({ postgres: bins.postgres, args, logFile, ...ids, ...(options.ephemeral ? { removeDir: base } : {}) })],
       {
         detached: true,
         stdio: ["pipe", "ignore", "inherit"],
@@ -382,7 +388,6 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
         watchdog.stdin!.end();
         await exited;
         await unlink(ownerFile).catch(() => {});
-        if (options.ephemeral) await rm(dataDir, { recursive: true, force: true });
       })());
     return { url, port, dataDir, version: bins.version, startupMs, initialised, stop };
   }

@@ -7,10 +7,11 @@
  * its owner. It runs in its own process group, so a Ctrl-C meant for the application does
  * not stop the database under the application's own graceful shutdown.
  *
- * argv[2] is JSON: { postgres, args, uid?, gid?, logFile }.
+ * argv[2] is JSON: { postgres, args, uid?, gid?, logFile, removeDir? }; removeDir (a scratch
+ * server's directory) is deleted once the server has exited.
  */
 import { spawn } from "node:child_process";
-import { openSync } from "node:fs";
+import { openSync, rmSync } from "node:fs";
 
 interface WatchdogArgs {
   postgres: string;
@@ -18,6 +19,7 @@ interface WatchdogArgs {
   uid?: number;
   gid?: number;
   logFile: string;
+  removeDir?: string;
 }
 
 /** After a fast shutdown request, how long before an immediate one, then SIGKILL. */
@@ -46,7 +48,10 @@ server.on("error", (error) => {
   process.stderr.write(`pgbus embedded watchdog: cannot start postgres: ${error.message}\n`);
   process.exit(2);
 });
-server.on("exit", (code, signal) => process.exit(stopping ? 0 : signal ? 3 : (code ?? 3)));
+server.on("exit", (code, signal) => {
+  if (options.removeDir) rmSync(options.removeDir, { recursive: true, force: true });
+  process.exit(stopping ? 0 : signal ? 3 : (code ?? 3));
+});
 
 // The owner closes stdin to ask for a stop, or dies and the kernel closes it.
 process.stdin.on("end", stopServer);

@@ -214,7 +214,7 @@ describe("pgbus start (supervisor)", () => {
     });
     const cli = startCli(["start", "--config", FIXTURE_CONFIG, "--only", "maintenance"], cliEnv(late.href, {}));
     const [waiting] = await cli.waitForLines((line) => line.msg.startsWith("waiting for PostgreSQL at"));
-    assert.match(waiting!.msg, new RegExp(`127\\.0\\.0\\.1:5432/${lateName}`));
+    assert.match(waiting!.msg, new RegExp(`${late.host.replace(/\./g, "\\.")}/${lateName}`));
     assert.doesNotMatch(waiting!.msg, /postgres@/, "no credentials in the log");
 
     await db.pool.query(`CREATE DATABASE "${lateName}"`);
