@@ -24,7 +24,9 @@ if (configured) {
   adminUrl = configured.url;
   const shown = new URL(adminUrl);
   shown.password = "";
-  process.stderr.write(`tests: PostgreSQL at ${shown.host} (from ${configured.source === "default" ? "the default address" : configured.source})\n`);
+  process.stderr.write(
+    `tests: PostgreSQL at ${shown.host} (from ${configured.source === "default" ? "the default address" : configured.source})\n`,
+  );
 } else {
   process.stderr.write("tests: no DATABASE_URL and nothing listening at 127.0.0.1:5432: starting an embedded PostgreSQL\n");
   embedded = await startEmbeddedPostgres({ dir: ".pgbus/postgres-test" });

@@ -265,7 +265,21 @@ async function initialise(bins: PostgresBinaries, dataDir: string, ids: RunAs, s
   await mkdir(scratch, { mode: 0o700 });
   await chownTree(scratch, ids);
   try {
-    await runAs(bins.initdb, ["-D", scratch, "-U", USER, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions", ...(scratchServer ? ["--no-sync"] : [])], ids);
+    await runAs(
+      bins.initdb,
+      [
+        "-D",
+        scratch,
+        "-U",
+        USER,
+        "--auth=trust",
+        "--encoding=UTF8",
+        "--locale=C",
+        "--no-instructions",
+        ...(scratchServer ? ["--no-sync"] : []),
+      ],
+      ids,
+    );
     await rm(dataDir, { recursive: true, force: true });
     await rename(scratch, dataDir);
   } catch (error) {
@@ -318,9 +332,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
   const ids = await serverIdentity(log);
 
   const scratch = `pgbus-postgres-${randomBytes(6).toString("hex")}`;
-  let base = options.ephemeral
-    ? join(resolve(options.dir ?? tmpdir()), scratch)
-    : resolve(options.dir ?? DEFAULT_EMBEDDED_DIR);
+  let base = options.ephemeral ? join(resolve(options.dir ?? tmpdir()), scratch) : resolve(options.dir ?? DEFAULT_EMBEDDED_DIR);
   if (!reachable(base, ids)) {
     // e.g. a project under /root (mode 700) while the server runs as `postgres`.
     const fallback = join(tmpdir(), `pgbus-${createHash("sha256").update(base).digest("hex").slice(0, 12)}`, "postgres");
@@ -345,7 +357,11 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
     const logStart = (await readFile(logFile, "utf8").catch(() => "")).length;
     const watchdog = spawn(
       process.execPath,
-      [...watchdogExecArgv(), WATCHDOG, JSON.stringify({ postgres: bins.postgres, args, logFile, ...ids, ...(options.ephemeral ? { removeDir: base } : {}) })],
+      [
+        ...watchdogExecArgv(),
+        WATCHDOG,
+        JSON.stringify({ postgres: bins.postgres, args, logFile, ...ids, ...(options.ephemeral ? { removeDir: base } : {}) }),
+      ],
       {
         detached: true,
         stdio: ["pipe", "ignore", "inherit"],
