@@ -19,6 +19,8 @@ const LAYERS = [
   ["worker"],
   ["events"],
   ["bus.ts"],
+  // pgbus/testing: helpers over the Pgbus facade for users' tests; nothing imports them.
+  ["testing"],
   ["config"],
   ["process"],
   ["cli"],
