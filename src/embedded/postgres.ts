@@ -147,7 +147,7 @@ async function recover(dataDir: string, ownerFile: string, log: (line: string) =
   const pid = await postmasterPid(dataDir);
   const owner = await readOwner(ownerFile);
   if (pid !== undefined && (await isPostgresProcess(pid))) {
-    if (owner && owner.ownerPid !== process.pid && isAlive(owner.ownerPid)) {
+    if (owner && isAlive(owner.ownerPid)) {
       throw new EmbeddedPostgresError(
         `the embedded PostgreSQL in ${dataDir} is already running for process ${owner.ownerPid} ` +
           `(postgres://${USER}@127.0.0.1:${owner.port}/postgres): stop that process, or set DATABASE_URL to that URL to share it`,
