@@ -91,7 +91,11 @@ export async function runJobInline(
   try {
     for (let attempt = 1; ; attempt++) {
       const signal = job.timeoutMs ? AbortSignal.timeout(job.timeoutMs) : undefined;
-      const outcome = await pool.post({ job: job.name, payload, messageId, attempt, queue: job.queue }, { signal });
+      // AbortSignal.timeout does not keep the process alive; a worker's loop would.
+      const keepAlive = signal ? setTimeout(() => {}, job.timeoutMs! + 1_000) : undefined;
+      const outcome = await pool
+        .post({ job: job.name, payload, messageId, attempt, queue: job.queue }, { signal })
+        .finally(() => clearTimeout(keepAlive));
       const run: InlineRun = { job: job.name, queue: job.queue, messageId, attempt, ok: outcome.ok };
       if (!outcome.ok) {
         run.error = outcome.error;
