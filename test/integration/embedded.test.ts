@@ -15,6 +15,8 @@ import { EmbeddedPostgresError, startEmbeddedPostgres } from "../../src/embedded
  * whatever kills the owner, and whose next start recovers from whatever was left behind.
  */
 const HOLD = fileURLToPath(new URL("../fixtures/embedded/hold.ts", import.meta.url));
+const CLI = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
+const DEMO_CONFIG = fileURLToPath(new URL("../../examples/demo/pgbus.config.mjs", import.meta.url));
 // Reachable by the system user postgres, which the server runs as when the tests run as root.
 const base = mkdtempSync(join(tmpdir(), "pgbus-embedded-test-"));
 chmodSync(base, 0o755);
@@ -198,5 +200,47 @@ describe("embedded PostgreSQL", () => {
     assert.equal(existsSync(server.dataDir), true);
     await server.stop();
     assert.equal(existsSync(server.dataDir), false);
+  });
+
+  test("pgbus dev without a database URL: an embedded server, migrations, the config's workers; SIGTERM stops all of it", async () => {
+    const dir = join(base, "dev");
+    const env: NodeJS.ProcessEnv = { ...process.env, PGBUS_LOG_LEVEL: "info" };
+    delete env["DATABASE_URL"];
+    const child = spawn(process.execPath, [...process.execArgv, CLI, "dev", "--config", DEMO_CONFIG, "--data-dir", dir], {
+      env,
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    const lines: string[] = [];
+    const ready = new Promise<void>((resolve, reject) => {
+      createInterface({ input: child.stderr! }).on("line", (line) => {
+        lines.push(line);
+        if (line.includes("supervisor ready")) resolve();
+      });
+      child.once("exit", (code) => reject(new Error(`pgbus dev exited with ${code}:\n${lines.join("\n")}`)));
+    });
+    await ready;
+    const text = lines.join("\n");
+    assert.match(text, /embedded PostgreSQL .* production needs a real PostgreSQL server/);
+    assert.match(text, /migrations applied/);
+    const url = /DATABASE_URL=(\S+)/.exec(text)![1]!;
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    const workers = await client.query("SELECT count(*)::int AS n FROM pgbus.processes WHERE role = 'worker'");
+    await client.end();
+    assert.equal(workers.rows[0].n, 2, "the demo config's two workers");
+    const server = tree(
+      postmasterPid(
+        join(
+          dir,
+          readdirSync(dir).find((name) => /^\d+$/.test(name))!,
+        ),
+      ),
+    );
+
+    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    child.kill("SIGTERM");
+    assert.equal(await exited, 0);
+    assert.match(lines.join("\n"), /embedded PostgreSQL stopped/);
+    assert.deepEqual(await waitUntilGone(server), []);
   });
 });
