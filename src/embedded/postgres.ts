@@ -347,7 +347,9 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
   await recover(dataDir, ownerFile, log);
   const initialised = await initialise(bins, dataDir, ids, options.ephemeral === true);
   if (ids.uid !== undefined) await chown(dataDir, ids.uid, ids.gid!);
-  await writeFile(logFile, "", { flag: "a" });
+  // The server log is appended to across starts; start afresh once it passes 10 MB.
+  const logSize = existsSync(logFile) ? statSync(logFile).size : 0;
+  await writeFile(logFile, "", { flag: logSize > 10 * 1024 * 1024 ? "w" : "a" });
 
   const settings = { ...DEFAULT_SETTINGS, ...options.settings };
   let lastError = "";
