@@ -6,7 +6,8 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, extname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { createRequire } from "node:module";
 import pg from "pg";
 import { type PostgresBinaries, findPostgresBinaries } from "./binaries.ts";
 
@@ -290,9 +291,19 @@ async function initialise(bins: PostgresBinaries, dataDir: string, ids: RunAs, s
   return true;
 }
 
-/** Node flags the watchdog needs to run this file (tsx under `node --import tsx`), without the test runner's or a debugger's. */
+/**
+ * Node flags for the watchdog: none for the compiled watchdog.js. The TypeScript source
+ * (this repository's demo and tests) needs tsx: the caller's own loader flags when it was
+ * started with `--import tsx`, else tsx itself (e.g. under vitest, whose workers load
+ * TypeScript their own way). Debugger and test-runner flags are never passed on.
+ */
 function watchdogExecArgv(): string[] {
-  return process.execArgv.filter((arg) => !arg.startsWith("--inspect") && !arg.startsWith("--debug") && !arg.startsWith("--test"));
+  if (!WATCHDOG.endsWith(".ts")) return [];
+  const inherited = process.execArgv.filter(
+    (arg) => !arg.startsWith("--inspect") && !arg.startsWith("--debug") && !arg.startsWith("--test"),
+  );
+  if (inherited.some((arg) => arg.includes("tsx"))) return inherited;
+  return ["--import", pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href];
 }
 
 async function tail(file: string, lines = 15): Promise<string> {
