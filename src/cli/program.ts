@@ -4,6 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
+import { registerDev } from "./commands/dev.ts";
 import { registerDlq } from "./commands/dlq.ts";
 import { registerEnqueue } from "./commands/enqueue.ts";
 import { registerMigrate } from "./commands/migrate.ts";
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
     // Throw instead of exiting, so main() decides the exit code in one place.
     .exitOverride();
   registerStart(program);
+  registerDev(program);
   registerMigrate(program);
   registerStatus(program);
   registerQueues(program);

@@ -75,6 +75,7 @@ describe("pgbus CLI", () => {
     assert.deepEqual(paths, [
       "pgbus",
       "pgbus start",
+      "pgbus dev",
       "pgbus migrate",
       "pgbus status",
       "pgbus queues",

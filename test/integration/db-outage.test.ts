@@ -10,7 +10,7 @@ import { QueueClient } from "../../src/queue/client.ts";
 import { migrate } from "../../src/schema/migrator.ts";
 import { CHAOS_RUNS_DDL, closeFixturePool, outageRecord } from "../fixtures/chaos/jobs.ts";
 import { FIXTURE_CONFIG, cliEnv, killAll, startCli, waitFor } from "../fixtures/process/spawn.ts";
-import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
+import { type TestDatabase, createTestDatabase, testServerAddress } from "../helpers/db.ts";
 import { setEnv } from "../helpers/env.ts";
 import { type TcpProxy, startTcpProxy } from "../helpers/tcp-proxy.ts";
 
@@ -52,7 +52,7 @@ let queues: QueueClient;
 const proxies: TcpProxy[] = [];
 
 async function proxy(): Promise<TcpProxy> {
-  const created = await startTcpProxy();
+  const created = await startTcpProxy(await testServerAddress());
   proxies.push(created);
   return created;
 }

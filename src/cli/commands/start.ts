@@ -2,6 +2,7 @@ import { type Command, Option } from "commander";
 import { createConsoleLogger } from "../../logger.ts";
 import { ONLY_ROLES, ONLY_ROLE_ALIASES, type OnlyRoles, Supervisor } from "../../process/supervisor.ts";
 import { loadCliConfig } from "../context.ts";
+import type { LoadedConfig } from "../../config/load.ts";
 import { isSubscriberDefinition } from "../../events/subscriber.ts";
 import { loadJobsModule } from "../../jobs/registry.ts";
 
@@ -53,41 +54,49 @@ export function registerStart(program: Command): void {
         jobsModule: options.jobsModule,
         logLevel: options.logLevel,
       });
-      const logger = createConsoleLogger(config.logLevel, { role: "supervisor", pid: process.pid });
-      const supervisor = new Supervisor({
-        config,
-        only: options.only && (ONLY_ROLE_ALIASES[options.only] ?? options.only),
-        logger,
-        consumers: await exportsSubscribers(config.jobsModule),
-      });
-      const exitCode = new Promise<number>((resolve) => {
-        let firstSignalAt: number | null = null;
-        const graceful = (signal: NodeJS.Signals): void => {
-          if (firstSignalAt === null) {
-            firstSignalAt = Date.now();
-            logger.info({ signal }, "stopping gracefully: in-flight jobs finish first (send it again to stop at once)");
-            void supervisor.stop().then(resolve);
-          } else if (Date.now() - firstSignalAt < SAME_SIGNAL_WINDOW_MS) {
-            // One Ctrl-C can arrive twice: from the terminal (to the whole process group) and
-            // forwarded by a parent such as npm or a script; that is not a request to hurry.
-          } else {
-            logger.warn({ signal }, "stopping immediately");
-            void supervisor.kill().then(resolve);
-          }
-        };
-        process.on("SIGTERM", graceful);
-        process.on("SIGINT", graceful);
-        process.on("SIGQUIT", () => {
-          logger.warn({ signal: "SIGQUIT" }, "stopping immediately: children are killed, their jobs return after their VT");
-          void supervisor.kill().then(resolve);
-        });
-      });
-      try {
-        await supervisor.start();
-      } catch (error) {
-        await supervisor.kill();
-        throw error;
-      }
-      process.exit(await exitCode);
+      process.exit(await supervise(config, options.only));
     });
+}
+
+/**
+ * Runs the supervisor until SIGTERM/SIGINT (graceful; a second one later stops at once) or
+ * SIGQUIT (at once); resolves with the exit code. `pgbus start` and `pgbus dev` share it.
+ */
+export async function supervise(config: LoadedConfig, only?: OnlyRoles): Promise<number> {
+  const logger = createConsoleLogger(config.logLevel, { role: "supervisor", pid: process.pid });
+  const supervisor = new Supervisor({
+    config,
+    only: only && (ONLY_ROLE_ALIASES[only] ?? only),
+    logger,
+    consumers: await exportsSubscribers(config.jobsModule),
+  });
+  const exitCode = new Promise<number>((resolve) => {
+    let firstSignalAt: number | null = null;
+    const graceful = (signal: NodeJS.Signals): void => {
+      if (firstSignalAt === null) {
+        firstSignalAt = Date.now();
+        logger.info({ signal }, "stopping gracefully: in-flight jobs finish first (send it again to stop at once)");
+        void supervisor.stop().then(resolve);
+      } else if (Date.now() - firstSignalAt < SAME_SIGNAL_WINDOW_MS) {
+        // One Ctrl-C can arrive twice: from the terminal (to the whole process group) and
+        // forwarded by a parent such as npm or a script; that is not a request to hurry.
+      } else {
+        logger.warn({ signal }, "stopping immediately");
+        void supervisor.kill().then(resolve);
+      }
+    };
+    process.on("SIGTERM", graceful);
+    process.on("SIGINT", graceful);
+    process.on("SIGQUIT", () => {
+      logger.warn({ signal: "SIGQUIT" }, "stopping immediately: children are killed, their jobs return after their VT");
+      void supervisor.kill().then(resolve);
+    });
+  });
+  try {
+    await supervisor.start();
+  } catch (error) {
+    await supervisor.kill();
+    throw error;
+  }
+  return await exitCode;
 }
