@@ -33,6 +33,7 @@ import type { WorkerStore } from "./worker/worker-store.ts";
 import { WORKER_DEFAULTS } from "./worker/options.ts";
 import type { NotificationHandlers, NotificationSource } from "./worker/notifications.ts";
 import { type JobMessage, jobEnvelope } from "./queue/envelope.ts";
+import { pauseQueue, resumeQueue } from "./queue/pause.ts";
 
 export interface PgbusOptions {
   /** PostgreSQL URL. Give this or `pool`. */
@@ -121,6 +122,20 @@ export class Pgbus {
       },
       validatePayload: validateForEnqueue,
     });
+  }
+
+  /**
+   * Pauses a queue: every worker, on every host, stops claiming from it with its next claim;
+   * running jobs finish and enqueues are still accepted. Idempotent; returns since when the
+   * queue is paused. A PgbusError QUEUE_NOT_FOUND for a queue that does not exist.
+   */
+  pauseQueue(queue: string, options: { pausedBy?: string } = {}): Promise<Date> {
+    return pauseQueue(this.#pool, queue, options.pausedBy);
+  }
+
+  /** Resumes a paused queue and wakes its workers at once; false when it was not paused. */
+  resumeQueue(queue: string): Promise<boolean> {
+    return resumeQueue(this.#pool, queue);
   }
 
   /** Applies pending migrations (safe from many processes at once) and creates the queues of the registered jobs. */

@@ -1,6 +1,6 @@
 import type { NamedStatement } from "../db/queryable.ts";
 import { archiveTable, queueTable } from "../queue/names.ts";
-import { MESSAGE_COLUMNS, fencedDelete, namedStatement } from "../queue/sql.ts";
+import { MESSAGE_COLUMNS, fencedDelete, namedStatement, notPaused } from "../queue/sql.ts";
 
 /**
  * Every statement of the event bus: publish, bindings, idempotent claim and ack, and the
@@ -57,7 +57,7 @@ export const claimSkippingHandled = (queue: string): NamedStatement =>
               EXISTS (SELECT 1 FROM pgbus.processed_events pe
                        WHERE pe.subscriber = $3::text AND pe.event_id = pgbus.event_id_of(q.message)) AS handled
          FROM ${queueTable(queue)} q
-        WHERE q.vt <= clock_timestamp()
+        WHERE q.vt <= clock_timestamp() AND ${notPaused(queue)}
         ORDER BY q.msg_id LIMIT $2
         FOR UPDATE OF q SKIP LOCKED),
      skipped AS (

@@ -103,3 +103,23 @@ export const keepQueuePartitions = (schema: string): string =>
 function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
+
+// ---------------------------------------------------------------------------- pausing
+
+/** $1 queue, $2 who paused it (or null). Workers stop claiming from it with their next claim. */
+export const PAUSE_QUEUE = `
+  INSERT INTO pgbus.queue_states (queue_name, paused, paused_at, paused_by, updated_at)
+  VALUES ($1, true, now(), $2, now())
+  ON CONFLICT (queue_name) DO UPDATE
+     SET paused = true, paused_at = coalesce(CASE WHEN pgbus.queue_states.paused THEN pgbus.queue_states.paused_at END, now()),
+         paused_by = EXCLUDED.paused_by, updated_at = now()
+  RETURNING paused_at`;
+
+/** $1 queue. Returns the row when it was paused; its trigger wakes the queue's workers. */
+export const RESUME_QUEUE = `
+  UPDATE pgbus.queue_states SET paused = false, paused_at = NULL, paused_by = NULL, updated_at = now()
+   WHERE queue_name = $1 AND paused
+  RETURNING queue_name`;
+
+export const PAUSED_QUEUES = `
+  SELECT queue_name, paused_at, paused_by FROM pgbus.queue_states WHERE paused ORDER BY queue_name`;

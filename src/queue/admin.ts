@@ -7,6 +7,7 @@ import { UNIQUE_KEY_HEADER } from "./unique.ts";
 import * as sql from "./admin-sql.ts";
 import { DEAD_LETTER_HEADERS, type DeadLetterInfo, parseDeadLetterHeaders } from "./dead-letter.ts";
 import { readJobEnvelope } from "./envelope.ts";
+import { pausedQueues } from "./pause.ts";
 
 /**
  * What `pgbus status`, `pgbus queues` and `pgbus dlq` read and change: queue depths and
@@ -24,6 +25,8 @@ export interface QueueOverview {
   archivedLastMinute: number;
   /** Messages in `<name>_dlq`; null when it has none. */
   dlqDepth: number | null;
+  /** Workers do not claim from it (bus.pauseQueue, `pgbus queues pause`). */
+  paused: boolean;
 }
 
 export interface DeadLetter extends DeadLetterInfo {
@@ -44,6 +47,7 @@ export async function queueOverview(db: Queryable): Promise<QueueOverview[]> {
   const existing = new Set(names);
   // A `<name>_dlq` is shown as its queue's DLQ depth; one without its queue is a queue of its own.
   const shown = names.filter((name) => !(isDlqName(name) && existing.has(name.slice(0, -4))));
+  const paused = new Set((await pausedQueues(db)).map((entry) => entry.queue));
   const overview: QueueOverview[] = [];
   for (const name of shown) {
     try {
@@ -58,6 +62,7 @@ export async function queueOverview(db: Queryable): Promise<QueueOverview[]> {
         oldestAgeSec: metrics.oldestMsgAgeSec,
         archivedLastMinute: (archived.rows[0] as { count: number }).count,
         dlqDepth,
+        paused: paused.has(name),
       });
     } catch (error) {
       // Dropped since it was listed: it is no longer a queue to show.

@@ -120,7 +120,7 @@ export const claimAndAck = (queue: string, mode: "archive" | "delete"): NamedSta
     return `WITH ${ack}
      picked AS (
        SELECT ctid, tableoid FROM ${queueTable(queue)}
-        WHERE vt <= clock_timestamp() AND (SELECT count(*) FROM acked) >= 0
+        WHERE vt <= clock_timestamp() AND (SELECT count(*) FROM acked) >= 0 AND ${notPaused(queue)}
         ORDER BY msg_id LIMIT $2
         FOR UPDATE SKIP LOCKED)
      UPDATE ${queueTable(queue)} q
@@ -128,6 +128,14 @@ export const claimAndAck = (queue: string, mode: "archive" | "delete"): NamedSta
        FROM picked WHERE q.ctid = ANY (ARRAY(SELECT ctid FROM picked)) AND q.ctid = picked.ctid AND q.tableoid = picked.tableoid
      RETURNING q.msg_id, q.read_ct, q.message`;
   });
+
+/**
+ * True unless the queue is paused (pgbus.queue_states): an uncorrelated sub-select, so it
+ * is evaluated once per claim statement, not per row. The name is a validated queue name.
+ */
+export function notPaused(queue: string): string {
+  return `NOT EXISTS (SELECT 1 FROM pgbus.queue_states s WHERE s.queue_name = '${queue}' AND s.paused)`;
+}
 
 /** Every column prefixed with a table alias. */
 function prefixed(alias: string, columns: string): string {

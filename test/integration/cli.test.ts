@@ -182,7 +182,7 @@ describe("pgbus CLI", () => {
     const list = JSON.parse(queues.stdout) as Array<{ name: string; depth: number; visible: number; dlqDepth: number | null }>;
     assert.deepEqual(
       list.find((q) => q.name === "shown"),
-      { name: "shown", depth: 1, visible: 0, dlqDepth: 0 },
+      { name: "shown", depth: 1, visible: 0, dlqDepth: 0, paused: false },
     );
     assert.ok(!list.some((q) => q.name.endsWith("_dlq")), "DLQs show as their queue's dlqDepth");
 
