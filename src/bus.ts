@@ -1,5 +1,6 @@
 import pg from "pg";
 import { ValidationError } from "./errors.ts";
+import { withMigrateHints } from "./db/pg-errors.ts";
 import { clientConfigOf, createPool, type Queryable } from "./db/queryable.ts";
 import type { JobDefinition } from "./jobs/define.ts";
 import { JobRegistry } from "./jobs/registry.ts";
@@ -143,7 +144,8 @@ export class Pgbus {
    */
   publish<P>(routingKey: string, payload: P, options: BusPublishOptions = {}): Promise<PublishedEvent<P>> {
     const { client, ...rest } = options;
-    return publishEvent({ db: client ?? this.#pool, prepared: !client, maxPayloadBytes: this.#maxPayloadBytes }, routingKey, payload, rest);
+    const db = withMigrateHints(client ?? this.#pool);
+    return publishEvent({ db, prepared: !client, maxPayloadBytes: this.#maxPayloadBytes }, routingKey, payload, rest);
   }
 
   /**

@@ -1,4 +1,5 @@
 import { type ErrorRecord, ValidationError } from "../errors.ts";
+import { withMigrateHints } from "../db/pg-errors.ts";
 import { type NamedStatement, type Queryable, runStatement } from "../db/queryable.ts";
 import { deadLetterHeaders } from "./dead-letter.ts";
 import { MAX_QUEUE_NAME_WITH_DLQ, dlqName, validateQueueName } from "./names.ts";
@@ -77,7 +78,7 @@ export class QueueClient {
   readonly #options: Required<QueueClientOptions>;
 
   constructor(db: Queryable, options: QueueClientOptions = {}) {
-    this.#db = db;
+    this.#db = withMigrateHints(db); // "relation pgmq.meta does not exist" says to migrate
     this.#options = { prepared: options.prepared ?? false, maxPayloadBytes: options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES };
   }
 
