@@ -44,7 +44,8 @@ export function describeError(error: unknown): string {
   const inner = error instanceof AggregateError && error.message === "" ? error.errors[0] : undefined;
   const message = inner instanceof Error ? inner.message : error.message || error.name;
   const code = (error as { code?: unknown }).code ?? (inner as { code?: unknown } | undefined)?.code;
-  if ((code === "42P01" || code === "3F000") && !message.includes("pgbus migrate")) return `${message} (is the schema there? run \`pgbus migrate\`)`;
+  if ((code === "42P01" || code === "3F000") && !message.includes("pgbus migrate"))
+    return `${message} (is the schema there? run \`pgbus migrate\`)`;
   if (code === "ECONNREFUSED") return `cannot reach PostgreSQL: ${message} (check DATABASE_URL or --database-url)`;
   return message;
 }

@@ -100,7 +100,7 @@ describe("the code blocks of the README and docs", () => {
       .filter((line) => /error TS\d+/.test(line))
       .map((line) => {
         const at = /^(.+?)\((\d+),(\d+)\): (.*)$/.exec(line);
-        const block = at ? origin.get(join(root, at[1]!)) ?? origin.get(at[1]!) : undefined;
+        const block = at ? (origin.get(join(root, at[1]!)) ?? origin.get(at[1]!)) : undefined;
         return block && at ? `${block.doc}:${block.line + Number(at[2])}: ${at[4]}` : line;
       });
     assert.deepEqual(errors, [], `type errors in the docs:\n${errors.join("\n")}`);

@@ -61,19 +61,35 @@ test("Your first project (docs/getting-started.md) works end to end from the pac
   const lap = (what: string) => console.log(`${what}: ${Date.now() - began} ms`);
   const page = readFileSync(join(REPO, PAGE), "utf8");
   // The commands this test runs are the ones the page shows.
-  for (const command of ["npm i pgbus pg", "npm i -D typescript @types/node", "npx tsc", "npx pgbus migrate", "npx pgbus start", "node dist/enqueue.js"]) {
+  for (const command of [
+    "npm i pgbus pg",
+    "npm i -D typescript @types/node",
+    "npx tsc",
+    "npx pgbus migrate",
+    "npx pgbus start",
+    "node dist/enqueue.js",
+  ]) {
     assert.ok(page.includes(command), `${PAGE} shows \`${command}\``);
   }
 
   // npm pack (its prepack script builds dist first).
   const packed = await run("npm", ["pack", "--pack-destination", work, "--silent"], REPO);
   assert.equal(packed.code, 0, packed.stderr);
-  const tarball = join(work, readdirSync(work).find((name) => name.endsWith(".tgz"))!);
+  const tarball = join(
+    work,
+    readdirSync(work).find((name) => name.endsWith(".tgz"))!,
+  );
   lap("packed");
 
   // The tarball ships the sources its maps point at, and the licence.
   const listing = await run("tar", ["-tzf", tarball], work);
-  for (const file of ["package/LICENSE", "package/dist/index.js", "package/dist/index.d.ts", "package/dist/index.js.map", "package/src/index.ts"]) {
+  for (const file of [
+    "package/LICENSE",
+    "package/dist/index.js",
+    "package/dist/index.d.ts",
+    "package/dist/index.js.map",
+    "package/src/index.ts",
+  ]) {
     assert.ok(listing.stdout.split("\n").includes(file), `the tarball has ${file}`);
   }
   const map = JSON.parse((await run("tar", ["-xzOf", tarball, "package/dist/bus.js.map"], work)).stdout) as { sources: string[] };
@@ -140,7 +156,11 @@ test("Your first project (docs/getting-started.md) works end to end from the pac
   start.stdout.resume();
   start.stderr.setEncoding("utf8").on("data", (chunk: string) => (log += chunk));
   try {
-    await waitFor(() => log.includes("supervisor ready: every child started") || start.exitCode !== null, "pgbus start to be ready", 60_000);
+    await waitFor(
+      () => log.includes("supervisor ready: every child started") || start.exitCode !== null,
+      "pgbus start to be ready",
+      60_000,
+    );
     assert.match(log, /supervisor ready/, log);
     lap("started");
 
@@ -155,10 +175,6 @@ test("Your first project (docs/getting-started.md) works end to end from the pac
     start.kill("SIGTERM");
   }
   assert.equal(await exited, 0, log);
-  assert.equal(
-    Number((await db.pool.query("SELECT count(*) AS n FROM pgmq.a_mailers")).rows[0].n),
-    1,
-    "the job's message was archived",
-  );
+  assert.equal(Number((await db.pool.query("SELECT count(*) AS n FROM pgmq.a_mailers")).rows[0].n), 1, "the job's message was archived");
   lap("stopped");
 });

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { Pgbus, QueueClient, defineJob } from "../../src/index.ts";
 import type { Logger } from "../../src/logger.ts";
@@ -44,7 +45,13 @@ describe("pgbus start fails fast on a broken jobs module", () => {
   async function start(jobsModule: string, databaseUrl = db.url): Promise<{ code: number | null; stderr: string; ms: number }> {
     const began = Date.now();
     const cli = startCli(["start", "--config", FIXTURE_CONFIG, "--jobs-module", jobsModule], cliEnv(databaseUrl));
-    const { code } = await cli.exited;
+    // Generous: a broken check shows as a failure here rather than a hang (the figure is printed, not asserted).
+    const outcome = await Promise.race([cli.exited, sleep(60_000, "timeout" as const, { ref: false })]);
+    if (outcome === "timeout") {
+      cli.signal("SIGKILL");
+      assert.fail(`pgbus start --jobs-module ${jobsModule} still running after 60 s; log:\n${cli.dump()}`);
+    }
+    const { code } = outcome;
     const ms = Date.now() - began;
     const stderr = cli.lines.map((line) => (line.level === "raw" ? line.msg : JSON.stringify(line))).join("\n");
     return { code, stderr, ms };

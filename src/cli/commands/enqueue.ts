@@ -31,7 +31,10 @@ export function registerEnqueue(program: Command): void {
     .description("enqueue one job; prints its message id")
     .argument("<job>", "job name")
     .argument("<json>", 'payload as JSON, e.g. \'{"to":"ada@example.com"}\'')
-    .option("--queue <queue>", 'queue, for a job the jobs module does not define (without it such a job is refused; default "default" when there is no jobs module)')
+    .option(
+      "--queue <queue>",
+      'queue, for a job the jobs module does not define (without it such a job is refused; default "default" when there is no jobs module)',
+    )
     .option("--delay <ms>", "run no sooner than this many ms from now", parseDelay)
     .action(async (name: string, json: string, options: EnqueueOptions, command: Command) => {
       validateJobName(name);
