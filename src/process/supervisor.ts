@@ -62,6 +62,8 @@ interface ChildHandle {
   /** Its row in pgbus.processes, once it reported ready. */
   processId: string | null;
   exited: Promise<ChildExit>;
+  /** The configuration error it reported before exiting with BOOT_FAILURE_EXIT_CODE. */
+  bootError: string | null;
 }
 
 /** One role the supervisor keeps running, across re-forks. */
@@ -74,8 +76,6 @@ interface Slot {
   stats: ChildStats | null;
   /** A child of this slot reported ready once: a later boot failure is retried, not fatal. */
   everReady: boolean;
-  /** The configuration error the last child reported before exiting with BOOT_FAILURE_EXIT_CODE. */
-  bootError: string | null;
 }
 
 type State = "idle" | "starting" | "running" | "stopping" | "stopped";
@@ -126,7 +126,6 @@ export class Supervisor {
       restarts: 0,
       stats: null,
       everReady: false,
-      bootError: null,
     }));
     // One connection for the supervisor's own row, its children's rows and the outbox poller.
     this.#pool = createPool({ connectionString: config.databaseUrl }, { max: 1, applicationName: "pgbus:supervisor" });
@@ -265,6 +264,7 @@ export class Supervisor {
       startedAt: Date.now(),
       processId: null,
       exited: new Promise((resolve) => (resolveExit = resolve)),
+      bootError: null,
     };
     slot.child = handle;
     child.on("message", (message: unknown) => this.#onMessage(slot, handle, message));
@@ -300,7 +300,7 @@ export class Supervisor {
         this.#logger.info({ child: roleName(slot.role), childPid: child.process.pid, reason: message.reason }, "child recycling");
         return;
       case "boot-failed":
-        if (slot.child === child) slot.bootError = message.error;
+        child.bootError = message.error;
         return;
     }
   }
@@ -319,10 +319,11 @@ export class Supervisor {
     const childPid = child.process.pid;
     if (this.#state !== "running") return; // stopping: stop() is waiting on `exited`, then deletes every row
     if (child.processId) void this.#host.childGone(child.processId);
-    const bootError = slot.bootError;
-    slot.bootError = null;
     if (code === BOOT_FAILURE_EXIT_CODE && !slot.everReady) {
-      this.#failFirstBoot(name, bootError);
+      // The child waited for its "boot-failed" message to be sent; give it a moment to be read
+      // in case the exit was noticed first.
+      if (child.bootError !== null) this.#failFirstBoot(name, child.bootError);
+      else setTimeout(() => this.#failFirstBoot(name, child.bootError), 200);
       return;
     }
     if (code === RECYCLE_EXIT_CODE) {
