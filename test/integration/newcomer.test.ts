@@ -19,6 +19,7 @@ import { FIXTURE_CONFIG, cliEnv, killAll, runCli, startCli } from "../fixtures/p
  */
 
 const NO_JOBS = fileURLToPath(new URL("../fixtures/no-jobs.ts", import.meta.url));
+const NO_JOBS_OPEN_HANDLE = fileURLToPath(new URL("../fixtures/process/no-jobs-open-handle.ts", import.meta.url));
 const CHILD_CONFIG_ERROR_JOBS = fileURLToPath(new URL("../fixtures/process/child-config-error-jobs.ts", import.meta.url));
 
 after(killAll);
@@ -77,6 +78,12 @@ describe("pgbus start fails fast on a broken jobs module", () => {
     assert.ok(line.includes(`jobs module ${NO_JOBS} exports no job definitions`), line);
     assert.match(line, /export const sendEmail = defineJob/);
     console.log(`empty jobs module: exit ${result.code} after ${result.ms} ms`);
+  });
+
+  test("a module that exports no jobs but holds a handle open from its import still ends pgbus start", async () => {
+    const result = await start(NO_JOBS_OPEN_HANDLE);
+    assert.notEqual(result.code, 0);
+    assert.match(oneLine(result.stderr), /exports no job definitions/);
   });
 
   test("a child failing its first boot on a configuration error stops pgbus start with that error, no re-fork loop", async () => {
