@@ -1,7 +1,7 @@
 import pg from "pg";
 import { PgbusError, ValidationError } from "./errors.ts";
 import { endPool } from "./db/close.ts";
-import { isUndefinedTable } from "./db/pg-errors.ts";
+import { isUndefinedTable, withMigrateHints } from "./db/pg-errors.ts";
 import { clientConfigOf, createPool, type Queryable } from "./db/queryable.ts";
 import { type JobDefinition, isJobDefinition } from "./jobs/define.ts";
 import { JobRegistry } from "./jobs/registry.ts";
@@ -212,7 +212,8 @@ export class Pgbus {
    */
   publish<P>(routingKey: string, payload: P, options: BusPublishOptions = {}): Promise<PublishedEvent<P>> {
     const { client, ...rest } = options;
-    return publishEvent({ db: client ?? this.#pool, prepared: !client, maxPayloadBytes: this.#maxPayloadBytes }, routingKey, payload, rest);
+    const db = withMigrateHints(client ?? this.#pool);
+    return publishEvent({ db, prepared: !client, maxPayloadBytes: this.#maxPayloadBytes }, routingKey, payload, rest);
   }
 
   /**

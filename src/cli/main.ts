@@ -18,7 +18,9 @@ async function main(argv: string[]): Promise<void> {
     }
     process.stderr.write(`pgbus: ${describeError(error).replace(/\n/g, "\n  ")}\n`);
     if (process.env["PGBUS_DEBUG"] === "1" && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
-    process.exitCode = 1;
+    // Exit now rather than when the event loop empties: a jobs module the command loaded may
+    // hold handles open (a pool created at import) and would keep a failed command alive.
+    process.exit(1);
   }
 }
 

@@ -25,6 +25,8 @@ export function buildProgram(): Command {
     .option("--config <path>", "config file (default: pgbus.config.{js,mjs,json} in the working directory, or PGBUS_CONFIG)")
     .option("--database-url <url>", "PostgreSQL URL (default: DATABASE_URL, or databaseUrl in the config file)")
     .showSuggestionAfterError()
+    // Every subcommand's --help lists --config and --database-url too (inherited by subcommands).
+    .configureHelp({ showGlobalOptions: true })
     // Throw instead of exiting, so main() decides the exit code in one place.
     .exitOverride();
   registerStart(program);
@@ -44,7 +46,8 @@ export function describeError(error: unknown): string {
   const inner = error instanceof AggregateError && error.message === "" ? error.errors[0] : undefined;
   const message = inner instanceof Error ? inner.message : error.message || error.name;
   const code = (error as { code?: unknown }).code ?? (inner as { code?: unknown } | undefined)?.code;
-  if (code === "42P01" || code === "3F000") return `${message} (is the schema there? run \`pgbus migrate\`)`;
+  if ((code === "42P01" || code === "3F000") && !message.includes("pgbus migrate"))
+    return `${message} (is the schema there? run \`pgbus migrate\`)`;
   if (code === "ECONNREFUSED") return `cannot reach PostgreSQL: ${message} (check DATABASE_URL or --database-url)`;
   return message;
 }

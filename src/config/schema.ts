@@ -349,7 +349,11 @@ function describe(issue: z.core.$ZodIssue, source: string): ConfigProblem[] {
   switch (issue.code) {
     case "unrecognized_keys": {
       const input = (issue.input ?? {}) as Record<string, unknown>;
-      return issue.keys.map((key) => problem(source, issue, [...issue.path, key], "unknown key", input[key], issue.message));
+      return issue.keys.map((key) => {
+        const guess = closestKey(key, issue.message.split(", "));
+        const text = guess === undefined ? "unknown key" : `unknown key (did you mean ${guess}?)`;
+        return problem(source, issue, [...issue.path, key], text, input[key], issue.message);
+      });
     }
     case "invalid_key":
       // The key's own schema set the message; zod's outer one only says "Invalid key".
@@ -359,6 +363,33 @@ function describe(issue: z.core.$ZodIssue, source: string): ConfigProblem[] {
     default:
       return [problem(source, issue, issue.path, issue.message, issue.input)];
   }
+}
+
+/**
+ * The valid key closest to a misspelt one (`jobModule` -> `jobsModule`), by edit distance
+ * ignoring case: at most a third of the longer name's length, so unrelated keys suggest nothing.
+ */
+export function closestKey(key: string, valid: readonly string[]): string | undefined {
+  let best: { key: string; distance: number } | undefined;
+  for (const candidate of valid) {
+    const distance = editDistance(key.toLowerCase(), candidate.toLowerCase());
+    if (distance <= Math.max(1, Math.floor(Math.max(key.length, candidate.length) / 3)) && (!best || distance < best.distance)) {
+      best = { key: candidate, distance };
+    }
+  }
+  return best?.key;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
 }
 
 /** Validates and resolves without throwing, so a caller can gather problems from several sources. */

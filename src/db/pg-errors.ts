@@ -2,6 +2,8 @@
  * PostgreSQL error codes pgbus reacts to, in one table, so "what does this failure mean"
  * is decided in one place (https://www.postgresql.org/docs/current/errcodes-appendix.html).
  */
+import type { Queryable } from "./queryable.ts";
+
 const UNDEFINED_TABLE = "42P01";
 
 function sqlState(error: unknown): string | undefined {
@@ -21,4 +23,48 @@ export function isUndefinedTable(error: unknown): boolean {
 export function isDataError(error: unknown): boolean {
   const state = sqlState(error);
   return state !== undefined && (state.startsWith("22") || state.startsWith("54"));
+}
+
+const INVALID_SCHEMA_NAME = "3F000";
+
+/** What to do when pgbus's schema is not there: the words every "not migrated" error ends with. */
+export const MIGRATE_HINT = "run `pgbus migrate` (or `bus.migrate()`)";
+
+/**
+ * Adds what to do to an error that means the database was never migrated: a missing
+ * pgmq/pgbus schema or relation (`relation "pgmq.meta" does not exist`). The error keeps its
+ * class and SQLSTATE `code`, so callers that branch on them are unaffected; only its message
+ * (and the first line of its stack) gains the hint. Returns the error it was given.
+ */
+export function withMigrateHint(error: unknown): unknown {
+  const state = sqlState(error);
+  if ((state !== UNDEFINED_TABLE && state !== INVALID_SCHEMA_NAME) || !(error instanceof Error)) return error;
+  const original = error.message;
+  if (original.includes("pgbus migrate")) return error;
+  const queueTable = /relation "pgmq\.[qa]_([a-z0-9_]+)" does not exist/.exec(original);
+  let hint: string;
+  if (queueTable) {
+    hint = `(queue ${queueTable[1]} does not exist: create it with createQueue(); if the database was never migrated, ${MIGRATE_HINT} first)`;
+  } else if (/(relation|schema) "(pgmq|pgbus)[."]/.test(original)) {
+    hint = `(the pgbus schema is missing: ${MIGRATE_HINT} first)`;
+  } else {
+    return error;
+  }
+  error.message = `${original} ${hint}`;
+  if (error.stack?.includes(original)) error.stack = error.stack.replace(original, error.message);
+  return error;
+}
+
+/**
+ * The same handle, with withMigrateHint applied to every failed query. Arguments pass through
+ * as they are (pg's `query({ name, text, values })` of prepared statements included).
+ */
+export function withMigrateHints(db: Queryable): Queryable {
+  const query = db.query.bind(db) as (...args: unknown[]) => ReturnType<Queryable["query"]>;
+  return {
+    query: (...args: unknown[]) =>
+      query(...args).catch((error: unknown) => {
+        throw withMigrateHint(error);
+      }),
+  } as Queryable;
 }

@@ -44,7 +44,7 @@ export async function loadJobsModule(specifier: string, importModule: ModuleImpo
   try {
     exported = (await importModule(url)) as Record<string, unknown>;
   } catch (cause) {
-    throw new PgbusError("JOBS_MODULE_LOAD_FAILED", `could not load jobs module ${specifier}: ${describe(cause)}`, { cause });
+    throw new PgbusError("JOBS_MODULE_LOAD_FAILED", `could not load jobs module ${specifier}: ${loadFailure(cause, url)}`, { cause });
   }
   const registry = new JobRegistry();
   const visit = (value: unknown): void => {
@@ -56,9 +56,33 @@ export async function loadJobsModule(specifier: string, importModule: ModuleImpo
     else visit(value);
   }
   if (registry.all().length === 0) {
-    throw new PgbusError("JOBS_MODULE_LOAD_FAILED", `jobs module ${specifier} exports no job definitions (made with defineJob)`);
+    throw new PgbusError(
+      "JOBS_MODULE_LOAD_FAILED",
+      `jobs module ${specifier} exports no job definitions: export what defineJob (or defineSubscriber) returns, ` +
+        "e.g. `export const sendEmail = defineJob({ ... })`, or an array or object of them",
+    );
   }
   return registry;
+}
+
+/** How TypeScript modules can be run, for the error a .ts jobs module gets without a loader. */
+export const TYPESCRIPT_JOBS_MODULE_HINT =
+  "Node.js does not load TypeScript by itself: build it first (e.g. `npx tsc`) and point jobsModule at the compiled .js file, " +
+  "or run pgbus under a TypeScript loader: `node --import tsx node_modules/.bin/pgbus start`";
+
+/** Why a jobs module did not load, with the fix for the usual causes: a wrong path, TypeScript without a loader. */
+function loadFailure(cause: unknown, url: string): string {
+  const code = (cause as { code?: unknown } | null)?.code;
+  const message = describe(cause);
+  const path = url.startsWith("file:") ? decodeURIComponent(new URL(url).pathname) : url;
+  if (code === "ERR_UNKNOWN_FILE_EXTENSION" && /\.[cm]?tsx?$/.test(path)) return `${message}. ${TYPESCRIPT_JOBS_MODULE_HINT}`;
+  if ((code === "ERR_MODULE_NOT_FOUND" || code === "ENOENT") && message.includes(path)) {
+    return (
+      `no file at ${path}. Check jobsModule: in the config file a relative path is resolved from the file's folder, ` +
+      "in --jobs-module and PGBUS_JOBS_MODULE from the working directory; a TypeScript project points it at the compiled .js file"
+    );
+  }
+  return message;
 }
 
 function describe(cause: unknown): string {

@@ -3,9 +3,10 @@
  * signals, the watch on the supervisor and the exit code; child.ts builds the role.
  *
  * Exit codes: 0 after a clean stop, RECYCLE_EXIT_CODE after recycling itself,
- * BOOT_FAILURE_EXIT_CODE when the role could not start, 1 on a crash.
+ * BOOT_FAILURE_EXIT_CODE when the role could not start for a configuration error (a
+ * PgbusError: bad jobs module, invalid option), 1 on a crash or any other boot failure.
  */
-import { toErrorRecord } from "../errors.ts";
+import { PgbusError, toErrorRecord } from "../errors.ts";
 import { type Logger, createConsoleLogger } from "../logger.ts";
 import { type InitMessage, type RunningChild, startChild } from "./child.ts";
 import { BOOT_FAILURE_EXIT_CODE, type ChildMessage, RECYCLE_EXIT_CODE, isParentMessage, roleName } from "./messages.ts";
@@ -47,7 +48,17 @@ async function boot(init: InitMessage): Promise<RunningChild | null> {
   } catch (error) {
     const record = toErrorRecord(error);
     logger.error({ err: record.message, ...(process.env["PGBUS_DEBUG"] === "1" ? { stack: record.stack } : {}) }, "child could not start");
-    process.exit(BOOT_FAILURE_EXIT_CODE);
+    if (!(error instanceof PgbusError)) process.exit(1); // not the configuration: a crash, re-forked with backoff
+    // The supervisor reports the error and stops (on first boot): make sure it has it before the exit.
+    const exit = (): never => process.exit(BOOT_FAILURE_EXIT_CODE);
+    setTimeout(exit, 1_000);
+    if (!process.connected) exit();
+    try {
+      process.send?.({ type: "boot-failed", error: record.message } satisfies ChildMessage, undefined, undefined, exit);
+    } catch {
+      exit();
+    }
+    return null;
   }
 }
 

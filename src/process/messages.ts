@@ -54,11 +54,18 @@ export type ChildMessage =
    */
   | { type: "stats"; stats: ChildStats; snapshot: ChildSnapshot }
   /** About to stop and exit with RECYCLE_EXIT_CODE: the supervisor re-forks at once, without backoff. */
-  | { type: "recycle"; reason: string };
+  | { type: "recycle"; reason: string }
+  /** About to exit with BOOT_FAILURE_EXIT_CODE: the configuration error, for the supervisor to report. */
+  | { type: "boot-failed"; error: string };
 
 /** A child that recycles itself (job count or memory limit) exits with this code. */
 export const RECYCLE_EXIT_CODE = 75;
-/** A child that could not boot (bad jobs module, unreachable config) exits with this code. */
+/**
+ * A child that could not boot because of its configuration (a jobs module that does not load
+ * or exports no jobs, an invalid option: any PgbusError) exits with this code (EX_CONFIG).
+ * Re-forking cannot fix that, so on a slot's first boot the supervisor stops with the error.
+ * Other boot failures (the database dropped the connection) exit 1 and are re-forked.
+ */
 export const BOOT_FAILURE_EXIT_CODE = 78;
 
 export function roleName(role: ChildRole): string {
@@ -72,5 +79,5 @@ export function isParentMessage(value: unknown): value is ParentMessage {
 
 export function isChildMessage(value: unknown): value is ChildMessage {
   const type = (value as { type?: unknown } | null)?.type;
-  return type === "ready" || type === "stats" || type === "recycle";
+  return type === "ready" || type === "stats" || type === "recycle" || type === "boot-failed";
 }

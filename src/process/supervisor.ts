@@ -6,11 +6,19 @@ import { fileURLToPath } from "node:url";
 import type pg from "pg";
 import type { ResolvedConfig } from "../config/schema.ts";
 import { createPool } from "../db/queryable.ts";
-import { ValidationError, toErrorRecord } from "../errors.ts";
+import { PgbusError, ValidationError, toErrorRecord } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { HostServices } from "./host-services.ts";
-import { type ChildRole, type ChildStats, type ParentMessage, RECYCLE_EXIT_CODE, isChildMessage, roleName } from "./messages.ts";
+import {
+  BOOT_FAILURE_EXIT_CODE,
+  type ChildRole,
+  type ChildStats,
+  type ParentMessage,
+  RECYCLE_EXIT_CODE,
+  isChildMessage,
+  roleName,
+} from "./messages.ts";
 import { deleteProcessTree } from "./process-store.ts";
 import { RestartBackoff, type RestartBackoffOptions } from "./restart-backoff.ts";
 import { waitForDatabaseAndMigrate } from "./wait-for-database.ts";
@@ -31,6 +39,12 @@ export interface SupervisorOptions {
   restartBackoff?: Partial<RestartBackoffOptions>;
   /** After shutdownTimeoutMs, how much longer children get to exit before SIGKILL. Default 5,000 ms. */
   killMarginMs?: number;
+  /**
+   * A child failed its first boot on a configuration error (BOOT_FAILURE_EXIT_CODE): re-forking
+   * cannot fix that, so the supervisor stops its other children and calls this with the error
+   * (`pgbus start` then exits non-zero with it). Without it the error is only logged.
+   */
+  onFatal?: (error: PgbusError) => void;
 }
 
 // The child entry beside this file: child-main.ts under tsx, child-main.js once compiled.
@@ -48,6 +62,8 @@ interface ChildHandle {
   /** Its row in pgbus.processes, once it reported ready. */
   processId: string | null;
   exited: Promise<ChildExit>;
+  /** The configuration error it reported before exiting with BOOT_FAILURE_EXIT_CODE. */
+  bootError: string | null;
 }
 
 /** One role the supervisor keeps running, across re-forks. */
@@ -58,6 +74,8 @@ interface Slot {
   restartTimer: NodeJS.Timeout | null;
   restarts: number;
   stats: ChildStats | null;
+  /** A child of this slot reported ready once: a later boot failure is retried, not fatal. */
+  everReady: boolean;
 }
 
 type State = "idle" | "starting" | "running" | "stopping" | "stopped";
@@ -107,6 +125,7 @@ export class Supervisor {
       restartTimer: null,
       restarts: 0,
       stats: null,
+      everReady: false,
     }));
     // One connection for the supervisor's own row, its children's rows and the outbox poller.
     this.#pool = createPool(
@@ -254,6 +273,7 @@ export class Supervisor {
       startedAt: Date.now(),
       processId: null,
       exited: new Promise((resolve) => (resolveExit = resolve)),
+      bootError: null,
     };
     slot.child = handle;
     child.on("message", (message: unknown) => this.#onMessage(slot, handle, message));
@@ -277,6 +297,7 @@ export class Supervisor {
     switch (message.type) {
       case "ready":
         child.processId = message.processId;
+        slot.everReady = true;
         this.#announceReadyOnce();
         return;
       case "stats":
@@ -286,6 +307,9 @@ export class Supervisor {
         return;
       case "recycle":
         this.#logger.info({ child: roleName(slot.role), childPid: child.process.pid, reason: message.reason }, "child recycling");
+        return;
+      case "boot-failed":
+        child.bootError = message.error;
         return;
     }
   }
@@ -304,6 +328,13 @@ export class Supervisor {
     const childPid = child.process.pid;
     if (this.#state !== "running") return; // stopping: stop() is waiting on `exited`, then deletes every row
     if (child.processId) void this.#host.childGone(child.processId);
+    if (code === BOOT_FAILURE_EXIT_CODE && !slot.everReady) {
+      // The child waited for its "boot-failed" message to be sent; give it a moment to be read
+      // in case the exit was noticed first.
+      if (child.bootError !== null) this.#failFirstBoot(name, child.bootError);
+      else setTimeout(() => this.#failFirstBoot(name, child.bootError), 200);
+      return;
+    }
     if (code === RECYCLE_EXIT_CODE) {
       this.#logger.info({ child: name, childPid }, "child recycled; forking its replacement");
       this.#fork(slot);
@@ -320,6 +351,18 @@ export class Supervisor {
       slot.restartTimer = null;
       this.#fork(slot);
     }, delay);
+  }
+
+  /** A configuration error on a first boot: every re-fork would fail the same way, so stop. */
+  #failFirstBoot(name: string, bootError: string | null): void {
+    const error = new PgbusError(
+      "INVALID_CONFIG",
+      `${name} could not start: ${bootError ?? "configuration error (see its log line above)"}; ` +
+        "pgbus start stops, since restarting cannot fix a configuration error",
+    );
+    this.#logger.error({ child: name, err: error.message }, "child could not start on first boot; stopping");
+    if (this.#options.onFatal) this.#options.onFatal(error);
+    else void this.stop();
   }
 
   #cancelRestart(slot: Slot): void {

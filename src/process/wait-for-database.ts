@@ -13,6 +13,8 @@ export interface WaitForDatabaseOptions {
   signal: AbortSignal;
   minDelayMs?: number;
   maxDelayMs?: number;
+  /** While still waiting, say so again this often (with the address), so a long wait is visible in the log. Default 30,000 ms. */
+  repeatEveryMs?: number;
 }
 
 /** `host:port/database` of a URL, never its credentials. */
@@ -41,8 +43,8 @@ function waitKind(error: unknown): string {
 /**
  * Waits until PostgreSQL answers, then migrates. A database that is not up yet (containers
  * starting together) is waited for with backoff rather than failed on: the wait is logged
- * once, and again only when the kind of failure changes (see waitKind), so the log shows
- * what is wrong without a line per attempt. A migration that fails on its own SQL is fatal
+ * when it starts, when the kind of failure changes (see waitKind) and every repeatEveryMs
+ * while it lasts, so the log shows what is wrong without a line per attempt. A migration that fails on its own SQL is fatal
  * (waiting cannot fix it). Resolves null when aborted first.
  */
 export async function waitForDatabaseAndMigrate(options: WaitForDatabaseOptions): Promise<MigrationResult | null> {
@@ -51,7 +53,10 @@ export async function waitForDatabaseAndMigrate(options: WaitForDatabaseOptions)
   const maxDelay = options.maxDelayMs ?? 5_000;
   const target = describeDatabase(options.databaseUrl);
   let delay = minDelay;
+  const repeatEveryMs = options.repeatEveryMs ?? 30_000;
   let lastKind: string | null = null;
+  let lastLoggedAt = 0;
+  const startedAt = Date.now();
   while (!signal.aborted) {
     try {
       await ping(pool);
@@ -62,9 +67,12 @@ export async function waitForDatabaseAndMigrate(options: WaitForDatabaseOptions)
       if (error instanceof PgbusError && error.code === "MIGRATION_FAILED") throw error;
       const reason = toErrorRecord(error).message || toErrorRecord(error).name;
       const kind = waitKind(error);
-      if (kind !== lastKind) {
+      if (kind !== lastKind || Date.now() - lastLoggedAt >= repeatEveryMs) {
+        const waitedSec = Math.round((Date.now() - startedAt) / 1_000);
+        const still = lastKind === null ? "" : ` (still, after ${waitedSec} s)`;
         lastKind = kind;
-        logger.warn({ database: target, reason }, `waiting for PostgreSQL at ${target} ... (${reason})`);
+        lastLoggedAt = Date.now();
+        logger.warn({ database: target, reason, waitedSec }, `waiting for PostgreSQL at ${target}${still} ... (${reason})`);
       }
     }
     await sleep(delay, undefined, { signal }).catch(() => {});

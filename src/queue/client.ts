@@ -1,4 +1,5 @@
 import { type ErrorRecord, PgbusError, ValidationError, storableErrorRecord } from "../errors.ts";
+import { withMigrateHints } from "../db/pg-errors.ts";
 import { type NamedStatement, type Queryable, runStatement } from "../db/queryable.ts";
 import { isDataError } from "../db/pg-errors.ts";
 import { deadLetterHeaders } from "./dead-letter.ts";
@@ -115,7 +116,7 @@ export class QueueClient {
   readonly #uniqueKeyQueues = new Set<string>();
 
   constructor(db: Queryable, options: QueueClientOptions = {}) {
-    this.#db = db;
+    this.#db = withMigrateHints(db); // "relation pgmq.meta does not exist" says to migrate
     this.#options = { prepared: options.prepared ?? false, maxPayloadBytes: options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES };
   }
 

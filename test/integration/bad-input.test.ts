@@ -335,7 +335,7 @@ describe("bad configuration is refused, naming key, value and the valid values",
           error,
           "INVALID_CONFIG",
           "cfg: restartBackoff.baseMs: must be an integer >= 10, got 0",
-          "cfg: restartBackoff.resetAfter: unknown key, got 1; valid: baseMs, maxMs, resetAfterMs",
+          "cfg: restartBackoff.resetAfter: unknown key (did you mean resetAfterMs?), got 1; valid: baseMs, maxMs, resetAfterMs",
         ),
     );
     assert.throws(

@@ -163,7 +163,7 @@ describe("pgbus start (supervisor)", () => {
     );
     const times = exits.map((line) => Date.parse(String(line["time"])));
     assert.ok(times[1]! - times[0]! >= 1_000 && times[2]! - times[1]! >= 2_000, `restarts waited: ${times.join(", ")}`);
-    const boots = cli.lines.filter((line) => line.msg === "child could not start");
+    const boots = cli.lines.filter((line) => line.msg === "child crashed");
     assert.equal(boots.length, 3, "three boots in the first ~4 s, not dozens");
     assert.match(String(boots[0]!["err"]), /boot-crash fixture/);
 

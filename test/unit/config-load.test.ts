@@ -124,7 +124,11 @@ describe("loadConfig: finding and reading the file", () => {
 
   it("reports unknown keys in the file, naming the file", async () => {
     const cwd = await project({ "pgbus.config.json": { databaseUrl: URL, worker: [] } });
-    await loadError({ cwd, env: {} }, "INVALID_CONFIG", "pgbus.config.json: worker: unknown key, got []; valid: databaseUrl");
+    await loadError(
+      { cwd, env: {} },
+      "INVALID_CONFIG",
+      "pgbus.config.json: worker: unknown key (did you mean workers?), got []; valid: databaseUrl",
+    );
   });
 
   it("resolves jobsModule against the config file's folder", async () => {

@@ -163,23 +163,33 @@ describe("resolveConfig: errors", () => {
     configError(
       { databaseUrl: URL, pollIntervallMs: 100 },
       "INVALID_CONFIG",
-      "pgbus.config.json: pollIntervallMs: unknown key, got 100; valid: databaseUrl, jobsModule",
+      "pgbus.config.json: pollIntervallMs: unknown key (did you mean pollIntervalMs?), got 100; valid: databaseUrl, jobsModule",
     );
     configError(
       { databaseUrl: URL, workers: [{ queues: ["a"], capcity: 4 }] },
       "INVALID_CONFIG",
-      "workers.0.capcity: unknown key, got 4; valid: queues, capacity, executionMode",
+      "workers.0.capcity: unknown key (did you mean capacity?), got 4; valid: queues, capacity, executionMode",
     );
     configError(
       { databaseUrl: URL, maintenance: { interval: 1 } },
       "INVALID_CONFIG",
-      "maintenance.interval: unknown key, got 1; valid: intervalMs,",
+      "maintenance.interval: unknown key (did you mean intervalMs?), got 1; valid: intervalMs,",
     );
     configError(
       { databaseUrl: URL, queues: { a: { ack: "delete" } } },
       "INVALID_CONFIG",
       'queues.a.ack: unknown key, got "delete"; valid: ackMode',
     );
+  });
+
+  it("suggests the closest valid key for a misspelt one, and none for an unrelated one", () => {
+    configError(
+      { databaseUrl: URL, jobModule: "./jobs.js" },
+      "INVALID_CONFIG",
+      'pgbus.config.json: jobModule: unknown key (did you mean jobsModule?), got "./jobs.js"; valid: databaseUrl, jobsModule',
+    );
+    const error = configError({ databaseUrl: URL, frobnicate: 1 }, "INVALID_CONFIG", "frobnicate: unknown key, got 1");
+    assert.doesNotMatch(error.message, /did you mean/);
   });
 
   it("asks for DATABASE_URL or databaseUrl when the URL is missing", () => {

@@ -17,11 +17,18 @@ function selection(ids: string[], all: boolean | undefined): DeadLetterSelection
   return { ids };
 }
 
-/** Ids asked for but not found: an error after the ones found were handled. */
-function reportMissing(requested: string[], found: string[], dlq: string): void {
+/**
+ * Reports what was done. Ids asked for but not found are an error: when none was found it
+ * is the only output (one line on stderr, non-zero exit), otherwise it follows the count.
+ */
+function report(done: string, requested: string[], found: string[], queue: string): void {
+  const dlq = dlqName(baseName(queue));
   const missing = requested.filter((id) => !found.includes(id));
+  const notFound = `no message ${missing.join(", ")} in ${dlq} (\`pgbus dlq list ${baseName(queue)}\` shows its ids)`;
+  if (missing.length > 0 && found.length === 0) throw new ValidationError("INVALID_OPTION", `${notFound}; nothing done`);
+  printLine(done);
   if (missing.length === 0) return;
-  process.stderr.write(`pgbus: no message ${missing.join(", ")} in ${dlq}\n`);
+  process.stderr.write(`pgbus: ${notFound}\n`);
   process.exitCode = 1;
 }
 
@@ -66,8 +73,7 @@ export function registerDlq(program: Command): void {
       const which = selection(ids, options.all);
       const config = await loadCliConfig(command);
       const { moved } = await withPool(config, (pool) => retryDeadLetters(pool, queue, which));
-      printLine(`moved ${moved.length} message(s) from ${dlqName(baseName(queue))} back to ${baseName(queue)}`);
-      reportMissing(ids, moved, dlqName(baseName(queue)));
+      report(`moved ${moved.length} message(s) from ${dlqName(baseName(queue))} back to ${baseName(queue)}`, ids, moved, queue);
     });
 
   dlq
@@ -80,7 +86,6 @@ export function registerDlq(program: Command): void {
       const which = selection(ids, options.all);
       const config = await loadCliConfig(command);
       const deleted = await withPool(config, (pool) => discardDeadLetters(pool, queue, which));
-      printLine(`deleted ${deleted.length} message(s) from ${dlqName(baseName(queue))}`);
-      reportMissing(ids, deleted, dlqName(baseName(queue)));
+      report(`deleted ${deleted.length} message(s) from ${dlqName(baseName(queue))}`, ids, deleted, queue);
     });
 }

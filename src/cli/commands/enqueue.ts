@@ -32,15 +32,19 @@ export function registerEnqueue(program: Command): void {
     .command("enqueue")
     .description("enqueue one job; prints its message id")
     .argument("<job>", "job name")
-    .argument("<json>", 'payload as JSON, e.g. \'{"to":"a@b.c"}\'')
-    .option("--queue <queue>", 'queue, for a job the jobs module does not define (default "default")')
+    .argument("<json>", 'payload as JSON, e.g. \'{"to":"ada@example.com"}\'')
+    .option(
+      "--queue <queue>",
+      'queue, for a job the jobs module does not define (without it such a job is refused; default "default" when there is no jobs module)',
+    )
     .option("--delay <ms>", "run no sooner than this many ms from now", parseDelay)
     .option("--unique-key <key>", "while a message of this job with this key is queued, print its id and enqueue nothing")
     .action(async (name: string, json: string, options: EnqueueOptions, command: Command) => {
       validateJobName(name);
       const payload = parsePayload(json);
       const config = await loadCliConfig(command);
-      const job = config.jobsModule === undefined ? undefined : (await loadJobsModule(config.jobsModule)).get(name);
+      const registry = config.jobsModule === undefined ? undefined : await loadJobsModule(config.jobsModule);
+      const job = registry?.get(name);
       if (job) {
         // A known job goes through Pgbus.enqueue: its queue, and its payload schema is checked.
         if (options.queue !== undefined && options.queue !== job.queue) {
@@ -57,7 +61,19 @@ export function registerEnqueue(program: Command): void {
         }
         return;
       }
-      if (config.jobsModule !== undefined) {
+      if (registry !== undefined) {
+        // A worker that does not know the job dead-letters it at once: refuse, unless --queue says it is meant for another consumer.
+        const known = registry
+          .all()
+          .map((definition) => definition.name)
+          .sort();
+        if (options.queue === undefined) {
+          throw new ValidationError(
+            "UNKNOWN_JOB",
+            `${config.jobsModule} defines no job ${JSON.stringify(name)}; known jobs: ${known.join(", ")}. ` +
+              "Check the name, or give --queue to send it to a queue whose workers know it",
+          );
+        }
         process.stderr.write(
           `pgbus: warning: ${config.jobsModule} defines no job ${JSON.stringify(name)}; a worker that does not know it dead-letters it\n`,
         );

@@ -18,17 +18,14 @@ interface StartOptions {
 }
 
 /**
- * Whether the jobs module exports event subscribers, so a consumer child is needed. A
- * module that does not load is left to the worker children, which report why and are
- * re-forked with backoff like any child that cannot boot.
+ * Loads and checks the jobs module before anything is forked, so a wrong path, a module
+ * that throws at import, TypeScript without a loader or a module exporting no jobs fails
+ * `pgbus start` at once with the error and its fix, instead of every child failing to boot.
+ * Resolves whether it exports event subscribers (a consumer child is then needed).
  */
-async function exportsSubscribers(jobsModule: string | undefined): Promise<boolean> {
-  if (jobsModule === undefined) return false;
-  try {
-    return (await loadJobsModule(jobsModule)).all().some(isSubscriberDefinition);
-  } catch {
-    return false;
-  }
+async function checkJobsModule(jobsModule: string | undefined, needed: boolean): Promise<boolean> {
+  if (jobsModule === undefined || !needed) return false;
+  return (await loadJobsModule(jobsModule)).all().some(isSubscriberDefinition);
 }
 
 export function registerStart(program: Command): void {
@@ -64,13 +61,22 @@ export function registerStart(program: Command): void {
  */
 export async function supervise(config: LoadedConfig, only?: OnlyRoles): Promise<number> {
   const logger = createConsoleLogger(config.logLevel, { role: "supervisor", pid: process.pid });
+  const roles = only && (ONLY_ROLE_ALIASES[only] ?? only);
+  let fatal: Error | null = null;
+  let onFatal: (error: Error) => void = () => {};
   const supervisor = new Supervisor({
     config,
-    only: only && (ONLY_ROLE_ALIASES[only] ?? only),
+    only: roles,
     logger,
-    consumers: await exportsSubscribers(config.jobsModule),
+    consumers: await checkJobsModule(config.jobsModule, roles !== "maintenance"),
+    onFatal: (error) => onFatal(error),
   });
   const exitCode = new Promise<number>((resolve) => {
+    // A configuration error on a child's first boot: stop the rest and exit with the error.
+    onFatal = (error) => {
+      fatal ??= error;
+      void supervisor.stop().then(resolve);
+    };
     let firstSignalAt: number | null = null;
     const graceful = (signal: NodeJS.Signals): void => {
       if (firstSignalAt === null) {
@@ -98,5 +104,7 @@ export async function supervise(config: LoadedConfig, only?: OnlyRoles): Promise
     await supervisor.kill();
     throw error;
   }
-  return await exitCode;
+  const code = await exitCode;
+  if (fatal) throw fatal; // main prints it and exits 1
+  return code;
 }
