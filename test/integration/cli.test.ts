@@ -79,6 +79,8 @@ describe("pgbus CLI", () => {
       "pgbus migrate",
       "pgbus status",
       "pgbus queues",
+      "pgbus queues pause",
+      "pgbus queues resume",
       "pgbus enqueue",
       "pgbus dlq",
       "pgbus dlq list",

@@ -66,7 +66,11 @@ describe("the code blocks of the README and docs", () => {
       join(root, "tsconfig.json"),
       JSON.stringify({
         extends: join(REPO, "tsconfig.json"),
-        compilerOptions: { noEmit: true, baseUrl: ".", paths: { pgbus: [join(REPO, "src/index.ts")] } },
+        compilerOptions: {
+          noEmit: true,
+          baseUrl: ".",
+          paths: { pgbus: [join(REPO, "src/index.ts")], "pgbus/testing": [join(REPO, "src/testing/index.ts")] },
+        },
         include: ["**/*.ts"],
         exclude: ["node_modules"],
       }),
