@@ -34,6 +34,7 @@ import { WORKER_DEFAULTS } from "./worker/options.ts";
 import type { NotificationHandlers, NotificationSource } from "./worker/notifications.ts";
 import { type JobMessage, jobEnvelope } from "./queue/envelope.ts";
 import { pauseQueue, resumeQueue } from "./queue/pause.ts";
+import { describeIssues, payloadIssues } from "./jobs/schema-issues.ts";
 
 export interface PgbusOptions {
   /** PostgreSQL URL. Give this or `pool`. */
@@ -153,12 +154,16 @@ export class Pgbus {
 
   /** Enqueues one job; returns its message id. */
   async enqueue<P>(job: JobDefinition<P>, payload: P, options: EnqueueOptions<P> = {}): Promise<string> {
-    const [id] = await this.enqueueMany(job, [payload], options);
+    const [id] = await this.#enqueue(job, [payload], options, true);
     return id!;
   }
 
   /** Enqueues many jobs of one kind in one statement; returns ids in input order. */
-  async enqueueMany<P>(job: JobDefinition<P>, payloads: readonly P[], options: EnqueueOptions<P> = {}): Promise<string[]> {
+  enqueueMany<P>(job: JobDefinition<P>, payloads: readonly P[], options: EnqueueOptions<P> = {}): Promise<string[]> {
+    return this.#enqueue(job, payloads, options, false);
+  }
+
+  async #enqueue<P>(job: JobDefinition<P>, payloads: readonly P[], options: EnqueueOptions<P>, single: boolean): Promise<string[]> {
     if (!isJobDefinition(job)) {
       throw new ValidationError("INVALID_OPTION", `enqueue needs a job definition made with defineJob, got ${describeValue(job)}`);
     }
@@ -170,8 +175,8 @@ export class Pgbus {
     }
     this.registry.add(job);
     for (const [index, payload] of payloads.entries()) {
-      checkPayloadValue(payload, `payload ${index} of job ${job.name}`);
-      await validateForEnqueue(job, payload, index);
+      checkPayloadValue(payload, payloadLabel(job as JobDefinition, single ? null : index));
+      await validateForEnqueue(job, payload, single ? null : index);
     }
     const uniqueKeys = uniqueKeysOf(options, payloads);
     if (options.headers && typeof options.headers === "object" && UNIQUE_KEY_HEADER in options.headers) {
@@ -348,11 +353,18 @@ function uniqueKeysOf<P>(options: EnqueueOptions<P>, payloads: readonly P[]): Ar
   return payloads.map(() => key);
 }
 
-async function validateForEnqueue<P>(job: JobDefinition<P>, payload: P, index: number): Promise<void> {
+/** `payload of job x` for a single enqueue, `payload 3 of job x` for the fourth of a batch. */
+function payloadLabel(job: JobDefinition, index: number | null): string {
+  return index === null ? `payload of job ${job.name}` : `payload ${index} of job ${job.name}`;
+}
+
+async function validateForEnqueue<P>(job: JobDefinition<P>, payload: P, index: number | null): Promise<void> {
   if (!job.schema) return;
   const result = await job.schema["~standard"].validate(payload);
   if (result.issues) {
-    const issues = result.issues.map((issue) => issue.message).join("; ");
-    throw new ValidationError("INVALID_PAYLOAD", `payload ${index} of job ${job.name} is invalid: ${issues}`);
+    const issues = payloadIssues(result.issues);
+    throw new ValidationError("INVALID_PAYLOAD", `${payloadLabel(job as JobDefinition, index)} is invalid: ${describeIssues(issues)}`, {
+      issues,
+    });
   }
 }

@@ -33,8 +33,24 @@ export class PgbusError extends Error {
   }
 }
 
-/** Bad input from the caller: a name, payload, option or config value that breaks a rule. */
-export class ValidationError extends PgbusError {}
+/** One problem a job's schema found in a payload: where (`user.email`, "" for the payload itself) and what. */
+export interface PayloadIssue {
+  path: string;
+  message: string;
+}
+
+/**
+ * Bad input from the caller: a name, payload, option or config value that breaks a rule.
+ * A payload refused by its job's schema carries the schema's issues, each with its path.
+ */
+export class ValidationError extends PgbusError {
+  readonly issues: readonly PayloadIssue[] | undefined;
+
+  constructor(code: PgbusErrorCode, message: string, options?: { cause?: unknown; issues?: readonly PayloadIssue[] }) {
+    super(code, message, options);
+    this.issues = options?.issues;
+  }
+}
 
 /** `post` was called on an execution pool that has no free slot. */
 export class PoolFullError extends PgbusError {

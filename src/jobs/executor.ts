@@ -3,6 +3,7 @@ import type { Logger } from "../logger.ts";
 import { type FailedOutcome, type JobOutcome, type JobTask, failedOutcome, permanentFailure } from "./outcome.ts";
 import type { JobDefinition } from "./define.ts";
 import type { JobRegistry } from "./registry.ts";
+import { describeIssues, payloadIssues } from "./schema-issues.ts";
 
 const SUCCEEDED: JobOutcome = Object.freeze({ ok: true as const });
 
@@ -60,12 +61,7 @@ async function validatePayload(job: JobDefinition, payload: unknown): Promise<{ 
   try {
     const result = await job.schema["~standard"].validate(payload);
     if (!result.issues) return { ok: true, value: result.value };
-    const issues = result.issues
-      .map((issue) => {
-        const path = (issue.path ?? []).map((part) => String(typeof part === "object" ? part.key : part)).join(".");
-        return path ? `${path}: ${issue.message}` : issue.message;
-      })
-      .join("; ");
+    const issues = describeIssues(payloadIssues(result.issues));
     return permanentFailure("invalid_payload", "InvalidPayloadError", `payload of job ${job.name} is invalid: ${issues}`);
   } catch (thrown) {
     const message = `validating payload of job ${job.name} threw: ${toErrorRecord(thrown).message}`;

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, test } from "node:test";
 import { Pgbus } from "../../src/bus.ts";
 import { type PgbusErrorCode, ValidationError } from "../../src/errors.ts";
+import { z } from "zod";
 import { defineJob } from "../../src/jobs/define.ts";
 import type { JobDefinition } from "../../src/jobs/define.ts";
 import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
@@ -110,7 +111,7 @@ describe("payload values JSON cannot carry", () => {
     test(`${label} is refused by enqueue, enqueueMany, publish and the outbox`, async () => {
       await assert.rejects(
         bus.enqueue(note, value),
-        refused("INVALID_PAYLOAD", `payload 0 of job note is not JSON-serialisable: ${says}`, "JSON cannot carry"),
+        refused("INVALID_PAYLOAD", `payload of job note is not JSON-serialisable: ${says}`, "JSON cannot carry"),
       );
       await assert.rejects(
         bus.enqueueMany(note, [{}, value]),
@@ -197,5 +198,40 @@ describe("arguments of the wrong shape", () => {
       client.release();
     }
     assert.equal(await queued(), 1);
+  });
+});
+
+describe("a payload its job's schema refuses", () => {
+  const signup = defineJob({
+    name: "signup_mail",
+    queue: "mailers",
+    schema: z.object({ to: z.string().email(), user: z.object({ id: z.number() }) }),
+    async perform() {},
+  });
+
+  test("names each field and its problem, and carries the schema's issues on the error", async () => {
+    await assert.rejects(
+      bus.enqueue(signup, { to: "nobody", user: { id: "7" } } as unknown as { to: string; user: { id: number } }),
+      (error: unknown) => {
+        assert.ok(error instanceof ValidationError);
+        assert.equal(error.code, "INVALID_PAYLOAD");
+        assert.match(error.message, /^payload of job signup_mail is invalid: to: .*; user\.id: /);
+        assert.deepEqual(
+          error.issues?.map((issue) => issue.path),
+          ["to", "user.id"],
+        );
+        return true;
+      },
+    );
+  });
+
+  test("in a batch, the message names which payload", async () => {
+    await assert.rejects(
+      bus.enqueueMany(signup, [
+        { to: "ada@example.com", user: { id: 1 } },
+        { to: "x", user: { id: 2 } },
+      ]),
+      /^ValidationError: payload 1 of job signup_mail is invalid: to: /,
+    );
   });
 });
