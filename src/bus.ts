@@ -77,6 +77,11 @@ export interface EnqueueOptions<P = unknown> {
 export interface BusPublishOptions extends PublishOptions {
   /** Publish inside the caller's transaction: a pg PoolClient, or any `{ query(text, values) }`. */
   client?: Queryable;
+  /**
+   * Refuse a publish that reaches no subscriber queue (a PgbusError NO_SUBSCRIBERS) instead
+   * of returning `queues: 0`. Default false: such a publish is logged as a warning.
+   */
+  requireSubscriber?: boolean;
 }
 
 export type { JobMessage } from "./queue/envelope.ts";
@@ -215,10 +220,17 @@ export class Pgbus {
    * `routingKey`, fanned out inside PostgreSQL in one statement. With `client`, inside the
    * caller's transaction. Returns the event and how many queues got it.
    */
-  publish<P>(routingKey: string, payload: P, options: BusPublishOptions = {}): Promise<PublishedEvent<P>> {
-    const { client, ...rest } = options;
+  async publish<P>(routingKey: string, payload: P, options: BusPublishOptions = {}): Promise<PublishedEvent<P>> {
+    const { client, requireSubscriber, ...rest } = options;
     const db = withMigrateHints(client ?? this.#pool);
-    return publishEvent({ db, prepared: !client, maxPayloadBytes: this.#maxPayloadBytes }, routingKey, payload, rest);
+    const published = await publishEvent({ db, prepared: !client, maxPayloadBytes: this.#maxPayloadBytes }, routingKey, payload, rest);
+    if (published.queues === 0) {
+      // An event no subscriber gets is gone: say so rather than drop it without a word.
+      const why = `event ${routingKey} reached no subscriber: no binding matches it (subscribers are bound by bus.migrate(), pgbus migrate and consumer start)`;
+      if (requireSubscriber) throw new PgbusError("NO_SUBSCRIBERS", why);
+      this.#logger.warn({ routingKey, eventId: published.eventId }, why);
+    }
+    return published;
   }
 
   /**

@@ -21,7 +21,8 @@ export type PgbusErrorCode =
   | "QUEUE_NOT_FOUND"
   | "MIGRATION_FAILED"
   | "JOB_ABORTED"
-  | "UNIQUE_KEY_CONTENDED";
+  | "UNIQUE_KEY_CONTENDED"
+  | "NO_SUBSCRIBERS";
 
 export class PgbusError extends Error {
   readonly code: PgbusErrorCode;

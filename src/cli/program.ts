@@ -9,6 +9,7 @@ import { registerDlq } from "./commands/dlq.ts";
 import { registerEnqueue } from "./commands/enqueue.ts";
 import { registerMigrate } from "./commands/migrate.ts";
 import { registerQueues } from "./commands/queues.ts";
+import { registerSubscribers } from "./commands/subscribers.ts";
 import { registerStart } from "./commands/start.ts";
 import { registerStatus } from "./commands/status.ts";
 
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerMigrate(program);
   registerStatus(program);
   registerQueues(program);
+  registerSubscribers(program);
   registerEnqueue(program);
   registerDlq(program);
   return program;

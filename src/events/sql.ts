@@ -152,3 +152,11 @@ export const DEFER_OUTBOX_ROW = `UPDATE pgbus.outbox
   SET attempts = attempts + 1, last_error = $2::text,
       available_at = clock_timestamp() + least(300000, 1000 * power(2, least(attempts, 20))) * interval '1 millisecond'
   WHERE id = $1::bigint`;
+
+/** Every binding with its queue's depth (pgmq.metrics, null when the queue is gone). */
+export const LIST_BINDINGS = `
+  SELECT b.pattern, b.queue_name,
+         (SELECT m.queue_length FROM pgmq.metrics(b.queue_name) m
+           WHERE EXISTS (SELECT 1 FROM pgmq.meta WHERE queue_name = b.queue_name)) AS depth
+    FROM pgmq.topic_bindings b
+   ORDER BY b.queue_name, b.pattern`;
