@@ -1,8 +1,12 @@
-// One adapter per library, each configured with its best documented throughput settings.
+// One adapter per library, each configured with its best documented throughput settings
+// (bench/RESULTS.md says which, per library, and where they are documented).
 import { fileURLToPath } from "node:url";
+import { randomBytes } from "node:crypto";
+import { Queue, Worker, createPostgresBackend, type ConnectionOptions, type PostgresConnectionOptions } from "bullmq";
 import { Logger as GraphileLogger, makeWorkerUtils, run as runGraphile } from "graphile-worker";
+import { Redis } from "ioredis";
 import pg from "pg";
-import PgBoss from "pg-boss";
+import { PgBoss } from "pg-boss";
 import { Pgbus } from "../../src/bus.ts";
 import { io20, noop } from "../jobs.ts";
 
@@ -15,6 +19,8 @@ export interface RunningWorker {
 export interface Adapter {
   /** application_name prefix of the connections the consumer holds ("" = every connection of the database). */
   readonly consumerConnections: string;
+  /** Connections held, for a library whose store is not PostgreSQL (Redis: its own clients in CLIENT LIST). */
+  countConnections?(): Promise<number>;
   /** Installs the library's schema in the database. */
   setup(url: string): Promise<void>;
   /** Enqueues `count` jobs in batches; `payload` makes each job's payload (default {}). */
@@ -69,6 +75,7 @@ export function pgbusAdapter(options: { ackMode: "archive" | "delete"; execution
 }
 
 const silentGraphileLogger = new GraphileLogger(() => () => {});
+const GRAPHILE_LOCAL_QUEUE = Number(process.env.BENCH_GRAPHILE_LOCAL_QUEUE ?? 500);
 
 export function graphileAdapter(): Adapter {
   let url = "";
@@ -96,7 +103,6 @@ export function graphileAdapter(): Adapter {
         connectionString: url,
         concurrency: capacity,
         noHandleSignals: true,
-        pollInterval: 1000,
         logger: silentGraphileLogger,
         crontab: "",
         taskList: {
@@ -105,9 +111,13 @@ export function graphileAdapter(): Adapter {
             if (handler === "io20") await sleep20();
           },
         },
-        // Graphile Worker's documented high-throughput settings: a local queue that fetches
-        // jobs in batches, and batched completion.
-        preset: { worker: { localQueue: { size: Math.max(100, capacity * 2) }, completeJobBatchDelay: 1, failJobBatchDelay: 1 } },
+        // Graphile Worker's documented high-throughput configuration (its docs, "Performance":
+        // the settings of its own perfTest): a local queue of 500 jobs fetched and locked in one
+        // statement, and completions batched with a 0 ms delay (every completion of the same
+        // tick in one statement). The pool stays at its default of 10: with the local queue and
+        // batched completion no job holds a connection while it runs. LISTEN/NOTIFY is built in;
+        // the 2 s poll (default) is only its backstop.
+        preset: { worker: { localQueue: { size: GRAPHILE_LOCAL_QUEUE }, completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
       });
       return { stop: () => runner.stop() };
     },
@@ -118,36 +128,150 @@ export function graphileAdapter(): Adapter {
   };
 }
 
+/**
+ * pg-boss's documented settings for throughput (pgboss.io, "Workers": `work()` options, and
+ * "Low-latency dispatch with LISTEN/NOTIFY"): `localConcurrency` workers in the process, each
+ * fetching `batchSize` jobs per statement, `burstWhenBatchFull` so a full batch is followed by
+ * the next fetch at once instead of after the polling interval, LISTEN/NOTIFY on (instance
+ * `useListenNotify` + queue `notify`) so an idle worker wakes at once, and the shortest polling
+ * interval (0.5 s) as the backstop. localConcurrency × batchSize = capacity.
+ */
+const PGBOSS_LOCAL_CONCURRENCY = Number(process.env.BENCH_PGBOSS_LOCAL_CONCURRENCY ?? 10);
+
 export function pgbossAdapter(): Adapter {
   let boss: PgBoss;
   return {
     consumerConnections: "",
     async setup(url) {
-      boss = new PgBoss({ connectionString: url, max: 10, supervise: false, schedule: false });
+      // The pool holds every worker's fetch and completion plus the LISTEN connection.
+      boss = new PgBoss({
+        connectionString: url,
+        max: PGBOSS_LOCAL_CONCURRENCY + 2,
+        supervise: false,
+        schedule: false,
+        useListenNotify: true,
+      });
       boss.on("error", () => {});
+      boss.on("warning", () => {});
       await boss.start();
-      await boss.createQueue("bench");
+      await boss.createQueue("bench", { notify: true });
     },
     async enqueueBulk(count, payload = () => ({})) {
       for (let sent = 0; sent < count; sent += 10_000) {
-        await boss.insert(Array.from({ length: Math.min(10_000, count - sent) }, () => ({ name: "bench", data: payload() })));
+        await boss.insert(
+          "bench",
+          Array.from({ length: Math.min(10_000, count - sent) }, () => ({ data: payload() })),
+        );
       }
     },
     enqueueOne: async () => void (await boss.send("bench", {})),
     async startWorker(capacity, handler, onJob) {
-      // pg-boss fetches `batchSize` jobs per poll and hands them to one handler call; the
-      // handler runs them concurrently. Its fastest documented polling interval is 0.5 s.
-      const id = await boss.work("bench", { batchSize: capacity, pollingIntervalSeconds: 0.5 }, async (jobs) => {
-        await Promise.all(
-          jobs.map(async (job) => {
-            onJob(job.data);
-            if (handler === "io20") await sleep20();
-          }),
-        );
-      });
-      return { stop: () => boss.offWork(id) };
+      const localConcurrency = Math.min(PGBOSS_LOCAL_CONCURRENCY, capacity);
+      const batchSize = Math.max(1, Math.floor(capacity / localConcurrency));
+      // Each of the localConcurrency workers hands its batch to one handler call; the
+      // handler runs the batch's jobs concurrently.
+      const id = await boss.work(
+        "bench",
+        { localConcurrency, batchSize, burstWhenBatchFull: true, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5 },
+        async (jobs) => {
+          await Promise.all(
+            jobs.map(async (job) => {
+              onJob(job.data);
+              if (handler === "io20") await sleep20();
+            }),
+          );
+        },
+      );
+      return { stop: () => boss.offWork("bench", { id, wait: true }) };
     },
-    close: () => boss.stop({ graceful: false, wait: true }),
+    close: () => boss.stop({ graceful: false, close: true }),
+  };
+}
+
+/**
+ * BullMQ, on PostgreSQL (its `createPostgresBackend`) or on Redis, at its documented settings
+ * (docs.bullmq.io, "Parallelism and concurrency", "PostgreSQL backend" / "Performance" and
+ * "Going to production"): one Worker with `concurrency` = capacity, finished jobs removed
+ * (`removeOnComplete`, the PostgreSQL guide's retention tip), `addBulk` for bulk enqueue; on
+ * PostgreSQL a pool sized for the concurrency (BULLMQ_PG_POOL), on Redis
+ * `maxRetriesPerRequest: null` for the worker's connection.
+ */
+/** What the benchmark uses of a BullMQ Queue, whichever its backend. */
+interface BullQueue {
+  add(name: string, data: unknown): Promise<unknown>;
+  addBulk(jobs: Array<{ name: string; data: unknown }>): Promise<unknown>;
+  waitUntilReady(): Promise<unknown>;
+  on(event: "error", listener: () => void): unknown;
+  close(): Promise<void>;
+}
+const BULLMQ_PG_POOL = Number(process.env.BENCH_BULLMQ_PG_POOL ?? 20);
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
+
+export function bullmqAdapter(store: "postgres" | "redis"): Adapter {
+  // A key prefix (Redis) of this run's own: its keys are deleted at close, nothing else.
+  const prefix = `pgbus_bench_${randomBytes(4).toString("hex")}`;
+  let pgConnection: PostgresConnectionOptions;
+  let redisConnection: ConnectionOptions;
+  let queue: BullQueue;
+  let admin: Redis | undefined;
+  const defaultJobOptions = { removeOnComplete: true };
+  return {
+    consumerConnections: "",
+    countConnections:
+      store === "redis"
+        ? async () => {
+            const list = String(await admin!.call("CLIENT", "LIST"));
+            return list.split("\n").filter((line) => line.includes(` name=${prefix}`)).length;
+          }
+        : undefined,
+    async setup(url) {
+      if (store === "postgres") {
+        pgConnection = { connectionString: url, max: BULLMQ_PG_POOL, migrate: true };
+        queue = new Queue("bench", { connection: pgConnection, defaultJobOptions }, createPostgresBackend);
+      } else {
+        const { hostname, port } = new URL(REDIS_URL);
+        // Every connection BullMQ opens (it duplicates this one) is named after the prefix, so
+        // CLIENT LIST shows which are this run's.
+        redisConnection = { host: hostname, port: Number(port || 6379), maxRetriesPerRequest: null, connectionName: prefix };
+        admin = new Redis(REDIS_URL, { connectionName: `${prefix}_admin` });
+        queue = new Queue("bench", { connection: redisConnection, prefix, defaultJobOptions });
+      }
+      queue.on("error", () => {});
+      await queue.waitUntilReady();
+    },
+    async enqueueBulk(count, payload = () => ({})) {
+      for (let sent = 0; sent < count; sent += 10_000) {
+        await queue.addBulk(Array.from({ length: Math.min(10_000, count - sent) }, () => ({ name: "task", data: payload() })));
+      }
+    },
+    enqueueOne: async () => void (await queue.add("task", {})),
+    async startWorker(capacity, handler, onJob) {
+      const processor = async (job: { data: unknown }) => {
+        onJob(job.data);
+        if (handler === "io20") await sleep20();
+      };
+      const options = { concurrency: capacity, removeOnComplete: { count: 0 } };
+      const worker =
+        store === "postgres"
+          ? new Worker("bench", processor, { ...options, connection: pgConnection }, createPostgresBackend)
+          : new Worker("bench", processor, { ...options, connection: redisConnection, prefix });
+      worker.on("error", () => {});
+      await worker.waitUntilReady();
+      return { stop: () => worker.close() };
+    },
+    async close() {
+      await queue.close();
+      if (admin) {
+        // Only this run's keys: SCAN for the prefix and delete what it finds (never FLUSHALL).
+        let cursor = "0";
+        do {
+          const [next, keys] = await admin.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1000);
+          cursor = next;
+          if (keys.length > 0) await admin.del(...keys);
+        } while (cursor !== "0");
+        admin.disconnect();
+      }
+    },
   };
 }
 
@@ -200,5 +324,7 @@ export const ADAPTERS: Record<string, () => Adapter> = {
   "pgbus-threads": () => pgbusAdapter({ ackMode: "delete", executionMode: "threads" }),
   "graphile-worker": graphileAdapter,
   "pg-boss": pgbossAdapter,
+  "bullmq-pg": () => bullmqAdapter("postgres"),
+  "bullmq-redis": () => bullmqAdapter("redis"),
   "bare-sql": bareSqlAdapter,
 };

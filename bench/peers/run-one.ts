@@ -17,7 +17,10 @@ const MAX_SECONDS = Number(process.env.BENCH_MAX_SECONDS ?? 60);
 const { name: dbName, url } = await freshDatabase(`peer_${adapterName.replace(/-/g, "_")}`);
 const adapter = ADAPTERS[adapterName]!();
 await adapter.setup(url);
-const monitor = connectionCounter(url, adapter.consumerConnections);
+// Connections held: PostgreSQL's pg_stat_activity, or (BullMQ on Redis) the adapter's own count from CLIENT LIST.
+const monitor = adapter.countConnections
+  ? { count: () => adapter.countConnections!(), close: async () => {} }
+  : connectionCounter(url, adapter.consumerConnections);
 
 async function timed(work: () => Promise<void>): Promise<number> {
   const started = performance.now();
@@ -118,6 +121,9 @@ async function steady() {
   };
 }
 
+// Peak RSS and connections over the whole scenario, for every scenario; a drain's own
+// figures (sampled over the drain alone) take precedence.
+const whole = { rss: peakSampler(() => process.memoryUsage().rss), connections: peakSampler(() => monitor.count(), 25) };
 let result: Record<string, number>;
 switch (scenario) {
   case "bulk":
@@ -156,6 +162,7 @@ switch (scenario) {
     throw new Error(`unknown scenario ${scenario}`);
 }
 
+result = { rssMb: (await whole.rss.stop()) / 1024 / 1024, connections: await whole.connections.stop(), ...result };
 await monitor.close();
 await adapter.close();
 await dropDatabase(dbName);
