@@ -2,7 +2,7 @@
 // (bench/RESULTS.md says which, per library, and where they are documented).
 import { fileURLToPath } from "node:url";
 import { randomBytes } from "node:crypto";
-import { Queue, Worker, createPostgresBackend, type ConnectionOptions, type PostgresConnectionOptions } from "bullmq";
+import { Queue, Worker, createPostgresBackend, type ConnectionOptions } from "bullmq";
 import { Logger as GraphileLogger, makeWorkerUtils, run as runGraphile } from "graphile-worker";
 import { Redis } from "ioredis";
 import pg from "pg";
@@ -193,8 +193,8 @@ export function pgbossAdapter(): Adapter {
  * (docs.bullmq.io, "Parallelism and concurrency", "PostgreSQL backend" / "Performance" and
  * "Going to production"): one Worker with `concurrency` = capacity, finished jobs removed
  * (`removeOnComplete`, the PostgreSQL guide's retention tip), `addBulk` for bulk enqueue; on
- * PostgreSQL a pool sized for the concurrency (BULLMQ_PG_POOL), on Redis
- * `maxRetriesPerRequest: null` for the worker's connection.
+ * PostgreSQL the worker's pool sized for its concurrency up to BULLMQ_PG_POOL (the server's
+ * max_connections is 100), on Redis `maxRetriesPerRequest: null` for the worker's connection.
  */
 /** What the benchmark uses of a BullMQ Queue, whichever its backend. */
 interface BullQueue {
@@ -204,13 +204,13 @@ interface BullQueue {
   on(event: "error", listener: () => void): unknown;
   close(): Promise<void>;
 }
-const BULLMQ_PG_POOL = Number(process.env.BENCH_BULLMQ_PG_POOL ?? 20);
+const BULLMQ_PG_POOL = Number(process.env.BENCH_BULLMQ_PG_POOL ?? 40);
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
 
 export function bullmqAdapter(store: "postgres" | "redis"): Adapter {
   // A key prefix (Redis) of this run's own: its keys are deleted at close, nothing else.
   const prefix = `pgbus_bench_${randomBytes(4).toString("hex")}`;
-  let pgConnection: PostgresConnectionOptions;
+  let pgUrl = "";
   let redisConnection: ConnectionOptions;
   let queue: BullQueue;
   let admin: Redis | undefined;
@@ -226,8 +226,13 @@ export function bullmqAdapter(store: "postgres" | "redis"): Adapter {
         : undefined,
     async setup(url) {
       if (store === "postgres") {
-        pgConnection = { connectionString: url, max: BULLMQ_PG_POOL, migrate: true };
-        queue = new Queue("bench", { connection: pgConnection, defaultJobOptions }, createPostgresBackend);
+        pgUrl = url;
+        // The producer's pool: node-postgres's default size.
+        queue = new Queue(
+          "bench",
+          { connection: { connectionString: url, max: 10, migrate: true }, defaultJobOptions },
+          createPostgresBackend,
+        );
       } else {
         const { hostname, port } = new URL(REDIS_URL);
         // Every connection BullMQ opens (it duplicates this one) is named after the prefix, so
@@ -253,7 +258,14 @@ export function bullmqAdapter(store: "postgres" | "redis"): Adapter {
       const options = { concurrency: capacity, removeOnComplete: { count: 0 } };
       const worker =
         store === "postgres"
-          ? new Worker("bench", processor, { ...options, connection: pgConnection }, createPostgresBackend)
+          ? new Worker(
+              "bench",
+              processor,
+              // A pool sized for the concurrency, as the docs advise, within BULLMQ_PG_POOL so that the
+              // run fits the server's max_connections.
+              { ...options, connection: { connectionString: pgUrl, max: Math.min(capacity, BULLMQ_PG_POOL) } },
+              createPostgresBackend,
+            )
           : new Worker("bench", processor, { ...options, connection: redisConnection, prefix });
       worker.on("error", () => {});
       await worker.waitUntilReady();

@@ -10,6 +10,8 @@ const SIZES = {
   drain: Number(process.env.BENCH_DRAIN ?? 50_000),
   io: Number(process.env.BENCH_IO ?? 5_000),
   latency: Number(process.env.BENCH_LATENCY ?? 200),
+  /** How many of a backlog's jobs the backlog scenarios time. */
+  backlogFirst: Number(process.env.BENCH_BACKLOG_FIRST ?? 10_000),
 };
 
 const MAX_SECONDS = Number(process.env.BENCH_MAX_SECONDS ?? 60);
@@ -153,10 +155,10 @@ switch (scenario) {
     result = await steady();
     break;
   case "backlog10k":
-    result = await drain(10_000, 100, "noop", 10_000);
+    result = await drain(SIZES.backlogFirst, 100, "noop", SIZES.backlogFirst);
     break;
   case "backlog1m":
-    result = await drain(10_000, 100, "noop", Number(process.env.BENCH_BACKLOG ?? 1_000_000));
+    result = await drain(SIZES.backlogFirst, 100, "noop", Number(process.env.BENCH_BACKLOG ?? 1_000_000));
     break;
   default:
     throw new Error(`unknown scenario ${scenario}`);
