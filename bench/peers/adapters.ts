@@ -89,6 +89,8 @@ export function graphileAdapter(): Adapter {
       url = databaseUrl;
       producerPool = new pg.Pool({ connectionString: url });
       producerPool.on("error", () => {});
+      // ...and so is a checked-out client's (graphile-worker 0.18 asks for both handlers).
+      producerPool.on("connect", (client) => client.on("error", () => {}));
       utils = await makeWorkerUtils({ pgPool: producerPool, logger: silentGraphileLogger });
       await utils.migrate();
     },

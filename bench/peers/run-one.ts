@@ -22,7 +22,8 @@ await adapter.setup(url);
 // Connections held: PostgreSQL's pg_stat_activity, or (BullMQ on Redis) the adapter's own count from CLIENT LIST.
 const monitor = adapter.countConnections
   ? { count: () => adapter.countConnections!(), close: async () => {} }
-  : connectionCounter(url, adapter.consumerConnections);
+  : // With no worker running (the enqueue scenarios), every connection of the database: the producer's.
+    connectionCounter(url, ["bulk", "single"].includes(scenario) ? "" : adapter.consumerConnections);
 
 async function timed(work: () => Promise<void>): Promise<number> {
   const started = performance.now();
