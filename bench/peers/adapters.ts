@@ -138,7 +138,21 @@ export function graphileAdapter(): Adapter {
  * `useListenNotify` + queue `notify`) so an idle worker wakes at once, and the shortest polling
  * interval (0.5 s) as the backstop. localConcurrency × batchSize = capacity.
  */
-const PGBOSS_LOCAL_CONCURRENCY = Number(process.env.BENCH_PGBOSS_LOCAL_CONCURRENCY ?? 10);
+const PGBOSS_LOCAL_CONCURRENCY = process.env.BENCH_PGBOSS_LOCAL_CONCURRENCY
+  ? Number(process.env.BENCH_PGBOSS_LOCAL_CONCURRENCY)
+  : undefined;
+
+/**
+ * localConcurrency × batchSize = capacity, batchSize at least 2 (with batches of 1 there is no
+ * burst: each worker waits a polling interval after every job). By default the most even
+ * split: the largest divisor of capacity not above its square root (100 → 10 × 10, 10 → 2 × 5).
+ */
+function pgbossSplit(capacity: number): { localConcurrency: number; batchSize: number } {
+  let localConcurrency = 1;
+  if (PGBOSS_LOCAL_CONCURRENCY !== undefined) localConcurrency = Math.max(1, Math.min(PGBOSS_LOCAL_CONCURRENCY, Math.floor(capacity / 2)));
+  else for (let d = 1; d * d <= capacity; d++) if (capacity % d === 0) localConcurrency = d;
+  return { localConcurrency, batchSize: Math.max(2, Math.floor(capacity / localConcurrency)) };
+}
 
 export function pgbossAdapter(): Adapter {
   let boss: PgBoss;
@@ -148,7 +162,7 @@ export function pgbossAdapter(): Adapter {
       // The pool holds every worker's fetch and completion plus the LISTEN connection.
       boss = new PgBoss({
         connectionString: url,
-        max: PGBOSS_LOCAL_CONCURRENCY + 2,
+        max: pgbossSplit(100).localConcurrency + 2,
         supervise: false,
         schedule: false,
         useListenNotify: true,
@@ -168,8 +182,7 @@ export function pgbossAdapter(): Adapter {
     },
     enqueueOne: async () => void (await boss.send("bench", {})),
     async startWorker(capacity, handler, onJob) {
-      const localConcurrency = Math.min(PGBOSS_LOCAL_CONCURRENCY, capacity);
-      const batchSize = Math.max(1, Math.floor(capacity / localConcurrency));
+      const { localConcurrency, batchSize } = pgbossSplit(capacity);
       // Each of the localConcurrency workers hands its batch to one handler call; the
       // handler runs the batch's jobs concurrently.
       const id = await boss.work(
