@@ -24,16 +24,23 @@ const ADAPTERS = (
 ).split(",");
 /** The adapters the million-row backlog is built for (minutes per library). */
 const BACKLOG_ADAPTERS = (process.env.BENCH_BACKLOG_ADAPTERS ?? "pgbus-delete,pgbus-archive,graphile-worker").split(",");
+/** A size from the environment (run-one.ts reads the same variables), for the labels. */
+const size = (name: string, fallback: number) => Number(process.env[name] ?? fallback).toLocaleString("en-US");
+const first = size("BENCH_BACKLOG_FIRST", 10_000);
 const SCENARIOS: Array<[string, string, string]> = [
-  ["bulk", "bulk enqueue (100,000 in batches)", "jobs/s"],
-  ["single", "enqueue one at a time (20,000, 10 producers)", "jobs/s"],
-  ["drain10", "drain 50,000 no-op jobs, capacity 10", "jobs/s"],
-  ["drain100", "drain 50,000 no-op jobs, capacity 100", "jobs/s"],
-  ["io100", "5,000 jobs awaiting 20 ms, capacity 100", "jobs/s"],
-  ["latency", "enqueue-to-start latency, idle worker, 20 ms apart", "ms"],
-  ["steady", `steady state: 2,000 jobs/s for ${process.env.BENCH_STEADY_SECONDS ?? 60} s, capacity 100 (end-to-end latency)`, "ms"],
-  ["backlog10k", "first 10,000 of a 10,000-job backlog, capacity 100", "jobs/s"],
-  ["backlog1m", "first 10,000 of a 1,000,000-job backlog, capacity 100", "jobs/s"],
+  ["bulk", `bulk enqueue (${size("BENCH_BULK", 100_000)} in batches)`, "jobs/s"],
+  ["single", `enqueue one at a time (${size("BENCH_SINGLE", 20_000)}, 10 producers)`, "jobs/s"],
+  ["drain10", `drain ${size("BENCH_DRAIN", 50_000)} no-op jobs, capacity 10`, "jobs/s"],
+  ["drain100", `drain ${size("BENCH_DRAIN", 50_000)} no-op jobs, capacity 100`, "jobs/s"],
+  ["io100", `${size("BENCH_IO", 5_000)} jobs awaiting 20 ms, capacity 100`, "jobs/s"],
+  ["latency", `enqueue-to-start latency, idle worker, ${size("BENCH_LATENCY", 200)} jobs 20 ms apart`, "ms"],
+  [
+    "steady",
+    `steady state: ${size("BENCH_RATE", 2_000)} jobs/s for ${size("BENCH_STEADY_SECONDS", 60)} s, capacity 100 (end-to-end latency)`,
+    "ms",
+  ],
+  ["backlog10k", `first ${first} of a ${first}-job backlog, capacity 100`, "jobs/s"],
+  ["backlog1m", `first ${first} of a ${size("BENCH_BACKLOG", 1_000_000)}-job backlog, capacity 100`, "jobs/s"],
 ];
 const selected = (process.env.BENCH_SCENARIOS ?? SCENARIOS.map((s) => s[0]).join(",")).split(",");
 
@@ -150,7 +157,7 @@ const section = `Written by \`npm run bench:peers\` on ${new Date().toISOString(
 - Settings (each library's best documented settings; [why, and where they are documented](#peer-settings)): pgbus workers with default options except \`prefetch\` = 2 × capacity (pgbus-delete/-archive are the two ack modes in async mode, pgbus-threads is threads mode with delete acks);
   graphile-worker with \`localQueue.size\` ${process.env.BENCH_GRAPHILE_LOCAL_QUEUE ?? 500}, \`completeJobBatchDelay\` 0, \`failJobBatchDelay\` 0, addJobs for bulk;
   pg-boss with \`localConcurrency\` × \`batchSize\` = capacity (${process.env.BENCH_PGBOSS_LOCAL_CONCURRENCY ? `localConcurrency ${process.env.BENCH_PGBOSS_LOCAL_CONCURRENCY}` : "10 × 10 at capacity 100, 2 × 5 at 10"}), \`burstWhenBatchFull\`, LISTEN/NOTIFY (\`useListenNotify\` + queue \`notify\`), 0.5 s polls, insert() for bulk;
-  BullMQ (bullmq-pg: \`createPostgresBackend\`, pool \`max\` ${process.env.BENCH_BULLMQ_PG_POOL ?? 20} per Queue and per Worker; bullmq-redis: ioredis, \`maxRetriesPerRequest: null\`) with \`concurrency\` = capacity, \`removeOnComplete\`, addBulk for bulk;
+  BullMQ (bullmq-pg: \`createPostgresBackend\`, the worker's pool \`max\` = capacity up to ${process.env.BENCH_BULLMQ_PG_POOL ?? 40}, the producer's 10; bullmq-redis: ioredis, \`maxRetriesPerRequest: null\`) with \`concurrency\` = capacity, \`removeOnComplete\`, addBulk for bulk;
   bare-sql is \`DELETE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT capacity)\` with no library.
 - Peak RSS: of the process that runs the library (producer and worker in one), sampled every 20 ms. Peak conns: for pgbus, the PostgreSQL connections of the worker (application_name pgbus:worker*); for the other PostgreSQL libraries every connection of their database during the run (they do not separate producer and consumer); in the enqueue scenarios (no worker) every connection of the database, pgbus's included; for bullmq-redis the Redis clients of the run (\`CLIENT LIST\`, by the run's own connection name). The counter's own connection is not counted (the run of 2026-11-28 counted it for the peers, one more than they held).
 - Each measurement runs in a fresh process against a fresh database (BullMQ on Redis: a key prefix of its own, deleted afterwards); repetitions: ${REPETITIONS}, interleaved. Measurements that failed twice (left out): ${failures.join(", ") || "none"}.
