@@ -208,8 +208,9 @@ export function pgbossAdapter(): Adapter {
  * (docs.bullmq.io, "Parallelism and concurrency", "PostgreSQL backend" / "Performance" and
  * "Going to production"): one Worker with `concurrency` = capacity, finished jobs removed
  * (`removeOnComplete`, the PostgreSQL guide's retention tip), `addBulk` for bulk enqueue; on
- * PostgreSQL the worker's pool sized for its concurrency up to BULLMQ_PG_POOL (the server's
- * max_connections is 100), on Redis `maxRetriesPerRequest: null` for the worker's connection.
+ * PostgreSQL the worker's pool sized for its concurrency up to BULLMQ_PG_POOL (20: a bigger
+ * pool did not drain faster here, see bench/RESULTS.md), on Redis `maxRetriesPerRequest: null`
+ * for the worker's connection.
  */
 /** What the benchmark uses of a BullMQ Queue, whichever its backend. */
 interface BullQueue {
@@ -219,7 +220,7 @@ interface BullQueue {
   on(event: "error", listener: () => void): unknown;
   close(): Promise<void>;
 }
-const BULLMQ_PG_POOL = Number(process.env.BENCH_BULLMQ_PG_POOL ?? 40);
+const BULLMQ_PG_POOL = Number(process.env.BENCH_BULLMQ_PG_POOL ?? 20);
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
 
 export function bullmqAdapter(store: "postgres" | "redis"): Adapter {
@@ -276,8 +277,7 @@ export function bullmqAdapter(store: "postgres" | "redis"): Adapter {
           ? new Worker(
               "bench",
               processor,
-              // A pool sized for the concurrency, as the docs advise, within BULLMQ_PG_POOL so that the
-              // run fits the server's max_connections.
+              // A pool sized for the concurrency, as the docs advise, up to BULLMQ_PG_POOL.
               { ...options, connection: { connectionString: pgUrl, max: Math.min(capacity, BULLMQ_PG_POOL) } },
               createPostgresBackend,
             )
