@@ -25,7 +25,8 @@ export interface Adapter {
   setup(url: string): Promise<void>;
   /** Enqueues `count` jobs in batches; `payload` makes each job's payload (default {}). */
   enqueueBulk(count: number, payload?: () => object): Promise<void>;
-  enqueueOne(): Promise<void>;
+  /** Enqueues one job, in a statement of its own; `payload` is its payload (default {}). */
+  enqueueOne(payload?: object): Promise<void>;
   /** Starts consuming; `onJob` is called with the job's payload at the start of every run. */
   startWorker(capacity: number, handler: Handler, onJob: (payload: unknown) => void): Promise<RunningWorker>;
   close(): Promise<void>;
@@ -47,7 +48,7 @@ export function pgbusAdapter(options: { ackMode: "archive" | "delete"; execution
         await bus.enqueueMany(noop, Array.from({ length: Math.min(10_000, count - sent) }, payload));
       }
     },
-    enqueueOne: async () => void (await bus.enqueue(noop, {})),
+    enqueueOne: async (payload = {}) => void (await bus.enqueue(noop, payload)),
     async startWorker(capacity, handler, onJob) {
       const worker = bus.worker({
         queues: ["bench"],
@@ -99,7 +100,7 @@ export function graphileAdapter(): Adapter {
         await utils.addJobs(Array.from({ length: Math.min(10_000, count - sent) }, () => ({ identifier: "task", payload: payload() })));
       }
     },
-    enqueueOne: async () => void (await utils.addJob("task", {})),
+    enqueueOne: async (payload = {}) => void (await utils.addJob("task", payload)),
     async startWorker(capacity, handler, onJob) {
       const runner = await runGraphile({
         connectionString: url,
@@ -180,7 +181,7 @@ export function pgbossAdapter(): Adapter {
         );
       }
     },
-    enqueueOne: async () => void (await boss.send("bench", {})),
+    enqueueOne: async (payload = {}) => void (await boss.send("bench", payload)),
     async startWorker(capacity, handler, onJob) {
       const { localConcurrency, batchSize } = pgbossSplit(capacity);
       // Each of the localConcurrency workers hands its batch to one handler call; the
@@ -265,7 +266,7 @@ export function bullmqAdapter(store: "postgres" | "redis"): Adapter {
         await queue.addBulk(Array.from({ length: Math.min(10_000, count - sent) }, () => ({ name: "task", data: payload() })));
       }
     },
-    enqueueOne: async () => void (await queue.add("task", {})),
+    enqueueOne: async (payload = {}) => void (await queue.add("task", payload)),
     async startWorker(capacity, handler, onJob) {
       const processor = async (job: { data: unknown }) => {
         onJob(job.data);
@@ -316,7 +317,7 @@ export function bareSqlAdapter(): Adapter {
         JSON.stringify(Array.from({ length: count }, payload)),
       ]);
     },
-    enqueueOne: async () => void (await pool.query("INSERT INTO bare_jobs (payload) VALUES ('{}')")),
+    enqueueOne: async (payload = {}) => void (await pool.query("INSERT INTO bare_jobs (payload) VALUES ($1)", [JSON.stringify(payload)])),
     async startWorker(capacity, handler, onJob) {
       let running = true;
       const loop = (async () => {

@@ -68,20 +68,25 @@ async function drain(count: number, capacity: number, handler: "noop" | "io20", 
 }
 
 async function latency() {
-  const starts: number[] = [];
-  const worker = await adapter.startWorker(10, "noop", () => void starts.push(performance.now()));
+  // Each job numbered in its payload: its latency is from its own enqueue to its own first
+  // start, a second start is a duplicate, and a job never started by the deadline is lost.
+  const startedAt = new Map<number, number>();
+  const tracker = new RunTracker(SIZES.latency);
+  const worker = await adapter.startWorker(10, "noop", (payload) => {
+    const { i } = (payload ?? {}) as { i?: number };
+    if (i !== undefined && tracker.record(i)) startedAt.set(i, performance.now());
+  });
   await new Promise((resolve) => setTimeout(resolve, 500));
   const sends: number[] = [];
   for (let i = 0; i < SIZES.latency; i++) {
     sends.push(performance.now());
-    await adapter.enqueueOne();
+    await adapter.enqueueOne({ i });
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  const deadline = Date.now() + 10_000;
-  while (starts.length < SIZES.latency && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  await tracker.waitAll(10_000);
   await worker.stop();
-  const latencies = sends.slice(0, starts.length).map((sent, i) => starts[i]! - sent);
-  return { value: median(latencies), p99: percentile(latencies, 99), lost: SIZES.latency - starts.length };
+  const latencies = [...startedAt].map(([i, started]) => started - sends[i]!);
+  return { value: median(latencies), p99: percentile(latencies, 99), duplicates: tracker.duplicates, lost: tracker.lost() };
 }
 
 /**
@@ -124,9 +129,12 @@ async function steady() {
   };
 }
 
-// Peak RSS and connections over the whole scenario, for every scenario; a drain's own
-// figures (sampled over the drain alone) take precedence.
-const whole = { rss: peakSampler(() => process.memoryUsage().rss), connections: peakSampler(() => monitor.count(), 25) };
+// Peak RSS and connections over the whole scenario, for the scenarios that do not sample
+// their own (the drains sample over the drain alone).
+const selfSampled = ["drain10", "drain100", "io100", "backlog10k", "backlog1m"].includes(scenario);
+const whole = selfSampled
+  ? null
+  : { rss: peakSampler(() => process.memoryUsage().rss), connections: peakSampler(() => monitor.count(), 25) };
 let result: Record<string, number>;
 switch (scenario) {
   case "bulk":
@@ -165,7 +173,7 @@ switch (scenario) {
     throw new Error(`unknown scenario ${scenario}`);
 }
 
-result = { rssMb: (await whole.rss.stop()) / 1024 / 1024, connections: await whole.connections.stop(), ...result };
+if (whole) result = { rssMb: (await whole.rss.stop()) / 1024 / 1024, connections: await whole.connections.stop(), ...result };
 await monitor.close();
 await adapter.close();
 await dropDatabase(dbName);
