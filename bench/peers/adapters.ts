@@ -204,15 +204,6 @@ export function pgbossAdapter(): Adapter {
   };
 }
 
-/**
- * BullMQ, on PostgreSQL (its `createPostgresBackend`) or on Redis, at its documented settings
- * (docs.bullmq.io, "Parallelism and concurrency", "PostgreSQL backend" / "Performance" and
- * "Going to production"): one Worker with `concurrency` = capacity, finished jobs removed
- * (`removeOnComplete`, the PostgreSQL guide's retention tip), `addBulk` for bulk enqueue; on
- * PostgreSQL the worker's pool sized for its concurrency up to BULLMQ_PG_POOL (20: a bigger
- * pool did not drain faster here, see bench/RESULTS.md), on Redis `maxRetriesPerRequest: null`
- * for the worker's connection.
- */
 /** What the benchmark uses of a BullMQ Queue, whichever its backend. */
 interface BullQueue {
   add(name: string, data: unknown): Promise<unknown>;
@@ -224,6 +215,15 @@ interface BullQueue {
 const BULLMQ_PG_POOL = Number(process.env.BENCH_BULLMQ_PG_POOL ?? 20);
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
 
+/**
+ * BullMQ, on PostgreSQL (its `createPostgresBackend`) or on Redis, at its documented settings
+ * (docs.bullmq.io, "Parallelism and concurrency", "PostgreSQL backend" / "Performance" and
+ * "Going to production"): one Worker with `concurrency` = capacity, finished jobs removed
+ * (`removeOnComplete`, the PostgreSQL guide's retention tip), `addBulk` for bulk enqueue; on
+ * PostgreSQL the worker's pool sized for its concurrency up to BULLMQ_PG_POOL (20: a bigger
+ * pool did not drain faster here, see bench/RESULTS.md), on Redis `maxRetriesPerRequest: null`
+ * for the worker's connection.
+ */
 export function bullmqAdapter(store: "postgres" | "redis"): Adapter {
   // A key prefix (Redis) of this run's own: its keys are deleted at close, nothing else.
   const prefix = `pgbus_bench_${randomBytes(4).toString("hex")}`;
@@ -237,8 +237,11 @@ export function bullmqAdapter(store: "postgres" | "redis"): Adapter {
     countConnections:
       store === "redis"
         ? async () => {
+            // BullMQ's clients: named `prefix` (ours) or `prefix:<queue>...` (its own CLIENT SETNAME);
+            // the admin connection that asks (`prefix_admin`) is not counted.
             const list = String(await admin!.call("CLIENT", "LIST"));
-            return list.split("\n").filter((line) => line.includes(` name=${prefix}`)).length;
+            const names = list.split("\n").map((line) => / name=(\S*)/.exec(line)?.[1] ?? "");
+            return names.filter((name) => name === prefix || name.startsWith(`${prefix}:`)).length;
           }
         : undefined,
     async setup(url) {
