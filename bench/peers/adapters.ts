@@ -122,7 +122,13 @@ export function graphileAdapter(): Adapter {
         // the 2 s poll (default) is only its backstop.
         preset: { worker: { localQueue: { size: GRAPHILE_LOCAL_QUEUE }, completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
       });
-      return { stop: () => runner.stop() };
+      return {
+        // stop() asks; the runner's promise settles once it has released its pool and LISTEN client.
+        stop: async () => {
+          await runner.stop();
+          await runner.promise;
+        },
+      };
     },
     close: async () => {
       await utils.release();
