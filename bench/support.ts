@@ -117,7 +117,7 @@ export function peakSampler(sample: () => number | Promise<number>, everyMs = 20
   };
 }
 
-/** Connections PostgreSQL holds for clients whose application_name starts with `prefix`. */
+/** Connections PostgreSQL holds for clients whose application_name starts with `prefix` (the counter's own not included). */
 export function connectionCounter(url: string, prefix: string): { count(): Promise<number>; close(): Promise<void> } {
   const client = new pg.Client({ connectionString: url, application_name: "bench-monitor" });
   const ready = client.connect();
@@ -125,7 +125,7 @@ export function connectionCounter(url: string, prefix: string): { count(): Promi
     async count() {
       await ready;
       const result = await client.query(
-        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE $1",
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE $1 AND pid <> pg_backend_pid()",
         [`${prefix}%`],
       );
       return result.rows[0].n as number;

@@ -10,6 +10,8 @@ const SIZES = {
   drain: Number(process.env.BENCH_DRAIN ?? 50_000),
   io: Number(process.env.BENCH_IO ?? 5_000),
   latency: Number(process.env.BENCH_LATENCY ?? 200),
+  /** How many of a backlog's jobs the backlog scenarios time. */
+  backlogFirst: Number(process.env.BENCH_BACKLOG_FIRST ?? 10_000),
 };
 
 const MAX_SECONDS = Number(process.env.BENCH_MAX_SECONDS ?? 60);
@@ -17,7 +19,11 @@ const MAX_SECONDS = Number(process.env.BENCH_MAX_SECONDS ?? 60);
 const { name: dbName, url } = await freshDatabase(`peer_${adapterName.replace(/-/g, "_")}`);
 const adapter = ADAPTERS[adapterName]!();
 await adapter.setup(url);
-const monitor = connectionCounter(url, adapter.consumerConnections);
+// Connections held: PostgreSQL's pg_stat_activity, or (BullMQ on Redis) the adapter's own count from CLIENT LIST.
+const monitor = adapter.countConnections
+  ? { count: () => adapter.countConnections!(), close: async () => {} }
+  : // With no worker running (the enqueue scenarios), every connection of the database: the producer's.
+    connectionCounter(url, ["bulk", "single"].includes(scenario) ? "" : adapter.consumerConnections);
 
 async function timed(work: () => Promise<void>): Promise<number> {
   const started = performance.now();
@@ -62,20 +68,25 @@ async function drain(count: number, capacity: number, handler: "noop" | "io20", 
 }
 
 async function latency() {
-  const starts: number[] = [];
-  const worker = await adapter.startWorker(10, "noop", () => void starts.push(performance.now()));
+  // Each job numbered in its payload: its latency is from its own enqueue to its own first
+  // start, a second start is a duplicate, and a job never started by the deadline is lost.
+  const startedAt = new Map<number, number>();
+  const tracker = new RunTracker(SIZES.latency);
+  const worker = await adapter.startWorker(10, "noop", (payload) => {
+    const { i } = (payload ?? {}) as { i?: number };
+    if (i !== undefined && tracker.record(i)) startedAt.set(i, performance.now());
+  });
   await new Promise((resolve) => setTimeout(resolve, 500));
   const sends: number[] = [];
   for (let i = 0; i < SIZES.latency; i++) {
     sends.push(performance.now());
-    await adapter.enqueueOne();
+    await adapter.enqueueOne({ i });
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  const deadline = Date.now() + 10_000;
-  while (starts.length < SIZES.latency && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  await tracker.waitAll(10_000);
   await worker.stop();
-  const latencies = sends.slice(0, starts.length).map((sent, i) => starts[i]! - sent);
-  return { value: median(latencies), p99: percentile(latencies, 99), lost: SIZES.latency - starts.length };
+  const latencies = [...startedAt].map(([i, started]) => started - sends[i]!);
+  return { value: median(latencies), p99: percentile(latencies, 99), duplicates: tracker.duplicates, lost: tracker.lost() };
 }
 
 /**
@@ -118,6 +129,12 @@ async function steady() {
   };
 }
 
+// Peak RSS and connections over the whole scenario, for the scenarios that do not sample
+// their own (the drains sample over the drain alone).
+const selfSampled = ["drain10", "drain100", "io100", "backlog10k", "backlog1m"].includes(scenario);
+const whole = selfSampled
+  ? null
+  : { rss: peakSampler(() => process.memoryUsage().rss), connections: peakSampler(() => monitor.count(), 25) };
 let result: Record<string, number>;
 switch (scenario) {
   case "bulk":
@@ -147,17 +164,26 @@ switch (scenario) {
     result = await steady();
     break;
   case "backlog10k":
-    result = await drain(10_000, 100, "noop", 10_000);
+    result = await drain(SIZES.backlogFirst, 100, "noop", SIZES.backlogFirst);
     break;
   case "backlog1m":
-    result = await drain(10_000, 100, "noop", Number(process.env.BENCH_BACKLOG ?? 1_000_000));
+    result = await drain(SIZES.backlogFirst, 100, "noop", Number(process.env.BENCH_BACKLOG ?? 1_000_000));
     break;
   default:
     throw new Error(`unknown scenario ${scenario}`);
 }
 
+if (whole) result = { rssMb: (await whole.rss.stop()) / 1024 / 1024, connections: await whole.connections.stop(), ...result };
 await monitor.close();
 await adapter.close();
+// The measurement is over. A client a library left open is ended by the database's drop
+// below (FORCE); its "terminating connection due to administrator command" (57P01) is no
+// failure of the measurement. Anything else still is.
+process.on("uncaughtException", (error) => {
+  if ((error as { code?: string }).code === "57P01") return;
+  console.error(error);
+  process.exit(1);
+});
 await dropDatabase(dbName);
 process.stdout.write(`${JSON.stringify(result)}\n`);
 process.exit(0);
