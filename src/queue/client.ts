@@ -1,5 +1,6 @@
 import { type ErrorRecord, PgbusError, ValidationError, storableErrorRecord } from "../errors.ts";
 import { withMigrateHints } from "../db/pg-errors.ts";
+import { batchHeaders, partitionOptions, requireInteger, requireNumber, toId, visibility, withGroup } from "./client-args.ts";
 import { type NamedStatement, type Queryable, runStatement } from "../db/queryable.ts";
 import { isDataError } from "../db/pg-errors.ts";
 import { deadLetterHeaders } from "./dead-letter.ts";
@@ -23,8 +24,7 @@ export interface QueueMessage<T = unknown> {
   headers: Headers | null;
 }
 
-/** PGMQ's FIFO group header: messages with the same value are read in order by pgmq.read_grouped*. */
-export const FIFO_GROUP_HEADER = "x-pgmq-group";
+export { FIFO_GROUP_HEADER } from "./client-args.ts";
 
 export interface SendOptions {
   /** Invisible for this long after the send. */
@@ -390,102 +390,4 @@ export function toMessage<T>(row: MessageRow): QueueMessage<T> {
 /** Oldest first: ids are bigint strings, so shorter is smaller. */
 export function byMessageId(a: { msgId: string }, b: { msgId: string }): number {
   return a.msgId.length - b.msgId.length || (a.msgId < b.msgId ? -1 : a.msgId > b.msgId ? 1 : 0);
-}
-
-function toId(id: MessageId): string {
-  const text = String(id);
-  if (!/^[1-9][0-9]{0,18}$/.test(text)) {
-    throw new ValidationError("INVALID_OPTION", `invalid message id ${JSON.stringify(text)}: ids are positive integers`);
-  }
-  return text;
-}
-
-/** Longest delay a send takes: 100 years, far inside PostgreSQL's timestamp range. */
-export const MAX_SEND_DELAY_MS = 100 * 365.25 * 24 * 3_600_000;
-/** The runAt range a send takes: years 1 to 9999 (PostgreSQL refuses some earlier years outright). */
-export const RUN_AT_RANGE = Object.freeze({ min: new Date("0001-01-01T00:00:00.000Z"), max: new Date("9999-12-31T23:59:59.999Z") });
-
-function visibility(options: { delayMs?: number; runAt?: Date }): [number, Date | null] {
-  const delayMs = options.delayMs ?? 0;
-  if (typeof delayMs !== "number" || !Number.isFinite(delayMs) || delayMs < 0 || delayMs > MAX_SEND_DELAY_MS) {
-    throw new ValidationError(
-      "INVALID_OPTION",
-      `delayMs must be a number of milliseconds from 0 to ${MAX_SEND_DELAY_MS} (100 years), got ${String(delayMs)}`,
-    );
-  }
-  const runAt = options.runAt;
-  if (runAt !== undefined && runAt !== null) {
-    const time = runAt instanceof Date ? runAt.getTime() : Number.NaN;
-    if (!Number.isFinite(time) || time < RUN_AT_RANGE.min.getTime() || time > RUN_AT_RANGE.max.getTime()) {
-      const shown = runAt instanceof Date && Number.isFinite(time) ? runAt.toISOString() : String(runAt);
-      throw new ValidationError(
-        "INVALID_OPTION",
-        `runAt must be a valid Date from ${RUN_AT_RANGE.min.toISOString()} to ${RUN_AT_RANGE.max.toISOString()}, got ${shown}`,
-      );
-    }
-  }
-  return [delayMs, runAt ?? null];
-}
-
-/** The headers with the FIFO group header set, when a group key is given. */
-function withGroup(headers: Headers | undefined, groupKey: string | undefined): Headers | undefined {
-  if (groupKey === undefined) return headers;
-  if (typeof groupKey !== "string" || groupKey.length === 0 || groupKey.length > 255) {
-    throw new ValidationError("INVALID_OPTION", `groupKey must be a string of 1-255 characters, got ${JSON.stringify(groupKey)}`);
-  }
-  return { ...headers, [FIFO_GROUP_HEADER]: groupKey };
-}
-
-/** pg_partman's interval: digits (msg ids per partition) or a PostgreSQL time interval. */
-const TIME_INTERVAL = /^\d+(\.\d+)?\s*(second|minute|hour|day|week|month|year)s?$/i;
-function partitionOptions(options: { interval: number | string; retention: number | string }): { interval: string; retention: string } {
-  const kind = (name: string, value: unknown): "ids" | "time" => {
-    if (typeof value === "number" && Number.isSafeInteger(value) && value > 0) return "ids";
-    if (typeof value === "string" && /^[1-9]\d*$/.test(value)) return "ids";
-    if (typeof value === "string" && TIME_INTERVAL.test(value.trim())) return "time";
-    throw new ValidationError(
-      "INVALID_OPTION",
-      `partitioned.${name} must be a positive integer (msg ids) or a time interval such as "1 day", got ${JSON.stringify(value)}`,
-    );
-  };
-  if (typeof options !== "object" || options === null) {
-    throw new ValidationError("INVALID_OPTION", "partitioned must be { interval, retention }");
-  }
-  if (kind("interval", options.interval) !== kind("retention", options.retention)) {
-    throw new ValidationError(
-      "INVALID_OPTION",
-      "partitioned.interval and partitioned.retention must be of one kind: both msg id counts or both time intervals",
-    );
-  }
-  return { interval: String(options.interval).trim(), retention: String(options.retention).trim() };
-}
-
-function batchHeaders(headers: Headers | Headers[] | undefined, count: number, queue: string, groupKey?: string): string | null {
-  if (groupKey !== undefined) {
-    headers = Array.isArray(headers) ? headers.map((one) => withGroup(one, groupKey)!) : withGroup(headers, groupKey);
-  }
-  if (headers === undefined) return null;
-  if (Array.isArray(headers)) {
-    if (headers.length !== count) {
-      throw new ValidationError(
-        "INVALID_OPTION",
-        `headers has ${headers.length} entries for ${count} messages; give one per message or a single object`,
-      );
-    }
-    return serializeJson(headers, `headers for queue ${queue}`);
-  }
-  const one = serializeJson(headers, `headers for queue ${queue}`);
-  return `[${new Array<string>(count).fill(one).join(",")}]`;
-}
-
-function requireNumber(name: string, value: number, min: number): void {
-  if (typeof value !== "number" || !Number.isFinite(value) || value < min) {
-    throw new ValidationError("INVALID_OPTION", `${name} must be a finite number >= ${min}, got ${String(value)}`);
-  }
-}
-
-function requireInteger(name: string, value: number, min: number): void {
-  if (!Number.isInteger(value) || value < min) {
-    throw new ValidationError("INVALID_OPTION", `${name} must be an integer >= ${min}, got ${String(value)}`);
-  }
 }
