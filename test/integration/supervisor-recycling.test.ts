@@ -47,7 +47,7 @@ test("recycling workers give prefetched messages back without using up their att
   cli.signal("SIGTERM");
   await cli.exited;
   const recycles = (await db.pool.query("SELECT count(DISTINCT pid)::int AS n FROM stall_runs")).rows[0].n;
-  assert.ok(recycles >= 3, `the worker was recycled (${recycles} processes ran jobs)`);
+  assert.ok(recycles >= 2, `the worker was recycled (${recycles} processes ran jobs)`);
   const attempts = await db.pool.query(
     "SELECT attempt, count(*)::int AS n FROM stall_runs WHERE event = 'start' GROUP BY attempt ORDER BY 1",
   );
