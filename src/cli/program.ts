@@ -9,6 +9,7 @@ import { registerDlq } from "./commands/dlq.ts";
 import { registerEnqueue } from "./commands/enqueue.ts";
 import { registerMigrate } from "./commands/migrate.ts";
 import { registerQueues } from "./commands/queues.ts";
+import { registerRecurring } from "./commands/recurring.ts";
 import { registerStart } from "./commands/start.ts";
 import { registerStatus } from "./commands/status.ts";
 
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerQueues(program);
   registerEnqueue(program);
   registerDlq(program);
+  registerRecurring(program);
   return program;
 }
 

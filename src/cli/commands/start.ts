@@ -1,6 +1,7 @@
 import { type Command, Option } from "commander";
 import { createConsoleLogger } from "../../logger.ts";
 import { ONLY_ROLES, ONLY_ROLE_ALIASES, type OnlyRoles, Supervisor } from "../../process/supervisor.ts";
+import { hasRecurringTasks } from "../../process/scheduler.ts";
 import { loadCliConfig } from "../context.ts";
 import type { LoadedConfig } from "../../config/load.ts";
 import { isSubscriberDefinition } from "../../events/subscriber.ts";
@@ -69,6 +70,7 @@ export async function supervise(config: LoadedConfig, only?: OnlyRoles): Promise
     only: only && (ONLY_ROLE_ALIASES[only] ?? only),
     logger,
     consumers: await exportsSubscribers(config.jobsModule),
+    scheduler: await hasRecurringTasks(config),
   });
   const exitCode = new Promise<number>((resolve) => {
     let firstSignalAt: number | null = null;
