@@ -156,7 +156,14 @@ export class Scheduler {
     const { pool, tasks, logger } = this.#options;
     const now = new Date();
     try {
-      const rows = new Map((await listTasks(pool, tasks.map((task) => task.definition.key))).map((row) => [row.key, row]));
+      const rows = new Map(
+        (
+          await listTasks(
+            pool,
+            tasks.map((task) => task.definition.key),
+          )
+        ).map((row) => [row.key, row]),
+      );
       for (const task of tasks) {
         const row = rows.get(task.definition.key);
         if (!row?.enabled) continue;

@@ -129,7 +129,8 @@ export class Supervisor {
       logger: this.#logger,
       outbox: runs("maintenance"),
       broadcast: (message) => {
-        for (const slot of this.#slots) if (slot.child && slot.role.kind !== "maintenance" && slot.role.kind !== "scheduler") this.#send(slot.child, message);
+        for (const slot of this.#slots)
+          if (slot.child && slot.role.kind !== "maintenance" && slot.role.kind !== "scheduler") this.#send(slot.child, message);
       },
     });
     this.#heartbeat = new Heartbeat({

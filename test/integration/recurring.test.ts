@@ -78,7 +78,9 @@ describe("recurring tasks under pgbus start", () => {
     await Promise.all(clis.map((cli) => cli.waitForMessage(SCHEDULER_STARTED)));
     const from = Date.now();
     await waitFor(
-      async () => (await scalar(db, "SELECT count(*) FROM pgbus.recurring_executions WHERE run_at > to_timestamp($1 / 1000.0)", [from])) >= RUN_SECONDS,
+      async () =>
+        (await scalar(db, "SELECT count(*) FROM pgbus.recurring_executions WHERE run_at > to_timestamp($1 / 1000.0)", [from])) >=
+        RUN_SECONDS,
       `${RUN_SECONDS} ticks`,
       RUN_SECONDS * 1_000 + 30_000,
       200,
@@ -96,7 +98,10 @@ describe("recurring tasks under pgbus start", () => {
       messages.rows.every((row) => row.n === "1"),
       "no tick enqueued twice",
     );
-    assert.deepEqual(messages.rows.map((row) => Date.parse(row.run_at)).sort((a, b) => a - b), times);
+    assert.deepEqual(
+      messages.rows.map((row) => Date.parse(row.run_at)).sort((a, b) => a - b),
+      times,
+    );
     assert.equal(await scalar(db, "SELECT count(*) FROM pgbus.recurring_executions WHERE msg_id IS NULL"), 0);
     // Every tick from the first to the last: none skipped.
     assert.deepEqual(gaps(times), [], "no tick missed");
