@@ -135,6 +135,16 @@ describe("recurring tasks under pgbus start", () => {
       "a recurring job run by a worker",
     );
     assert.ok(ran.msg_id);
+    // The host's connections: 2N + 3, plus the scheduler's one (N = 1 worker).
+    const held = async (name = "pgbus%") =>
+      scalar(db, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE $1", [name]);
+    let most = 0;
+    for (let i = 0; i < 10; i++) {
+      most = Math.max(most, await held());
+      await sleep(200);
+    }
+    assert.ok(most <= 2 * 1 + 4, `pgbus held ${most} connections; 2N + 4 allows 6`);
+    assert.equal(await held("pgbus:scheduler"), 1);
     const listed = await runCli(["recurring", "--json"], cliEnv(db.url));
     assert.equal(listed.code, 0, listed.stderr);
     const [task] = JSON.parse(listed.stdout) as Array<Record<string, unknown>>;
