@@ -97,6 +97,7 @@ export class Scheduler {
   #wake: (() => void) | null = null;
   #loop: Promise<void> = Promise.resolve();
   #failing = false;
+  readonly #failingTasks = new Set<string>();
   #prunedAt = 0;
 
   constructor(options: SchedulerOptions) {
@@ -171,7 +172,21 @@ export class Scheduler {
         const window = catchUp ? catchUp.withinMs : this.#graceMs;
         const after = Math.max(row.lastRunAt?.getTime() ?? -Infinity, row.since.getTime() - 1, now.getTime() - window);
         const ticks = dueTicks(task.schedule, new Date(after), now, catchUp ? catchUp.maxRuns : Math.ceil(this.#graceMs / 1000) + 1);
-        for (const runAt of ticks) await this.#enqueueTick(task, runAt, now);
+        try {
+          for (const runAt of ticks) await this.#enqueueTick(task, runAt, now);
+          if (this.#failingTasks.delete(task.definition.key)) logger.info({ task: task.definition.key }, "recurring task enqueues again");
+        } catch (error) {
+          // One task that cannot be enqueued (a payload its job's schema refuses, a queue
+          // dropped meanwhile) must not hold up the others.
+          this.stats.errors++;
+          if (!this.#failingTasks.has(task.definition.key)) {
+            this.#failingTasks.add(task.definition.key);
+            logger.error(
+              { task: task.definition.key, job: task.job.name, err: toErrorRecord(error).message },
+              "recurring task could not be enqueued; retrying each tick (logged again once it works)",
+            );
+          }
+        }
       }
       if (now.getTime() - this.#prunedAt > PRUNE_EVERY_MS) {
         this.#prunedAt = now.getTime();

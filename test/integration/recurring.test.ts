@@ -193,6 +193,25 @@ describe("recurring tasks under pgbus start", () => {
     await stop(cli);
   });
 
+  test("a task that cannot be enqueued is logged with its key and does not hold up the others", async (t) => {
+    const db = await freshDatabase(t, "rec_isolation");
+    const config = {
+      maxPayloadBytes: 200,
+      recurring: [
+        { key: "a_too_large", cron: "* * * * * *", job: "record", payload: { text: "x".repeat(500) } },
+        { key: "b_fine", cron: "* * * * * *", job: "record" },
+      ],
+    };
+    const cli = start(db, config, ["--only", "scheduler"]);
+    const [failed] = await cli.waitForMessage("recurring task could not be enqueued; retrying each tick (logged again once it works)");
+    assert.equal(failed?.["task"], "a_too_large");
+    assert.match(String(failed?.["err"]), /200/);
+    await waitFor(async () => (await ticks(db, "b_fine")).length >= 3, "the other task's ticks");
+    assert.deepEqual(await ticks(db, "a_too_large"), [], "the failed enqueue rolled its execution row back");
+    await stop(cli);
+    assert.equal(cli.lines.filter((line) => line.msg.startsWith("recurring task could not be enqueued")).length, 1, "logged once");
+  });
+
   test("catch-up across a stop: ticks missed while no scheduler ran are enqueued with catchUp, skipped without", async (t) => {
     const db = await freshDatabase(t, "rec_catchup");
     const config = {
