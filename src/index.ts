@@ -26,6 +26,8 @@ export { defineJob } from "./jobs/define.ts";
 export type { JobContext, JobDefinition, JobOptions, PayloadOf, PayloadSchema } from "./jobs/define.ts";
 export type { BackoffOptions } from "./jobs/backoff.ts";
 export { JobRegistry, loadJobsModule } from "./jobs/registry.ts";
+export { defineRecurring, isRecurringDefinition } from "./jobs/recurring.ts";
+export type { CatchUpOptions, RecurringDefinition, RecurringOptions } from "./jobs/recurring.ts";
 export { createExecutionPool, normalizeExecutionMode } from "./pools/create.ts";
 export type { CreateExecutionPoolOptions } from "./pools/create.ts";
 export { EXECUTION_MODES } from "./pools/types.ts";

@@ -10,6 +10,7 @@ import { registerEnqueue } from "./commands/enqueue.ts";
 import { registerMigrate } from "./commands/migrate.ts";
 import { registerQueues } from "./commands/queues.ts";
 import { registerSubscribers } from "./commands/subscribers.ts";
+import { registerRecurring } from "./commands/recurring.ts";
 import { registerStart } from "./commands/start.ts";
 import { registerStatus } from "./commands/status.ts";
 
@@ -38,6 +39,7 @@ export function buildProgram(): Command {
   registerSubscribers(program);
   registerEnqueue(program);
   registerDlq(program);
+  registerRecurring(program);
   return program;
 }
 

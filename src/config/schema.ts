@@ -5,6 +5,7 @@ import { EXECUTION_MODES, type ExecutionMode, type ExecutionModeInput } from "..
 import { ACK_MODES, type AckMode, WORKER_DEFAULTS, WORKER_LIMITS } from "../worker/options.ts";
 import { MAX_QUEUE_NAME_LENGTH, validateQueueName } from "../queue/names.ts";
 import { type ConfigProblem, describe } from "./problems.ts";
+import { CATCH_UP_MAX_RUNS, type CatchUpOptions, defineRecurring } from "../jobs/recurring.ts";
 import {
   DEFAULT_CAPACITY,
   MAX_CAPACITY,
@@ -51,6 +52,16 @@ export interface MaintenanceConfig {
   processedEventTtlHours: number;
 }
 
+/** One entry of the config file's `recurring` list: the options of defineRecurring, with the job by name. */
+export interface RecurringConfig {
+  key: string;
+  cron: string;
+  timezone?: string;
+  job: string;
+  payload?: unknown;
+  catchUp?: CatchUpOptions | false;
+}
+
 export interface ResolvedConfig {
   databaseUrl: string;
   /** Module exporting the job definitions (needed by threads mode). Absolute once loaded by loadConfig. */
@@ -87,6 +98,8 @@ export interface ResolvedConfig {
   consumers: { capacity: number };
   /** The outbox poller, run inside each maintenance child: moves pgbus.outbox rows to their queues. */
   outbox: { batchSize: number; pollIntervalMs: number };
+  /** Recurring tasks, besides those the jobs module exports (defineRecurring); `job` names a job of the jobs module. */
+  recurring: RecurringConfig[];
   /** Default 4 MiB. */
   maxPayloadBytes: number;
   /** Default "info". */
@@ -237,6 +250,27 @@ const maintenance = strict({
 });
 
 const consumers = strict({ capacity: int(1, MAX_CAPACITY).default(DEFAULT_CAPACITY) });
+const recurringTask = strict({
+  key: z.string({ error: "must be a string" }),
+  cron: z.string({ error: "must be a cron expression (a string)" }),
+  timezone: z.string({ error: "must be an IANA time zone name" }).optional(),
+  job: z.string({ error: "must be the name of a job the jobs module exports" }),
+  payload: z.unknown().optional(),
+  catchUp: z
+    .union([z.literal(false), strict({ maxRuns: int(1, CATCH_UP_MAX_RUNS), withinMs: int(1).optional() })], {
+      error: `must be false or { maxRuns: 1-${CATCH_UP_MAX_RUNS}, withinMs? }`,
+    })
+    .optional(),
+}).superRefine((task, ctx) => {
+  // The same rules as defineRecurring (cron, time zone, key), with its messages.
+  try {
+    defineRecurring(task);
+  } catch (error) {
+    ctx.addIssue({ code: "custom", message: error instanceof Error ? error.message : String(error), input: task });
+  }
+});
+const recurring = z.array(recurringTask, { error: "must be a list of { key, cron, timezone?, job, payload?, catchUp? }" });
+
 const outbox = strict({ batchSize: int(1, 10_000).default(500), pollIntervalMs: int(10).default(1_000) });
 
 /** The config file's schema: every key optional except databaseUrl (which env can supply). */
@@ -261,6 +295,7 @@ export const configSchema = strict({
   maintenance: maintenance.prefault({}),
   consumers: consumers.prefault({}),
   outbox: outbox.prefault({}),
+  recurring: recurring.default([]),
   maxPayloadBytes: int(1).default(4 * 1_048_576),
   logLevel: z.enum(LOG_LEVELS).default("info"),
 }).superRefine((config, ctx) => {

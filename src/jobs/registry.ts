@@ -1,9 +1,12 @@
 import { PgbusError, ValidationError } from "../errors.ts";
 import { type JobDefinition, isJobDefinition } from "./define.ts";
+import { type RecurringDefinition, checkUniqueKeys, isRecurringDefinition } from "./recurring.ts";
 
 /** The jobs a process knows by name. */
 export class JobRegistry {
   readonly #jobs = new Map<string, JobDefinition>();
+  /** Recurring tasks (defineRecurring) a jobs module exports; their jobs are registered too. */
+  readonly recurring: RecurringDefinition[] = [];
 
   constructor(jobs: Iterable<JobDefinition> = []) {
     for (const job of jobs) this.add(job);
@@ -49,12 +52,17 @@ export async function loadJobsModule(specifier: string, importModule: ModuleImpo
   const registry = new JobRegistry();
   const visit = (value: unknown): void => {
     if (isJobDefinition(value)) registry.add(value);
-    else if (Array.isArray(value)) value.forEach(visit);
+    else if (isRecurringDefinition(value)) {
+      if (!registry.recurring.includes(value)) registry.recurring.push(value);
+      if (value.jobDefinition) registry.add(value.jobDefinition);
+    } else if (Array.isArray(value)) value.forEach(visit);
   };
   for (const value of Object.values(exported)) {
-    if (value && typeof value === "object" && !Array.isArray(value) && !isJobDefinition(value)) Object.values(value).forEach(visit);
+    if (value && typeof value === "object" && !Array.isArray(value) && !isJobDefinition(value) && !isRecurringDefinition(value))
+      Object.values(value).forEach(visit);
     else visit(value);
   }
+  checkUniqueKeys(registry.recurring);
   if (registry.all().length === 0) {
     throw new PgbusError(
       "JOBS_MODULE_LOAD_FAILED",

@@ -10,6 +10,7 @@ import type { WorkerStats } from "../worker/worker.ts";
 import { ChildBeat } from "./child-beat.ts";
 import { ipcNotifications } from "./ipc-notifications.ts";
 import { Maintenance } from "./maintenance.ts";
+import { startSchedulerChild } from "./scheduler.ts";
 import type { ChildMessage, ChildRole, ChildSnapshot, ChildStats, ParentMessage } from "./messages.ts";
 
 /**
@@ -42,6 +43,8 @@ export async function startChild(init: InitMessage, logger: Logger, hooks: Child
       return startConsumer(init, logger, hooks);
     case "maintenance":
       return startMaintenance(init, logger, hooks);
+    case "scheduler":
+      return startSchedulerChild(init, logger, hooks);
   }
 }
 

@@ -10,7 +10,7 @@ import type { ResolvedConfig } from "../config/schema.ts";
  * What a child does. A discriminated union so later roles (scheduler, consumers, outbox)
  * are one more variant each; a worker names its entry in `config.workers`.
  */
-export type ChildRole = { kind: "worker"; index: number } | { kind: "consumer" } | { kind: "maintenance" };
+export type ChildRole = { kind: "worker"; index: number } | { kind: "consumer" } | { kind: "maintenance" } | { kind: "scheduler" };
 
 export type ParentMessage =
   /** The first message a child receives: everything it needs to boot. */

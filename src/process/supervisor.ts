@@ -24,8 +24,8 @@ import { RestartBackoff, type RestartBackoffOptions } from "./restart-backoff.ts
 import { waitForDatabaseAndMigrate } from "./wait-for-database.ts";
 
 /** Which roles `pgbus start --only` runs. */
-export type OnlyRoles = "workers" | "consumers" | "maintenance";
-export const ONLY_ROLES: readonly OnlyRoles[] = ["workers", "consumers", "maintenance"];
+export type OnlyRoles = "workers" | "consumers" | "maintenance" | "scheduler";
+export const ONLY_ROLES: readonly OnlyRoles[] = ["workers", "consumers", "maintenance", "scheduler"];
 /** Earlier names of roles, still accepted by `--only`. */
 export const ONLY_ROLE_ALIASES: Readonly<Record<string, OnlyRoles>> = { dispatcher: "maintenance" };
 
@@ -35,6 +35,8 @@ export interface SupervisorOptions {
   only?: OnlyRoles;
   /** Run a consumer child: the jobs module exports event subscribers. */
   consumers?: boolean;
+  /** Run a scheduler child: there are recurring tasks (see scheduler.ts hasRecurringTasks). */
+  scheduler?: boolean;
   logger: Logger;
   restartBackoff?: Partial<RestartBackoffOptions>;
   /** After shutdownTimeoutMs, how much longer children get to exit before SIGKILL. Default 5,000 ms. */
@@ -112,6 +114,7 @@ export class Supervisor {
     if (runs("workers")) config.workers.forEach((_, index) => roles.push({ kind: "worker", index }));
     if (runs("consumers") && options.consumers) roles.push({ kind: "consumer" });
     if (runs("maintenance")) roles.push({ kind: "maintenance" });
+    if (runs("scheduler") && options.scheduler) roles.push({ kind: "scheduler" });
     if (roles.some((role) => role.kind === "worker") && config.jobsModule === undefined) {
       throw new ValidationError(
         "INVALID_CONFIG",
@@ -145,7 +148,8 @@ export class Supervisor {
       logger: this.#logger,
       outbox: runs("maintenance"),
       broadcast: (message) => {
-        for (const slot of this.#slots) if (slot.child && slot.role.kind !== "maintenance") this.#send(slot.child, message);
+        for (const slot of this.#slots)
+          if (slot.child && slot.role.kind !== "maintenance" && slot.role.kind !== "scheduler") this.#send(slot.child, message);
       },
     });
     this.#heartbeat = new Heartbeat({

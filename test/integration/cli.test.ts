@@ -89,6 +89,9 @@ describe("pgbus CLI", () => {
       "pgbus dlq list",
       "pgbus dlq retry",
       "pgbus dlq discard",
+      "pgbus recurring",
+      "pgbus recurring disable",
+      "pgbus recurring enable",
     ]);
     for (const path of paths) {
       const command = path

@@ -42,6 +42,7 @@ describe("resolveConfig: defaults", () => {
       },
       consumers: { capacity: 10 },
       outbox: { batchSize: 500, pollIntervalMs: 1000 },
+      recurring: [],
       maxPayloadBytes: 4 * 1_048_576,
       logLevel: "info",
     });

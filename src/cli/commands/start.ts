@@ -1,6 +1,7 @@
 import { type Command, Option } from "commander";
 import { createConsoleLogger } from "../../logger.ts";
 import { ONLY_ROLES, ONLY_ROLE_ALIASES, type OnlyRoles, Supervisor } from "../../process/supervisor.ts";
+import { hasRecurringTasks } from "../../process/scheduler.ts";
 import { loadCliConfig } from "../context.ts";
 import type { LoadedConfig } from "../../config/load.ts";
 import { isSubscriberDefinition } from "../../events/subscriber.ts";
@@ -70,6 +71,7 @@ export async function supervise(config: LoadedConfig, only?: OnlyRoles): Promise
     logger,
     consumers: await checkJobsModule(config.jobsModule, roles !== "maintenance"),
     onFatal: (error) => onFatal(error),
+    scheduler: await hasRecurringTasks(config),
   });
   const exitCode = new Promise<number>((resolve) => {
     // A configuration error on a child's first boot: stop the rest and exit with the error.

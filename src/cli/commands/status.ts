@@ -48,10 +48,11 @@ export function registerStatus(program: Command): void {
       );
       const supervisors = processes.filter((p) => p.role === "supervisor").length;
       const workerChildren = processes.filter((p) => p.role === "worker" || p.role === "consumer").length;
+      const schedulers = processes.filter((p) => p.role === "scheduler").length;
       if (supervisors > 0) {
         printLine(
-          `connections: each host holds 2 per worker or consumer process + 3 (supervisor LISTEN and pool, maintenance); ` +
-            `here about ${2 * workerChildren + 3 * supervisors} across ${supervisors} host(s)`,
+          `connections: each host holds 2 per worker or consumer process + 3 (supervisor LISTEN and pool, maintenance)` +
+            ` + 1 with recurring tasks (scheduler); here about ${2 * workerChildren + 3 * supervisors + schedulers} across ${supervisors} host(s)`,
         );
       }
       printLine();
