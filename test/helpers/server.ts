@@ -21,9 +21,3 @@ export function urlForDatabase(database: string): string {
 export function adminUrl(): string {
   return process.env["PGBUS_TEST_ADMIN_URL"] || urlForDatabase("postgres");
 }
-
-/** The server's host and port, e.g. for a TCP proxy in front of it. */
-export function serverAddress(): { host: string; port: number } {
-  const url = serverUrl();
-  return { host: url.hostname || "127.0.0.1", port: Number(url.port || 5432) };
-}

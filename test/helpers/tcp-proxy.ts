@@ -1,5 +1,4 @@
 import { type AddressInfo, type Server, type Socket, createServer, connect } from "node:net";
-import { serverAddress } from "./server.ts";
 
 /**
  * A tiny TCP proxy on 127.0.0.1 in front of PostgreSQL, so a test can take "the database"
@@ -29,7 +28,8 @@ export interface TcpProxy {
 }
 
 /** In front of the server DATABASE_URL names (see server.ts) unless told otherwise. */
-export async function startTcpProxy(target: { host: string; port: number } = serverAddress()): Promise<TcpProxy> {
+/** `target`: the test server (testServerAddress() in helpers/db.ts, which knows an embedded one). */
+export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
   const pairs = new Set<[Socket, Socket]>();
   /** Pairs still forwarding: silence() stops these and forgets them. */
   const silenceable = new Set<[Socket, Socket]>();

@@ -5,7 +5,7 @@ import { ValidationError } from "../../src/errors.ts";
 import { defineJob } from "../../src/jobs/define.ts";
 import { retryDeadLetters } from "../../src/queue/admin.ts";
 import { FIXTURE_CONFIG, cliEnv, runCli, waitFor } from "../fixtures/process/spawn.ts";
-import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
+import { type TestDatabase, createTestDatabase, testServerAddress } from "../helpers/db.ts";
 import { startTcpProxy } from "../helpers/tcp-proxy.ts";
 
 /**
@@ -249,7 +249,7 @@ describe("retrying after a connection error", () => {
    * same enqueue as a caller would. Returns the retry's id and the order-`n` messages in the queue.
    */
   async function lostThenRetried(order: number, uniqueKey?: string): Promise<{ id: string; queued: string[] }> {
-    const proxy = await startTcpProxy();
+    const proxy = await startTcpProxy(await testServerAddress());
     const producer = new Pgbus({ connectionString: proxy.urlFor(db.url), jobs: [charge] });
     const locker = await db.pool.connect();
     try {
