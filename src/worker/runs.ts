@@ -1,0 +1,103 @@
+import type { JobDefinition } from "../jobs/define.ts";
+import { type JobOutcome, failedOutcome } from "../jobs/outcome.ts";
+import type { JobRegistry } from "../jobs/registry.ts";
+import type { SafeEmitter } from "../observability/emitter.ts";
+import type { WorkerEvents } from "../observability/events.ts";
+import type { ExecutionPool } from "../pools/types.ts";
+import type { RoutedMessage } from "./options.ts";
+import type { PendingWork } from "./pending-work.ts";
+import { type InFlightRun, type Settler, claimOf, jobRef } from "./settler.ts";
+import { unrunnableOutcome } from "./unrunnable.ts";
+import type { Claim, ClaimedMessage } from "./worker-store.ts";
+
+export interface RunsDependencies {
+  pool: ExecutionPool;
+  registry: JobRegistry;
+  routeMessage: (queue: string, message: unknown) => RoutedMessage | null;
+  settler: Settler;
+  emitter: SafeEmitter<WorkerEvents>;
+  /** Every run's follow-up (ack, retry, dead-lettering) is counted here until it is done. */
+  followUps: PendingWork;
+}
+
+/**
+ * The runs a worker has handed to its pool: starts a claimed message's run (or settles it
+ * at once when there is nothing to run), and has the settler carry out each outcome.
+ */
+export class Runs {
+  readonly #deps: RunsDependencies;
+  readonly #inFlight = new Map<string, InFlightRun>();
+
+  constructor(deps: RunsDependencies) {
+    this.#deps = deps;
+  }
+
+  get size(): number {
+    return this.#inFlight.size;
+  }
+
+  /**
+   * A message this worker claimed again while its run is still under way (its VT lapsed in
+   * a stalled loop or database): the run goes on under the new claim, and true is returned
+   * so that a second copy does not start.
+   */
+  reclaimed(queue: string, message: ClaimedMessage): boolean {
+    const running = this.#inFlight.get(`${queue}:${message.msgId}`);
+    if (running) running.readCt = message.readCt;
+    return running !== undefined;
+  }
+
+  /** Shutdown timeout: every run still under way will be released, not failed. Returns how many. */
+  abandonAll(): number {
+    for (const run of this.#inFlight.values()) run.abandoned = true;
+    return this.#inFlight.size;
+  }
+
+  *claims(): Iterable<{ queue: string; claim: Claim }> {
+    for (const run of this.#inFlight.values()) yield { queue: run.queue, claim: claimOf(run) };
+  }
+
+  start(queue: string, message: ClaimedMessage): void {
+    const routed = this.#deps.routeMessage(queue, message.message);
+    const definition = routed ? this.#deps.registry.get(routed.job) : undefined;
+    const run: InFlightRun = {
+      queue,
+      messageId: message.msgId,
+      job: routed?.job ?? "(invalid message)",
+      attempt: message.readCt,
+      readCt: message.readCt,
+      startedAt: performance.now(),
+      abandoned: false,
+    };
+    const unrunnable = unrunnableOutcome(message, routed, definition);
+    if (unrunnable || !routed || !definition) {
+      // Nothing to run: settled at once, through the same decision as a finished run.
+      this.#deps.followUps.track(this.#settle(run, undefined, unrunnable!) ?? Promise.resolve());
+      return;
+    }
+    this.#inFlight.set(`${queue}:${message.msgId}`, run);
+    if (this.#deps.emitter.has("job:start")) this.#deps.emitter.emit("job:start", jobRef(run));
+    const signal = definition.timeoutMs ? AbortSignal.timeout(definition.timeoutMs) : undefined;
+    let outcome: Promise<JobOutcome>;
+    try {
+      outcome = this.#deps.pool.post(
+        { job: run.job, payload: routed.payload, messageId: message.msgId, attempt: message.readCt, queue },
+        { signal },
+      );
+    } catch (error) {
+      outcome = Promise.resolve(failedOutcome(error));
+      run.abandoned = true; // not run at all: give the message back rather than count a failure
+    }
+    this.#deps.followUps.begin();
+    void outcome.then((result) => {
+      const followUp = this.#settle(run, definition, result);
+      if (followUp) this.#deps.followUps.track(followUp);
+      this.#deps.followUps.end();
+    });
+  }
+
+  #settle(run: InFlightRun, definition: JobDefinition | undefined, outcome: JobOutcome): Promise<void> | undefined {
+    this.#inFlight.delete(`${run.queue}:${run.messageId}`);
+    return this.#deps.settler.settle(run, definition, outcome);
+  }
+}
