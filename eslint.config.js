@@ -23,6 +23,8 @@ const LAYERS = [
   ["testing"],
   ["config"],
   ["process"],
+  // The dashboard, /metrics and health endpoints: served by the library or by `pgbus web`.
+  ["web"],
   ["cli"],
   ["index.ts"],
 ];
