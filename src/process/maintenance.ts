@@ -7,11 +7,12 @@ import { QueueClient } from "../queue/client.ts";
 import { pruneArchive, pruneFailedJobs, pruneProcessedEvents, reapStaleProcesses } from "./process-store.ts";
 import { ADVISORY_LOCK } from "../db/advisory-locks.ts";
 import { endClient } from "../db/close.ts";
+import { isUndefinedTable } from "../db/pg-errors.ts";
 import { CONNECTION_DEFAULTS } from "../db/queryable.ts";
+import { ADVISORY_UNLOCK, TRY_ADVISORY_LOCK } from "./sql.ts";
 
 /** Longest a maintenance statement may take; each prunes one bounded batch. */
 const MAINTENANCE_STATEMENT_TIMEOUT_MS = 60_000;
-import { ADVISORY_UNLOCK, TRY_ADVISORY_LOCK } from "./sql.ts";
 
 export interface MaintenanceOptions {
   /** For the dedicated connection that holds the lock. */
@@ -138,12 +139,17 @@ export class Maintenance {
       try {
         await work();
       } catch (error) {
-        logger.error({ step: name, err: toErrorRecord(error).message }, "maintenance maintenance step failed; retried next interval");
+        logger.error({ step: name, err: toErrorRecord(error).message }, "maintenance step failed; retried next interval");
       }
     };
     await step("archive", async () => {
       for (const queue of await new QueueClient(client).listQueues()) {
-        report.archivedMessages += await pruneArchive(client, queue.name, config.archiveRetentionHours);
+        try {
+          report.archivedMessages += await pruneArchive(client, queue.name, config.archiveRetentionHours);
+        } catch (error) {
+          // Dropped since it was listed: nothing left to prune there; the queues after it still are.
+          if (!isUndefinedTable(error)) throw error;
+        }
       }
     });
     await step("partitions", async () => {
@@ -165,7 +171,7 @@ export class Maintenance {
     await step("processed_events", async () => {
       report.processedEvents = await pruneProcessedEvents(client, config.processedEventTtlHours);
     });
-    if (Object.values(report).some((n) => n > 0)) logger.info({ ...report }, "maintenance maintenance pass");
+    if (Object.values(report).some((n) => n > 0)) logger.info({ ...report }, "maintenance pass");
     return report;
   }
 

@@ -100,6 +100,23 @@ describe("maintenance", () => {
     assert.deepEqual((await db.pool.query("SELECT pid FROM pgbus.processes")).rows, [{ pid: 2 }]);
     await d.stop();
   });
+
+  test("a queue that vanished mid-pass is skipped: the queues after it are still pruned", async () => {
+    const queues = new QueueClient(db.pool);
+    await queues.createQueue("a_vanished");
+    await queues.createQueue("z_kept");
+    const id = await queues.send("z_kept", { n: 1 });
+    await queues.archive("z_kept", [id]);
+    await db.pool.query("UPDATE pgmq.a_z_kept SET archived_at = now() - interval '25 hours'");
+    // Listed in pgmq.meta, its table gone: what a drop between listing and pruning looks like.
+    await db.pool.query("DROP TABLE pgmq.a_a_vanished");
+
+    const d = maintenance();
+    await d.start(); // one pass
+    assert.equal(await count("SELECT count(*) AS n FROM pgmq.a_z_kept"), 0);
+    await d.stop();
+    await db.pool.query("DELETE FROM pgmq.meta WHERE queue_name = 'a_vanished'");
+  });
 });
 
 describe("heartbeat", () => {
