@@ -155,8 +155,9 @@ async function tail(file: string, lines = 15): Promise<string> {
   }
 }
 
-async function canConnect(url: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1_000 });
+/** Whether a PostgreSQL server answers a query at `url` within about `timeoutMs`. */
+export async function canConnect(url: string, timeoutMs = 1_000): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: timeoutMs });
   client.on("error", () => {});
   try {
     await client.connect();

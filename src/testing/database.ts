@@ -27,12 +27,20 @@ async function serverUrl(env: Record<string, string | undefined>): Promise<strin
 export async function createTestDatabase(
   options: { prefix?: string; env?: Record<string, string | undefined> } = {},
 ): Promise<TestDatabase> {
-  const adminUrl = await serverUrl(options.env ?? process.env);
-  const name = `${(options.prefix ?? "pgbus_test").replace(/[^a-z0-9_]/g, "_").slice(0, 40)}_${randomBytes(4).toString("hex")}`;
+  return createDatabaseOnServer(await serverUrl(options.env ?? process.env), { prefix: options.prefix ?? "pgbus_test" });
+}
+
+/**
+ * Creates a database with a unique name (`<prefix>_<random>`) on the server `adminUrl`
+ * connects to, with a pool of `poolMax` connections on it. drop() ends the pool and drops
+ * the database, whoever is still connected.
+ */
+export async function createDatabaseOnServer(adminUrl: string, options: { prefix: string; poolMax?: number }): Promise<TestDatabase> {
+  const name = `${options.prefix.replace(/[^a-z0-9_]/g, "_").slice(0, 40)}_${randomBytes(4).toString("hex")}`;
   await adminQuery(adminUrl, `CREATE DATABASE "${name}"`);
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
-  const pool = new pg.Pool({ connectionString: url.href, max: 5 });
+  const pool = new pg.Pool({ connectionString: url.href, max: options.poolMax ?? 5 });
   pool.on("error", () => {});
   return {
     name,

@@ -1,6 +1,5 @@
-import { randomBytes } from "node:crypto";
-import pg from "pg";
-import { startEmbeddedPostgres } from "../../src/embedded/postgres.ts";
+import { canConnect, startEmbeddedPostgres } from "../../src/embedded/postgres.ts";
+import { type TestDatabase, createDatabaseOnServer } from "../../src/testing/database.ts";
 
 /**
  * Each test file gets a database of its own (pgmq's schema name is fixed, so a schema per
@@ -21,19 +20,7 @@ export const DEFAULT_ADMIN_URL = `postgres://postgres@${process.env["PGHOST"] &&
 export type TestServerSource = "PGBUS_TEST_ADMIN_URL" | "DATABASE_URL" | "default" | "embedded";
 
 /** Whether a PostgreSQL server answers at `url` (within about a second). */
-export async function answers(url: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1_500 });
-  client.on("error", () => {});
-  try {
-    await client.connect();
-    await client.query("SELECT 1");
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
+export const answers = (url: string): Promise<boolean> => canConnect(url, 1_500);
 
 /** Steps 1-3 of the precedence; undefined when the embedded server is needed. */
 export async function configuredTestServer(env = process.env): Promise<{ url: string; source: TestServerSource } | undefined> {
@@ -71,39 +58,13 @@ export async function testServerAddress(): Promise<{ host: string; port: number 
  */
 const WITH_PGMQ_EXTENSION = process.env.PGBUS_TEST_PGMQ_EXTENSION === "1";
 
-export interface TestDatabase {
-  name: string;
-  url: string;
-  pool: pg.Pool;
-  drop(): Promise<void>;
-}
+export type { TestDatabase };
 
 export async function createTestDatabase(label = "t"): Promise<TestDatabase> {
-  const adminUrl = await testAdminUrl();
-  const name = `pgbus_${label.replace(/[^a-z0-9_]/g, "_").slice(0, 30)}_${randomBytes(4).toString("hex")}`;
-  await adminQuery(adminUrl, `CREATE DATABASE "${name}"`);
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  const pool = new pg.Pool({ connectionString: url.href, max: 10 });
-  pool.on("error", () => {});
-  if (WITH_PGMQ_EXTENSION) await pool.query("CREATE EXTENSION pgmq");
-  return {
-    name,
-    url: url.href,
-    pool,
-    async drop() {
-      await pool.end();
-      await adminQuery(adminUrl, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-    },
-  };
-}
-
-async function adminQuery(adminUrl: string, text: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
-  try {
-    await client.query(text);
-  } finally {
-    await client.end();
-  }
+  const database = await createDatabaseOnServer(await testAdminUrl(), {
+    prefix: `pgbus_${label.replace(/[^a-z0-9_]/g, "_").slice(0, 30)}`,
+    poolMax: 10,
+  });
+  if (WITH_PGMQ_EXTENSION) await database.pool.query("CREATE EXTENSION pgmq");
+  return database;
 }

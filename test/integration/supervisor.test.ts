@@ -1,19 +1,9 @@
 import assert from "node:assert/strict";
-import { after, describe, test, type TestContext } from "node:test";
+import { after, describe, test } from "node:test";
 import { QueueClient } from "../../src/queue/client.ts";
-import { migrate } from "../../src/schema/migrator.ts";
 import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
-import {
-  BOOT_CRASH_JOBS,
-  FIXTURE_CONFIG,
-  type CliProcess,
-  cliEnv,
-  isAlive,
-  killAll,
-  runCli,
-  startCli,
-  waitFor,
-} from "../fixtures/process/spawn.ts";
+import { startSupervisor, supervisedDatabase } from "../fixtures/process/supervised.ts";
+import { BOOT_CRASH_JOBS, FIXTURE_CONFIG, cliEnv, isAlive, killAll, runCli, startCli, waitFor } from "../fixtures/process/spawn.ts";
 
 /**
  * `pgbus start` as users run it: the real CLI in a child process, its children forked
@@ -21,24 +11,6 @@ import {
  */
 
 after(killAll);
-
-async function freshDatabase(t: TestContext, label: string): Promise<TestDatabase> {
-  const db = await createTestDatabase(label);
-  t.after(async () => {
-    await killAll();
-    await db.drop();
-  });
-  await migrate(db.pool);
-  await db.pool.query(
-    "CREATE TABLE runs (msg_id bigint NOT NULL, job text NOT NULL, pid integer NOT NULL, ran_at timestamptz NOT NULL DEFAULT now())",
-  );
-  await new QueueClient(db.pool).createQueue("work");
-  return db;
-}
-
-function start(db: TestDatabase, testConfig: object, args: string[] = []): CliProcess {
-  return startCli(["start", "--config", FIXTURE_CONFIG, ...args], cliEnv(db.url, testConfig));
-}
 
 async function scalar(db: TestDatabase, text: string, values: unknown[] = []): Promise<number> {
   const result = await db.pool.query(text, values);
@@ -73,8 +45,8 @@ const UNEXPECTED = (line: { msg: string }) => line.msg.startsWith("child exited 
 
 describe("pgbus start (supervisor)", () => {
   test("kill -9 of a worker child: it is re-forked and its in-flight jobs complete later, none lost", async (t) => {
-    const db = await freshDatabase(t, "sup_kill_child");
-    const cli = start(db, { workers: [{ queues: ["work"], capacity: 5, visibilityTimeoutSec: 2 }] }, ["--only", "workers"]);
+    const db = await supervisedDatabase(t, "sup_kill_child");
+    const cli = startSupervisor(db, { workers: [{ queues: ["work"], capacity: 5, visibilityTimeoutSec: 2 }] }, ["--only", "workers"]);
     const [first] = await cli.waitForMessage("child started");
     await enqueue(db, "slow", { ms: 1_500 }, 5);
     await waitFor(async () => (await scalar(db, "SELECT count(*) FROM pgmq.q_work WHERE read_ct > 0")) === 5, "5 jobs in flight");
@@ -100,8 +72,8 @@ describe("pgbus start (supervisor)", () => {
   });
 
   test("SIGTERM during 200 in-flight jobs: every job completes and the exit code is 0", async (t) => {
-    const db = await freshDatabase(t, "sup_sigterm");
-    const cli = start(db, { workers: [{ queues: ["work"], capacity: 200 }], shutdownTimeoutMs: 20_000 }, ["--only", "workers"]);
+    const db = await supervisedDatabase(t, "sup_sigterm");
+    const cli = startSupervisor(db, { workers: [{ queues: ["work"], capacity: 200 }], shutdownTimeoutMs: 20_000 }, ["--only", "workers"]);
     await cli.waitForMessage("child started");
     await enqueue(db, "slow", { ms: 2_000 }, 200);
     await waitFor(async () => (await scalar(db, "SELECT count(*) FROM pgmq.q_work WHERE read_ct > 0")) === 200, "200 jobs in flight");
@@ -117,8 +89,8 @@ describe("pgbus start (supervisor)", () => {
   });
 
   test("SIGINT stops gracefully like SIGTERM: in-flight jobs complete and the exit code is 0", async (t) => {
-    const db = await freshDatabase(t, "sup_sigint");
-    const cli = start(db, { workers: [{ queues: ["work"], capacity: 10 }] }, ["--only", "workers"]);
+    const db = await supervisedDatabase(t, "sup_sigint");
+    const cli = startSupervisor(db, { workers: [{ queues: ["work"], capacity: 10 }] }, ["--only", "workers"]);
     await cli.waitForMessage("child started");
     await enqueue(db, "slow", { ms: 1_500 }, 10);
     await waitFor(async () => (await scalar(db, "SELECT count(*) FROM pgmq.q_work WHERE read_ct > 0")) === 10, "10 jobs in flight");
@@ -130,9 +102,9 @@ describe("pgbus start (supervisor)", () => {
   });
 
   test("a child that does not stop within the supervisor's own timeout is SIGKILLed, the exit code is 1, and its job is not lost", async (t) => {
-    const db = await freshDatabase(t, "sup_stop_timeout");
+    const db = await supervisedDatabase(t, "sup_stop_timeout");
     // The job blocks the child's event loop for a minute: it cannot even begin to stop.
-    const cli = start(db, { workers: [{ queues: ["work"], capacity: 1, visibilityTimeoutSec: 2 }], shutdownTimeoutMs: 300 }, [
+    const cli = startSupervisor(db, { workers: [{ queues: ["work"], capacity: 1, visibilityTimeoutSec: 2 }], shutdownTimeoutMs: 300 }, [
       "--only",
       "workers",
     ]);
@@ -154,8 +126,8 @@ describe("pgbus start (supervisor)", () => {
   });
 
   test("a child that crashes at boot is re-forked with growing delays, not in a tight loop", async (t) => {
-    const db = await freshDatabase(t, "sup_crash_loop");
-    const cli = start(db, { jobsModule: BOOT_CRASH_JOBS }, ["--only", "workers"]);
+    const db = await supervisedDatabase(t, "sup_crash_loop");
+    const cli = startSupervisor(db, { jobsModule: BOOT_CRASH_JOBS }, ["--only", "workers"]);
     const exits = await cli.waitForLines(UNEXPECTED, 3, 20_000);
     assert.deepEqual(
       exits.map((line) => line["restartInMs"]),
@@ -172,8 +144,8 @@ describe("pgbus start (supervisor)", () => {
   });
 
   test("SIGKILL of the supervisor leaves no child running", async (t) => {
-    const db = await freshDatabase(t, "sup_orphans");
-    const cli = start(db, {
+    const db = await supervisedDatabase(t, "sup_orphans");
+    const cli = startSupervisor(db, {
       workers: [
         { queues: ["work"], capacity: 2 },
         { queues: ["*"], capacity: 2 },
@@ -189,8 +161,8 @@ describe("pgbus start (supervisor)", () => {
   });
 
   test("SIGQUIT stops at once: children are killed, jobs in flight return after their VT", async (t) => {
-    const db = await freshDatabase(t, "sup_sigquit");
-    const cli = start(db, { workers: [{ queues: ["work"], capacity: 5 }] }, ["--only", "workers"]);
+    const db = await supervisedDatabase(t, "sup_sigquit");
+    const cli = startSupervisor(db, { workers: [{ queues: ["work"], capacity: 5 }] }, ["--only", "workers"]);
     await cli.waitForMessage("child started");
     await enqueue(db, "slow", { ms: 30_000 }, 2);
     await waitFor(async () => (await scalar(db, "SELECT count(*) FROM pgmq.q_work WHERE read_ct > 0")) === 2, "2 jobs in flight");
@@ -204,8 +176,8 @@ describe("pgbus start (supervisor)", () => {
   });
 
   test("a worker that reaches maxJobsPerWorker is recycled at once and nothing is lost", async (t) => {
-    const db = await freshDatabase(t, "sup_recycle");
-    const cli = start(db, { workers: [{ queues: ["work"], capacity: 1 }], maxJobsPerWorker: 10 }, ["--only", "workers"]);
+    const db = await supervisedDatabase(t, "sup_recycle");
+    const cli = startSupervisor(db, { workers: [{ queues: ["work"], capacity: 1 }], maxJobsPerWorker: 10 }, ["--only", "workers"]);
     await cli.waitForMessage("child started");
     await enqueue(db, "record", {}, 30);
     await waitFor(async () => (await scalar(db, "SELECT count(*) FROM runs")) >= 30, "30 runs", 30_000);
@@ -218,8 +190,8 @@ describe("pgbus start (supervisor)", () => {
   });
 
   test("a worker whose memory grows past maxMemoryMb is recycled at its next heartbeat and nothing is lost", async (t) => {
-    const db = await freshDatabase(t, "sup_recycle_mem");
-    const cli = start(db, { workers: [{ queues: ["work"], capacity: 1 }], maxMemoryMb: 220, heartbeatIntervalMs: 200 }, [
+    const db = await supervisedDatabase(t, "sup_recycle_mem");
+    const cli = startSupervisor(db, { workers: [{ queues: ["work"], capacity: 1 }], maxMemoryMb: 220, heartbeatIntervalMs: 200 }, [
       "--only",
       "workers",
     ]);
@@ -236,8 +208,8 @@ describe("pgbus start (supervisor)", () => {
   });
 
   test("a maxMemoryMb below a fresh worker's memory is reported once, not obeyed in a recycling loop", async (t) => {
-    const db = await freshDatabase(t, "sup_recycle_low");
-    const cli = start(db, { workers: [{ queues: ["work"], capacity: 1 }], maxMemoryMb: 16, heartbeatIntervalMs: 200 }, [
+    const db = await supervisedDatabase(t, "sup_recycle_low");
+    const cli = startSupervisor(db, { workers: [{ queues: ["work"], capacity: 1 }], maxMemoryMb: 16, heartbeatIntervalMs: 200 }, [
       "--only",
       "workers",
     ]);
@@ -280,8 +252,8 @@ describe("pgbus start (supervisor)", () => {
 
 describe("execution modes", () => {
   test("--execution-mode fiber runs async workers, and status shows executionMode async", async (t) => {
-    const db = await freshDatabase(t, "sup_fiber");
-    const cli = start(db, { workers: [{ queues: ["work"], capacity: 3 }] }, ["--only", "workers", "--execution-mode", "fiber"]);
+    const db = await supervisedDatabase(t, "sup_fiber");
+    const cli = startSupervisor(db, { workers: [{ queues: ["work"], capacity: 3 }] }, ["--only", "workers", "--execution-mode", "fiber"]);
     const [ready] = await cli.waitForMessage("child started");
     assert.equal(ready!["executionMode"], "async");
     const status = await runCli(["status", "--json"], cliEnv(db.url));
@@ -298,12 +270,12 @@ describe("execution modes", () => {
   });
 
   test("a worker's own executionMode (threads) overrides the global one; status shows each worker's mode", async (t) => {
-    const db = await freshDatabase(t, "sup_per_worker");
+    const db = await supervisedDatabase(t, "sup_per_worker");
     const workers = [
       { queues: ["cpu"], capacity: 2, executionMode: "threads" },
       { queues: ["work"], capacity: 5 },
     ];
-    const cli = start(db, { workers }, ["--only", "workers", "--execution-mode", "async"]);
+    const cli = startSupervisor(db, { workers }, ["--only", "workers", "--execution-mode", "async"]);
     await cli.waitForMessage("child started", 2, 30_000);
     await enqueue(db, "cpu", { ms: 20 }, 4, "cpu");
     await enqueue(db, "record", {}, 4);
@@ -321,9 +293,9 @@ describe("execution modes", () => {
 
 describe("scale-out", () => {
   test("two supervisors on one database run 5,000 jobs exactly once, with one maintenance active at a time", async (t) => {
-    const db = await freshDatabase(t, "sup_scale_out");
+    const db = await supervisedDatabase(t, "sup_scale_out");
     const config = { workers: [{ queues: ["work"], capacity: 50 }] };
-    const [a, b] = [start(db, config), start(db, config)];
+    const [a, b] = [startSupervisor(db, config), startSupervisor(db, config)];
     await Promise.all([a, b].map((cli) => cli.waitForMessage("supervisor ready: every child started", 1, 30_000)));
     const activeMaintenance = () =>
       scalar(db, "SELECT count(*) FROM pgbus.processes WHERE role = 'maintenance' AND (stats ->> 'maintenanceActive')::boolean");
@@ -367,12 +339,12 @@ describe("scale-out", () => {
   });
 
   test("a SIGKILLed active maintenance is taken over by the standby of another supervisor", async (t) => {
-    const db = await freshDatabase(t, "sup_takeover");
+    const db = await supervisedDatabase(t, "sup_takeover");
     // The first supervisor re-forks its maintenance only after a minute, so the standby, not
     // the replacement, must be the one that takes over.
-    const first = start(db, { restartBackoff: { baseMs: 60_000, maxMs: 60_000 } }, ["--only", "maintenance"]);
+    const first = startSupervisor(db, { restartBackoff: { baseMs: 60_000, maxMs: 60_000 } }, ["--only", "maintenance"]);
     const [active] = await first.waitForMessage(MAINTENANCE_ACTIVE);
-    const second = start(db, {}, ["--only", "maintenance"]);
+    const second = startSupervisor(db, {}, ["--only", "maintenance"]);
     await second.waitForMessage("supervisor ready: every child started");
     await waitFor(
       async () => (await scalar(db, "SELECT count(*) FROM pgbus.processes WHERE role = 'maintenance'")) === 2,
