@@ -99,6 +99,28 @@ describe("recurring tasks under pgbus start", () => {
     );
   });
 
+  test("a host SIGKILLed mid-run: the other scheduler enqueues every later tick, once, none missed", async (t) => {
+    const db = await supervisedDatabase(t, "rec_kill");
+    const config = { jobsModule: RECURRING_JOBS };
+    const [doomed, survivor] = [0, 1].map(() => startSupervisor(db, config, ["--only", "scheduler"]));
+    await Promise.all([doomed!, survivor!].map((cli) => cli.waitForMessage(SCHEDULER_STARTED)));
+    const executions = () => scalar(db, "SELECT count(*) FROM pgbus.recurring_executions");
+    await waitFor(async () => (await executions()) >= 3, "3 ticks");
+    // The whole process tree at once, as when its host dies: nothing of it stops cleanly.
+    for (const pid of [doomed!.pid, ...doomed!.childPids()]) process.kill(pid, "SIGKILL");
+    const atKill = await executions();
+    await waitFor(async () => (await executions()) >= atKill + 4, "4 more ticks after the kill", 30_000, 200);
+    await stop(survivor!);
+
+    const times = await ticks(db, "every_second");
+    assert.deepEqual(gaps(times), [], "no tick missed");
+    const perTick = await db.pool.query<{ n: string }>(
+      "SELECT count(*) AS n FROM pgmq.q_work GROUP BY headers->>'pgbus_recurring_run_at' HAVING count(*) > 1",
+    );
+    assert.deepEqual(perTick.rows, [], "no tick enqueued twice");
+    assert.equal(await scalar(db, "SELECT count(*) FROM pgmq.q_work"), times.length);
+  });
+
   test("a recurring task from the config file runs through a worker; `pgbus recurring` lists it", async (t) => {
     const db = await supervisedDatabase(t, "rec_worker");
     const config = {
