@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Pgbus } from "../../src/bus.ts";
 import { PgbusError } from "../../src/errors.ts";
 import { defineJob } from "../../src/jobs/define.ts";
+import { QueueClient } from "../../src/queue/client.ts";
 import { cliEnv, runCli, waitFor } from "../fixtures/process/spawn.ts";
+import { startSupervisor, supervisedDatabase } from "../fixtures/process/supervised.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
 
 let db: TestDatabase;
@@ -81,4 +84,35 @@ test("pgbus queues pause|resume from the CLI; an unknown queue is a clear error"
     (error: unknown) => error instanceof PgbusError && error.code === "QUEUE_NOT_FOUND",
   );
   await assert.rejects(bus.pauseQueue("Bad Name!"), { code: "INVALID_QUEUE_NAME" });
+});
+
+test("under pgbus start: a worker child SIGKILLed while its queue is paused comes back paused; resume runs every held job once", async (t) => {
+  const supervised = await supervisedDatabase(t, "pause_kill");
+  const queues = new QueueClient(supervised.pool);
+  const runs = () => supervised.pool.query("SELECT count(*)::int AS n FROM runs").then((result) => result.rows[0].n as number);
+  const cli = startSupervisor(supervised, { workers: [{ queues: ["work"], capacity: 5 }] }, ["--only", "workers"]);
+  const [first] = await cli.waitForMessage("child started");
+  await queues.send("work", { job: "record", payload: {} });
+  await waitFor(async () => (await runs()) === 1, "a job before the pause");
+
+  const pause = await runCli(["queues", "pause", "work"], cliEnv(supervised.url));
+  assert.equal(pause.code, 0, pause.stderr);
+  await queues.sendBatch(
+    "work",
+    Array.from({ length: 10 }, () => ({ job: "record", payload: {} })),
+  );
+  process.kill(first!.pid, "SIGKILL");
+  await cli.waitForMessage("child started", 2);
+  // The pause is the database's, not the process's: the new child claims nothing either.
+  // Absence takes a wait: longer than the 1 s within which a paused queue must stop.
+  await sleep(1_500);
+  assert.equal(await runs(), 1, "no job of the paused queue started");
+
+  const resume = await runCli(["queues", "resume", "work"], cliEnv(supervised.url));
+  assert.equal(resume.code, 0, resume.stderr);
+  await waitFor(async () => (await runs()) === 11, "the 10 held jobs after resume");
+  const twice = await supervised.pool.query("SELECT msg_id FROM runs GROUP BY msg_id HAVING count(*) > 1");
+  assert.deepEqual(twice.rows, [], "none ran twice");
+  cli.signal("SIGTERM");
+  assert.equal((await cli.exited).code, 0);
 });
