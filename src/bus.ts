@@ -199,7 +199,8 @@ export class Pgbus {
         throw new ValidationError("INVALID_OPTION", `the header ${header} is pgbus's own; give the ${option} option`);
       }
     }
-    const priority = options.priority === undefined ? job.priority : validatePriority(options.priority, `job ${job.name}: enqueue option priority`);
+    const priority =
+      options.priority === undefined ? job.priority : validatePriority(options.priority, `job ${job.name}: enqueue option priority`);
     const queues = options.client ? this.queues.withClient(options.client) : this.queues;
     const messages: JobMessage<P>[] = payloads.map((payload) => jobEnvelope(job.name, payload));
     for (let attempt = 1; ; attempt += 1) {

@@ -70,7 +70,11 @@ export function createWorkerStore(db: Queryable): WorkerStore {
       );
       // In claim order: a batch that spans priorities runs (and prefetches) its best first.
       return rows
-        .map((row) => ({ priority: row.priority, msgId: row.msg_id, claimed: { msgId: row.msg_id, readCt: row.read_ct, message: row.message } }))
+        .map((row) => ({
+          priority: row.priority,
+          msgId: row.msg_id,
+          claimed: { msgId: row.msg_id, readCt: row.read_ct, message: row.message },
+        }))
         .sort(byClaimOrder)
         .map((entry) => entry.claimed);
     },

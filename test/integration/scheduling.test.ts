@@ -131,7 +131,12 @@ describe("priorities", () => {
         await blocker;
       },
     });
-    const low = defineJob<{ n: number }>({ name: "sch_low", queue: "sch_prio", priority: 9, perform: ({ n }) => void started.push(`9:${n}`) });
+    const low = defineJob<{ n: number }>({
+      name: "sch_low",
+      queue: "sch_prio",
+      priority: 9,
+      perform: ({ n }) => void started.push(`9:${n}`),
+    });
     const high = defineJob<{ n: number }>({ name: "sch_high", queue: "sch_prio", perform: ({ n }) => void started.push(`0:${n}`) });
     const worker = bus.worker({ queues: ["sch_prio"], capacity: 1, prefetch: 0, pollIntervalMs: 50 });
     await worker.start();
@@ -168,18 +173,21 @@ describe("priorities", () => {
     }
     await assert.rejects(
       bus.enqueue(job, {}, { headers: { pgbus_priority: 0 } }),
-      (error: unknown) => error instanceof ValidationError && /pgbus_priority is pgbus's own; give the priority as the priority option/.test(error.message),
+      (error: unknown) =>
+        error instanceof ValidationError && /pgbus_priority is pgbus's own; give the priority as the priority option/.test(error.message),
     );
     assert.equal(await bus.queues.queueExists("sch_bad"), false, "nothing was enqueued");
   });
 
   test("plain PGMQ clients take part: a pgbus_priority header orders their messages, pgmq.read and pgmq.send still work", async () => {
     await bus.queues.createQueue("sch_pgmq");
-    const [plain] = (await db.pool.query("SELECT pgmq.send('sch_pgmq', '{\"who\":\"plain\"}'::jsonb) AS id")).rows.map((row) => String(row.id));
+    const [plain] = (await db.pool.query("SELECT pgmq.send('sch_pgmq', '{\"who\":\"plain\"}'::jsonb) AS id")).rows.map((row) =>
+      String(row.id),
+    );
     const [urgent] = (
       await db.pool.query("SELECT pgmq.send('sch_pgmq', '{\"who\":\"urgent\"}'::jsonb, '{\"pgbus_priority\":1}'::jsonb) AS id")
     ).rows.map((row) => String(row.id));
-    await db.pool.query("SELECT pgmq.send('sch_pgmq', '{\"who\":\"odd\"}'::jsonb, '{\"pgbus_priority\":\"high\"}'::jsonb)");
+    await db.pool.query('SELECT pgmq.send(\'sch_pgmq\', \'{"who":"odd"}\'::jsonb, \'{"pgbus_priority":"high"}\'::jsonb)');
     await db.pool.query("SELECT pgmq.send('sch_pgmq', '{\"who\":\"later\"}'::jsonb, 3600)");
     const claimed = await createWorkerStore(db.pool).claim("sch_pgmq", 30, 10);
     assert.deepEqual(
