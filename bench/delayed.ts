@@ -95,6 +95,7 @@ for (let from = 0; from < DELAYED; from += CHUNK) {
   );
 }
 await pool.query("VACUUM ANALYZE");
+await drain(none); // warm-up (connections, prepared statements, JIT), not counted
 const rates = { none: [] as number[], delayed: [] as number[], mixed: [] as number[] };
 for (let rep = 0; rep < REPETITIONS; rep++) {
   rates.none.push(await drain(none));
