@@ -179,6 +179,13 @@ describe("priorities", () => {
     assert.equal(await bus.queues.queueExists("sch_bad"), false, "nothing was enqueued");
   });
 
+  test("the outbox keeps a job's priority", async () => {
+    const job = defineJob({ name: "sch_outbox", queue: "sch_outbox", priority: 2, perform() {} });
+    const [id] = await bus.outbox.enqueueMany(job, [{}]);
+    const { rows } = await db.pool.query("SELECT headers FROM pgbus.outbox WHERE id = $1", [id]);
+    assert.deepEqual(rows[0].headers, { pgbus_priority: 2 });
+  });
+
   test("plain PGMQ clients take part: a pgbus_priority header orders their messages, pgmq.read and pgmq.send still work", async () => {
     await bus.queues.createQueue("sch_pgmq");
     const [plain] = (await db.pool.query("SELECT pgmq.send('sch_pgmq', '{\"who\":\"plain\"}'::jsonb) AS id")).rows.map((row) =>
