@@ -179,6 +179,17 @@ describe("priorities", () => {
     assert.equal(await bus.queues.queueExists("sch_bad"), false, "nothing was enqueued");
   });
 
+  test("the queue client's read hands out a batch in claim order", async () => {
+    await bus.queues.createQueue("sch_read");
+    const [normal] = await bus.queues.sendBatch("sch_read", [{ n: "normal" }]);
+    const [odd] = await bus.queues.sendBatch("sch_read", [{ n: "odd" }], { headers: { pgbus_priority: "urgent" } });
+    const [high] = await bus.queues.sendBatch("sch_read", [{ n: "high" }], { headers: { pgbus_priority: "1" } });
+    assert.deepEqual(
+      (await bus.queues.read("sch_read", 30, 10)).map((message) => message.msgId),
+      [high, normal, odd],
+    );
+  });
+
   test("the outbox keeps a job's priority", async () => {
     const job = defineJob({ name: "sch_outbox", queue: "sch_outbox", priority: 2, perform() {} });
     const [id] = await bus.outbox.enqueueMany(job, [{}]);
