@@ -5,7 +5,7 @@ import { ValidationError } from "../../src/errors.ts";
 import { defineJob } from "../../src/jobs/define.ts";
 import * as sql from "../../src/queue/sql.ts";
 import { createWorkerStore } from "../../src/worker/worker-store.ts";
-import { waitFor } from "../fixtures/process/spawn.ts";
+import { cliEnv, runCli, waitFor } from "../fixtures/process/spawn.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
 
 /** Delayed jobs, retries and priorities (issue #14): what runs when, and what a claim reaches. */
@@ -188,6 +188,22 @@ describe("priorities", () => {
       (await bus.queues.read("sch_read", 30, 10)).map((message) => message.msgId),
       [high, normal, odd],
     );
+  });
+
+  test("pgbus enqueue --priority: written as the header; a bad value is refused and named", async () => {
+    const env = cliEnv(db.url);
+    const good = await runCli(["enqueue", "sch_cli", "{}", "--queue", "sch_cli", "--priority", "0"], env);
+    assert.equal(good.code, 0, good.stderr);
+    const { rows } = await db.pool.query("SELECT headers FROM pgmq.q_sch_cli WHERE msg_id = $1", [good.stdout.trim()]);
+    assert.deepEqual(rows[0].headers, { pgbus_priority: 0 });
+    for (const bad of ["1.5"]) {
+      const refused = await runCli(["enqueue", "sch_cli", "{}", "--queue", "sch_cli", "--priority", bad], env);
+      assert.notEqual(refused.code, 0);
+      assert.match(
+        refused.stderr,
+        new RegExp(`--priority must be an integer from 0 to 9 \\(0 runs first\\), got .*${bad.replace(".", "\\.")}`),
+      );
+    }
   });
 
   test("the outbox keeps a job's priority", async () => {
