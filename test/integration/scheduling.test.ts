@@ -196,14 +196,9 @@ describe("priorities", () => {
     assert.equal(good.code, 0, good.stderr);
     const { rows } = await db.pool.query("SELECT headers FROM pgmq.q_sch_cli WHERE msg_id = $1", [good.stdout.trim()]);
     assert.deepEqual(rows[0].headers, { pgbus_priority: 0 });
-    for (const bad of ["1.5"]) {
-      const refused = await runCli(["enqueue", "sch_cli", "{}", "--queue", "sch_cli", "--priority", bad], env);
-      assert.notEqual(refused.code, 0);
-      assert.match(
-        refused.stderr,
-        new RegExp(`--priority must be an integer from 0 to 9 \\(0 runs first\\), got .*${bad.replace(".", "\\.")}`),
-      );
-    }
+    const refused = await runCli(["enqueue", "sch_cli", "{}", "--queue", "sch_cli", "--priority", "1.5"], env);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /--priority must be an integer from 0 to 9 \(0 runs first\), got number 1\.5/);
   });
 
   test("the outbox keeps a job's priority", async () => {
