@@ -6,14 +6,15 @@
 // 2. the same drain with priorities mixed (0-9, enqueued in interleaved chunks) against all
 //    at the default priority;
 // 3. lateness (start time minus runAt) of BENCH_LATE_JOBS delayed jobs whose runAt is spread
-//    over BENCH_LATE_SPREAD_MS, while a producer keeps the worker busy with 5 ms jobs,
+//    over BENCH_LATE_SPREAD_MS, while a producer keeps the worker busy with 5 ms jobs
+//    (BENCH_FILLERS_PER_SEC of them: a quarter of what capacity 100 can run),
 //    against the same on an idle queue (acceptance: p99 <= 1.5 s while busy).
 // Full size (the defaults): npm run bench:delayed
 // Tiny: BENCH_READY=2000 BENCH_DELAYED=5000 BENCH_LATE_JOBS=50 BENCH_LATE_SPREAD_MS=2000 BENCH_REPS=1 npm run bench:delayed
 import pg from "pg";
 import { Pgbus } from "../src/bus.ts";
 import { type JobDefinition, defineJob } from "../src/jobs/define.ts";
-import { dropDatabase, freshDatabase, median, percentile, printTable } from "./support.ts";
+import { dropDatabase, freshDatabase, median, peakSampler, percentile, printTable } from "./support.ts";
 
 const READY = Number(process.env.BENCH_READY ?? 50_000);
 const DELAYED = Number(process.env.BENCH_DELAYED ?? 100_000);
@@ -21,6 +22,7 @@ const CAPACITY = Number(process.env.BENCH_CAPACITY ?? 100);
 const REPETITIONS = Number(process.env.BENCH_REPS ?? 3);
 const LATE_JOBS = Number(process.env.BENCH_LATE_JOBS ?? 1_000);
 const LATE_SPREAD_MS = Number(process.env.BENCH_LATE_SPREAD_MS ?? 10_000);
+const FILLERS_PER_SEC = Number(process.env.BENCH_FILLERS_PER_SEC ?? 5_000);
 const CHUNK = 5_000;
 
 const database = await freshDatabase("delayed");
@@ -128,14 +130,15 @@ const filler = defineJob<{ n: number }>({
 });
 await bus.queues.createQueue("bl_late");
 
-async function latenessRound(busy: boolean): Promise<{ p50: number; p99: number; max: number; fillers: number }> {
+async function latenessRound(busy: boolean): Promise<{ p50: number; p99: number; max: number; fillers: number; peakBacklog: number }> {
   lateness.length = 0;
   const worker = bus.worker({ queues: ["bl_late"], capacity: CAPACITY, ackMode: "delete" });
   await worker.start();
   let producing = busy;
   let fillers = 0;
-  // About half the worker's rate at 5 ms a job: busy all the time, without a growing backlog.
-  const perTick = Math.max(1, Math.round((CAPACITY * 200) / 2 / 20));
+  // Every 50 ms: busy all the time, without a growing backlog (the peak backlog is reported).
+  const perTick = Math.max(1, Math.round(FILLERS_PER_SEC / 20));
+  const backlog = peakSampler(async () => (await bus.queues.metrics("bl_late")).visibleLength, 100);
   const producer = (async () => {
     while (producing) {
       await bus.enqueueMany(
@@ -157,10 +160,11 @@ async function latenessRound(busy: boolean): Promise<{ p50: number; p99: number;
   while (lateness.length < LATE_JOBS && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
   producing = false;
   await producer;
+  const peakBacklog = await backlog.stop();
   await worker.stop();
   await bus.queues.purgeQueue("bl_late"); // fillers left over must not make the next round busy
   if (lateness.length < LATE_JOBS) throw new Error(`only ${lateness.length} of ${LATE_JOBS} delayed jobs ran`);
-  return { p50: percentile(lateness, 50), p99: percentile(lateness, 99), max: Math.max(...lateness), fillers };
+  return { p50: percentile(lateness, 50), p99: percentile(lateness, 99), max: Math.max(...lateness), fillers, peakBacklog };
 }
 
 const rounds = {
@@ -180,9 +184,10 @@ const lateRow = (what: string, list: Array<Awaited<ReturnType<typeof latenessRou
   `${median(list.map((r) => r.p99))} ms`,
   `${median(list.map((r) => r.max))} ms`,
   Math.round(median(list.map((r) => r.fillers))),
+  Math.round(median(list.map((r) => r.peakBacklog))),
 ];
 printTable(
-  ["queue", "p50", "p99", "max", "filler jobs enqueued meanwhile"],
+  ["queue", "p50", "p99", "max", "filler jobs enqueued", "peak due backlog"],
   [lateRow("busy (5 ms filler jobs)", rounds.busy), lateRow("idle", rounds.idle)],
 );
 
