@@ -29,6 +29,7 @@ import {
 } from "./events/subscriber.ts";
 import { MAX_QUEUE_NAME_WITH_DLQ, validateQueueName } from "./queue/names.ts";
 import { UNIQUE_KEY_HEADER, validateUniqueKey } from "./queue/unique.ts";
+import { PRIORITY_HEADER, validatePriority, withPriority } from "./queue/priority.ts";
 import type { WorkerStore } from "./worker/worker-store.ts";
 import { WORKER_DEFAULTS } from "./worker/options.ts";
 import type { NotificationHandlers, NotificationSource } from "./worker/notifications.ts";
@@ -72,6 +73,12 @@ export interface EnqueueOptions<P = unknown> {
   uniqueKey?: string | ((payload: P, index: number) => string | null | undefined);
   /** FIFO group (PGMQ's `x-pgmq-group` header): see QueueClient.readGrouped. */
   groupKey?: string;
+  /**
+   * 0-9, 0 runs first; default the job's `priority` (itself default 5). Among the messages
+   * of a queue that are due, a better priority is always claimed first. See docs/jobs.md,
+   * priorities.
+   */
+  priority?: number;
 }
 
 export interface BusPublishOptions extends PublishOptions {
@@ -184,9 +191,16 @@ export class Pgbus {
       await validateForEnqueue(job, payload, single ? null : index);
     }
     const uniqueKeys = uniqueKeysOf(options, payloads);
-    if (options.headers && typeof options.headers === "object" && UNIQUE_KEY_HEADER in options.headers) {
-      throw new ValidationError("INVALID_OPTION", `the header ${UNIQUE_KEY_HEADER} is pgbus's own; give the key as the uniqueKey option`);
+    for (const [header, option] of [
+      [UNIQUE_KEY_HEADER, "key as the uniqueKey"],
+      [PRIORITY_HEADER, "priority as the priority"],
+    ] as const) {
+      if (options.headers && typeof options.headers === "object" && header in options.headers) {
+        throw new ValidationError("INVALID_OPTION", `the header ${header} is pgbus's own; give the ${option} option`);
+      }
     }
+    const priority =
+      options.priority === undefined ? job.priority : validatePriority(options.priority, `job ${job.name}: enqueue option priority`);
     const queues = options.client ? this.queues.withClient(options.client) : this.queues;
     const messages: JobMessage<P>[] = payloads.map((payload) => jobEnvelope(job.name, payload));
     for (let attempt = 1; ; attempt += 1) {
@@ -195,7 +209,7 @@ export class Pgbus {
         return await queues.sendBatch(job.queue, messages, {
           delayMs: options.delayMs,
           runAt: options.runAt,
-          headers: options.headers,
+          headers: withPriority(options.headers, priority),
           groupKey: options.groupKey,
           uniqueKeys,
         });

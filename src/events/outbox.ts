@@ -6,6 +6,7 @@ import { DEFAULT_MAX_PAYLOAD_BYTES, checkPayloadValue, serializeJson } from "../
 import { type Event, newEvent, toEventMessage, validateDelayMs } from "./event.ts";
 import { validateRoutingKey } from "./routing.ts";
 import { INSERT_OUTBOX } from "./sql.ts";
+import { withPriority } from "../queue/priority.ts";
 
 export interface OutboxWriteOptions {
   /**
@@ -76,7 +77,8 @@ export class Outbox {
     const bodies = payloads.map((payload, index) =>
       serializeJson({ job: job.name, payload }, `payload ${index} of job ${job.name}`, this.#maxBytes()),
     );
-    const header = options.headers === undefined ? null : serializeJson(options.headers, `headers of job ${job.name}`);
+    const given = withPriority(options.headers, job.priority); // the job's priority, as bus.enqueue gives it
+    const header = given === undefined ? null : serializeJson(given, `headers of job ${job.name}`);
     await this.#deps.prepareJob(job as JobDefinition);
     const headers = header === null ? null : `[${new Array<string>(payloads.length).fill(header).join(",")}]`;
     const result = await this.#db(options).query(INSERT_OUTBOX, ["job", job.queue, `[${bodies.join(",")}]`, headers, delayMs]);

@@ -1,6 +1,6 @@
 import type { NamedStatement } from "../db/queryable.ts";
 import { archiveTable, queueTable } from "../queue/names.ts";
-import { MESSAGE_COLUMNS, fencedDelete, namedStatement, notPaused } from "../queue/sql.ts";
+import { MESSAGE_COLUMNS, dueRows, fencedDelete, namedStatement, notPaused, pickedRow } from "../queue/sql.ts";
 
 /**
  * Every statement of the event bus: publish, bindings, idempotent claim and ack, and the
@@ -43,7 +43,7 @@ export const MARK_HANDLED = `INSERT INTO pgbus.processed_events (subscriber, eve
 
 /**
  * Claim for an idempotent subscriber's queue. $1 vt seconds, $2 qty, $3 subscriber.
- * Picks like readBatch; copies whose event this subscriber already handled are archived
+ * Picks like readBatch (due rows in claim order, see dueRows); copies whose event this subscriber already handled are archived
  * in the same statement and not returned (skipped, not run), the rest are claimed.
  * Different CTEs touch different rows, so no row is modified twice.
  */
@@ -52,14 +52,13 @@ export const claimSkippingHandled = (queue: string): NamedStatement =>
     "ev_read",
     queue,
     () =>
-      `WITH picked AS (
+      `WITH locked AS (${dueRows(queue, "$2", notPaused(queue))}),
+     picked AS (
        SELECT q.msg_id,
               EXISTS (SELECT 1 FROM pgbus.processed_events pe
                        WHERE pe.subscriber = $3::text AND pe.event_id = pgbus.event_id_of(q.message)) AS handled
-         FROM ${queueTable(queue)} q
-        WHERE q.vt <= clock_timestamp() AND ${notPaused(queue)}
-        ORDER BY q.msg_id LIMIT $2
-        FOR UPDATE OF q SKIP LOCKED),
+         FROM ${queueTable(queue)} q, locked
+        WHERE ${pickedRow("q", "locked")}),
      skipped AS (
        DELETE FROM ${queueTable(queue)} q USING picked
         WHERE q.msg_id = picked.msg_id AND picked.handled

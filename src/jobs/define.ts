@@ -1,6 +1,7 @@
 import { ValidationError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { validateQueueName } from "../queue/names.ts";
+import { DEFAULT_PRIORITY, validatePriority } from "../queue/priority.ts";
 import { type BackoffOptions, resolveBackoff } from "./backoff.ts";
 
 /** What a job's perform() receives besides its payload. */
@@ -48,6 +49,8 @@ export interface JobOptions<P> {
   schema?: PayloadSchema<P>;
   /** Abort the run (through ctx.signal) and count a failure after this long. Default: none. */
   timeoutMs?: number;
+  /** 0-9, 0 runs first; the default of its enqueues (each may give its own). Default 5. See docs/jobs.md, priorities. */
+  priority?: number;
   perform(payload: P, ctx: JobContext): Promise<void> | void;
 }
 
@@ -58,6 +61,7 @@ export interface JobDefinition<P = unknown> {
   readonly backoff: Required<BackoffOptions>;
   readonly schema: PayloadSchema<P> | undefined;
   readonly timeoutMs: number | undefined;
+  readonly priority: number;
   perform(payload: P, ctx: JobContext): Promise<void> | void;
   /** Marker so a jobs module's exports can be told apart from anything else it exports. */
   readonly kind: "pgbus.job";
@@ -98,6 +102,7 @@ export function defineJob<P>(options: JobOptions<P>): JobDefinition<P> {
     backoff: resolveBackoff(options.backoff, `job ${name}`),
     schema: options.schema,
     timeoutMs: options.timeoutMs,
+    priority: options.priority === undefined ? DEFAULT_PRIORITY : validatePriority(options.priority, `job ${name}: priority`),
     perform: options.perform,
     kind: "pgbus.job" as const,
   });

@@ -8,6 +8,7 @@ import { MAX_QUEUE_NAME_WITH_DLQ, dlqName, validateQueueName } from "./names.ts"
 import { DEFAULT_MAX_PAYLOAD_BYTES, serializeJson, storableJson } from "./payload.ts";
 import * as sql from "./sql.ts";
 import { ENABLE_UNIQUE_KEYS, sendUniqueBatch } from "./unique.ts";
+import { priorityOf } from "./priority.ts";
 import { PARTMAN_SCHEMA, UNTUNED_PARTITIONS, keepQueuePartitions, tunePartition } from "./admin-sql.ts";
 
 export type MessageId = string | number | bigint;
@@ -253,7 +254,10 @@ export class QueueClient {
     requireNumber("vtSeconds", vtSeconds, 0);
     requireInteger("qty", qty, 1);
     const rows = await this.#run<MessageRow>(sql.readBatch(queue), [vtSeconds, qty]);
-    return rows.map(toMessage<T>).sort(byMessageId);
+    return rows
+      .map((row) => ({ priority: priorityOf(row.headers), msgId: row.msg_id, message: toMessage<T>(row) }))
+      .sort(byClaimOrder)
+      .map((entry) => entry.message);
   }
 
   /**
@@ -390,4 +394,9 @@ export function toMessage<T>(row: MessageRow): QueueMessage<T> {
 /** Oldest first: ids are bigint strings, so shorter is smaller. */
 export function byMessageId(a: { msgId: string }, b: { msgId: string }): number {
   return a.msgId.length - b.msgId.length || (a.msgId < b.msgId ? -1 : a.msgId > b.msgId ? 1 : 0);
+}
+
+/** The order a claim hands messages out in, within one batch: priority (0 first), then msg_id. */
+export function byClaimOrder(a: { priority: number; msgId: string }, b: { priority: number; msgId: string }): number {
+  return a.priority - b.priority || byMessageId(a, b);
 }

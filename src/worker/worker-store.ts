@@ -1,6 +1,6 @@
 import type { ErrorRecord } from "../errors.ts";
 import { type Queryable, runStatement } from "../db/queryable.ts";
-import { QueueClient, byMessageId } from "../queue/client.ts";
+import { QueueClient, byClaimOrder } from "../queue/client.ts";
 import { errorRecordJson } from "../queue/payload.ts";
 import * as sql from "../queue/sql.ts";
 import type { AckMode } from "./options.ts";
@@ -36,7 +36,7 @@ export interface PiggybackAck {
  * outcome returns what it changed: less than asked means ownership was lost.
  */
 export interface WorkerStore {
-  /** Claims up to `qty` visible messages, oldest first, after acking `acks` (when given) in the same statement. */
+  /** Claims up to `qty` due messages, in claim order (priority, then oldest VT: docs/jobs.md), after acking `acks` (when given) in the same statement. */
   claim(queue: string, vtSeconds: number, qty: number, acks?: PiggybackAck): Promise<ClaimedMessage[]>;
   /** Archive or delete many messages of one queue in one statement; returns how many. */
   ack(queue: string, claims: Claim[], mode: AckMode): Promise<number>;
@@ -64,12 +64,19 @@ export function createWorkerStore(db: Queryable): WorkerStore {
   const run = <R>(statement: { name: string; text: string }, values: unknown[]) => runStatement<R>(db, true, statement, values);
   return {
     async claim(queue, vtSeconds, qty, acks) {
-      const rows = await run<{ msg_id: string; read_ct: number; message: unknown }>(sql.claimAndAck(queue, acks?.mode ?? "delete"), [
-        vtSeconds,
-        qty,
-        ...claimArrays(acks?.claims ?? []),
-      ]);
-      return rows.map((row) => ({ msgId: row.msg_id, readCt: row.read_ct, message: row.message })).sort(byMessageId);
+      const rows = await run<{ msg_id: string; read_ct: number; message: unknown; priority: number }>(
+        sql.claimAndAck(queue, acks?.mode ?? "delete"),
+        [vtSeconds, qty, ...claimArrays(acks?.claims ?? [])],
+      );
+      // In claim order: a batch that spans priorities runs (and prefetches) its best first.
+      return rows
+        .map((row) => ({
+          priority: row.priority,
+          msgId: row.msg_id,
+          claimed: { msgId: row.msg_id, readCt: row.read_ct, message: row.message },
+        }))
+        .sort(byClaimOrder)
+        .map((entry) => entry.claimed);
     },
     async ack(queue, claims, mode) {
       const statement = mode === "archive" ? sql.archiveClaimed(queue) : sql.deleteClaimed(queue);

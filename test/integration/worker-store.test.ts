@@ -76,7 +76,7 @@ for (const mode of ["delete", "archive"] as const) {
   });
 }
 
-describe("queue table tuning for in-place claims", () => {
+describe("queue table shape: the claim index", () => {
   const shape = async (queue: string) => {
     const indexes = await db.pool.query("SELECT indexname FROM pg_indexes WHERE schemaname = 'pgmq' AND tablename = $1 ORDER BY 1", [
       `q_${queue}`,
@@ -88,31 +88,16 @@ describe("queue table tuning for in-place claims", () => {
     };
   };
 
-  test("createQueue leaves only the primary key (no vt index to update) and fills pages to 70%", async () => {
+  test("createQueue leaves the primary key and the claim index (PGMQ's vt index is redundant) and fills pages to 70%", async () => {
     await queues.createQueue("tuned");
-    assert.deepEqual(await shape("tuned"), { indexes: ["q_tuned_pkey"], fillfactor: "fillfactor=70" });
+    assert.deepEqual(await shape("tuned"), { indexes: ["q_tuned_claim", "q_tuned_pkey"], fillfactor: "fillfactor=70" });
   });
 
-  test("a queue made with plain pgmq.create is tuned the same way by pgbus.tune_queue_table", async () => {
+  test("a queue made with plain pgmq.create gets the claim index when pgbus takes it over", async () => {
     await db.pool.query("SELECT pgmq.create('plain_made')");
     assert.deepEqual((await shape("plain_made")).indexes, ["q_plain_made_pkey", "q_plain_made_vt_idx"]);
-    await db.pool.query("SELECT pgbus.tune_queue_table('plain_made')");
-    assert.deepEqual(await shape("plain_made"), { indexes: ["q_plain_made_pkey"], fillfactor: "fillfactor=70" });
-  });
-
-  test("claims on a tuned queue update in place (HOT)", async () => {
-    await queues.createQueue("hot");
-    await queues.sendBatch(
-      "hot",
-      Array.from({ length: 50 }, (_, n) => ({ n })),
-    );
-    await store.claim("hot", 30, 50);
-    // pg_stat counters are flushed at transaction end; a new statement sees them.
-    const stats = await db.pool.query(
-      "SELECT pg_stat_get_tuples_hot_updated($1::regclass)::int + pg_stat_get_xact_tuples_hot_updated($1::regclass)::int AS hot",
-      ["pgmq.q_hot"],
-    );
-    assert.ok(stats.rows[0].hot > 0, `expected HOT updates, got ${stats.rows[0].hot}`);
+    await queues.createQueue("plain_made");
+    assert.deepEqual(await shape("plain_made"), { indexes: ["q_plain_made_claim", "q_plain_made_pkey"], fillfactor: "fillfactor=70" });
   });
 });
 

@@ -5,6 +5,7 @@ import { validateJobName } from "../../jobs/define.ts";
 import { loadJobsModule } from "../../jobs/registry.ts";
 import { QueueClient } from "../../queue/client.ts";
 import { validateUniqueKey } from "../../queue/unique.ts";
+import { DEFAULT_PRIORITY, validatePriority, withPriority } from "../../queue/priority.ts";
 import { loadCliConfig, withPool } from "../context.ts";
 import { printLine } from "../output.ts";
 
@@ -12,11 +13,17 @@ interface EnqueueOptions {
   queue?: string;
   delay?: number;
   uniqueKey?: string;
+  priority?: string;
 }
 
 function parseDelay(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError("must be a whole number of milliseconds");
   return Number(value);
+}
+
+/** A number when the text is one (so "1.5" is refused as 1.5, not as a string), else the text. */
+function numberOrText(text: string): number | string {
+  return /^-?\d+(\.\d+)?$/.test(text) ? Number(text) : text;
 }
 
 function parsePayload(text: string): unknown {
@@ -38,10 +45,12 @@ export function registerEnqueue(program: Command): void {
       'queue, for a job the jobs module does not define (without it such a job is refused; default "default" when there is no jobs module)',
     )
     .option("--delay <ms>", "run no sooner than this many ms from now", parseDelay)
+    .option("--priority <n>", "0-9, 0 runs first (default: the job's priority, else 5)")
     .option("--unique-key <key>", "while a message of this job with this key is queued, print its id and enqueue nothing")
     .action(async (name: string, json: string, options: EnqueueOptions, command: Command) => {
       validateJobName(name);
       const payload = parsePayload(json);
+      const priority = options.priority === undefined ? undefined : validatePriority(numberOrText(options.priority), "--priority");
       const config = await loadCliConfig(command);
       const registry = config.jobsModule === undefined ? undefined : await loadJobsModule(config.jobsModule);
       const job = registry?.get(name);
@@ -55,7 +64,7 @@ export function registerEnqueue(program: Command): void {
         }
         const bus = new Pgbus({ connectionString: config.databaseUrl, maxPayloadBytes: config.maxPayloadBytes });
         try {
-          printLine(await bus.enqueue(job, payload, { delayMs: options.delay, uniqueKey: options.uniqueKey }));
+          printLine(await bus.enqueue(job, payload, { delayMs: options.delay, uniqueKey: options.uniqueKey, priority }));
         } finally {
           await bus.close();
         }
@@ -83,9 +92,10 @@ export function registerEnqueue(program: Command): void {
       const id = await withPool(config, async (pool) => {
         const queues = new QueueClient(pool, { maxPayloadBytes: config.maxPayloadBytes });
         await queues.createQueue(queue);
-        if (options.uniqueKey === undefined) return queues.send(queue, message, { delayMs: options.delay });
+        const headers = withPriority(undefined, priority ?? DEFAULT_PRIORITY);
+        if (options.uniqueKey === undefined) return queues.send(queue, message, { delayMs: options.delay, headers });
         const key = validateUniqueKey(options.uniqueKey, "--unique-key");
-        const [id] = await queues.sendBatch(queue, [message], { delayMs: options.delay, uniqueKeys: [key] });
+        const [id] = await queues.sendBatch(queue, [message], { delayMs: options.delay, headers, uniqueKeys: [key] });
         return id!;
       });
       printLine(id);
