@@ -112,11 +112,7 @@ export const setVisibility = (queue: string): NamedStatement =>
  */
 export const claimAndAck = (queue: string, mode: "archive" | "delete"): NamedStatement =>
   statement(`claim_${mode}`, queue, () => {
-    const ack =
-      mode === "archive"
-        ? `acked AS (${fencedDelete(queue, 3)} RETURNING ${prefixed("q", MESSAGE_COLUMNS)}),
-     archived AS (INSERT INTO ${archiveTable(queue)} (${MESSAGE_COLUMNS}) SELECT ${MESSAGE_COLUMNS} FROM acked),`
-        : `acked AS (${fencedDelete(queue, 3)} RETURNING q.msg_id),`;
+    const ack = claimAcks(queue, mode);
     return `WITH ${ack}
      picked AS (
        SELECT ctid, tableoid FROM ${queueTable(queue)}
@@ -128,6 +124,17 @@ export const claimAndAck = (queue: string, mode: "archive" | "delete"): NamedSta
        FROM picked WHERE q.ctid = ANY (ARRAY(SELECT ctid FROM picked)) AND q.ctid = picked.ctid AND q.tableoid = picked.tableoid
      RETURNING q.msg_id, q.read_ct, q.message`;
   });
+
+/**
+ * The ack step that opens a claim statement: CTE `acked` (fenced, $3 ids and $4 read_cts)
+ * returning at least msg_id, plus the archive insert in archive mode; ends with a comma.
+ */
+export function claimAcks(queue: string, mode: "archive" | "delete"): string {
+  return mode === "archive"
+    ? `acked AS (${fencedDelete(queue, 3)} RETURNING ${prefixed("q", MESSAGE_COLUMNS)}),
+     archived AS (INSERT INTO ${archiveTable(queue)} (${MESSAGE_COLUMNS}) SELECT ${MESSAGE_COLUMNS} FROM acked),`
+    : `acked AS (${fencedDelete(queue, 3)} RETURNING q.msg_id),`;
+}
 
 /**
  * True unless the queue is paused (pgbus.queue_states): an uncorrelated sub-select, so it

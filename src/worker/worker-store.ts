@@ -59,17 +59,29 @@ export function claimArrays(claims: readonly Claim[]): [string[], number[]] {
   return [claims.map((claim) => claim.id), claims.map((claim) => claim.readCt)];
 }
 
+/** A row a claim statement returns. */
+export interface ClaimedRow {
+  msg_id: string;
+  read_ct: number;
+  message: unknown;
+}
+
+/** A claim statement's rows as the worker takes them: oldest first. */
+export function claimedMessages(rows: readonly ClaimedRow[]): ClaimedMessage[] {
+  return rows.map((row) => ({ msgId: row.msg_id, readCt: row.read_ct, message: row.message })).sort(byMessageId);
+}
+
 export function createWorkerStore(db: Queryable): WorkerStore {
   const queues = new QueueClient(db, { prepared: true });
   const run = <R>(statement: { name: string; text: string }, values: unknown[]) => runStatement<R>(db, true, statement, values);
   return {
     async claim(queue, vtSeconds, qty, acks) {
-      const rows = await run<{ msg_id: string; read_ct: number; message: unknown }>(sql.claimAndAck(queue, acks?.mode ?? "delete"), [
+      const rows = await run<ClaimedRow>(sql.claimAndAck(queue, acks?.mode ?? "delete"), [
         vtSeconds,
         qty,
         ...claimArrays(acks?.claims ?? []),
       ]);
-      return rows.map((row) => ({ msgId: row.msg_id, readCt: row.read_ct, message: row.message })).sort(byMessageId);
+      return claimedMessages(rows);
     },
     async ack(queue, claims, mode) {
       const statement = mode === "archive" ? sql.archiveClaimed(queue) : sql.deleteClaimed(queue);
