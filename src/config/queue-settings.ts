@@ -40,15 +40,18 @@ export function isQueueName(value: string): boolean {
 
 export const QUEUE_NAME_RULE = `a queue name (1-${MAX_QUEUE_NAME_LENGTH} characters of a-z, 0-9 and "_")`;
 
-const PARTITIONED_RULE = 'must be { interval, retention }: both msg id counts (like 100000) or both time intervals (like "1 day")';
-
-/** createQueue's own check, so the file and the API refuse the same values with the same words. */
+/**
+ * createQueue's own check, so the file and the API refuse the same values with the same
+ * words; its messages name the bad interval or retention, so the whole object is shown
+ * only when it is not an object at all.
+ */
 const partitioned = z.unknown().transform((value, ctx) => {
   try {
     return partitionOptions(value as { interval: string; retention: string });
   } catch (error) {
     if (!(error instanceof ValidationError)) throw error;
-    ctx.addIssue({ code: "custom", input: value, message: `${error.message}; ${PARTITIONED_RULE}` });
+    const shown = typeof value === "object" && value !== null ? undefined : value;
+    ctx.addIssue({ code: "custom", input: shown, message: error.message });
     return z.NEVER;
   }
 });

@@ -79,7 +79,7 @@ export function partitionOptions(
   if (kind("interval", options.interval) !== kind("retention", options.retention)) {
     throw new ValidationError(
       "INVALID_OPTION",
-      `${label("interval")} and ${label("retention")} must be of one kind: both msg id counts or both time intervals`,
+      `${label("interval")} and ${label("retention")} must be of one kind: both msg id counts or both time intervals, got ${JSON.stringify(options.interval)} and ${JSON.stringify(options.retention)}`,
     );
   }
   return { interval: String(options.interval).trim(), retention: String(options.retention).trim() };

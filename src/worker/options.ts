@@ -26,6 +26,7 @@ export const WORKER_DEFAULTS = Object.freeze({
   shutdownTimeoutMs: 25_000,
   blockedLoopThresholdMs: 200,
   ackMode: "archive",
+  fifo: false,
 } as const);
 
 /**
@@ -70,7 +71,7 @@ export function checkAckMode(value: unknown): AckMode {
 export function checkFifo(value: unknown): (queue: string) => boolean {
   if (typeof value === "function") return value as (queue: string) => boolean;
   if (value === undefined || typeof value === "boolean") {
-    const fifo = value ?? false;
+    const fifo = value ?? WORKER_DEFAULTS.fifo;
     return () => fifo;
   }
   throw new ValidationError("INVALID_OPTION", `worker option fifo must be a boolean or a function (queue) => boolean, got ${show(value)}`);
