@@ -1,7 +1,7 @@
 import type { NamedStatement } from "../db/queryable.ts";
 import { FIFO_GROUP_HEADER } from "./client-args.ts";
 import { queueTable } from "./names.ts";
-import { claimAcks, namedStatement, notPaused } from "./sql.ts";
+import { claimAcks, claimPicked, namedStatement, notPaused } from "./sql.ts";
 
 /**
  * The FIFO worker's claim (worker option `fifo`): like claimAndAck (same parameters, same
@@ -41,10 +41,7 @@ export const claimGroupHeadsAndAck = (queue: string, mode: "archive" | "delete")
           AND (${group} IS NULL OR msg_id IN (SELECT msg_id FROM open_heads))
         ORDER BY msg_id LIMIT $2
         FOR UPDATE SKIP LOCKED)
-     UPDATE ${queueTable(queue)} q
-        SET vt = clock_timestamp() + $1::float8 * interval '1 second', read_ct = q.read_ct + 1, last_read_at = clock_timestamp()
-       FROM picked WHERE q.ctid = ANY (ARRAY(SELECT ctid FROM picked)) AND q.ctid = picked.ctid AND q.tableoid = picked.tableoid
-     RETURNING q.msg_id, q.read_ct, q.message`;
+     ${claimPicked(queue)}`;
   });
 
 /**

@@ -119,11 +119,16 @@ export const claimAndAck = (queue: string, mode: "archive" | "delete"): NamedSta
         WHERE vt <= clock_timestamp() AND (SELECT count(*) FROM acked) >= 0 AND ${notPaused(queue)}
         ORDER BY msg_id LIMIT $2
         FOR UPDATE SKIP LOCKED)
-     UPDATE ${queueTable(queue)} q
+     ${claimPicked(queue)}`;
+  });
+
+/** The step that closes a claim statement: the rows of CTE `picked` (ctid, tableoid) get their VT ($1 seconds) and read_ct. */
+export function claimPicked(queue: string): string {
+  return `UPDATE ${queueTable(queue)} q
         SET vt = clock_timestamp() + $1::float8 * interval '1 second', read_ct = q.read_ct + 1, last_read_at = clock_timestamp()
        FROM picked WHERE q.ctid = ANY (ARRAY(SELECT ctid FROM picked)) AND q.ctid = picked.ctid AND q.tableoid = picked.tableoid
      RETURNING q.msg_id, q.read_ct, q.message`;
-  });
+}
 
 /**
  * The ack step that opens a claim statement: CTE `acked` (fenced, $3 ids and $4 read_cts)

@@ -42,6 +42,14 @@ async function send(queue: string, ...list: string[]): Promise<void> {
   for (const name of list) await queues.send(queue, { name }, name.startsWith("u") ? {} : { groupKey: name[0] });
 }
 
+/** Claims until something comes back. */
+function claimWhenAny(queue: string, vtSeconds: number, what: string): Promise<ClaimedMessage[]> {
+  return waitFor(async () => {
+    const got = await store.claim(queue, vtSeconds, 10);
+    return got.length > 0 ? got : null;
+  }, what);
+}
+
 describe("the FIFO claim (worker store)", () => {
   test("takes each group's oldest message and every ungrouped one; a group waits while its head is out, its next comes with the head's ack", async () => {
     await queues.createQueue("f_heads");
@@ -64,19 +72,13 @@ describe("the FIFO claim (worker store)", () => {
     const [head] = await store.claim("f_retry", 30, 10);
     assert.ok(await store.retry("f_retry", claimOf(head!), 300, { name: "Error", message: "retry me" }));
     assert.deepEqual(await store.claim("f_retry", 30, 10), [], "a2 waits while a1 waits for its retry");
-    const again = await waitFor(async () => {
-      const got = await store.claim("f_retry", 1, 10);
-      return got.length > 0 ? got : null;
-    }, "a1's retry");
+    const again = await claimWhenAny("f_retry", 1, "a1's retry");
     assert.deepEqual(
       again.map((m) => [(m.message as Body).name, m.readCt]),
       [["a1", 2]],
     );
     // that claim lapses (its worker died): a1 comes back before a2
-    const lapsed = await waitFor(async () => {
-      const got = await store.claim("f_retry", 30, 10);
-      return got.length > 0 ? got : null;
-    }, "a1 after its claim lapsed");
+    const lapsed = await claimWhenAny("f_retry", 30, "a1 after its claim lapsed");
     assert.deepEqual(
       lapsed.map((m) => [(m.message as Body).name, m.readCt]),
       [["a1", 3]],
