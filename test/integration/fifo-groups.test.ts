@@ -3,6 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Pgbus } from "../../src/bus.ts";
+import { defineJob } from "../../src/jobs/define.ts";
 import { QueueClient } from "../../src/queue/client.ts";
 import { FIFO_CLAIM_LOCK } from "../../src/queue/fifo-sql.ts";
 import { migrate } from "../../src/schema/migrator.ts";
@@ -164,6 +165,42 @@ describe("the FIFO claim (worker store)", () => {
     };
     await Promise.all(Array.from({ length: 6 }, claimer));
     for (const grp of groups) assert.deepEqual(order.get(grp), [...Array(12).keys()], `group ${grp} in enqueue order`);
+  });
+});
+
+describe("a FIFO worker (bus.worker)", () => {
+  test("runs a group's messages back to back, woken by each ack rather than its poll, and other groups alongside", async (t) => {
+    const ran: string[] = [];
+    let running = 0;
+    let mostAtOnce = 0;
+    const job = defineJob<{ name: string }>({
+      name: "fifo_inline",
+      queue: "f_worker",
+      async perform({ name }) {
+        mostAtOnce = Math.max(mostAtOnce, ++running);
+        await sleep(20);
+        ran.push(name);
+        running--;
+      },
+    });
+    const bus = new Pgbus({ pool: db.pool, jobs: [job] });
+    const worker = bus.worker({ queues: ["f_worker"], capacity: 4, fifo: true, pollIntervalMs: 60_000 });
+    t.after(() => worker.stop());
+    await worker.start();
+    for (const grp of ["a", "b"]) {
+      await bus.enqueueMany(
+        job,
+        Array.from({ length: 5 }, (_, n) => ({ name: `${grp}${n}` })),
+        { groupKey: grp },
+      );
+    }
+    await waitFor(() => ran.length === 10, "both groups to finish without a poll", 10_000);
+    for (const grp of ["a", "b"])
+      assert.deepEqual(
+        ran.filter((name) => name.startsWith(grp)),
+        [0, 1, 2, 3, 4].map((n) => `${grp}${n}`),
+      );
+    assert.equal(mostAtOnce, 2, "one run per group at a time, the two groups at once");
   });
 });
 
