@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { ValidationError } from "../errors.ts";
+import { PgbusError, ValidationError } from "../errors.ts";
 import { partitionOptions } from "../queue/client-args.ts";
 import type { Queryable } from "../db/queryable.ts";
 import { type CreateQueueOptions, QueueClient } from "../queue/client.ts";
@@ -119,5 +119,13 @@ export function queuesToCreate(queues: Readonly<Record<string, ResolvedQueueSett
  */
 export async function createConfiguredQueues(db: Queryable, queues: Readonly<Record<string, ResolvedQueueSettings>>): Promise<void> {
   const client = new QueueClient(db);
-  for (const [name, options] of queuesToCreate(queues)) await client.createQueue(name, options);
+  for (const [name, options] of queuesToCreate(queues)) {
+    try {
+      await client.createQueue(name, options);
+    } catch (error) {
+      const kind = options.partitioned ? "partitioned" : "unlogged";
+      const why = error instanceof Error ? error.message : String(error);
+      throw new PgbusError("INVALID_CONFIG", `config queues.${name}: cannot create it ${kind}: ${why}`, { cause: error });
+    }
+  }
 }
