@@ -3,7 +3,7 @@ import { ValidationError } from "../errors.ts";
 import { normalizeExecutionMode } from "../pools/create.ts";
 import { EXECUTION_MODES, type ExecutionMode, type ExecutionModeInput } from "../pools/types.ts";
 import { ACK_MODES, type AckMode, WORKER_DEFAULTS, WORKER_LIMITS } from "../worker/options.ts";
-import { MAX_QUEUE_NAME_LENGTH, validateQueueName } from "../queue/names.ts";
+import { type ResolvedQueueSettings, isQueueName, queueSettings, resolveQueueSettings } from "./queue-settings.ts";
 import { type ConfigProblem, describe } from "./problems.ts";
 import { CATCH_UP_MAX_RUNS, type CatchUpOptions, defineRecurring } from "../jobs/recurring.ts";
 import {
@@ -76,8 +76,8 @@ export interface ResolvedConfig {
   pollIntervalMs: number;
   /** What happens to a message whose job succeeded. Default "archive". */
   ackMode: AckMode;
-  /** Per-queue settings; every entry has its ackMode filled from the global one. */
-  queues: Record<string, { ackMode: AckMode }>;
+  /** Per-queue settings (ackMode, fifo, partitioned, unlogged); every entry has its ackMode filled from the global one. */
+  queues: Record<string, ResolvedQueueSettings>;
   /** How long stop() waits for in-flight jobs before aborting them. Default 25000. */
   shutdownTimeoutMs: number;
   /** Recycle a worker process after this many jobs. Default: never. */
@@ -143,17 +143,6 @@ const databaseUrl = z
 const executionMode = z.enum(EXECUTION_MODES);
 const pollIntervalMs = int(WORKER_LIMITS.pollIntervalMs.min);
 const visibilityTimeoutSec = int(WORKER_LIMITS.visibilityTimeoutSec.min, WORKER_LIMITS.visibilityTimeoutSec.max);
-
-function isQueueName(value: string): boolean {
-  try {
-    validateQueueName(value, MAX_QUEUE_NAME_LENGTH);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const QUEUE_NAME_RULE = `a queue name (1-${MAX_QUEUE_NAME_LENGTH} characters of a-z, 0-9 and "_")`;
 
 const queueSelector = z
   .string({ error: `must be ${QUEUE_SELECTOR_RULE}` })
@@ -234,12 +223,6 @@ const workers = dslOrArray(
     .transform((entries) => entries.flat()),
   (text): WorkerDraft[] => parseQueueDsl(text),
   `must be a list of workers or a queue DSL string like "critical: 5; ${WILDCARD}: 2"`,
-);
-
-const queueSettings = z.record(
-  z.string().refine(isQueueName, { error: `key must be ${QUEUE_NAME_RULE}` }),
-  strict({ ackMode: z.enum(ACK_MODES).optional() }),
-  { error: "must be an object mapping queue names to { ackMode }" },
 );
 
 const maintenance = strict({
@@ -329,7 +312,7 @@ function finalize(parsed: ParsedConfig): ResolvedConfig {
       pollIntervalMs: draft.pollIntervalMs ?? parsed.pollIntervalMs,
       visibilityTimeoutSec: draft.visibilityTimeoutSec ?? parsed.visibilityTimeoutSec,
     })),
-    queues: Object.fromEntries(Object.entries(queues).map(([name, settings]) => [name, { ackMode: settings.ackMode ?? parsed.ackMode }])),
+    queues: resolveQueueSettings(queues, parsed.ackMode),
   };
 }
 

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Pgbus } from "../bus.ts";
 import { type ResolvedConfig, ackModeFor } from "../config/schema.ts";
 import { WILDCARD } from "../config/queue-dsl.ts";
+import { fifoFor } from "../config/queue-settings.ts";
 import { ValidationError } from "../errors.ts";
 import { loadJobsModule } from "../jobs/registry.ts";
 import type { Logger } from "../logger.ts";
@@ -110,6 +111,7 @@ async function startWorker(index: number, init: InitMessage, logger: Logger, hoo
       visibilityTimeoutSec: entry.visibilityTimeoutSec,
       pollIntervalMs: entry.pollIntervalMs,
       ackMode: (queue) => ackModeFor(config, queue),
+      fifo: (queue) => fifoFor(config.queues, queue),
       shutdownTimeoutMs: config.shutdownTimeoutMs,
     }),
   );

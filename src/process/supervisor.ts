@@ -5,6 +5,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import type pg from "pg";
 import type { ResolvedConfig } from "../config/schema.ts";
+import { createConfiguredQueues } from "../config/queue-settings.ts";
 import { createPool } from "../db/queryable.ts";
 import { PgbusError, ValidationError, toErrorRecord } from "../errors.ts";
 import type { Logger } from "../logger.ts";
@@ -187,6 +188,7 @@ export class Supervisor {
     });
     if (migrated === null || this.#state !== "starting") return;
     if (migrated.applied.length > 0) this.#logger.info({ applied: migrated.applied }, "migrations applied");
+    await createConfiguredQueues(this.#pool, config.queues);
     this.#state = "running";
     await this.#heartbeat.start();
     await this.#host.start();

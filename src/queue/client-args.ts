@@ -56,17 +56,21 @@ export function withGroup(headers: Headers | undefined, groupKey: string | undef
 
 /** pg_partman's interval: digits (msg ids per partition) or a PostgreSQL time interval. */
 const TIME_INTERVAL = /^\d+(\.\d+)?\s*(second|minute|hour|day|week|month|year)s?$/i;
-export function partitionOptions(options: { interval: number | string; retention: number | string }): {
+/** `label` names each of the two values in errors: the option path by default, a CLI flag for the CLI. */
+export function partitionOptions(
+  options: { interval: number | string; retention: number | string },
+  label: (name: "interval" | "retention") => string = (name) => `partitioned.${name}`,
+): {
   interval: string;
   retention: string;
 } {
-  const kind = (name: string, value: unknown): "ids" | "time" => {
+  const kind = (name: "interval" | "retention", value: unknown): "ids" | "time" => {
     if (typeof value === "number" && Number.isSafeInteger(value) && value > 0) return "ids";
     if (typeof value === "string" && /^[1-9]\d*$/.test(value)) return "ids";
     if (typeof value === "string" && TIME_INTERVAL.test(value.trim())) return "time";
     throw new ValidationError(
       "INVALID_OPTION",
-      `partitioned.${name} must be a positive integer (msg ids) or a time interval such as "1 day", got ${JSON.stringify(value)}`,
+      `${label(name)} must be a positive integer (msg ids) or a time interval such as "1 day", got ${JSON.stringify(value)}`,
     );
   };
   if (typeof options !== "object" || options === null) {
@@ -75,7 +79,7 @@ export function partitionOptions(options: { interval: number | string; retention
   if (kind("interval", options.interval) !== kind("retention", options.retention)) {
     throw new ValidationError(
       "INVALID_OPTION",
-      "partitioned.interval and partitioned.retention must be of one kind: both msg id counts or both time intervals",
+      `${label("interval")} and ${label("retention")} must be of one kind: both msg id counts or both time intervals, got ${JSON.stringify(options.interval)} and ${JSON.stringify(options.retention)}`,
     );
   }
   return { interval: String(options.interval).trim(), retention: String(options.retention).trim() };

@@ -147,18 +147,33 @@ export const setVisibility = (queue: string): NamedStatement =>
  */
 export const claimAndAck = (queue: string, mode: "archive" | "delete"): NamedStatement =>
   statement(`claim_${mode}`, queue, () => {
-    const ack =
-      mode === "archive"
-        ? `acked AS (${fencedDelete(queue, 3)} RETURNING ${prefixed("q", MESSAGE_COLUMNS)}),
-     archived AS (INSERT INTO ${archiveTable(queue)} (${MESSAGE_COLUMNS}) SELECT ${MESSAGE_COLUMNS} FROM acked),`
-        : `acked AS (${fencedDelete(queue, 3)} RETURNING q.msg_id),`;
+    const ack = claimAcks(queue, mode);
     return `WITH ${ack}
      picked AS (${dueRows(queue, "$2", `(SELECT count(*) FROM acked) >= 0 AND ${notPaused(queue)}`)})
-     UPDATE ${queueTable(queue)} q
+     ${claimPicked(queue)}`;
+  });
+
+/**
+ * The step that closes a claim statement: the rows of CTE `picked` (ctid, tableoid,
+ * priority) get their VT ($1 seconds) and read_ct.
+ */
+export function claimPicked(queue: string): string {
+  return `UPDATE ${queueTable(queue)} q
         SET vt = clock_timestamp() + $1::float8 * interval '1 second', read_ct = q.read_ct + 1, last_read_at = clock_timestamp()
        FROM picked WHERE ${pickedRow("q")}
      RETURNING q.msg_id, q.read_ct, q.message, picked.priority`;
-  });
+}
+
+/**
+ * The ack step that opens a claim statement: CTE `acked` (fenced, $3 ids and $4 read_cts)
+ * returning at least msg_id, plus the archive insert in archive mode; ends with a comma.
+ */
+export function claimAcks(queue: string, mode: "archive" | "delete"): string {
+  return mode === "archive"
+    ? `acked AS (${fencedDelete(queue, 3)} RETURNING ${prefixed("q", MESSAGE_COLUMNS)}),
+     archived AS (INSERT INTO ${archiveTable(queue)} (${MESSAGE_COLUMNS}) SELECT ${MESSAGE_COLUMNS} FROM acked),`
+    : `acked AS (${fencedDelete(queue, 3)} RETURNING q.msg_id),`;
+}
 
 /**
  * True unless the queue is paused (pgbus.queue_states): an uncorrelated sub-select, so it

@@ -26,6 +26,7 @@ export const WORKER_DEFAULTS = Object.freeze({
   shutdownTimeoutMs: 25_000,
   blockedLoopThresholdMs: 200,
   ackMode: "archive",
+  fifo: false,
 } as const);
 
 /**
@@ -66,6 +67,16 @@ export function checkAckMode(value: unknown): AckMode {
   return value as AckMode;
 }
 
+/** The worker option `fifo` as a per-queue test; throws a ValidationError naming a bad value. */
+export function checkFifo(value: unknown): (queue: string) => boolean {
+  if (typeof value === "function") return value as (queue: string) => boolean;
+  if (value === undefined || typeof value === "boolean") {
+    const fifo = value ?? WORKER_DEFAULTS.fifo;
+    return () => fifo;
+  }
+  throw new ValidationError("INVALID_OPTION", `worker option fifo must be a boolean or a function (queue) => boolean, got ${show(value)}`);
+}
+
 export interface WorkerOptions {
   /** Queues in priority order, or ["*"] for every queue (re-resolved as queues appear). */
   queues: string[];
@@ -89,6 +100,14 @@ export interface WorkerOptions {
   pollIntervalMs?: number;
   /** What happens to a message whose job succeeded. Default "archive". */
   ackMode?: AckMode | ((queue: string) => AckMode);
+  /**
+   * Claim by FIFO group (true, or per queue): messages enqueued with the same `groupKey`
+   * run one at a time in enqueue order, across every worker process, while other groups
+   * run in parallel; a group waits while its oldest message runs or waits for a retry.
+   * Messages without a groupKey run as usual. Every worker of such a queue must set it.
+   * Default false.
+   */
+  fifo?: boolean | ((queue: string) => boolean);
   /** How long stop() waits for in-flight jobs before aborting them. Default 25,000 ms. */
   shutdownTimeoutMs?: number;
   /** Async mode: warn when a handler blocks the event loop this long. Default 200 ms. */
@@ -147,6 +166,7 @@ export interface ResolvedWorkerOptions {
   prefetch: number;
   pollIntervalMs: number;
   ackModeFor: (queue: string) => AckMode;
+  fifoFor: (queue: string) => boolean;
   shutdownTimeoutMs: number;
   blockedLoopThresholdMs: number;
   threads: number | undefined;
@@ -171,6 +191,7 @@ export function resolveWorkerOptions(options: WorkerOptions): Omit<ResolvedWorke
             (mode: AckMode) => () =>
               mode
           )(checkAckMode(ackMode)),
+    fifoFor: checkFifo(options.fifo),
     shutdownTimeoutMs: checkIntegerOption("shutdownTimeoutMs", options.shutdownTimeoutMs ?? WORKER_DEFAULTS.shutdownTimeoutMs),
     blockedLoopThresholdMs: options.blockedLoopThresholdMs ?? WORKER_DEFAULTS.blockedLoopThresholdMs,
     threads: options.threads,

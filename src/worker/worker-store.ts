@@ -59,24 +59,37 @@ export function claimArrays(claims: readonly Claim[]): [string[], number[]] {
   return [claims.map((claim) => claim.id), claims.map((claim) => claim.readCt)];
 }
 
+/** A row a claim statement returns. */
+export interface ClaimedRow {
+  msg_id: string;
+  read_ct: number;
+  message: unknown;
+  priority: number;
+}
+
+/** A claim statement's rows as the worker takes them, in claim order: a batch that spans priorities runs (and prefetches) its best first. */
+export function claimedMessages(rows: readonly ClaimedRow[]): ClaimedMessage[] {
+  return rows
+    .map((row) => ({
+      priority: row.priority,
+      msgId: row.msg_id,
+      claimed: { msgId: row.msg_id, readCt: row.read_ct, message: row.message },
+    }))
+    .sort(byClaimOrder)
+    .map((entry) => entry.claimed);
+}
+
 export function createWorkerStore(db: Queryable): WorkerStore {
   const queues = new QueueClient(db, { prepared: true });
   const run = <R>(statement: { name: string; text: string }, values: unknown[]) => runStatement<R>(db, true, statement, values);
   return {
     async claim(queue, vtSeconds, qty, acks) {
-      const rows = await run<{ msg_id: string; read_ct: number; message: unknown; priority: number }>(
-        sql.claimAndAck(queue, acks?.mode ?? "delete"),
-        [vtSeconds, qty, ...claimArrays(acks?.claims ?? [])],
-      );
-      // In claim order: a batch that spans priorities runs (and prefetches) its best first.
-      return rows
-        .map((row) => ({
-          priority: row.priority,
-          msgId: row.msg_id,
-          claimed: { msgId: row.msg_id, readCt: row.read_ct, message: row.message },
-        }))
-        .sort(byClaimOrder)
-        .map((entry) => entry.claimed);
+      const rows = await run<ClaimedRow>(sql.claimAndAck(queue, acks?.mode ?? "delete"), [
+        vtSeconds,
+        qty,
+        ...claimArrays(acks?.claims ?? []),
+      ]);
+      return claimedMessages(rows);
     },
     async ack(queue, claims, mode) {
       const statement = mode === "archive" ? sql.archiveClaimed(queue) : sql.deleteClaimed(queue);

@@ -23,6 +23,7 @@ import { Runs } from "./runs.ts";
 import { MISSING_QUEUE_RETRY_MS, QueueSet } from "./queue-set.ts";
 import { VisibilityExtender } from "./visibility-extender.ts";
 import { Wakeup } from "./wakeup.ts";
+import { withFifoClaims } from "./fifo-store.ts";
 import { type Claim, type ClaimedMessage, type WorkerStore, createWorkerStore } from "./worker-store.ts";
 
 export type { RoutedMessage, WorkerDependencies, WorkerOptions, WorkerStats };
@@ -87,7 +88,13 @@ export class Worker {
     this.#deps = deps;
     this.#reporter = new WorkerReporter(this.id, deps.logger, deps.emitter);
     this.#registry = deps.registry;
-    this.#store = deps.store ?? createWorkerStore(deps.db!);
+    this.#store =
+      deps.store ??
+      withFifoClaims(createWorkerStore(deps.db!), {
+        pool: deps.db!,
+        fifoFor: this.#options.fifoFor,
+        onGroupOpened: () => this.#wake(true),
+      });
     this.#queueSet = new QueueSet({
       selectors: options.queues,
       exclude: this.#options.excludeQueues,

@@ -79,6 +79,7 @@ describe("pgbus CLI", () => {
       "pgbus migrate",
       "pgbus status",
       "pgbus queues",
+      "pgbus queues create",
       "pgbus queues pause",
       "pgbus queues resume",
       "pgbus subscribers",

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { type PgbusErrorCode, ValidationError } from "../../src/errors.ts";
 import { ackModeFor, checkConfigValues, resolveConfig } from "../../src/config/schema.ts";
+import { fifoFor, queuesToCreate } from "../../src/config/queue-settings.ts";
 
 const SOURCE = "pgbus.config.json";
 const URL = "postgres://app@localhost:5432/app";
@@ -69,9 +70,67 @@ describe("resolveConfig: defaults", () => {
 
   it("fills each queue's ackMode from the global one", () => {
     const config = resolveConfig({ databaseUrl: URL, ackMode: "delete", queues: { mailers: {}, audit: { ackMode: "archive" } } }, SOURCE);
-    assert.deepEqual(config.queues, { mailers: { ackMode: "delete" }, audit: { ackMode: "archive" } });
+    assert.deepEqual(config.queues, { mailers: { ackMode: "delete", fifo: false }, audit: { ackMode: "archive", fifo: false } });
     assert.equal(ackModeFor(config, "audit"), "archive");
     assert.equal(ackModeFor(config, "other"), "delete");
+  });
+});
+
+describe("resolveConfig: queue kinds and FIFO queues", () => {
+  it("takes fifo, partitioned and unlogged per queue; pgbus start creates the partitioned and unlogged ones", () => {
+    const config = resolveConfig(
+      {
+        databaseUrl: URL,
+        queues: {
+          orders: { fifo: true },
+          audit: { partitioned: { interval: "1 day", retention: "7 days" } },
+          ticks: { partitioned: { interval: 100_000, retention: 1_000_000 }, fifo: true },
+          clicks: { unlogged: true, ackMode: "delete" },
+        },
+      },
+      SOURCE,
+    );
+    assert.deepEqual(config.queues, {
+      orders: { ackMode: "archive", fifo: true },
+      audit: { ackMode: "archive", fifo: false, partitioned: { interval: "1 day", retention: "7 days" } },
+      ticks: { ackMode: "archive", fifo: true, partitioned: { interval: "100000", retention: "1000000" } },
+      clicks: { ackMode: "delete", fifo: false, unlogged: true },
+    });
+    assert.deepEqual(
+      [fifoFor(config.queues, "orders"), fifoFor(config.queues, "ticks"), fifoFor(config.queues, "audit"), fifoFor(config.queues, "other")],
+      [true, true, false, false],
+    );
+    assert.deepEqual(queuesToCreate(config.queues), [
+      ["audit", { partitioned: { interval: "1 day", retention: "7 days" } }],
+      ["ticks", { partitioned: { interval: "100000", retention: "1000000" } }],
+      ["clicks", { unlogged: true }],
+    ]);
+  });
+
+  it("refuses bad kinds with the value and what is valid", () => {
+    const bad: Array<[unknown, string]> = [
+      [
+        { partitioned: { interval: "1 fortnight", retention: "2 days" } },
+        'queues.a.partitioned: partitioned.interval must be a positive integer (msg ids) or a time interval such as "1 day", got "1 fortnight"',
+      ],
+      [{ partitioned: { interval: 100, retention: 0 } }, "queues.a.partitioned: partitioned.retention must be a positive integer"],
+      [
+        { partitioned: { interval: 100, retention: "2 days" } },
+        'queues.a.partitioned: partitioned.interval and partitioned.retention must be of one kind: both msg id counts or both time intervals, got 100 and "2 days"',
+      ],
+      [{ partitioned: "daily" }, 'queues.a.partitioned: partitioned must be { interval, retention }, got "daily"'],
+      [
+        { partitioned: { interval: 100, retention: 1000 }, unlogged: true },
+        "queues.a.unlogged: a queue is either unlogged or partitioned, not both; remove one of them, got true",
+      ],
+      [{ fifo: "yes" }, 'queues.a.fifo: must be true or false, got "yes"'],
+      [{ unlogged: 1 }, "queues.a.unlogged: must be true or false, got 1"],
+      [
+        { fifo: true, partition: {} },
+        "queues.a.partition: unknown key (did you mean partitioned?), got {}; valid: ackMode, fifo, partitioned, unlogged",
+      ],
+    ];
+    for (const [entry, line] of bad) configError({ databaseUrl: URL, queues: { a: entry } }, "INVALID_CONFIG", line);
   });
 });
 

@@ -38,6 +38,7 @@ describe("worker options", () => {
     ["prefetch 1001", { prefetch: 1001 }, /prefetch must be an integer from 0 to 1000, got 1001/],
     ["shutdownTimeoutMs -1", { shutdownTimeoutMs: -1 }, /shutdownTimeoutMs must be an integer >= 0, got -1/],
     ["ackMode 'keep'", { ackMode: "keep" }, /ackMode must be one of archive, delete, got "keep"/],
+    ["fifo 'yes'", { fifo: "yes" }, /worker option fifo must be a boolean or a function \(queue\) => boolean, got "yes"/],
   ];
   for (const [name, options, message] of refused) {
     test(`refuses ${name} with a ValidationError naming the option and what is valid`, () => {
@@ -49,7 +50,9 @@ describe("worker options", () => {
   }
 
   test("the config file refuses the same values", () => {
-    for (const [, options] of refused.filter(([name]) => !name.startsWith("prefetch") && !name.startsWith("ackMode"))) {
+    for (const [, options] of refused.filter(
+      ([name]) => !name.startsWith("prefetch") && !name.startsWith("ackMode") && !name.startsWith("fifo"),
+    )) {
       const worker = Object.fromEntries(Object.entries(options).filter(([key]) => key !== "shutdownTimeoutMs"));
       const top = "shutdownTimeoutMs" in options ? options : {};
       assert.throws(() =>

@@ -1,6 +1,9 @@
 import type { Command } from "commander";
 import { hostname } from "node:os";
+import { ValidationError } from "../../errors.ts";
 import { queueOverview } from "../../queue/admin.ts";
+import { partitionOptions } from "../../queue/client-args.ts";
+import { type CreateQueueOptions, QueueClient } from "../../queue/client.ts";
 import { pauseQueue, resumeQueue } from "../../queue/pause.ts";
 import { loadCliConfig, withPool } from "../context.ts";
 import { formatTable, printJson, printLine } from "../output.ts";
@@ -24,6 +27,23 @@ export function registerQueues(program: Command): void {
       );
     });
   queues
+    .command("create <queue>")
+    .description("create QUEUE and its dead-letter queue (idempotent); optionally partitioned by pg_partman or unlogged")
+    .option(
+      "--partitioned-interval <interval>",
+      'partition size: msg ids per partition (100000) or a time interval ("1 day"); needs pg_partman',
+    )
+    .option("--partitioned-retention <retention>", "drop archive partitions older than this (same kind as the interval)")
+    .option("--unlogged", "an UNLOGGED queue table: faster, but its messages are lost on a PostgreSQL crash")
+    .option("--no-dlq", "without a dead-letter queue")
+    .action(async (queue: string, flags: CreateFlags, command: Command) => {
+      const options = createOptions(flags);
+      const config = await loadCliConfig(command);
+      await withPool(config, (pool) => new QueueClient(pool).createQueue(queue, options));
+      const kind = options.partitioned ? "partitioned" : options.unlogged ? "unlogged" : "plain";
+      printLine(`created ${queue} (${kind}${options.deadLetterQueue ? `, with ${queue}_dlq` : ""}), or it existed already`);
+    });
+  queues
     .command("pause <queue>")
     .description("stop every worker from claiming from QUEUE (running jobs finish; enqueues are accepted)")
     .action(async (queue: string, _options: unknown, command: Command) => {
@@ -39,4 +59,35 @@ export function registerQueues(program: Command): void {
       const resumed = await withPool(config, (pool) => resumeQueue(pool, queue));
       printLine(resumed ? `resumed ${queue}` : `${queue} was not paused`);
     });
+}
+
+interface CreateFlags {
+  partitionedInterval?: string;
+  partitionedRetention?: string;
+  unlogged?: boolean;
+  dlq: boolean;
+}
+
+/** The flags as createQueue's options, checked first so a bad value fails before any connection. */
+export function createOptions(flags: CreateFlags): CreateQueueOptions {
+  const { partitionedInterval: interval, partitionedRetention: retention } = flags;
+  if ((interval === undefined) !== (retention === undefined)) {
+    const [given, missing] =
+      interval === undefined
+        ? ["--partitioned-retention", "--partitioned-interval"]
+        : ["--partitioned-interval", "--partitioned-retention"];
+    throw new ValidationError(
+      "INVALID_OPTION",
+      `${given} needs ${missing} too: a partitioned queue takes both, like --partitioned-interval "1 day" --partitioned-retention "7 days"`,
+    );
+  }
+  const partitioned =
+    interval === undefined ? undefined : partitionOptions({ interval, retention: retention! }, (name) => `--partitioned-${name}`);
+  if (partitioned && flags.unlogged) {
+    throw new ValidationError(
+      "INVALID_OPTION",
+      "--unlogged and --partitioned-* do not go together: a queue is either unlogged or partitioned",
+    );
+  }
+  return { deadLetterQueue: flags.dlq, ...(partitioned ? { partitioned } : {}), ...(flags.unlogged ? { unlogged: true } : {}) };
 }
