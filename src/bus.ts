@@ -34,6 +34,7 @@ import { WORKER_DEFAULTS } from "./worker/options.ts";
 import type { NotificationHandlers, NotificationSource } from "./worker/notifications.ts";
 import { type JobMessage, jobEnvelope } from "./queue/envelope.ts";
 import { pauseQueue, resumeQueue } from "./queue/pause.ts";
+import { type CancelOptions, type CancelResult, cancelJob } from "./queue/cancel.ts";
 import { describeIssues, payloadIssues } from "./jobs/schema-issues.ts";
 
 export interface PgbusOptions {
@@ -137,6 +138,17 @@ export class Pgbus {
    */
   pauseQueue(queue: string, options: { pausedBy?: string } = {}): Promise<Date> {
     return pauseQueue(this.#pool, queue, options.pausedBy);
+  }
+
+  /**
+   * Cancels a job by its message id: a waiting or delayed job is archived as cancelled at
+   * once; a running one has its ctx.signal aborted in whatever process runs it, is never
+   * retried, and is archived as cancelled when its run ends. Returns what happened (see
+   * CancelStatus and docs/jobs.md, cancellation). A PgbusError QUEUE_NOT_FOUND for a queue
+   * that does not exist; `not_found` for an id the queue never had.
+   */
+  cancel(queue: string, messageId: string | number | bigint, options: CancelOptions = {}): Promise<CancelResult> {
+    return cancelJob(this.#pool, queue, messageId, options);
   }
 
   /** Resumes a paused queue and wakes its workers at once; false when it was not paused. */
