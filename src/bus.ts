@@ -28,7 +28,7 @@ import {
   validateSubscriberName,
 } from "./events/subscriber.ts";
 import { MAX_QUEUE_NAME_WITH_DLQ, validateQueueName } from "./queue/names.ts";
-import { UNIQUE_KEY_HEADER, validateUniqueKey } from "./queue/unique.ts";
+import { UNIQUE_KEY_HEADER, UNIQUE_QUEUED_KEY_HEADER, type UniqueFor, validateUniqueFor, validateUniqueKey } from "./queue/unique.ts";
 import type { WorkerStore } from "./worker/worker-store.ts";
 import { WORKER_DEFAULTS } from "./worker/options.ts";
 import type { NotificationHandlers, NotificationSource } from "./worker/notifications.ts";
@@ -71,6 +71,13 @@ export interface EnqueueOptions<P = unknown> {
    * payload's key (null or undefined: none). See docs/jobs.md, unique jobs.
    */
   uniqueKey?: string | ((payload: P, index: number) => string | null | undefined);
+  /**
+   * How long a uniqueKey is held. "until_done" (default): while the job waits, is delayed
+   * or runs, until its message leaves the queue. "queued": only while it waits or is
+   * delayed; released when a worker claims it, so another can be enqueued while it runs.
+   * Only with uniqueKey.
+   */
+  uniqueFor?: UniqueFor;
   /** FIFO group (PGMQ's `x-pgmq-group` header): see QueueClient.readGrouped. */
   groupKey?: string;
 }
@@ -196,9 +203,15 @@ export class Pgbus {
       await validateForEnqueue(job, payload, single ? null : index);
     }
     const uniqueKeys = uniqueKeysOf(options, payloads);
-    if (options.headers && typeof options.headers === "object" && UNIQUE_KEY_HEADER in options.headers) {
-      throw new ValidationError("INVALID_OPTION", `the header ${UNIQUE_KEY_HEADER} is pgbus's own; give the key as the uniqueKey option`);
+    const uniqueFor = validateUniqueFor(options.uniqueFor);
+    if (options.uniqueFor !== undefined && options.uniqueKey === undefined) {
+      throw new ValidationError("INVALID_OPTION", `uniqueFor ${JSON.stringify(options.uniqueFor)} needs a uniqueKey to hold`);
     }
+    const ownHeader = [UNIQUE_KEY_HEADER, UNIQUE_QUEUED_KEY_HEADER].find(
+      (header) => options.headers && typeof options.headers === "object" && header in options.headers,
+    );
+    if (ownHeader)
+      throw new ValidationError("INVALID_OPTION", `the header ${ownHeader} is pgbus's own; give the key as the uniqueKey option`);
     const queues = options.client ? this.queues.withClient(options.client) : this.queues;
     const messages: JobMessage<P>[] = payloads.map((payload) => jobEnvelope(job.name, payload));
     for (let attempt = 1; ; attempt += 1) {
@@ -210,6 +223,7 @@ export class Pgbus {
           headers: options.headers,
           groupKey: options.groupKey,
           uniqueKeys,
+          uniqueFor,
         });
       } catch (error) {
         if (!isUndefinedTable(error)) throw error;

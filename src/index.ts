@@ -52,6 +52,8 @@ export type {
 export { validateQueueName } from "./queue/names.ts";
 export { CANCEL_HEADER } from "./queue/cancel-headers.ts";
 export type { CancelOptions, CancelResult, CancelStatus } from "./queue/cancel.ts";
+export { UNIQUE_FOR } from "./queue/unique.ts";
+export type { UniqueFor } from "./queue/unique.ts";
 export { migrate } from "./schema/migrator.ts";
 export type { MigrationResult } from "./schema/migrator.ts";
 export type { Queryable } from "./db/queryable.ts";

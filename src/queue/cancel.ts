@@ -33,7 +33,10 @@ const MAX_BY_LENGTH = 200;
 export function validateMessageId(id: unknown): string {
   const text = typeof id === "bigint" || (typeof id === "number" && Number.isSafeInteger(id)) ? String(id) : id;
   if (typeof text !== "string" || !/^[0-9]{1,19}$/.test(text) || BigInt(text) > 9223372036854775807n) {
-    throw new ValidationError("INVALID_OPTION", `message id must be a non-negative integer (a string of digits, a number or a bigint), got ${JSON.stringify(String(id))}`);
+    throw new ValidationError(
+      "INVALID_OPTION",
+      `message id must be a non-negative integer (a string of digits, a number or a bigint), got ${JSON.stringify(String(id))}`,
+    );
   }
   return text;
 }
@@ -46,7 +49,10 @@ export async function cancelJob(db: Queryable, queue: string, messageId: unknown
   const id = validateMessageId(messageId);
   const by = options.by;
   if (by !== undefined && (typeof by !== "string" || by.length === 0 || by.length > MAX_BY_LENGTH || storableText(by) !== by)) {
-    throw new ValidationError("INVALID_OPTION", `cancel option by must be a string of 1 to ${MAX_BY_LENGTH} characters, got ${JSON.stringify(by)}`);
+    throw new ValidationError(
+      "INVALID_OPTION",
+      `cancel option by must be a string of 1 to ${MAX_BY_LENGTH} characters, got ${JSON.stringify(by)}`,
+    );
   }
   await requireQueue(db, queue);
   const [row] = await runStatement<{ status: CancelStatus }>(db, false, cancelMessage(queue), [id, by ?? null]);

@@ -52,7 +52,13 @@ export class Settler {
 
   /** Carries out the settlement of a finished run. A success only joins the next ack batch (no promise). */
   settle(run: InFlightRun, definition: JobDefinition | undefined, outcome: JobOutcome): Promise<void> | undefined {
-    const verdict = decideSettlement({ outcome, abandoned: run.abandoned, cancelled: run.cancelled, policy: definition, attempt: run.attempt });
+    const verdict = decideSettlement({
+      outcome,
+      abandoned: run.abandoned,
+      cancelled: run.cancelled,
+      policy: definition,
+      attempt: run.attempt,
+    });
     if (verdict.action === "cancel") return this.#cancel(run, false).then(() => undefined);
     if (verdict.action === "ack") {
       this.stats.processed++;
@@ -77,7 +83,10 @@ export class Settler {
         return false;
       }
     } catch (error) {
-      this.#deps.reportError(error, `cancelling message ${run.messageId} of ${run.queue} failed; it returns after its VT and is cancelled then`);
+      this.#deps.reportError(
+        error,
+        `cancelling message ${run.messageId} of ${run.queue} failed; it returns after its VT and is cancelled then`,
+      );
       return !onlyIfRequested; // a failed check must not let a retry overtake the cancel: the VT brings it back
     }
     this.stats.cancelled++;

@@ -79,7 +79,12 @@ export function createWorkerStore(db: Queryable): WorkerStore {
         [vtSeconds, qty, ...claimArrays(acks?.claims ?? [])],
       );
       return rows
-        .map((row) => ({ msgId: row.msg_id, readCt: row.read_ct, message: row.message, ...(row.cancel_requested ? { cancelRequested: true } : {}) }))
+        .map((row) => ({
+          msgId: row.msg_id,
+          readCt: row.read_ct,
+          message: row.message,
+          ...(row.cancel_requested ? { cancelRequested: true } : {}),
+        }))
         .sort(byMessageId);
     },
     async ack(queue, claims, mode) {

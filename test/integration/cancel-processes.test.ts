@@ -18,7 +18,8 @@ describe("cancellation across processes", () => {
   let db: TestDatabase;
   let bus: Pgbus;
   const rows = async <R = Record<string, unknown>>(text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows as R[];
-  const events = async (id: string) => await rows<{ event: string; pid: number }>("SELECT event, pid FROM cancel_events WHERE msg_id = $1 ORDER BY event", [id]);
+  const events = async (id: string) =>
+    await rows<{ event: string; pid: number }>("SELECT event, pid FROM cancel_events WHERE msg_id = $1 ORDER BY event", [id]);
   const archivedHeaders = async (id: string) =>
     (await rows<{ headers: Record<string, unknown> | null }>("SELECT headers FROM pgmq.a_cancels WHERE msg_id = $1", [id]))[0]?.headers;
   const start = () =>
@@ -50,7 +51,10 @@ describe("cancellation across processes", () => {
       }, "the run to start in the child");
       assert.notEqual(started!.pid, process.pid);
       assert.deepEqual(await bus.cancel("cancels", id, { by: "test" }), { status: "cancelling" });
-      const headers = await waitFor(async () => ((await archivedHeaders(id))?.["pgbus_cancelled_at"] ? await archivedHeaders(id) : null), "the cancelled archive row");
+      const headers = await waitFor(
+        async () => ((await archivedHeaders(id))?.["pgbus_cancelled_at"] ? await archivedHeaders(id) : null),
+        "the cancelled archive row",
+      );
       assert.equal(headers["pgbus_cancelled_by"], "test");
       assert.deepEqual(
         (await events(id)).map(({ event, pid }) => `${event}@${pid === started!.pid ? "child" : pid}`),
@@ -90,7 +94,11 @@ describe("cancellation across processes", () => {
     const env = cliEnv(db.url, { jobsModule: JOBS_MODULE });
     const pgbus = (...args: string[]) => runCli(["--config", FIXTURE_CONFIG, ...args], env);
     const id = await bus.enqueue(quick, { ms: 0 }, { delayMs: 60_000 });
-    const done = await pgbus("cancel", "cancels", id);
+    const [done, unknown, noQueue] = await Promise.all([
+      pgbus("cancel", "cancels", id),
+      pgbus("cancel", "cancels", "987654321"),
+      pgbus("cancel", "nope_queue", "1"),
+    ]);
     assert.equal(done.code, 0, done.stderr);
     assert.match(done.stdout, new RegExp(`job ${id} of cancels: cancelled`));
     assert.equal((await archivedHeaders(id))?.["pgbus_cancelled_by"], `${userInfo().username}@${hostname()}`);
@@ -98,11 +106,9 @@ describe("cancellation across processes", () => {
     const again = await pgbus("cancel", "cancels", id, "--json");
     assert.deepEqual(JSON.parse(again.stdout), { status: "cancelled" });
 
-    const unknown = await pgbus("cancel", "cancels", "987654321");
     assert.equal(unknown.code, 1);
     assert.match(unknown.stdout, /not found/);
 
-    const noQueue = await pgbus("cancel", "nope_queue", "1");
     assert.equal(noQueue.code, 1);
     assert.match(noQueue.stderr, /^pgbus: queue "nope_queue" does not exist/);
     assert.equal(noQueue.stderr.trimEnd().split("\n").length, 1);

@@ -25,7 +25,10 @@ describe("cancellation", () => {
     (await rows<{ headers: Record<string, unknown> | null }>("SELECT headers FROM pgmq.a_cancels WHERE msg_id = $1", [id]))[0];
   const inQueue = async (id: string) => (await rows("SELECT 1 FROM pgmq.q_cancels WHERE msg_id = $1", [id])).length > 0;
   const waitCancelledArchive = (id: string) =>
-    waitFor(async () => ((await archived(id))?.headers?.["pgbus_cancelled_at"] ? await archived(id) : null), `message ${id} archived as cancelled`);
+    waitFor(
+      async () => ((await archived(id))?.headers?.["pgbus_cancelled_at"] ? await archived(id) : null),
+      `message ${id} archived as cancelled`,
+    );
 
   before(async () => {
     db = await createTestDatabase("cancel");
@@ -98,7 +101,10 @@ describe("cancellation", () => {
     const running = await worker();
     try {
       const id = await bus.enqueue(failsThenWaits, {});
-      await waitFor(async () => (await rows("SELECT 1 FROM pgbus.failed_jobs WHERE msg_id = $1 AND queue_name = 'cancels'", [id])).length > 0, "the first failure");
+      await waitFor(
+        async () => (await rows("SELECT 1 FROM pgbus.failed_jobs WHERE msg_id = $1 AND queue_name = 'cancels'", [id])).length > 0,
+        "the first failure",
+      );
       assert.deepEqual(await bus.cancel("cancels", id), { status: "cancelling" });
       await waitCancelledArchive(id);
       assert.deepEqual(await events(id), ["started:1"]);
@@ -174,9 +180,15 @@ describe("cancellation", () => {
       return true;
     });
     for (const bad of ["abc", "-1", "", 1.5]) {
-      await assert.rejects(bus.cancel("cancels", bad as string), (error: unknown) => error instanceof ValidationError && /message id/.test(error.message));
+      await assert.rejects(
+        bus.cancel("cancels", bad as string),
+        (error: unknown) => error instanceof ValidationError && /message id/.test(error.message),
+      );
     }
     await assert.rejects(bus.cancel("cancels", "1", { by: "" }), ValidationError);
-    await assert.rejects(bus.cancel("Bad-Queue", "1"), (error: unknown) => error instanceof ValidationError && error.code === "INVALID_QUEUE_NAME");
+    await assert.rejects(
+      bus.cancel("Bad-Queue", "1"),
+      (error: unknown) => error instanceof ValidationError && error.code === "INVALID_QUEUE_NAME",
+    );
   });
 });

@@ -67,7 +67,11 @@ describe("decideSettlement", () => {
       { outcome: failed, abandoned: false, policy: undefined, attempt: 1 },
       { action: "dead_letter", reason: "unknown_job" },
     ],
-    ["a cancelled success is archived as cancelled, not acked", { outcome: ok, abandoned: false, cancelled: true, policy, attempt: 1 }, { action: "cancel" }],
+    [
+      "a cancelled success is archived as cancelled, not acked",
+      { outcome: ok, abandoned: false, cancelled: true, policy, attempt: 1 },
+      { action: "cancel" },
+    ],
     [
       "a cancelled failure is cancelled, not retried",
       { outcome: failed, abandoned: false, cancelled: true, policy, attempt: 1 },
