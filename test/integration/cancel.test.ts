@@ -3,6 +3,7 @@ import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Pgbus } from "../../src/bus.ts";
 import { PgbusError, ValidationError } from "../../src/errors.ts";
+import { defineJob } from "../../src/jobs/define.ts";
 import type { NotificationSource } from "../../src/worker/notifications.ts";
 import type { WorkerOptions } from "../../src/worker/worker.ts";
 import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
@@ -160,6 +161,36 @@ describe("cancellation", () => {
       assert.equal((await rows("SELECT count(*)::int AS n FROM pgmq.a_cancels WHERE msg_id = ANY($1)", [ids]))[0]!["n"], ids.length);
     } finally {
       await running.stop();
+    }
+  });
+
+  test("unlogged and partitioned queues: waiting and running jobs are cancelled; unique keys work unlogged and are refused partitioned", async (t) => {
+    const partman = (await rows("SELECT 1 FROM pg_available_extensions WHERE name = 'pg_partman'")).length > 0;
+    if (partman) await db.pool.query("CREATE EXTENSION IF NOT EXISTS pg_partman");
+    const kinds = partman ? (["unlogged", "partitioned"] as const) : (["unlogged"] as const);
+    if (!partman) t.diagnostic("pg_partman is not installed: partitioned queues not tested");
+    for (const kind of kinds) {
+      const queue = `cancels_${kind}`;
+      await bus.queues.createQueue(queue, kind === "unlogged" ? { unlogged: true } : { partitioned: { interval: 100, retention: 1_000 } });
+      const job = defineJob({ name: `wait_${kind}`, queue, perform: waitForAbort.perform });
+      const delayed = await bus.enqueue(job, { then: "return" }, { delayMs: 60_000 });
+      assert.deepEqual(await bus.cancel(queue, delayed), { status: "cancelled" });
+      const running = await worker({ queues: [queue] });
+      try {
+        const id = await bus.enqueue(job, { then: "return" });
+        await waitFor(async () => (await events(id)).includes("started:1"), `the run on the ${kind} queue`);
+        assert.deepEqual(await bus.cancel(queue, id), { status: "cancelling" });
+        await waitFor(
+          async () => (await rows(`SELECT 1 FROM pgmq.a_${queue} WHERE msg_id = $1 AND headers ? 'pgbus_cancelled_at'`, [id])).length > 0,
+          `message ${id} of the ${kind} queue archived as cancelled`,
+        );
+      } finally {
+        await running.stop();
+      }
+      const unique = bus.enqueue(job, { then: "return" }, { uniqueKey: "k", uniqueFor: "queued", delayMs: 60_000 });
+      if (kind === "unlogged")
+        assert.equal(await bus.enqueue(job, { then: "return" }, { uniqueKey: "k", uniqueFor: "queued" }), await unique);
+      else await assert.rejects(unique, /queue cancels_partitioned is partitioned: unique keys need one unique index/);
     }
   });
 
