@@ -98,8 +98,17 @@ describe("cancellation", () => {
     }
   }
 
-  test("a job waiting out a retry's backoff is cancelled when it comes back, without running again", async () => {
-    const running = await worker();
+  /** A bus whose workers never get a notification (wake-ups or cancels): only the poll and the database checks remain. */
+  const deafBus = () =>
+    new Pgbus({
+      connectionString: db.url,
+      jobs: [waitForAbort, failsThenWaits],
+      notifications: (handlers): NotificationSource => ({ start: async () => handlers.onConnected(), stop: async () => {} }),
+    });
+
+  test("a job waiting out a retry's backoff is cancelled by the claim that brings it back, without running again", async () => {
+    const deaf = deafBus();
+    const running = await worker({}, deaf);
     try {
       const id = await bus.enqueue(failsThenWaits, {});
       await waitFor(
@@ -111,16 +120,12 @@ describe("cancellation", () => {
       assert.deepEqual(await events(id), ["started:1"]);
     } finally {
       await running.stop();
+      await deaf.close();
     }
   });
 
   test("a cancel whose notification is lost still aborts the run (the worker's check of its in-flight messages)", async () => {
-    const deaf = new Pgbus({
-      connectionString: db.url,
-      jobs: [waitForAbort],
-      // Wake-ups and cancels never arrive: only the poll and the in-flight check remain.
-      notifications: (handlers): NotificationSource => ({ start: async () => handlers.onConnected(), stop: async () => {} }),
-    });
+    const deaf = deafBus();
     const running = await worker({ visibilityTimeoutSec: 3 }, deaf);
     try {
       const id = await deaf.enqueue(waitForAbort, { then: "return" });
