@@ -28,7 +28,7 @@ import {
   validateSubscriberName,
 } from "./events/subscriber.ts";
 import { MAX_QUEUE_NAME_WITH_DLQ, validateQueueName } from "./queue/names.ts";
-import { UNIQUE_KEY_HEADER, UNIQUE_QUEUED_KEY_HEADER, type UniqueFor, validateUniqueFor, validateUniqueKey } from "./queue/unique.ts";
+import { type UniqueFor, uniqueEnqueueOptions } from "./queue/unique.ts";
 import type { WorkerStore } from "./worker/worker-store.ts";
 import { WORKER_DEFAULTS } from "./worker/options.ts";
 import type { NotificationHandlers, NotificationSource } from "./worker/notifications.ts";
@@ -202,16 +202,7 @@ export class Pgbus {
       checkPayloadValue(payload, payloadLabel(job as JobDefinition, single ? null : index));
       await validateForEnqueue(job, payload, single ? null : index);
     }
-    const uniqueKeys = uniqueKeysOf(options, payloads);
-    const uniqueFor = validateUniqueFor(options.uniqueFor);
-    if (options.uniqueFor !== undefined && options.uniqueKey === undefined) {
-      throw new ValidationError("INVALID_OPTION", `uniqueFor ${JSON.stringify(options.uniqueFor)} needs a uniqueKey to hold`);
-    }
-    const ownHeader = [UNIQUE_KEY_HEADER, UNIQUE_QUEUED_KEY_HEADER].find(
-      (header) => options.headers && typeof options.headers === "object" && header in options.headers,
-    );
-    if (ownHeader)
-      throw new ValidationError("INVALID_OPTION", `the header ${ownHeader} is pgbus's own; give the key as the uniqueKey option`);
+    const { uniqueKeys, uniqueFor } = uniqueEnqueueOptions(options, payloads);
     const queues = options.client ? this.queues.withClient(options.client) : this.queues;
     const messages: JobMessage<P>[] = payloads.map((payload) => jobEnvelope(job.name, payload));
     for (let attempt = 1; ; attempt += 1) {
@@ -375,20 +366,6 @@ export class Pgbus {
     // Inside a caller's transaction the queue exists only if that transaction commits.
     if (queues === this.queues) this.#ensuredQueues.add(queue);
   }
-}
-
-/** One unique key (or none) per payload, checked; undefined when the option is not given. */
-function uniqueKeysOf<P>(options: EnqueueOptions<P>, payloads: readonly P[]): Array<string | null> | undefined {
-  const given = options.uniqueKey;
-  if (given === undefined) return undefined;
-  if (typeof given === "function") {
-    return payloads.map((payload, index) => {
-      const key = given(payload, index);
-      return key === null || key === undefined ? null : validateUniqueKey(key, `uniqueKey of payload ${index}`);
-    });
-  }
-  const key = validateUniqueKey(given, "uniqueKey");
-  return payloads.map(() => key);
 }
 
 /** `payload of job x` for a single enqueue, `payload 3 of job x` for the fourth of a batch. */

@@ -46,6 +46,41 @@ export function validateUniqueKey(key: unknown, what: string): string {
   return key;
 }
 
+/**
+ * An enqueue's unique-key options, checked: one key (or null) per payload, from one string
+ * or a function of the payload, and the mode; keys undefined when no uniqueKey is given.
+ * The key headers are pgbus's own: given in `headers`, they are refused.
+ */
+export function uniqueEnqueueOptions<P>(
+  options: {
+    uniqueKey?: string | ((payload: P, index: number) => string | null | undefined);
+    uniqueFor?: unknown;
+    headers?: object;
+  },
+  payloads: readonly P[],
+): { uniqueKeys: Array<string | null> | undefined; uniqueFor: UniqueFor } {
+  const uniqueFor = validateUniqueFor(options.uniqueFor);
+  const given = options.uniqueKey;
+  if (options.uniqueFor !== undefined && given === undefined) {
+    throw new ValidationError("INVALID_OPTION", `uniqueFor ${JSON.stringify(options.uniqueFor)} needs a uniqueKey to hold`);
+  }
+  const ownHeader = [UNIQUE_KEY_HEADER, UNIQUE_QUEUED_KEY_HEADER].find(
+    (header) => options.headers && typeof options.headers === "object" && header in options.headers,
+  );
+  if (ownHeader)
+    throw new ValidationError("INVALID_OPTION", `the header ${ownHeader} is pgbus's own; give the key as the uniqueKey option`);
+  if (given === undefined) return { uniqueKeys: undefined, uniqueFor };
+  if (typeof given === "function") {
+    const uniqueKeys = payloads.map((payload, index) => {
+      const key = given(payload, index);
+      return key === null || key === undefined ? null : validateUniqueKey(key, `uniqueKey of payload ${index}`);
+    });
+    return { uniqueKeys, uniqueFor };
+  }
+  const key = validateUniqueKey(given, "uniqueKey");
+  return { uniqueKeys: payloads.map(() => key), uniqueFor };
+}
+
 // The indexes' expressions, written the same way in every statement that relies on them.
 const UNIQUE_JOB = "coalesce(message ->> 'job', '')";
 /** A message's key, of either mode. */
