@@ -59,7 +59,7 @@ export class Settler {
       policy: definition,
       attempt: run.attempt,
     });
-    if (verdict.action === "cancel") return this.#cancel(run, false).then(() => undefined);
+    if (verdict.action === "cancel") return this.#cancel(run, true).then(() => undefined);
     if (verdict.action === "ack") {
       this.stats.processed++;
       this.#deps.acker.add(run.queue, claimOf(run));
@@ -71,15 +71,18 @@ export class Settler {
     // A failure or a release: a cancel requested that this worker never heard of (its
     // notification was lost) still wins, checked first in the database, so a cancelled job
     // is never retried, dead-lettered or handed out again.
-    return this.#cancel(run, true).then((cancelled) => (cancelled ? undefined : this.#carryOut(run, definition, outcome, verdict)));
+    return this.#cancel(run, false).then((cancelled) => (cancelled ? undefined : this.#carryOut(run, definition, outcome, verdict)));
   }
 
-  /** Archives the run's message as cancelled if its cancel is requested in the database; whether it did. */
-  async #cancel(run: InFlightRun, onlyIfRequested: boolean): Promise<boolean> {
+  /**
+   * Archives the run's message as cancelled if its cancel is requested in the database;
+   * whether it did. `expected`: this worker knows of the request (the verdict is cancel).
+   */
+  async #cancel(run: InFlightRun, expected: boolean): Promise<boolean> {
     try {
       if ((await this.#deps.store.cancel(run.queue, [claimOf(run)])) === 0) {
         // Expected to be cancelled, yet not: another worker claimed the message since.
-        if (!onlyIfRequested) this.#deps.reportLost("cancel", jobRef(run));
+        if (expected) this.#deps.reportLost("cancel", jobRef(run));
         return false;
       }
     } catch (error) {
@@ -87,7 +90,9 @@ export class Settler {
         error,
         `cancelling message ${run.messageId} of ${run.queue} failed; it returns after its VT and is cancelled then`,
       );
-      return !onlyIfRequested; // a failed check must not let a retry overtake the cancel: the VT brings it back
+      // Carry on as decided: a retry or release brings the message back, and the claim that
+      // takes it next sees the request (when the cancel itself failed, the VT brings it back).
+      return false;
     }
     this.stats.cancelled++;
     this.#deps.emitter.emit("job:cancelled", { ...jobRef(run), durationMs: performance.now() - run.startedAt });
