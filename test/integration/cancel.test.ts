@@ -8,7 +8,7 @@ import type { NotificationSource } from "../../src/worker/notifications.ts";
 import type { WorkerOptions } from "../../src/worker/worker.ts";
 import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
 import { waitFor } from "../fixtures/process/spawn.ts";
-import { CANCEL_EVENTS_TABLE, closeCancelFixturePool, failsThenWaits, quick, waitForAbort } from "../fixtures/cancel-jobs.ts";
+import { CANCEL_EVENTS_TABLE, closeCancelFixturePool, failsAfter, failsThenWaits, quick, waitForAbort } from "../fixtures/cancel-jobs.ts";
 
 const JOBS_MODULE = fileURLToPath(new URL("../fixtures/cancel-jobs.ts", import.meta.url));
 
@@ -34,7 +34,7 @@ describe("cancellation", () => {
   before(async () => {
     db = await createTestDatabase("cancel");
     process.env["PGBUS_TEST_DB_URL"] = db.url;
-    bus = new Pgbus({ connectionString: db.url, jobs: [waitForAbort, failsThenWaits, quick] });
+    bus = new Pgbus({ connectionString: db.url, jobs: [waitForAbort, failsThenWaits, failsAfter, quick] });
     await bus.migrate();
     await db.pool.query(CANCEL_EVENTS_TABLE);
   });
@@ -102,7 +102,7 @@ describe("cancellation", () => {
   const deafBus = () =>
     new Pgbus({
       connectionString: db.url,
-      jobs: [waitForAbort, failsThenWaits],
+      jobs: [waitForAbort, failsThenWaits, failsAfter],
       notifications: (handlers): NotificationSource => ({ start: async () => handlers.onConnected(), stop: async () => {} }),
     });
 
@@ -119,6 +119,27 @@ describe("cancellation", () => {
       await waitCancelledArchive(id);
       assert.deepEqual(await events(id), ["started:1"]);
     } finally {
+      await running.stop();
+      await deaf.close();
+    }
+  });
+
+  test("a run that fails after a cancel its worker never heard of is cancelled, not retried (the settler checks first)", async () => {
+    const deaf = deafBus();
+    // A 30 s VT: the in-flight check comes only every 5 s, after the run has failed.
+    const running = await worker({ visibilityTimeoutSec: 30 }, deaf);
+    const failures: string[] = [];
+    const off = deaf.on("job:failure", (ref) => void failures.push(ref.messageId));
+    try {
+      const id = await bus.enqueue(failsAfter, { ms: 1_000 });
+      await waitFor(async () => (await events(id)).includes("started:1"), "the run to start");
+      assert.deepEqual(await bus.cancel("cancels", id), { status: "cancelling" });
+      await waitCancelledArchive(id);
+      assert.deepEqual(await rows("SELECT 1 FROM pgbus.failed_jobs WHERE msg_id = $1 AND queue_name = 'cancels'", [id]), []);
+      assert.deepEqual(failures, []);
+      assert.deepEqual(await events(id), ["started:1"]);
+    } finally {
+      off();
       await running.stop();
       await deaf.close();
     }
