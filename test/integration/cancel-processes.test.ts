@@ -18,8 +18,11 @@ describe("cancellation across processes", () => {
   let db: TestDatabase;
   let bus: Pgbus;
   const rows = async <R = Record<string, unknown>>(text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows as R[];
-  const events = async (id: string) =>
-    await rows<{ event: string; pid: number }>("SELECT event, pid FROM cancel_events WHERE msg_id = $1 ORDER BY event", [id]);
+  const events = async (id: string, queue = "cancels") =>
+    await rows<{ event: string; pid: number }>("SELECT event, pid FROM cancel_events WHERE queue = $2 AND msg_id = $1 ORDER BY event", [
+      id,
+      queue,
+    ]);
   const archivedHeaders = async (id: string) =>
     (await rows<{ headers: Record<string, unknown> | null }>("SELECT headers FROM pgmq.a_cancels WHERE msg_id = $1", [id]))[0]?.headers;
   const start = () =>

@@ -20,8 +20,10 @@ describe("cancellation", () => {
   let db: TestDatabase;
   let bus: Pgbus;
   const rows = async <R = Record<string, unknown>>(text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows as R[];
-  const events = async (id: string) =>
-    (await rows<{ event: string }>("SELECT event FROM cancel_events WHERE msg_id = $1 ORDER BY event", [id])).map((row) => row.event);
+  const events = async (id: string, queue = "cancels") =>
+    (await rows<{ event: string }>("SELECT event FROM cancel_events WHERE queue = $2 AND msg_id = $1 ORDER BY event", [id, queue])).map(
+      (row) => row.event,
+    );
   const archived = async (id: string) =>
     (await rows<{ headers: Record<string, unknown> | null }>("SELECT headers FROM pgmq.a_cancels WHERE msg_id = $1", [id]))[0];
   const inQueue = async (id: string) => (await rows("SELECT 1 FROM pgmq.q_cancels WHERE msg_id = $1", [id])).length > 0;
@@ -204,7 +206,7 @@ describe("cancellation", () => {
       const running = await worker({ queues: [queue] });
       try {
         const id = await bus.enqueue(job, { then: "return" });
-        await waitFor(async () => (await events(id)).includes("started:1"), `the run on the ${kind} queue`);
+        await waitFor(async () => (await events(id, queue)).includes("started:1"), `the run on the ${kind} queue`);
         assert.deepEqual(await bus.cancel(queue, id), { status: "cancelling" });
         await waitFor(
           async () => (await rows(`SELECT 1 FROM pgmq.a_${queue} WHERE msg_id = $1 AND headers ? 'pgbus_cancelled_at'`, [id])).length > 0,
