@@ -128,7 +128,8 @@ export class ThreadPool implements ExecutionPool {
   }
 
   abortRun(ref: RunRef, reason: unknown): void {
-    if (this.#slots.busy === 0) return;
+    // Once the threads are being destroyed their runs end anyway (and the channel is closed).
+    if (this.#slots.busy === 0 || this.#destroyed) return;
     const message: AbortRequest = { queue: ref.queue, messageId: ref.messageId, reason: abortMessage(reason) };
     this.#aborts.postMessage(message);
   }
@@ -152,7 +153,7 @@ export class ThreadPool implements ExecutionPool {
   }
 
   #destroy(): Promise<void> {
-    this.#aborts.close();
+    if (!this.#destroyed) this.#aborts.close();
     this.#destroyed ??= destroyThreads(this.#piscina).catch((error: unknown) => {
       this.#logger.error({ err: toErrorRecord(error) }, "destroying the worker threads failed");
     });
