@@ -28,13 +28,14 @@ import {
   validateSubscriberName,
 } from "./events/subscriber.ts";
 import { MAX_QUEUE_NAME_WITH_DLQ, validateQueueName } from "./queue/names.ts";
-import { UNIQUE_KEY_HEADER, validateUniqueKey } from "./queue/unique.ts";
+import { type UniqueFor, uniqueEnqueueOptions } from "./queue/unique.ts";
 import { PRIORITY_HEADER, validatePriority, withPriority } from "./queue/priority.ts";
 import type { WorkerStore } from "./worker/worker-store.ts";
 import { WORKER_DEFAULTS } from "./worker/options.ts";
 import type { NotificationHandlers, NotificationSource } from "./worker/notifications.ts";
 import { type JobMessage, jobEnvelope } from "./queue/envelope.ts";
 import { pauseQueue, resumeQueue } from "./queue/pause.ts";
+import { type CancelOptions, type CancelResult, cancelJob } from "./queue/cancel.ts";
 import { describeIssues, payloadIssues } from "./jobs/schema-issues.ts";
 
 export interface PgbusOptions {
@@ -71,6 +72,13 @@ export interface EnqueueOptions<P = unknown> {
    * payload's key (null or undefined: none). See docs/jobs.md, unique jobs.
    */
   uniqueKey?: string | ((payload: P, index: number) => string | null | undefined);
+  /**
+   * How long a uniqueKey is held. "until_done" (default): while the job waits, is delayed
+   * or runs, until its message leaves the queue. "queued": only while it waits or is
+   * delayed; released when a worker claims it, so another can be enqueued while it runs.
+   * Only with uniqueKey.
+   */
+  uniqueFor?: UniqueFor;
   /** FIFO group (PGMQ's `x-pgmq-group` header): see QueueClient.readGrouped. */
   groupKey?: string;
   /**
@@ -146,6 +154,17 @@ export class Pgbus {
     return pauseQueue(this.#pool, queue, options.pausedBy);
   }
 
+  /**
+   * Cancels a job by its message id: a waiting or delayed job is archived as cancelled at
+   * once; a running one has its ctx.signal aborted in whatever process runs it, is never
+   * retried, and is archived as cancelled when its run ends. Returns what happened (see
+   * CancelStatus and docs/jobs.md, cancellation). A PgbusError QUEUE_NOT_FOUND for a queue
+   * that does not exist; `not_found` for an id the queue never had.
+   */
+  cancel(queue: string, messageId: string | number | bigint, options: CancelOptions = {}): Promise<CancelResult> {
+    return cancelJob(this.#pool, queue, messageId, options);
+  }
+
   /** Resumes a paused queue and wakes its workers at once; false when it was not paused. */
   resumeQueue(queue: string): Promise<boolean> {
     return resumeQueue(this.#pool, queue);
@@ -190,14 +209,9 @@ export class Pgbus {
       checkPayloadValue(payload, payloadLabel(job as JobDefinition, single ? null : index));
       await validateForEnqueue(job, payload, single ? null : index);
     }
-    const uniqueKeys = uniqueKeysOf(options, payloads);
-    for (const [header, option] of [
-      [UNIQUE_KEY_HEADER, "key as the uniqueKey"],
-      [PRIORITY_HEADER, "priority as the priority"],
-    ] as const) {
-      if (options.headers && typeof options.headers === "object" && header in options.headers) {
-        throw new ValidationError("INVALID_OPTION", `the header ${header} is pgbus's own; give the ${option} option`);
-      }
+    const { uniqueKeys, uniqueFor } = uniqueEnqueueOptions(options, payloads);
+    if (options.headers && typeof options.headers === "object" && PRIORITY_HEADER in options.headers) {
+      throw new ValidationError("INVALID_OPTION", `the header ${PRIORITY_HEADER} is pgbus's own; give the priority as the priority option`);
     }
     const priority =
       options.priority === undefined ? job.priority : validatePriority(options.priority, `job ${job.name}: enqueue option priority`);
@@ -212,6 +226,7 @@ export class Pgbus {
           headers: withPriority(options.headers, priority),
           groupKey: options.groupKey,
           uniqueKeys,
+          uniqueFor,
         });
       } catch (error) {
         if (!isUndefinedTable(error)) throw error;
@@ -363,20 +378,6 @@ export class Pgbus {
     // Inside a caller's transaction the queue exists only if that transaction commits.
     if (queues === this.queues) this.#ensuredQueues.add(queue);
   }
-}
-
-/** One unique key (or none) per payload, checked; undefined when the option is not given. */
-function uniqueKeysOf<P>(options: EnqueueOptions<P>, payloads: readonly P[]): Array<string | null> | undefined {
-  const given = options.uniqueKey;
-  if (given === undefined) return undefined;
-  if (typeof given === "function") {
-    return payloads.map((payload, index) => {
-      const key = given(payload, index);
-      return key === null || key === undefined ? null : validateUniqueKey(key, `uniqueKey of payload ${index}`);
-    });
-  }
-  const key = validateUniqueKey(given, "uniqueKey");
-  return payloads.map(() => key);
 }
 
 /** `payload of job x` for a single enqueue, `payload 3 of job x` for the fourth of a batch. */

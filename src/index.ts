@@ -31,7 +31,7 @@ export type { CatchUpOptions, RecurringDefinition, RecurringOptions } from "./jo
 export { createExecutionPool, normalizeExecutionMode } from "./pools/create.ts";
 export type { CreateExecutionPoolOptions } from "./pools/create.ts";
 export { EXECUTION_MODES } from "./pools/types.ts";
-export type { ExecutionMode, ExecutionModeInput, ExecutionPool, PostOptions } from "./pools/types.ts";
+export type { ExecutionMode, ExecutionModeInput, ExecutionPool, PostOptions, RunRef } from "./pools/types.ts";
 export type { JobOutcome, JobTask, PermanentFailure } from "./jobs/outcome.ts";
 export { Worker } from "./worker/worker.ts";
 export type { WorkerOptions, WorkerStats } from "./worker/worker.ts";
@@ -50,6 +50,10 @@ export type {
   SendOptions,
 } from "./queue/client.ts";
 export { validateQueueName } from "./queue/names.ts";
+export { CANCEL_HEADER } from "./queue/cancel-headers.ts";
+export type { CancelOptions, CancelResult, CancelStatus } from "./queue/cancel.ts";
+export { UNIQUE_FOR } from "./queue/unique.ts";
+export type { UniqueFor } from "./queue/unique.ts";
 export { migrate } from "./schema/migrator.ts";
 export type { MigrationResult } from "./schema/migrator.ts";
 export type { Queryable } from "./db/queryable.ts";

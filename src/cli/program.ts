@@ -4,6 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
+import { registerCancel } from "./commands/cancel.ts";
 import { registerDev } from "./commands/dev.ts";
 import { registerDlq } from "./commands/dlq.ts";
 import { registerEnqueue } from "./commands/enqueue.ts";
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerSubscribers(program);
   registerEnqueue(program);
   registerDlq(program);
+  registerCancel(program);
   registerRecurring(program);
   return program;
 }

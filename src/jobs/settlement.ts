@@ -10,15 +10,23 @@ import type { JobOutcome } from "./outcome.ts";
  * - dead_letter: move it to `<queue>_dlq` with `reason`;
  * - release: make it visible again at once, counting no failure against it (the run was
  *   given up by this worker, e.g. aborted at shutdown, or interrupted by its thread dying,
- *   not failed by the job).
+ *   not failed by the job);
+ * - cancel: archive it as cancelled (its cancel was requested while it ran: whatever the
+ *   run's outcome, it is neither acked as a success nor retried nor released).
  */
 export type Settlement =
-  { action: "ack" } | { action: "retry"; delayMs: number } | { action: "dead_letter"; reason: DeadLetterReason } | { action: "release" };
+  | { action: "ack" }
+  | { action: "retry"; delayMs: number }
+  | { action: "dead_letter"; reason: DeadLetterReason }
+  | { action: "release" }
+  | { action: "cancel" };
 
 export interface SettlementInput {
   outcome: JobOutcome;
   /** This worker gave the run up (shutdown timeout, the pool refused it): not the job's failure. */
   abandoned: boolean;
+  /** The job's cancel was requested before its run ended (or before it started): it wins over everything else. */
+  cancelled?: boolean;
   /** The job's retry policy; absent when no definition was found. */
   policy: { maxRetries: number; backoff: Required<BackoffOptions> } | undefined;
   /** The attempt that just ended, 1 for the first run. */
@@ -27,7 +35,8 @@ export interface SettlementInput {
   random?: () => number;
 }
 
-export function decideSettlement({ outcome, abandoned, policy, attempt, random }: SettlementInput): Settlement {
+export function decideSettlement({ outcome, abandoned, cancelled, policy, attempt, random }: SettlementInput): Settlement {
+  if (cancelled) return { action: "cancel" };
   if (abandoned || (!outcome.ok && outcome.interrupted)) return { action: "release" };
   if (outcome.ok) return { action: "ack" };
   if (outcome.permanent) return { action: "dead_letter", reason: outcome.permanent };

@@ -20,6 +20,8 @@ export interface WorkerEvents {
   "job:success": JobRef & { durationMs: number };
   /** A run failed; `retryInMs` when it will be retried. */
   "job:failure": JobRef & { error: ErrorRecord; durationMs: number; retryInMs: number | null };
+  /** The job's cancel was requested (bus.cancel) while it was claimed; its message is archived as cancelled. */
+  "job:cancelled": JobRef & { durationMs: number };
   /** The message moved to `<queue>_dlq`. */
   "job:dead": JobRef & { error: ErrorRecord; reason: DeadLetterReason };
 }

@@ -7,7 +7,7 @@ import { LazyAbort } from "./lazy-abort.ts";
 import { failedOutcome } from "../jobs/outcome.ts";
 import { abortedOutcome, killReason } from "./outcomes.ts";
 import { PoolSlots } from "./slots.ts";
-import type { ExecutionPool, JobOutcome, JobTask, PostOptions } from "./types.ts";
+import type { ExecutionPool, JobOutcome, JobTask, PostOptions, RunRef } from "./types.ts";
 
 export interface AsyncPoolOptions {
   /** Runs at most this many handlers at once. */
@@ -24,6 +24,7 @@ export interface AsyncPoolOptions {
 }
 
 interface Run {
+  readonly task: JobTask;
   readonly job: string;
   readonly abort: LazyAbort;
   /** Resolves the post; later calls (the handler settling after kill gave up) are no-ops. */
@@ -102,6 +103,13 @@ export class AsyncPool implements ExecutionPool {
     await this.#slots.whenIdle();
   }
 
+  abortRun(ref: RunRef, reason: unknown): void {
+    // A scan of at most `capacity` runs, only when a cancel arrives: no per-run index to keep.
+    for (const run of this.#runs) {
+      if (run.task.messageId === ref.messageId && run.task.queue === ref.queue) run.abort.abort(reason);
+    }
+  }
+
   metadata(): { mode: "async"; capacity: number; busy: number } {
     return { mode: this.mode, capacity: this.capacity, busy: this.#slots.busy };
   }
@@ -116,7 +124,7 @@ export class AsyncPool implements ExecutionPool {
     const forwardAbort = external ? (): void => abort.abort(external.reason) : undefined;
     if (forwardAbort) external!.addEventListener("abort", forwardAbort, { once: true });
     return new Promise<JobOutcome>((settle) => {
-      const run: Run = { job: task.job, abort, settle };
+      const run: Run = { task, job: task.job, abort, settle };
       this.#runs.add(run);
       this.#monitor.jobStarted(run.job);
       const finish = (outcome: JobOutcome): void => {

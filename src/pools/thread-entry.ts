@@ -6,7 +6,7 @@
 import { createRequire } from "node:module";
 import { extname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { threadId, workerData } from "node:worker_threads";
+import { BroadcastChannel, threadId, workerData } from "node:worker_threads";
 import { type ErrorRecord, PgbusError, type PgbusErrorCode, toErrorRecord } from "../errors.ts";
 import { executeJob } from "../jobs/executor.ts";
 import { LazyAbort } from "./lazy-abort.ts";
@@ -17,6 +17,15 @@ import type { JobOutcome, JobTask } from "./types.ts";
 export interface ThreadData {
   /** Path or file URL of the module exporting the job definitions. */
   jobsModule: string;
+  /** The BroadcastChannel on which the pool names runs to abort (ThreadPool.abortRun). */
+  abortChannel: string;
+}
+
+/** A cancel, broadcast to every thread of the pool: the one running that message aborts its ctx.signal. */
+export interface AbortRequest {
+  queue: string;
+  messageId: string;
+  reason: string;
 }
 
 export type ThreadRequest = { type: "load" } | { type: "run"; task: JobTask };
@@ -47,11 +56,45 @@ async function importInThread(url: string): Promise<unknown> {
   }
 }
 
+/** The runs on this thread, by message, with the signal a cancel aborts. */
+const running = new Map<string, LazyAbort>();
+/**
+ * Aborts that named a run not (yet) on this thread: a cancel can arrive before the task it
+ * names reaches its thread, so the task starts aborted. Every thread hears every abort, so
+ * most entries are for runs on other threads: a bounded FIFO, oldest dropped first.
+ */
+const early = new Map<string, string>();
+const MAX_EARLY = 1_000;
+const runKey = (queue: string, messageId: string): string => `${queue}:${messageId}`;
+
+const aborts = new BroadcastChannel((workerData as ThreadData).abortChannel);
+aborts.unref(); // the channel alone must not keep a thread alive
+aborts.onmessage = (event) => {
+  const { queue, messageId, reason } = (event as { data: AbortRequest }).data;
+  const key = runKey(queue, messageId);
+  const run = running.get(key);
+  if (run) return run.abort(new DOMException(reason, "AbortError"));
+  early.set(key, reason);
+  if (early.size > MAX_EARLY) early.delete(early.keys().next().value!);
+};
+
 export default async function handle(request: ThreadRequest): Promise<JobOutcome | LoadReport> {
   if (request.type === "load") return load();
-  // Aborting a run terminates its thread (see ThreadPool), so this signal never fires;
-  // it exists because handlers are written against a ctx.signal in both modes.
-  return executeJob(await registry, request.task, new LazyAbort(), silentLogger);
+  // A job timeout terminates the thread (see ThreadPool); a cancel aborts this signal.
+  const { task } = request;
+  const key = runKey(task.queue, task.messageId);
+  const abort = new LazyAbort();
+  const reason = early.get(key);
+  if (reason !== undefined) {
+    early.delete(key);
+    abort.abort(new DOMException(reason, "AbortError"));
+  }
+  running.set(key, abort);
+  try {
+    return await executeJob(await registry, task, abort, silentLogger);
+  } finally {
+    running.delete(key);
+  }
 }
 
 async function load(): Promise<LoadReport> {

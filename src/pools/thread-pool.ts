@@ -1,4 +1,6 @@
+import { randomUUID } from "node:crypto";
 import { availableParallelism } from "node:os";
+import { BroadcastChannel } from "node:worker_threads";
 import { extname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Piscina } from "piscina";
@@ -7,8 +9,8 @@ import { type Logger, silentLogger } from "../logger.ts";
 import { abortedOutcome, interruptedOutcome, killReason } from "./outcomes.ts";
 import { validateCapacity, validateThreads } from "./options.ts";
 import { PoolSlots } from "./slots.ts";
-import type { LoadReport, ThreadData, ThreadRequest } from "./thread-entry.ts";
-import type { ExecutionPool, JobOutcome, JobTask, PostOptions } from "./types.ts";
+import type { AbortRequest, LoadReport, ThreadData, ThreadRequest } from "./thread-entry.ts";
+import type { ExecutionPool, JobOutcome, JobTask, PostOptions, RunRef } from "./types.ts";
 
 export interface ThreadPoolOptions {
   /** Runs at most this many handlers at once, across all threads. */
@@ -34,7 +36,9 @@ type Pool = Piscina<ThreadRequest, JobOutcome | LoadReport>;
  * Aborting a post terminates the thread it runs on (the only way to stop a busy loop), so
  * piscina runs a post that carries a signal alone on a thread; while every thread is taken
  * such a post waits inside piscina, still within capacity. Pass a signal only where a run
- * may need stopping (a job timeout); kill() stops everything without one.
+ * may need stopping (a job timeout); kill() stops everything without one. A cancel
+ * (abortRun) terminates nothing: it is broadcast to every thread of the pool, and the one
+ * running that message aborts the run's ctx.signal, so runs keep sharing threads.
  *
  * `post` throws PoolFullError / PoolClosedError synchronously; an accepted post always
  * resolves with an outcome, `{ name: "AbortError" }` when aborted or killed.
@@ -45,6 +49,8 @@ export class ThreadPool implements ExecutionPool {
   readonly #slots: PoolSlots;
   readonly #piscina: Pool;
   readonly #logger: Logger;
+  /** Where abortRun tells the threads which run to abort (see thread-entry.ts). */
+  readonly #aborts: BroadcastChannel;
   #killedBy: DOMException | undefined;
   #destroyed: Promise<void> | undefined;
 
@@ -57,9 +63,10 @@ export class ThreadPool implements ExecutionPool {
     const capacity = validateCapacity(options.capacity);
     const threads = validateThreads(options.threads ?? Math.min(capacity, availableParallelism()));
     const logger = options.logger ?? silentLogger;
+    const abortChannel = `pgbus-abort-${randomUUID()}`;
     const piscina: Pool = new Piscina({
       filename: threadEntryUrl(),
-      workerData: { jobsModule: options.jobsModule } satisfies ThreadData,
+      workerData: { jobsModule: options.jobsModule, abortChannel } satisfies ThreadData,
       minThreads: threads,
       maxThreads: threads,
       concurrentTasksPerWorker: Math.ceil(capacity / threads),
@@ -75,11 +82,12 @@ export class ThreadPool implements ExecutionPool {
       await destroyThreads(piscina);
       throw error;
     }
-    return new ThreadPool(piscina, new PoolSlots(capacity, options.onStateChange, logger), logger);
+    return new ThreadPool(piscina, new PoolSlots(capacity, options.onStateChange, logger), logger, new BroadcastChannel(abortChannel));
   }
 
-  private constructor(piscina: Pool, slots: PoolSlots, logger: Logger) {
+  private constructor(piscina: Pool, slots: PoolSlots, logger: Logger, aborts: BroadcastChannel) {
     this.#piscina = piscina;
+    this.#aborts = aborts;
     this.#slots = slots;
     this.#logger = logger;
     this.capacity = slots.capacity;
@@ -119,6 +127,13 @@ export class ThreadPool implements ExecutionPool {
     await this.#slots.whenIdle();
   }
 
+  abortRun(ref: RunRef, reason: unknown): void {
+    // Once the threads are being destroyed their runs end anyway (and the channel is closed).
+    if (this.#slots.busy === 0 || this.#destroyed) return;
+    const message: AbortRequest = { queue: ref.queue, messageId: ref.messageId, reason: abortMessage(reason) };
+    this.#aborts.postMessage(message);
+  }
+
   metadata(): { mode: "threads"; capacity: number; busy: number } {
     return { mode: this.mode, capacity: this.capacity, busy: this.#slots.busy };
   }
@@ -138,11 +153,17 @@ export class ThreadPool implements ExecutionPool {
   }
 
   #destroy(): Promise<void> {
+    if (!this.#destroyed) this.#aborts.close();
     this.#destroyed ??= destroyThreads(this.#piscina).catch((error: unknown) => {
       this.#logger.error({ err: toErrorRecord(error) }, "destroying the worker threads failed");
     });
     return this.#destroyed;
   }
+}
+
+/** An abort reason crosses to the thread as text (an Error's message), and comes out there as an AbortError. */
+function abortMessage(reason: unknown): string {
+  return reason instanceof Error ? reason.message : String(reason);
 }
 
 /**

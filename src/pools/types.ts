@@ -8,6 +8,12 @@ export type ExecutionMode = "async" | "threads";
 export const EXECUTION_MODES = ["async", "threads", "fiber"] as const;
 export type ExecutionModeInput = (typeof EXECUTION_MODES)[number];
 
+/** Names one run: the message it runs. */
+export interface RunRef {
+  queue: string;
+  messageId: string;
+}
+
 export interface PostOptions {
   /** Aborting it aborts this one run (its ctx.signal in async mode; its thread in threads mode). */
   signal?: AbortSignal;
@@ -26,6 +32,12 @@ export interface ExecutionPool {
   shutdown(): void;
   /** Resolves true once nothing is in flight, false if `ms` passed first. */
   waitForTermination(ms: number): Promise<boolean>;
+  /**
+   * Aborts the ctx.signal of the run of that message, if one is in flight (a cancel): the
+   * handler decides what to do with it, and its post settles when the handler ends. No-op
+   * otherwise. Cooperative in both modes: a thread is not terminated (see PostOptions.signal for that).
+   */
+  abortRun(run: RunRef, reason: unknown): void;
   /** Abort every in-flight run and release resources; settles their posts. */
   kill(): Promise<void>;
   metadata(): { mode: ExecutionMode; capacity: number; busy: number };

@@ -7,7 +7,7 @@ import { deadLetterHeaders } from "./dead-letter.ts";
 import { MAX_QUEUE_NAME_WITH_DLQ, dlqName, validateQueueName } from "./names.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, serializeJson, storableJson } from "./payload.ts";
 import * as sql from "./sql.ts";
-import { ENABLE_UNIQUE_KEYS, sendUniqueBatch } from "./unique.ts";
+import { ENABLE_UNIQUE_KEYS, type UniqueFor, sendUniqueBatch, validateUniqueFor } from "./unique.ts";
 import { priorityOf } from "./priority.ts";
 import { PARTMAN_SCHEMA, UNTUNED_PARTITIONS, keepQueuePartitions, tunePartition } from "./admin-sql.ts";
 
@@ -49,6 +49,11 @@ export interface SendBatchOptions extends Omit<SendOptions, "headers"> {
    * the message holding the key. The queue's unique-key index is made on first use.
    */
   uniqueKeys?: ReadonlyArray<string | null | undefined>;
+  /**
+   * How long the keys are held: "until_done" (default) while the message is in the queue,
+   * waiting or running; "queued" only until a worker first claims it. See docs/jobs.md.
+   */
+  uniqueFor?: UniqueFor;
 }
 
 export interface CreateQueueOptions {
@@ -113,7 +118,7 @@ export interface MessageRow {
 export class QueueClient {
   readonly #db: Queryable;
   readonly #options: Required<QueueClientOptions>;
-  /** Queues whose unique-key index this client has seen (withClient starts afresh: a rolled-back index must be made again). */
+  /** `mode:queue` of the unique-key indexes this client has seen (withClient starts afresh: a rolled-back index must be made again). */
   readonly #uniqueKeyQueues = new Set<string>();
 
   constructor(db: Queryable, options: QueueClientOptions = {}) {
@@ -219,12 +224,14 @@ export class QueueClient {
       const headers = messages.map(
         (_, index) => withGroup(Array.isArray(options.headers) ? options.headers[index] : options.headers, options.groupKey) ?? null,
       );
-      if (!this.#uniqueKeyQueues.has(queue)) {
-        if (!(await this.enableUniqueKeys(queue))) throw new PgbusError("QUEUE_NOT_FOUND", `queue ${queue} does not exist`);
-        this.#uniqueKeyQueues.add(queue);
+      const uniqueFor = validateUniqueFor(options.uniqueFor);
+      if (!this.#uniqueKeyQueues.has(`${uniqueFor}:${queue}`)) {
+        if (!(await this.enableUniqueKeys(queue, uniqueFor))) throw new PgbusError("QUEUE_NOT_FOUND", `queue ${queue} does not exist`);
+        this.#uniqueKeyQueues.add(`${uniqueFor}:${queue}`);
       }
       return sendUniqueBatch((statement, values) => this.#run(statement, values), {
         queue,
+        uniqueFor,
         messages,
         bodies,
         headers,
@@ -242,9 +249,9 @@ export class QueueClient {
    * Creates the queue's unique-key index if it is missing (once per queue; cheap when it
    * exists). False when the queue's table is not visible on this handle.
    */
-  async enableUniqueKeys(queue: string): Promise<boolean> {
+  async enableUniqueKeys(queue: string, uniqueFor: UniqueFor = "until_done"): Promise<boolean> {
     validateQueueName(queue);
-    const result = await this.#db.query(ENABLE_UNIQUE_KEYS, [queue]);
+    const result = await this.#db.query(ENABLE_UNIQUE_KEYS[validateUniqueFor(uniqueFor)], [queue]);
     return (result.rows[0] as { enabled: boolean }).enabled;
   }
 

@@ -16,7 +16,8 @@ export interface PausedQueue {
   pausedBy: string | null;
 }
 
-async function requireQueue(db: Queryable, queue: string): Promise<void> {
+/** Throws QUEUE_NOT_FOUND (naming the queue) unless `queue` is a valid name of an existing queue. */
+export async function requireQueue(db: Queryable, queue: string): Promise<void> {
   validateQueueName(queue);
   if (!(await new QueueClient(db).queueExists(queue))) {
     throw new PgbusError("QUEUE_NOT_FOUND", `queue ${JSON.stringify(queue)} does not exist; \`pgbus queues\` lists the queues`);

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import type { NamedStatement } from "../db/queryable.ts";
+import { CANCEL_HEADER } from "./cancel-headers.ts";
 import { DEAD_LETTER_HEADER } from "./dead-letter.ts";
 import { archiveTable, queueTable } from "./names.ts";
 
@@ -131,7 +132,8 @@ export const setVisibility = (queue: string): NamedStatement =>
  * The worker's claim, which also acks: one round trip deletes (or archives) the messages
  * of finished jobs and claims the next ones. $1 vt seconds, $2 qty, $3 ids to ack (may be
  * empty), $4 the read_ct each was claimed with (see fencedDelete). Returns only what a
- * worker needs (no timestamps to parse).
+ * worker needs (no timestamps to parse): with each message, whether its cancel was
+ * requested (cancel-sql.ts), so such a message is settled as cancelled, never run.
  *
  * The acks run first: the uncorrelated sub-select on `acked` is evaluated once, before the
  * claim's scan locks anything. A row this statement deleted is then seen by FOR UPDATE as
@@ -155,13 +157,14 @@ export const claimAndAck = (queue: string, mode: "archive" | "delete"): NamedSta
 
 /**
  * The step that closes a claim statement: the rows of CTE `picked` (ctid, tableoid,
- * priority) get their VT ($1 seconds) and read_ct.
+ * priority) get their VT ($1 seconds) and read_ct; each says whether a cancel was
+ * requested for it (so it is archived as cancelled instead of run).
  */
 export function claimPicked(queue: string): string {
   return `UPDATE ${queueTable(queue)} q
         SET vt = clock_timestamp() + $1::float8 * interval '1 second', read_ct = q.read_ct + 1, last_read_at = clock_timestamp()
        FROM picked WHERE ${pickedRow("q")}
-     RETURNING q.msg_id, q.read_ct, q.message, picked.priority`;
+     RETURNING q.msg_id, q.read_ct, q.message, picked.priority, q.headers ? '${CANCEL_HEADER.requested}' AS cancel_requested`;
 }
 
 /**
@@ -184,7 +187,7 @@ export function notPaused(queue: string): string {
 }
 
 /** Every column prefixed with a table alias. */
-function prefixed(alias: string, columns: string): string {
+export function prefixed(alias: string, columns: string): string {
   return columns
     .split(", ")
     .map((column) => `${alias}.${column}`)

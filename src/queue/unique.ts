@@ -5,12 +5,31 @@ import { serializeJson } from "./payload.ts";
 import { namedStatement } from "./sql.ts";
 
 /**
- * Unique jobs: the enqueue option `uniqueKey` is stored in this message header, and a
- * partial unique index on the queue table (migration 0007, pgbus.enable_unique_keys)
- * admits one message per (job, key). The INSERT that writes a message takes its key; any
- * statement that removes the row (ack, DLQ move, purge, delete) releases it.
+ * Unique jobs: the enqueue option `uniqueKey` is stored in a message header, and a partial
+ * unique index on the queue table admits one message per (job, key). The INSERT that
+ * writes a message takes its key. How long it holds it is `uniqueFor`:
+ * - "until_done" (the default; header `pgbus_unique_key`, migration 0007): until the row
+ *   leaves the queue (ack, DLQ move, cancel, purge, delete);
+ * - "queued" (header `pgbus_unique_queued_key`, migration 0011): until a worker first
+ *   claims it, or it leaves the queue unclaimed.
  */
 export const UNIQUE_KEY_HEADER = "pgbus_unique_key";
+export const UNIQUE_QUEUED_KEY_HEADER = "pgbus_unique_queued_key";
+
+export const UNIQUE_FOR = ["until_done", "queued"] as const;
+export type UniqueFor = (typeof UNIQUE_FOR)[number];
+
+/** A uniqueFor as given (undefined: "until_done"), or a ValidationError naming it and the valid values. */
+export function validateUniqueFor(value: unknown): UniqueFor {
+  if (value === undefined) return "until_done";
+  if (!UNIQUE_FOR.includes(value as UniqueFor)) {
+    throw new ValidationError(
+      "INVALID_OPTION",
+      `uniqueFor must be one of ${UNIQUE_FOR.map((mode) => JSON.stringify(mode)).join(", ")}, got ${JSON.stringify(value) ?? String(value)}`,
+    );
+  }
+  return value as UniqueFor;
+}
 
 /** Longest unique key, in characters. */
 export const MAX_UNIQUE_KEY_LENGTH = 512;
@@ -27,16 +46,57 @@ export function validateUniqueKey(key: unknown, what: string): string {
   return key;
 }
 
-// The index's expressions and predicate, written the same way in every statement that relies on it.
-const UNIQUE_JOB = "coalesce(message ->> 'job', '')";
-const UNIQUE_KEY = `headers ->> '${UNIQUE_KEY_HEADER}'`;
+/**
+ * An enqueue's unique-key options, checked: one key (or null) per payload, from one string
+ * or a function of the payload, and the mode; keys undefined when no uniqueKey is given.
+ * The key headers are pgbus's own: given in `headers`, they are refused.
+ */
+export function uniqueEnqueueOptions<P>(
+  options: {
+    uniqueKey?: string | ((payload: P, index: number) => string | null | undefined);
+    uniqueFor?: unknown;
+    headers?: object;
+  },
+  payloads: readonly P[],
+): { uniqueKeys: Array<string | null> | undefined; uniqueFor: UniqueFor } {
+  const uniqueFor = validateUniqueFor(options.uniqueFor);
+  const given = options.uniqueKey;
+  if (options.uniqueFor !== undefined && given === undefined) {
+    throw new ValidationError("INVALID_OPTION", `uniqueFor ${JSON.stringify(options.uniqueFor)} needs a uniqueKey to hold`);
+  }
+  const ownHeader = [UNIQUE_KEY_HEADER, UNIQUE_QUEUED_KEY_HEADER].find(
+    (header) => options.headers && typeof options.headers === "object" && header in options.headers,
+  );
+  if (ownHeader)
+    throw new ValidationError("INVALID_OPTION", `the header ${ownHeader} is pgbus's own; give the key as the uniqueKey option`);
+  if (given === undefined) return { uniqueKeys: undefined, uniqueFor };
+  if (typeof given === "function") {
+    const uniqueKeys = payloads.map((payload, index) => {
+      const key = given(payload, index);
+      return key === null || key === undefined ? null : validateUniqueKey(key, `uniqueKey of payload ${index}`);
+    });
+    return { uniqueKeys, uniqueFor };
+  }
+  const key = validateUniqueKey(given, "uniqueKey");
+  return { uniqueKeys: payloads.map(() => key), uniqueFor };
+}
 
-export const ENABLE_UNIQUE_KEYS = "SELECT pgbus.enable_unique_keys($1) AS enabled";
+// The indexes' expressions, written the same way in every statement that relies on them.
+const UNIQUE_JOB = "coalesce(message ->> 'job', '')";
+/** A message's key, of either mode. */
+const ANY_UNIQUE_KEY = `coalesce(headers ->> '${UNIQUE_QUEUED_KEY_HEADER}', headers ->> '${UNIQUE_KEY_HEADER}')`;
+
+export const ENABLE_UNIQUE_KEYS: Record<UniqueFor, string> = {
+  until_done: "SELECT pgbus.enable_unique_keys($1) AS enabled",
+  queued: "SELECT pgbus.enable_queued_unique_keys($1) AS enabled",
+};
 
 /**
  * Like sendMany ($1 messages, $2 headers, $3 delay ms, $4 visible time), for messages that
- * may carry a key: one whose (job, key) is already in the queue is not inserted (nor a
- * second one of the same batch). Returns the inserted rows with their job and key.
+ * may carry a key: one whose (job, key) is taken is not inserted (nor a second one of the
+ * same batch). No conflict target: a key may be taken in either unique index (0007 or
+ * 0011), and the queue has no other unique index that an insert could hit (msg_id is an
+ * identity). Returns the inserted rows with their job and key.
  */
 export const sendManyUnique = (queue: string): NamedStatement =>
   namedStatement(
@@ -47,20 +107,26 @@ export const sendManyUnique = (queue: string): NamedStatement =>
      SELECT greatest(clock_timestamp() + $3::float8 * interval '1 millisecond', coalesce($4::timestamptz, '-infinity')), m.msg, $2::jsonb -> (m.ord::int - 1)
        FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS m(msg, ord)
       ORDER BY m.ord
-     ON CONFLICT ((${UNIQUE_JOB}), (${UNIQUE_KEY})) WHERE (${UNIQUE_KEY}) IS NOT NULL DO NOTHING
-     RETURNING msg_id, ${UNIQUE_JOB} AS job, ${UNIQUE_KEY} AS unique_key`,
+     ON CONFLICT DO NOTHING
+     RETURNING msg_id, ${UNIQUE_JOB} AS job, ${ANY_UNIQUE_KEY} AS unique_key`,
   );
 
-/** $1 jobs (text[]), $2 keys (text[]), pairwise: the messages holding those (job, key) pairs now. */
+/**
+ * $1 jobs (text[]), $2 keys (text[]), pairwise, $3 true for "queued" keys: the message
+ * holding each (job, key) pair now (the oldest, should two: a claimed "until_done" one and
+ * a waiting "queued" one). A "queued" key is held only by unclaimed messages; an
+ * "until_done" one also by claimed "until_done" messages (see migration 0011).
+ */
 export const findUniqueKeys = (queue: string): NamedStatement =>
   namedStatement(
     "find_unique",
     queue,
     () =>
-      `SELECT q.msg_id, k.job, k.unique_key
+      `SELECT DISTINCT ON (k.job, k.unique_key) q.msg_id, k.job, k.unique_key
        FROM unnest($1::text[], $2::text[]) AS k(job, unique_key)
-       JOIN ${queueTable(queue)} q ON coalesce(q.message ->> 'job', '') = k.job AND (q.headers ->> '${UNIQUE_KEY_HEADER}') = k.unique_key
-      WHERE (q.headers ->> '${UNIQUE_KEY_HEADER}') IS NOT NULL`,
+       JOIN ${queueTable(queue)} q ON coalesce(q.message ->> 'job', '') = k.job AND ${ANY_UNIQUE_KEY.replaceAll("headers", "q.headers")} = k.unique_key
+      WHERE q.last_read_at IS NULL OR (NOT $3::boolean AND (q.headers ->> '${UNIQUE_KEY_HEADER}') = k.unique_key)
+      ORDER BY k.job, k.unique_key, q.msg_id`,
   );
 
 export interface UniqueBatch {
@@ -72,6 +138,8 @@ export interface UniqueBatch {
   headers: ReadonlyArray<Record<string, unknown> | null>;
   /** Each message's key (null or undefined: none). */
   keys: ReadonlyArray<string | null | undefined>;
+  /** How long the keys are held (one mode per batch). */
+  uniqueFor: UniqueFor;
   delayMs: number;
   runAt: Date | null;
 }
@@ -91,6 +159,7 @@ const MAX_ROUNDS = 5;
  */
 export async function sendUniqueBatch(run: Run, batch: UniqueBatch): Promise<string[]> {
   const { queue, messages, bodies, keys } = batch;
+  const keyHeader = batch.uniqueFor === "queued" ? UNIQUE_QUEUED_KEY_HEADER : UNIQUE_KEY_HEADER;
   const jobs = messages.map((message) => {
     const job = (message as { job?: unknown } | null)?.job;
     return typeof job === "string" ? job : "";
@@ -98,7 +167,8 @@ export async function sendUniqueBatch(run: Run, batch: UniqueBatch): Promise<str
   const headers = messages.map((_, index) => {
     const key = keys[index];
     const given = batch.headers[index] ?? null;
-    return key === null || key === undefined ? given : { ...given, [UNIQUE_KEY_HEADER]: validateUniqueKey(key, `unique key ${index}`) };
+    if (key === null || key === undefined) return given;
+    return { ...given, [keyHeader]: validateUniqueKey(key, `unique key ${index}`) };
   });
   const pair = (index: number) => `${jobs[index]}\u0000${keys[index]}`;
   const hasKey = (index: number) => keys[index] !== null && keys[index] !== undefined;
@@ -140,6 +210,7 @@ export async function sendUniqueBatch(run: Run, batch: UniqueBatch): Promise<str
       const rows = await run<{ msg_id: string; job: string; unique_key: string }>(findUniqueKeys(queue), [
         missing.map((index) => jobs[index]),
         missing.map((index) => keys[index]),
+        batch.uniqueFor === "queued",
       ]);
       for (const row of rows) held.set(`${row.job}\u0000${row.unique_key}`, row.msg_id);
     }

@@ -2,7 +2,7 @@ import type pg from "pg";
 import { Listener } from "../db/listener.ts";
 import type { Logger } from "../logger.ts";
 
-/** The channel a queue's insert trigger notifies, with the queue name as payload. */
+/** The channel a queue's insert trigger notifies, with the queue name as payload (and bus.cancel, with `cancel:<queue>:<id>`). */
 export const NOTIFY_CHANNEL = "pgbus_queue";
 
 /** Where wake-up notifications come from: a LISTEN connection by default. */
@@ -12,8 +12,11 @@ export interface NotificationSource {
 }
 
 export interface NotificationHandlers {
-  /** A message was sent to `queue`. */
-  onNotification(queue: string): void;
+  /**
+   * A message was sent to the queue named by `payload`; or, for a payload starting with
+   * `cancel:`, a job's cancel was requested (see queue/cancel-headers.ts).
+   */
+  onNotification(payload: string): void;
   /** (Re)connected: notifications sent meanwhile were lost, so poll. */
   onConnected(): void;
 }

@@ -151,6 +151,8 @@ export interface WorkerStats {
   failed: number;
   retried: number;
   deadLettered: number;
+  /** Runs settled as cancelled (bus.cancel). */
+  cancelled: number;
   busy: number;
   capacity: number;
   executionMode: ExecutionMode;

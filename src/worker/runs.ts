@@ -7,6 +7,8 @@ import type { ExecutionPool } from "../pools/types.ts";
 import type { RoutedMessage } from "./options.ts";
 import type { PendingWork } from "./pending-work.ts";
 import { type InFlightRun, type Settler, claimOf, jobRef } from "./settler.ts";
+import { abortedOutcome } from "../pools/outcomes.ts";
+import { cancelReason } from "./cancellation.ts";
 import { unrunnableOutcome } from "./unrunnable.ts";
 import type { Claim, ClaimedMessage } from "./worker-store.ts";
 
@@ -18,6 +20,8 @@ export interface RunsDependencies {
   emitter: SafeEmitter<WorkerEvents>;
   /** Every run's follow-up (ack, retry, dead-lettering) is counted here until it is done. */
   followUps: PendingWork;
+  /** Whether a cancel was heard for this message before its run started (Cancellations.takeRequested). */
+  cancelRequested: (queue: string, messageId: string) => boolean;
 }
 
 /**
@@ -53,6 +57,20 @@ export class Runs {
     return this.#inFlight.size;
   }
 
+  /**
+   * A cancel for a message running here: its run will be settled as cancelled and its
+   * ctx.signal is aborted. False when no run of it is in flight here.
+   */
+  cancel(queue: string, messageId: string): boolean {
+    const run = this.#inFlight.get(`${queue}:${messageId}`);
+    if (!run) return false;
+    if (!run.cancelled) {
+      run.cancelled = true;
+      this.#deps.pool.abortRun({ queue, messageId }, cancelReason());
+    }
+    return true;
+  }
+
   *claims(): Iterable<{ queue: string; claim: Claim }> {
     for (const run of this.#inFlight.values()) yield { queue: run.queue, claim: claimOf(run) };
   }
@@ -68,10 +86,11 @@ export class Runs {
       readCt: message.readCt,
       startedAt: performance.now(),
       abandoned: false,
+      cancelled: message.cancelRequested === true || this.#deps.cancelRequested(queue, message.msgId),
     };
-    const unrunnable = unrunnableOutcome(message, routed, definition);
+    const unrunnable = run.cancelled ? abortedOutcome(cancelReason()) : unrunnableOutcome(message, routed, definition);
     if (unrunnable || !routed || !definition) {
-      // Nothing to run: settled at once, through the same decision as a finished run.
+      // Nothing to run (or cancelled before it started): settled at once, through the same decision as a finished run.
       this.#deps.followUps.track(this.#settle(run, undefined, unrunnable!) ?? Promise.resolve());
       return;
     }

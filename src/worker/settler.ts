@@ -1,7 +1,7 @@
 import type { ErrorRecord } from "../errors.ts";
 import type { JobDefinition } from "../jobs/define.ts";
 import type { FailedOutcome, JobOutcome } from "../jobs/outcome.ts";
-import { decideSettlement } from "../jobs/settlement.ts";
+import { type Settlement, decideSettlement } from "../jobs/settlement.ts";
 import type { SafeEmitter } from "../observability/emitter.ts";
 import type { JobRef, WorkerEvents } from "../observability/events.ts";
 import type { DeadLetterReason } from "../queue/dead-letter.ts";
@@ -15,6 +15,8 @@ export interface InFlightRun extends JobRef {
   startedAt: number;
   /** This worker gave the run up (shutdown timeout, the pool refused it): released, not failed. */
   abandoned: boolean;
+  /** Its cancel was requested (bus.cancel) before the run ended: settled as cancelled whatever its outcome. */
+  cancelled: boolean;
 }
 
 export interface SettlerDependencies {
@@ -42,7 +44,7 @@ export function jobRef(run: InFlightRun): JobRef {
  */
 export class Settler {
   readonly #deps: SettlerDependencies;
-  readonly stats = { processed: 0, failed: 0, retried: 0, deadLettered: 0 };
+  readonly stats = { processed: 0, failed: 0, retried: 0, deadLettered: 0, cancelled: 0 };
 
   constructor(deps: SettlerDependencies) {
     this.#deps = deps;
@@ -50,13 +52,14 @@ export class Settler {
 
   /** Carries out the settlement of a finished run. A success only joins the next ack batch (no promise). */
   settle(run: InFlightRun, definition: JobDefinition | undefined, outcome: JobOutcome): Promise<void> | undefined {
-    const verdict = decideSettlement({ outcome, abandoned: run.abandoned, policy: definition, attempt: run.attempt });
-    if (verdict.action === "release") {
-      return this.#deps.store.release(run.queue, [claimOf(run)], { started: true }).then(
-        (released) => (released === 0 ? this.#deps.reportLost("release", jobRef(run)) : undefined),
-        (error: unknown) => this.#deps.reportError(error, "releasing an aborted job failed; it returns after its VT"),
-      );
-    }
+    const verdict = decideSettlement({
+      outcome,
+      abandoned: run.abandoned,
+      cancelled: run.cancelled,
+      policy: definition,
+      attempt: run.attempt,
+    });
+    if (verdict.action === "cancel") return this.#cancel(run, true).then(() => undefined);
     if (verdict.action === "ack") {
       this.stats.processed++;
       this.#deps.acker.add(run.queue, claimOf(run));
@@ -65,6 +68,45 @@ export class Settler {
       }
       return undefined;
     }
+    // A failure or a release: a cancel requested that this worker never heard of (its
+    // notification was lost) still wins, checked first in the database, so a cancelled job
+    // is never retried, dead-lettered or handed out again.
+    return this.#cancel(run, false).then((cancelled) => (cancelled ? undefined : this.#carryOut(run, definition, outcome, verdict)));
+  }
+
+  /**
+   * Archives the run's message as cancelled if its cancel is requested in the database;
+   * whether it did. `expected`: this worker knows of the request (the verdict is cancel).
+   */
+  async #cancel(run: InFlightRun, expected: boolean): Promise<boolean> {
+    try {
+      if ((await this.#deps.store.cancel(run.queue, [claimOf(run)])) === 0) {
+        // Expected to be cancelled, yet not: another worker claimed the message since.
+        if (expected) this.#deps.reportLost("cancel", jobRef(run));
+        return false;
+      }
+    } catch (error) {
+      this.#deps.reportError(
+        error,
+        `cancelling message ${run.messageId} of ${run.queue} failed; it returns after its VT and is cancelled then`,
+      );
+      // Carry on as decided: a retry or release brings the message back, and the claim that
+      // takes it next sees the request (when the cancel itself failed, the VT brings it back).
+      return false;
+    }
+    this.stats.cancelled++;
+    this.#deps.emitter.emit("job:cancelled", { ...jobRef(run), durationMs: performance.now() - run.startedAt });
+    return true;
+  }
+
+  #carryOut(run: InFlightRun, definition: JobDefinition | undefined, outcome: JobOutcome, verdict: Settlement): Promise<void> | undefined {
+    if (verdict.action === "release") {
+      return this.#deps.store.release(run.queue, [claimOf(run)], { started: true }).then(
+        (released) => (released === 0 ? this.#deps.reportLost("release", jobRef(run)) : undefined),
+        (error: unknown) => this.#deps.reportError(error, "releasing an aborted job failed; it returns after its VT"),
+      );
+    }
+    if (verdict.action !== "retry" && verdict.action !== "dead_letter") return undefined;
     const error = (outcome as FailedOutcome).error;
     if (definition) {
       // A run that started and failed; a message with nothing to run goes to the DLQ without one.

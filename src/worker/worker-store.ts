@@ -2,6 +2,7 @@ import type { ErrorRecord } from "../errors.ts";
 import { type Queryable, runStatement } from "../db/queryable.ts";
 import { QueueClient, byClaimOrder } from "../queue/client.ts";
 import { errorRecordJson } from "../queue/payload.ts";
+import { cancelClaimed, cancelRequested } from "../queue/cancel-sql.ts";
 import * as sql from "../queue/sql.ts";
 import type { AckMode } from "./options.ts";
 
@@ -12,6 +13,8 @@ export interface ClaimedMessage {
   msgId: string;
   readCt: number;
   message: unknown;
+  /** Its cancel was requested (bus.cancel) while it was claimed before: settled as cancelled, never run. */
+  cancelRequested?: boolean;
 }
 
 /**
@@ -49,6 +52,13 @@ export interface WorkerStore {
    * undoes the claim's read_ct increment, so giving a message back is not an attempt.
    */
   release(queue: string, claims: Claim[], options: { started: boolean }): Promise<number>;
+  /**
+   * Archives as cancelled the claimed messages whose cancel was requested (the request is
+   * on the message: the database decides, not the caller); returns how many.
+   */
+  cancel(queue: string, claims: Claim[]): Promise<number>;
+  /** Which of these in-flight messages have a cancel requested: one statement for all queues. */
+  cancelRequested(inFlight: ReadonlyMap<string, Claim[]>): Promise<Array<{ queue: string; messageId: string }>>;
   /** Queues a wildcard worker serves: not DLQs, not event-subscriber queues. */
   listQueues(): Promise<string[]>;
   ensureQueue(queue: string): Promise<void>;
@@ -65,6 +75,7 @@ export interface ClaimedRow {
   read_ct: number;
   message: unknown;
   priority: number;
+  cancel_requested: boolean | null;
 }
 
 /** A claim statement's rows as the worker takes them, in claim order: a batch that spans priorities runs (and prefetches) its best first. */
@@ -73,7 +84,12 @@ export function claimedMessages(rows: readonly ClaimedRow[]): ClaimedMessage[] {
     .map((row) => ({
       priority: row.priority,
       msgId: row.msg_id,
-      claimed: { msgId: row.msg_id, readCt: row.read_ct, message: row.message },
+      claimed: {
+        msgId: row.msg_id,
+        readCt: row.read_ct,
+        message: row.message,
+        ...(row.cancel_requested ? { cancelRequested: true } : {}),
+      },
     }))
     .sort(byClaimOrder)
     .map((entry) => entry.claimed);
@@ -110,6 +126,16 @@ export function createWorkerStore(db: Queryable): WorkerStore {
     },
     async release(queue, claims, { started }) {
       return (await run(sql.releaseClaimed(queue), [...claimArrays(claims), started ? 0 : 1])).length;
+    },
+    async cancel(queue, claims) {
+      return (await run(cancelClaimed(queue), claimArrays(claims))).length;
+    },
+    async cancelRequested(inFlight) {
+      const names = [...inFlight.keys()];
+      if (names.length === 0) return [];
+      const values = names.map((name) => (inFlight.get(name) ?? []).map((claim) => claim.id));
+      const rows = await run<{ queue: string; msg_id: string }>(cancelRequested(names), values);
+      return rows.map((row) => ({ queue: row.queue, messageId: row.msg_id }));
     },
     async listQueues() {
       return (await run<{ queue_name: string }>({ name: "pgbus_job_queues", text: sql.JOB_QUEUES }, [])).map((row) => row.queue_name);

@@ -6,6 +6,7 @@ import type { ExecutionPool } from "../pools/types.ts";
 import { readJobEnvelope } from "../queue/envelope.ts";
 import { validateQueueName } from "../queue/names.ts";
 import { Acker } from "./acker.ts";
+import { Cancellations } from "./cancellation.ts";
 import { claimRound } from "./claim-round.ts";
 import { Settler } from "./settler.ts";
 import { WorkerReporter } from "./reporter.ts";
@@ -61,6 +62,7 @@ export class Worker {
   #settler: Settler;
   readonly #reporter: WorkerReporter;
   #extender: VisibilityExtender;
+  readonly #cancellations: Cancellations;
   #state: State = "idle";
   #maybeMore = true;
   #pollDue = false;
@@ -127,6 +129,13 @@ export class Worker {
       onError: (error) => this.#reportError(error, "extending the VT of in-flight messages failed"),
       onLost: (lost) => this.#reporter.ownershipLost(`VT extension of ${lost} in-flight message(s)`),
     });
+    this.#cancellations = new Cancellations({
+      store: this.#store,
+      inFlight: () => this.#inFlightByQueue(),
+      cancelRun: (queue, messageId) => this.#runs?.cancel(queue, messageId) ?? false,
+      vtSeconds: this.#options.visibilityTimeoutSec,
+      onError: (error) => this.#reportError(error, "checking in-flight messages for cancels failed"),
+    });
   }
 
   get queues(): readonly string[] {
@@ -171,6 +180,7 @@ export class Worker {
         settler: this.#settler,
         emitter: this.#deps.emitter,
         followUps: this.#followUps,
+        cancelRequested: (queue, messageId) => this.#cancellations.takeRequested(queue, messageId),
       });
     } catch (error) {
       this.#state = "stopped";
@@ -179,6 +189,7 @@ export class Worker {
     await this.#queueSet.refresh(true).catch((error: unknown) => this.#databaseError(error));
     this.#notifications = this.#openNotifications();
     this.#extender.start();
+    this.#cancellations.start();
     // Claiming starts without waiting for LISTEN: the first batch does not depend on it, and
     // once LISTEN is in place onConnected wakes the loop, so nothing sent meanwhile waits.
     this.#loopDone = this.#loop();
@@ -193,8 +204,8 @@ export class Worker {
 
   #openNotifications(): NotificationSource {
     const handlers: NotificationHandlers = {
-      onNotification: (queue) => {
-        if (this.#queueSet.notified(queue)) this.#wake(true);
+      onNotification: (payload) => {
+        if (!this.#cancellations.notified(payload) && this.#queueSet.notified(payload)) this.#wake(true);
       },
       onConnected: () => this.#wake(true),
     };
@@ -239,6 +250,7 @@ export class Worker {
     await this.#followUps.whenDone();
     await this.#acker.drain();
     await this.#extender.stop();
+    await this.#cancellations.stop();
     await this.#notifications?.stop();
     if (graceful) await pool.kill(); // releases threads; nothing is in flight
     this.#state = "stopped";

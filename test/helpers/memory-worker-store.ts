@@ -102,6 +102,25 @@ export class MemoryWorkerStore implements WorkerStore {
     return released;
   }
 
+  /** Cancels requested (as bus.cancel does for a claimed message), by `queue:id`. */
+  readonly cancelRequests = new Set<string>();
+  readonly cancelled = new Map<string, string[]>();
+
+  async cancel(queue: string, claims: Claim[]): Promise<number> {
+    const gone = this.#remove(
+      queue,
+      claims.filter((claim) => this.cancelRequests.has(`${queue}:${claim.id}`)),
+    );
+    this.cancelled.set(queue, [...(this.cancelled.get(queue) ?? []), ...gone.map((row) => row.msgId)]);
+    return gone.length;
+  }
+
+  async cancelRequested(inFlight: ReadonlyMap<string, Claim[]>): Promise<Array<{ queue: string; messageId: string }>> {
+    return [...inFlight].flatMap(([queue, claims]) =>
+      claims.filter((claim) => this.cancelRequests.has(`${queue}:${claim.id}`)).map((claim) => ({ queue, messageId: claim.id })),
+    );
+  }
+
   async listQueues(): Promise<string[]> {
     return [...this.queues.keys()].filter((name) => !name.endsWith("_dlq")).sort();
   }

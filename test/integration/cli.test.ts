@@ -90,6 +90,7 @@ describe("pgbus CLI", () => {
       "pgbus dlq list",
       "pgbus dlq retry",
       "pgbus dlq discard",
+      "pgbus cancel",
       "pgbus recurring",
       "pgbus recurring disable",
       "pgbus recurring enable",

@@ -50,6 +50,23 @@ export function describePoolContract(mode: ExecutionMode): void {
       }
     });
 
+    it("abortRun aborts the ctx.signal of the named run only, without a thread of its own; the others run on", async () => {
+      const pool = await makePool({ capacity: 4, threads: 1 });
+      const target = task("await-abort");
+      const bystander = task("sleep", { ms: 300 });
+      const runs = [pool.post(target), pool.post(bystander)];
+      // Named by queue and id: another queue's message with the same id is not touched.
+      pool.abortRun({ queue: "elsewhere", messageId: target.messageId }, new Error("wrong queue"));
+      pool.abortRun({ queue: target.queue, messageId: target.messageId }, new Error("cancelled on purpose"));
+      const [aborted, other] = await Promise.all(runs);
+      assert.ok(!aborted!.ok);
+      assert.equal(aborted!.error.name, "AbortError");
+      assert.equal(aborted!.error.message, "cancelled on purpose");
+      assert.deepEqual(other, { ok: true });
+      pool.abortRun({ queue: "default", messageId: "no-such-run" }, new Error("nothing runs it")); // a no-op
+      assert.deepEqual(await pool.post(task("noop")), { ok: true }, "the pool still runs tasks on the same thread");
+    });
+
     it("reports an unknown job as a permanent failure", async () => {
       const pool = await makePool();
       const outcome = await pool.post(task("no-such-job"));

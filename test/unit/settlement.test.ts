@@ -67,6 +67,31 @@ describe("decideSettlement", () => {
       { outcome: failed, abandoned: false, policy: undefined, attempt: 1 },
       { action: "dead_letter", reason: "unknown_job" },
     ],
+    [
+      "a cancelled success is archived as cancelled, not acked",
+      { outcome: ok, abandoned: false, cancelled: true, policy, attempt: 1 },
+      { action: "cancel" },
+    ],
+    [
+      "a cancelled failure is cancelled, not retried",
+      { outcome: failed, abandoned: false, cancelled: true, policy, attempt: 1 },
+      { action: "cancel" },
+    ],
+    [
+      "a cancelled failure past maxRetries is cancelled, not dead-lettered",
+      { outcome: failed, abandoned: false, cancelled: true, policy, attempt: 3 },
+      { action: "cancel" },
+    ],
+    [
+      "a cancelled run given up at shutdown is cancelled, not released",
+      { outcome: failed, abandoned: true, cancelled: true, policy, attempt: 1 },
+      { action: "cancel" },
+    ],
+    [
+      "a cancelled message with nothing to run is cancelled, not dead-lettered",
+      { outcome: permanent("unknown_job"), abandoned: false, cancelled: true, policy: undefined, attempt: 1 },
+      { action: "cancel" },
+    ],
   ];
   for (const [name, input, expected] of cases) test(name, () => assert.deepEqual(decideSettlement(input), expected));
 
