@@ -4,6 +4,7 @@ import { endPool } from "./db/close.ts";
 import { isUndefinedTable, withMigrateHints } from "./db/pg-errors.ts";
 import { clientConfigOf, createPool, type Queryable } from "./db/queryable.ts";
 import { type JobDefinition, isJobDefinition } from "./jobs/define.ts";
+import { Batch, type BatchOptions } from "./jobs/batch.ts";
 import { JobRegistry } from "./jobs/registry.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { SafeEmitter } from "./observability/emitter.ts";
@@ -142,6 +143,21 @@ export class Pgbus {
   /** Resumes a paused queue and wakes its workers at once; false when it was not paused. */
   resumeQueue(queue: string): Promise<boolean> {
     return resumeQueue(this.#pool, queue);
+  }
+
+  /**
+   * A batch: jobs added with its enqueue / enqueueMany; once it is sealed (`seal()`) and
+   * every one of its jobs has finished (succeeded, or dead in the DLQ), each callback job is
+   * enqueued exactly once with `{ batchId, succeeded, dead, total, context }`: onFinish
+   * always, onSuccess if none is dead, onDead if any is. See docs/jobs.md, batches.
+   */
+  batch<C = unknown>(options: BatchOptions<C>): Batch {
+    return new Batch(options, {
+      pool: this.#pool,
+      enqueueMany: (job, payloads, enqueueOptions) => this.#enqueue(job, payloads, enqueueOptions, false),
+      ensureQueue: (queue) => this.#ensureQueue(queue, this.queues),
+      register: (job) => this.registry.add(job),
+    });
   }
 
   /** Applies pending migrations (safe from many processes at once) and creates the queues of the registered jobs. */

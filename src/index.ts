@@ -23,6 +23,8 @@ export type { OutboxBatch, OutboxPollerOptions, OutboxPollerStats } from "./even
 export { fromDrizzle, fromKnex, fromKysely } from "./events/orm.ts";
 export type { DrizzleExecutor, KnexExecutor, KyselyExecutor } from "./events/orm.ts";
 export { defineJob } from "./jobs/define.ts";
+export { Batch } from "./jobs/batch.ts";
+export type { BatchCallback, BatchEnqueueOptions, BatchOptions, BatchResult } from "./jobs/batch.ts";
 export type { JobContext, JobDefinition, JobOptions, PayloadOf, PayloadSchema } from "./jobs/define.ts";
 export type { BackoffOptions } from "./jobs/backoff.ts";
 export { JobRegistry, loadJobsModule } from "./jobs/registry.ts";

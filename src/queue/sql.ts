@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import type { NamedStatement } from "../db/queryable.ts";
+import { BATCH_HEADER, batchProgress, perBatch } from "./batches-sql.ts";
 import { DEAD_LETTER_HEADER } from "./dead-letter.ts";
 import { archiveTable, queueTable } from "./names.ts";
 
@@ -92,7 +93,9 @@ export const setVisibility = (queue: string): NamedStatement =>
  * The worker's claim, which also acks: one round trip deletes (or archives) the messages
  * of finished jobs and claims the next ones. $1 vt seconds, $2 qty, $3 ids to ack (may be
  * empty), $4 the read_ct each was claimed with (see fencedDelete). Returns only what a
- * worker needs (no timestamps to parse).
+ * worker needs (no timestamps to parse): the batch id is the one header it reads, as text,
+ * so a job outside a batch costs a null. The acks here are of jobs outside batches only
+ * (a batch job's ack also counts it: ack-sql.ts).
  *
  * The acks run first: the uncorrelated sub-select on `acked` is evaluated once, before the
  * claim's scan locks anything. A row this statement deleted is then seen by FOR UPDATE as
@@ -112,12 +115,7 @@ export const setVisibility = (queue: string): NamedStatement =>
  */
 export const claimAndAck = (queue: string, mode: "archive" | "delete"): NamedStatement =>
   statement(`claim_${mode}`, queue, () => {
-    const ack =
-      mode === "archive"
-        ? `acked AS (${fencedDelete(queue, 3)} RETURNING ${prefixed("q", MESSAGE_COLUMNS)}),
-     archived AS (INSERT INTO ${archiveTable(queue)} (${MESSAGE_COLUMNS}) SELECT ${MESSAGE_COLUMNS} FROM acked),`
-        : `acked AS (${fencedDelete(queue, 3)} RETURNING q.msg_id),`;
-    return `WITH ${ack}
+    return `WITH ${ackCtes(queue, mode, 3)},
      picked AS (
        SELECT ctid, tableoid FROM ${queueTable(queue)}
         WHERE vt <= clock_timestamp() AND (SELECT count(*) FROM acked) >= 0 AND ${notPaused(queue)}
@@ -126,8 +124,19 @@ export const claimAndAck = (queue: string, mode: "archive" | "delete"): NamedSta
      UPDATE ${queueTable(queue)} q
         SET vt = clock_timestamp() + $1::float8 * interval '1 second', read_ct = q.read_ct + 1, last_read_at = clock_timestamp()
        FROM picked WHERE q.ctid = ANY (ARRAY(SELECT ctid FROM picked)) AND q.ctid = picked.ctid AND q.tableoid = picked.tableoid
-     RETURNING q.msg_id, q.read_ct, q.message`;
+     RETURNING q.msg_id, q.read_ct, q.message, q.headers ->> '${BATCH_HEADER}' AS batch_id`;
   });
+
+/**
+ * The CTEs that ack (delete, or move to the archive) the fenced claims given as $first and
+ * $first+1, ending in `acked` (with msg_id, and headers when `withHeaders`). No trailing comma.
+ */
+export function ackCtes(queue: string, mode: "archive" | "delete", first: number, withHeaders = false): string {
+  return mode === "archive"
+    ? `acked AS (${fencedDelete(queue, first)} RETURNING ${prefixed("q", MESSAGE_COLUMNS)}),
+     archived AS (INSERT INTO ${archiveTable(queue)} (${MESSAGE_COLUMNS}) SELECT ${MESSAGE_COLUMNS} FROM acked)`
+    : `acked AS (${fencedDelete(queue, first)} RETURNING q.msg_id${withHeaders ? ", q.headers" : ""})`;
+}
 
 /**
  * True unless the queue is paused (pgbus.queue_states): an uncorrelated sub-select, so it
@@ -206,8 +215,8 @@ export const deleteMany = (queue: string): NamedStatement =>
 /**
  * $1 id, $2 headers to merge (holding the error header), $3 queue name, $4 the read_ct it was
  * claimed with (null: any; the worker always fences, see fencedDelete). Deletes from the queue, inserts into
- * the DLQ and records the failure, all in one statement, so the message is in exactly one
- * of the two queues whatever happens.
+ * the DLQ, records the failure and counts a batch job as dead, all in one statement, so the
+ * message is in exactly one of the two queues whatever happens.
  */
 export const moveToDeadLetter = (queue: string, dlq: string): NamedStatement =>
   statement(
@@ -221,7 +230,8 @@ export const moveToDeadLetter = (queue: string, dlq: string): NamedStatement =>
        RETURNING msg_id),
      recorded AS (
        INSERT INTO pgbus.failed_jobs (queue_name, msg_id, job, attempt, error, outcome)
-       SELECT $3::text, msg_id, message ->> 'job', read_ct, $2::jsonb -> '${DEAD_LETTER_HEADER.error}', 'dead' FROM moved)
+       SELECT $3::text, msg_id, message ->> 'job', read_ct, $2::jsonb -> '${DEAD_LETTER_HEADER.error}', 'dead' FROM moved),
+     progress AS (${batchProgress(perBatch("moved", "dead"))})
      SELECT msg_id FROM dead`,
   );
 

@@ -69,6 +69,8 @@ export class Runs {
       startedAt: performance.now(),
       abandoned: false,
     };
+    if (message.batchId !== undefined) run.batchId = message.batchId;
+    if (message.probe) run.probe = true;
     const unrunnable = unrunnableOutcome(message, routed, definition);
     if (unrunnable || !routed || !definition) {
       // Nothing to run: settled at once, through the same decision as a finished run.

@@ -15,11 +15,17 @@ export interface InFlightRun extends JobRef {
   startedAt: number;
   /** This worker gave the run up (shutdown timeout, the pool refused it): released, not failed. */
   abandoned: boolean;
+  /** The batch of the job, if any: its ack goes to the batch acker, which also counts it. */
+  batchId?: string;
+  /** The probe of a half-open circuit breaker. */
+  probe?: boolean;
 }
 
 export interface SettlerDependencies {
   store: WorkerStore;
   acker: Acker;
+  /** Acks jobs of batches (ackBatchJobs): kept apart so acks of other jobs stay one plain statement. */
+  batchAcker: Acker;
   emitter: SafeEmitter<WorkerEvents>;
   reportError: (error: unknown, context: string) => void;
   /** An outcome matched nothing: another worker claimed the message since (this one stalled past its VT). */
@@ -59,7 +65,7 @@ export class Settler {
     }
     if (verdict.action === "ack") {
       this.stats.processed++;
-      this.#deps.acker.add(run.queue, claimOf(run));
+      (run.batchId === undefined ? this.#deps.acker : this.#deps.batchAcker).add(run.queue, claimOf(run));
       if (this.#deps.emitter.has("job:success")) {
         this.#deps.emitter.emit("job:success", { ...jobRef(run), durationMs: performance.now() - run.startedAt });
       }

@@ -3,6 +3,8 @@ import { type Queryable, runStatement } from "../db/queryable.ts";
 import { QueueClient, byMessageId } from "../queue/client.ts";
 import { errorRecordJson } from "../queue/payload.ts";
 import * as sql from "../queue/sql.ts";
+import { ackWithEffects } from "../queue/ack-sql.ts";
+import { claimWithBreaker } from "../queue/breaker-sql.ts";
 import type { AckMode } from "./options.ts";
 
 export type { AckMode };
@@ -12,6 +14,10 @@ export interface ClaimedMessage {
   msgId: string;
   readCt: number;
   message: unknown;
+  /** The batch the job belongs to (header `pgbus_batch`): its ack also counts it (ackBatchJobs). */
+  batchId?: string;
+  /** The one job a half-open circuit breaker lets through (queue/breaker.ts). */
+  probe?: boolean;
 }
 
 /**
@@ -40,6 +46,8 @@ export interface WorkerStore {
   claim(queue: string, vtSeconds: number, qty: number, acks?: PiggybackAck): Promise<ClaimedMessage[]>;
   /** Archive or delete many messages of one queue in one statement; returns how many. */
   ack(queue: string, claims: Claim[], mode: AckMode): Promise<number>;
+  /** The same for jobs of batches, counting each as succeeded in its batch in the same statement. */
+  ackBatchJobs(queue: string, claims: Claim[], mode: AckMode): Promise<number>;
   retry(queue: string, claim: Claim, delayMs: number, error: ErrorRecord): Promise<boolean>;
   deadLetter(queue: string, claim: Claim, error: ErrorRecord & { reason: string }): Promise<boolean>;
   /** Pushes the VT of every in-flight message out by `vtSeconds`, all queues in one statement; returns how many. */
@@ -59,21 +67,53 @@ export function claimArrays(claims: readonly Claim[]): [string[], number[]] {
   return [claims.map((claim) => claim.id), claims.map((claim) => claim.readCt)];
 }
 
-export function createWorkerStore(db: Queryable): WorkerStore {
+interface ClaimRow {
+  msg_id: string;
+  read_ct: number;
+  message: unknown;
+  batch_id: string | null;
+  probe?: boolean;
+}
+
+function claimedMessage(row: ClaimRow): ClaimedMessage {
+  const message: ClaimedMessage = { msgId: row.msg_id, readCt: row.read_ct, message: row.message };
+  if (row.batch_id !== null) message.batchId = row.batch_id;
+  if (row.probe) message.probe = true;
+  return message;
+}
+
+export interface WorkerStoreOptions {
+  /** Whether `queue` has a circuit breaker: its claims and acks take the breaker's statements. */
+  hasBreaker?: (queue: string) => boolean;
+}
+
+export function createWorkerStore(db: Queryable, options: WorkerStoreOptions = {}): WorkerStore {
   const queues = new QueueClient(db, { prepared: true });
+  const hasBreaker = options.hasBreaker ?? (() => false);
   const run = <R>(statement: { name: string; text: string }, values: unknown[]) => runStatement<R>(db, true, statement, values);
+  const ack = async (queue: string, claims: Claim[], mode: AckMode): Promise<number> => {
+    const statement = hasBreaker(queue)
+      ? ackWithEffects(queue, mode, { batch: false, breaker: true })
+      : mode === "archive"
+        ? sql.archiveClaimed(queue)
+        : sql.deleteClaimed(queue);
+    return (await run(statement, claimArrays(claims))).length;
+  };
   return {
     async claim(queue, vtSeconds, qty, acks) {
-      const rows = await run<{ msg_id: string; read_ct: number; message: unknown }>(sql.claimAndAck(queue, acks?.mode ?? "delete"), [
-        vtSeconds,
-        qty,
-        ...claimArrays(acks?.claims ?? []),
-      ]);
-      return rows.map((row) => ({ msgId: row.msg_id, readCt: row.read_ct, message: row.message })).sort(byMessageId);
+      let rows: ClaimRow[];
+      if (hasBreaker(queue)) {
+        // The breaker's acks also reset it: their own statement first, as the claim cannot carry them.
+        if (acks && acks.claims.length > 0) await ack(queue, acks.claims, acks.mode);
+        rows = await run<ClaimRow>(claimWithBreaker(queue), [vtSeconds, qty]);
+      } else {
+        rows = await run<ClaimRow>(sql.claimAndAck(queue, acks?.mode ?? "delete"), [vtSeconds, qty, ...claimArrays(acks?.claims ?? [])]);
+      }
+      return rows.map(claimedMessage).sort(byMessageId);
     },
-    async ack(queue, claims, mode) {
-      const statement = mode === "archive" ? sql.archiveClaimed(queue) : sql.deleteClaimed(queue);
-      return (await run(statement, claimArrays(claims))).length;
+    ack,
+    async ackBatchJobs(queue, claims, mode) {
+      return (await run(ackWithEffects(queue, mode, { batch: true, breaker: hasBreaker(queue) }), claimArrays(claims))).length;
     },
     async retry(queue, claim, delayMs, error) {
       return (await run(sql.retryLater(queue), [claim.id, delayMs, errorRecordJson(error), queue, claim.readCt])).length > 0;

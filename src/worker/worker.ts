@@ -57,6 +57,7 @@ export class Worker {
   #pool: ExecutionPool | null = null;
   #notifications: NotificationSource | null = null;
   #acker: Acker;
+  #batchAcker: Acker;
   #settler: Settler;
   readonly #reporter: WorkerReporter;
   #extender: VisibilityExtender;
@@ -106,9 +107,17 @@ export class Worker {
         this.#reportError(error, `ack of ${claims.length} message(s) in ${queue} failed; they will be redelivered after their VT`),
       (queue, lost) => this.#reporter.ownershipLost(`ack of ${lost} message(s) in ${queue}`),
     );
+    this.#batchAcker = new Acker(
+      { ack: (queue, claims, mode) => this.#store.ackBatchJobs(queue, claims, mode) },
+      this.#options.ackModeFor,
+      (error, queue, claims) =>
+        this.#reportError(error, `ack of ${claims.length} batch job(s) in ${queue} failed; they will be redelivered after their VT`),
+      (queue, lost) => this.#reporter.ownershipLost(`ack of ${lost} batch job(s) in ${queue}`),
+    );
     this.#settler = new Settler({
       store: this.#store,
       acker: this.#acker,
+      batchAcker: this.#batchAcker,
       emitter: deps.emitter,
       reportError: (error, context) => this.#reportError(error, context),
       reportLost: (what, ref) => this.#reporter.ownershipLost(`${what} of message ${ref.messageId} (job ${ref.job}) in ${ref.queue}`),
@@ -230,7 +239,7 @@ export class Worker {
       await pool.kill();
     }
     await this.#followUps.whenDone();
-    await this.#acker.drain();
+    await Promise.all([this.#acker.drain(), this.#batchAcker.drain()]);
     await this.#extender.stop();
     await this.#notifications?.stop();
     if (graceful) await pool.kill(); // releases threads; nothing is in flight
