@@ -104,7 +104,10 @@ export class Batch {
     }
     const given = CALLBACKS.filter((name) => options[name] !== undefined).map((name) => [name, callbackJob(name, options[name])] as const);
     if (given.length === 0) {
-      throw new ValidationError("INVALID_OPTION", "bus.batch needs at least one of onFinish, onSuccess, onDead (a job made with defineJob)");
+      throw new ValidationError(
+        "INVALID_OPTION",
+        "bus.batch needs at least one of onFinish, onSuccess, onDead (a job made with defineJob)",
+      );
     }
     const callbacks = given.map(([name, spec]) => storedCallback(name, spec));
     for (const [, spec] of given) deps.register(spec.job);
@@ -123,7 +126,10 @@ export class Batch {
   /** Adds jobs to the batch in one statement; returns their ids in input order. */
   async enqueueMany<P>(job: JobDefinition<P>, payloads: readonly P[], options: BatchEnqueueOptions = {}): Promise<string[]> {
     if ("uniqueKey" in options) {
-      throw new ValidationError("INVALID_OPTION", "uniqueKey cannot be used inside a batch: a job enqueued as a duplicate would never finish");
+      throw new ValidationError(
+        "INVALID_OPTION",
+        "uniqueKey cannot be used inside a batch: a job enqueued as a duplicate would never finish",
+      );
     }
     if (options.headers && BATCH_HEADER in options.headers) {
       throw new ValidationError("INVALID_OPTION", `the header ${BATCH_HEADER} is pgbus's own: it holds the batch id`);

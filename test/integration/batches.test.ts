@@ -78,7 +78,12 @@ test("a batch does not finish before it is sealed, however fast its jobs run; an
   try {
     const batch = bus.batch({ onSuccess });
     await batch.enqueueMany(item, [{ n: 1 }, { n: 2 }]);
-    await waitFor(async () => (await db.pool.query("SELECT succeeded FROM pgbus.batches WHERE id = $1", [batch.id])).rows[0]?.succeeded === 2, "both jobs done", 10_000, 10);
+    await waitFor(
+      async () => (await db.pool.query("SELECT succeeded FROM pgbus.batches WHERE id = $1", [batch.id])).rows[0]?.succeeded === 2,
+      "both jobs done",
+      10_000,
+      10,
+    );
     assert.equal(callbacksOf(batch.id).length, 0, "no callback before seal()");
     await batch.enqueue(item, { n: 3 });
     await batch.seal();
@@ -99,7 +104,10 @@ test("a batch does not finish before it is sealed, however fast its jobs run; an
 test("bad input: no callback, a callback that is not a job, uniqueKey, the batch header", async () => {
   const invalid = (pattern: RegExp) => (error: unknown) => error instanceof ValidationError && pattern.test(error.message);
   assert.throws(() => bus.batch({ context: 1 }), invalid(/at least one of onFinish, onSuccess, onDead/));
-  assert.throws(() => bus.batch({ onFinish: "batch_finish" as never }), invalid(/onFinish must be a job made with defineJob.*the string "batch_finish"/));
+  assert.throws(
+    () => bus.batch({ onFinish: "batch_finish" as never }),
+    invalid(/onFinish must be a job made with defineJob.*the string "batch_finish"/),
+  );
   assert.throws(() => bus.batch({ onDead: { job: {} } as never }), invalid(/onDead must be a job/));
   assert.throws(() => bus.batch({ onFinish, context: () => 1 }), invalid(/batch context/));
   const batch = bus.batch({ onFinish });
