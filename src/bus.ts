@@ -35,6 +35,7 @@ import { WORKER_DEFAULTS } from "./worker/options.ts";
 import type { NotificationHandlers, NotificationSource } from "./worker/notifications.ts";
 import { type JobMessage, jobEnvelope } from "./queue/envelope.ts";
 import { pauseQueue, resumeQueue } from "./queue/pause.ts";
+import { type QueueState, queueState } from "./queue/breaker.ts";
 import { describeIssues, payloadIssues } from "./jobs/schema-issues.ts";
 
 export interface PgbusOptions {
@@ -140,9 +141,23 @@ export class Pgbus {
     return pauseQueue(this.#pool, queue, options.pausedBy);
   }
 
-  /** Resumes a paused queue and wakes its workers at once; false when it was not paused. */
-  resumeQueue(queue: string): Promise<boolean> {
-    return resumeQueue(this.#pool, queue);
+  /**
+   * Resumes a paused queue and wakes its workers at once; false when it was not paused. A
+   * queue paused by its circuit breaker is resumed too, and the breaker closed (its count
+   * and back-off reset).
+   */
+  async resumeQueue(queue: string): Promise<boolean> {
+    const { resumed, breakerWas } = await resumeQueue(this.#pool, queue);
+    if (breakerWas === "open" || breakerWas === "half_open") {
+      this.#logger.info({ queue }, `circuit breaker of queue ${queue} closed: the queue was resumed by hand`);
+      this.#emitter.emit("queue:breaker", { queue, state: "closed", reason: "resumed" });
+    }
+    return resumed;
+  }
+
+  /** Whether a queue is paused (by hand or by its circuit breaker), and its breaker's state. */
+  queueState(queue: string): Promise<QueueState> {
+    return queueState(this.#pool, queue);
   }
 
   /**

@@ -123,10 +123,10 @@ export const PAUSE_QUEUE = `
  * resume closes the breaker too); its trigger wakes the queue's workers.
  */
 export const RESUME_QUEUE = `
-  WITH before AS (SELECT breaker_state FROM pgbus.queue_states WHERE queue_name = $1 FOR UPDATE)
-  UPDATE pgbus.queue_states SET ${CLOSED}, updated_at = now()
-   WHERE queue_name = $1 AND paused
-  RETURNING queue_name, (SELECT breaker_state FROM before) AS breaker_state`;
+  UPDATE pgbus.queue_states s SET ${CLOSED}, updated_at = now()
+    FROM (SELECT breaker_state FROM pgbus.queue_states WHERE queue_name = $1 FOR UPDATE) before
+   WHERE s.queue_name = $1 AND s.paused
+  RETURNING s.queue_name, before.breaker_state`;
 
 export const PAUSED_QUEUES = `
   SELECT queue_name, paused_at, paused_by FROM pgbus.queue_states WHERE paused ORDER BY queue_name`;

@@ -83,7 +83,7 @@ export const CONFIGURE_BREAKER = `
 
 /** $1 queue, $2 msg id, $3 attempt: the breaker's state if that failed run opened it. */
 export const OPENED_BY = `
-  SELECT breaker_backoff_ms, consecutive_failures, breaker_until FROM pgbus.queue_states
+  SELECT breaker_backoff_ms, consecutive_failures FROM pgbus.queue_states
    WHERE queue_name = $1 AND breaker_state = 'open' AND breaker_tripped_by = $2 AND breaker_tripped_attempt = $3`;
 
 const STATE_COLUMNS = `queue_name, paused, paused_at, paused_by, breaker_threshold, breaker_base_ms, breaker_max_ms,

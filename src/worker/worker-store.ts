@@ -4,7 +4,8 @@ import { QueueClient, byMessageId } from "../queue/client.ts";
 import { errorRecordJson } from "../queue/payload.ts";
 import * as sql from "../queue/sql.ts";
 import { ackWithEffects } from "../queue/ack-sql.ts";
-import { claimWithBreaker } from "../queue/breaker-sql.ts";
+import { OPENED_BY, claimWithBreaker } from "../queue/breaker-sql.ts";
+import { type ResolvedCircuitBreaker, configureCircuitBreaker } from "../queue/breaker.ts";
 import type { AckMode } from "./options.ts";
 
 export type { AckMode };
@@ -57,6 +58,8 @@ export interface WorkerStore {
    * undoes the claim's read_ct increment, so giving a message back is not an attempt.
    */
   release(queue: string, claims: Claim[], options: { started: boolean }): Promise<number>;
+  /** The breaker's back-off and count if the failed run of `claim` opened the queue's circuit breaker; null otherwise (and without a query on a queue without one). */
+  breakerOpenedBy(queue: string, claim: Claim): Promise<{ backoffMs: number; consecutiveFailures: number } | null>;
   /** Queues a wildcard worker serves: not DLQs, not event-subscriber queues. */
   listQueues(): Promise<string[]>;
   ensureQueue(queue: string): Promise<void>;
@@ -83,13 +86,16 @@ function claimedMessage(row: ClaimRow): ClaimedMessage {
 }
 
 export interface WorkerStoreOptions {
-  /** Whether `queue` has a circuit breaker: its claims and acks take the breaker's statements. */
-  hasBreaker?: (queue: string) => boolean;
+  /** The circuit breaker of `queue`, if it has one: its claims and acks take the breaker's statements. */
+  breakerFor?: (queue: string) => ResolvedCircuitBreaker | undefined;
 }
 
 export function createWorkerStore(db: Queryable, options: WorkerStoreOptions = {}): WorkerStore {
   const queues = new QueueClient(db, { prepared: true });
-  const hasBreaker = options.hasBreaker ?? (() => false);
+  const breakerFor = options.breakerFor ?? (() => undefined);
+  const hasBreaker = (queue: string): boolean => breakerFor(queue) !== undefined;
+  /** Queues whose breaker settings this store has written (once, before its first claim there). */
+  const configured = new Set<string>();
   const run = <R>(statement: { name: string; text: string }, values: unknown[]) => runStatement<R>(db, true, statement, values);
   const ack = async (queue: string, claims: Claim[], mode: AckMode): Promise<number> => {
     const statement = hasBreaker(queue)
@@ -102,7 +108,12 @@ export function createWorkerStore(db: Queryable, options: WorkerStoreOptions = {
   return {
     async claim(queue, vtSeconds, qty, acks) {
       let rows: ClaimRow[];
-      if (hasBreaker(queue)) {
+      const breaker = breakerFor(queue);
+      if (breaker) {
+        if (!configured.has(queue)) {
+          await configureCircuitBreaker(db, queue, breaker);
+          configured.add(queue);
+        }
         // The breaker's acks also reset it: their own statement first, as the claim cannot carry them.
         if (acks && acks.claims.length > 0) await ack(queue, acks.claims, acks.mode);
         rows = await run<ClaimRow>(claimWithBreaker(queue), [vtSeconds, qty]);
@@ -114,6 +125,14 @@ export function createWorkerStore(db: Queryable, options: WorkerStoreOptions = {
     ack,
     async ackBatchJobs(queue, claims, mode) {
       return (await run(ackWithEffects(queue, mode, { batch: true, breaker: hasBreaker(queue) }), claimArrays(claims))).length;
+    },
+    async breakerOpenedBy(queue, claim) {
+      if (!hasBreaker(queue)) return null;
+      const [row] = await run<{ breaker_backoff_ms: number; consecutive_failures: number }>(
+        { name: "pgbus_breaker_opened_by", text: OPENED_BY },
+        [queue, claim.id, claim.readCt],
+      );
+      return row ? { backoffMs: row.breaker_backoff_ms, consecutiveFailures: row.consecutive_failures } : null;
     },
     async retry(queue, claim, delayMs, error) {
       return (await run(sql.retryLater(queue), [claim.id, delayMs, errorRecordJson(error), queue, claim.readCt])).length > 0;

@@ -6,6 +6,7 @@ import type { ExecutionPool } from "../pools/types.ts";
 import { readJobEnvelope } from "../queue/envelope.ts";
 import { validateQueueName } from "../queue/names.ts";
 import { Acker } from "./acker.ts";
+import { BreakerEvents } from "./breaker-events.ts";
 import { claimRound } from "./claim-round.ts";
 import { Settler } from "./settler.ts";
 import { WorkerReporter } from "./reporter.ts";
@@ -58,6 +59,7 @@ export class Worker {
   #notifications: NotificationSource | null = null;
   #acker: Acker;
   #batchAcker: Acker;
+  readonly #breaker: BreakerEvents;
   #settler: Settler;
   readonly #reporter: WorkerReporter;
   #extender: VisibilityExtender;
@@ -88,7 +90,14 @@ export class Worker {
     this.#deps = deps;
     this.#reporter = new WorkerReporter(this.id, deps.logger, deps.emitter);
     this.#registry = deps.registry;
-    this.#store = deps.store ?? createWorkerStore(deps.db!);
+    this.#store = deps.store ?? createWorkerStore(deps.db!, { breakerFor: this.#options.breakerFor });
+    this.#breaker = new BreakerEvents({
+      store: this.#store,
+      modeFor: this.#options.ackModeFor,
+      emitter: deps.emitter,
+      logger: deps.logger,
+      workerId: this.id,
+    });
     this.#queueSet = new QueueSet({
       selectors: options.queues,
       exclude: this.#options.excludeQueues,
@@ -118,6 +127,7 @@ export class Worker {
       store: this.#store,
       acker: this.#acker,
       batchAcker: this.#batchAcker,
+      breaker: this.#breaker,
       emitter: deps.emitter,
       reportError: (error, context) => this.#reportError(error, context),
       reportLost: (what, ref) => this.#reporter.ownershipLost(`${what} of message ${ref.messageId} (job ${ref.job}) in ${ref.queue}`),
@@ -171,6 +181,7 @@ export class Worker {
         registry: this.#registry,
         routeMessage: this.#options.routeMessage,
         settler: this.#settler,
+        breaker: this.#breaker,
         emitter: this.#deps.emitter,
         followUps: this.#followUps,
       });
