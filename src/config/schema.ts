@@ -4,6 +4,7 @@ import { normalizeExecutionMode } from "../pools/create.ts";
 import { EXECUTION_MODES, type ExecutionMode, type ExecutionModeInput } from "../pools/types.ts";
 import { ACK_MODES, type AckMode, WORKER_DEFAULTS, WORKER_LIMITS } from "../worker/options.ts";
 import { MAX_QUEUE_NAME_LENGTH, validateQueueName } from "../queue/names.ts";
+import { type CircuitBreakerOptions, type ResolvedCircuitBreaker, resolveCircuitBreaker } from "../queue/breaker.ts";
 import { type ConfigProblem, describe } from "./problems.ts";
 import { CATCH_UP_MAX_RUNS, type CatchUpOptions, defineRecurring } from "../jobs/recurring.ts";
 import {
@@ -76,8 +77,12 @@ export interface ResolvedConfig {
   pollIntervalMs: number;
   /** What happens to a message whose job succeeded. Default "archive". */
   ackMode: AckMode;
-  /** Per-queue settings; every entry has its ackMode filled from the global one. */
-  queues: Record<string, { ackMode: AckMode }>;
+  /**
+   * Per-queue settings; every entry has its ackMode filled from the global one. A queue's
+   * `circuitBreaker` (opt-in: `true` or { threshold, baseMs, maxMs }) is given to every
+   * worker that claims from it.
+   */
+  queues: Record<string, { ackMode: AckMode; circuitBreaker?: ResolvedCircuitBreaker }>;
   /** How long stop() waits for in-flight jobs before aborting them. Default 25000. */
   shutdownTimeoutMs: number;
   /** Recycle a worker process after this many jobs. Default: never. */
@@ -236,10 +241,21 @@ const workers = dslOrArray(
   `must be a list of workers or a queue DSL string like "critical: 5; ${WILDCARD}: 2"`,
 );
 
+/** A queue's circuit breaker: `true` (the defaults) or { threshold?, baseMs?, maxMs? }, checked by the worker's own rules. */
+const circuitBreaker = z.unknown().transform((value, ctx) => {
+  try {
+    return resolveCircuitBreaker(value as CircuitBreakerOptions, "");
+  } catch (error) {
+    if (!(error instanceof ValidationError)) throw error;
+    ctx.addIssue({ code: "custom", input: value, message: error.message, params: { code: error.code } });
+    return z.NEVER;
+  }
+});
+
 const queueSettings = z.record(
   z.string().refine(isQueueName, { error: `key must be ${QUEUE_NAME_RULE}` }),
-  strict({ ackMode: z.enum(ACK_MODES).optional() }),
-  { error: "must be an object mapping queue names to { ackMode }" },
+  strict({ ackMode: z.enum(ACK_MODES).optional(), circuitBreaker: circuitBreaker.optional() }),
+  { error: "must be an object mapping queue names to { ackMode, circuitBreaker }" },
 );
 
 const maintenance = strict({
@@ -329,11 +345,24 @@ function finalize(parsed: ParsedConfig): ResolvedConfig {
       pollIntervalMs: draft.pollIntervalMs ?? parsed.pollIntervalMs,
       visibilityTimeoutSec: draft.visibilityTimeoutSec ?? parsed.visibilityTimeoutSec,
     })),
-    queues: Object.fromEntries(Object.entries(queues).map(([name, settings]) => [name, { ackMode: settings.ackMode ?? parsed.ackMode }])),
+    queues: Object.fromEntries(
+      Object.entries(queues).map(([name, settings]) => [
+        name,
+        {
+          ackMode: settings.ackMode ?? parsed.ackMode,
+          ...(settings.circuitBreaker !== undefined ? { circuitBreaker: settings.circuitBreaker } : {}),
+        },
+      ]),
+    ),
   };
 }
 
 /** The ack mode for one queue: its own setting, else the global one. */
+/** A queue's circuit breaker, if the config gives it one. */
+export function circuitBreakerFor(config: Pick<ResolvedConfig, "queues">, queue: string): ResolvedCircuitBreaker | undefined {
+  return config.queues[queue]?.circuitBreaker;
+}
+
 export function ackModeFor(config: Pick<ResolvedConfig, "ackMode" | "queues">, queue: string): AckMode {
   return config.queues[queue]?.ackMode ?? config.ackMode;
 }

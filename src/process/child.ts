@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Pgbus } from "../bus.ts";
-import { type ResolvedConfig, ackModeFor } from "../config/schema.ts";
+import { type ResolvedConfig, ackModeFor, circuitBreakerFor } from "../config/schema.ts";
 import { WILDCARD } from "../config/queue-dsl.ts";
 import { ValidationError } from "../errors.ts";
 import { loadJobsModule } from "../jobs/registry.ts";
@@ -110,6 +110,7 @@ async function startWorker(index: number, init: InitMessage, logger: Logger, hoo
       visibilityTimeoutSec: entry.visibilityTimeoutSec,
       pollIntervalMs: entry.pollIntervalMs,
       ackMode: (queue) => ackModeFor(config, queue),
+      circuitBreaker: (queue) => circuitBreakerFor(config, queue),
       shutdownTimeoutMs: config.shutdownTimeoutMs,
     }),
   );

@@ -27,7 +27,7 @@ export const CIRCUIT_BREAKER_DEFAULTS: ResolvedCircuitBreaker = Object.freeze({ 
 const MAX_BACKOFF_MS = 2_147_483_647;
 
 function invalid(where: string, message: string): ValidationError {
-  return new ValidationError("INVALID_CIRCUIT_BREAKER", `${where}: ${message}`);
+  return new ValidationError("INVALID_CIRCUIT_BREAKER", where ? `${where}: ${message}` : message);
 }
 
 function integer(where: string, name: string, value: unknown, min: number): number {
@@ -37,7 +37,7 @@ function integer(where: string, name: string, value: unknown, min: number): numb
   return value;
 }
 
-/** `true` means the defaults. Throws INVALID_CIRCUIT_BREAKER naming the bad value and what is valid. */
+/** `true` means the defaults. Throws INVALID_CIRCUIT_BREAKER naming the bad value and what is valid (after `where`, if given). */
 export function resolveCircuitBreaker(options: CircuitBreakerOptions | true, where = "circuitBreaker"): ResolvedCircuitBreaker {
   if (options === true) return CIRCUIT_BREAKER_DEFAULTS;
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
