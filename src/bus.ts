@@ -141,11 +141,7 @@ export class Pgbus {
     return pauseQueue(this.#pool, queue, options.pausedBy);
   }
 
-  /**
-   * Resumes a paused queue and wakes its workers at once; false when it was not paused. A
-   * queue paused by its circuit breaker is resumed too, and the breaker closed (its count
-   * and back-off reset).
-   */
+  /** Resumes a paused queue (closing its circuit breaker) and wakes its workers at once; false when it was not paused. */
   async resumeQueue(queue: string): Promise<boolean> {
     const { resumed, breakerWas } = await resumeQueue(this.#pool, queue);
     if (breakerWas === "open" || breakerWas === "half_open") {
@@ -160,12 +156,7 @@ export class Pgbus {
     return queueState(this.#pool, queue);
   }
 
-  /**
-   * A batch: jobs added with its enqueue / enqueueMany; once it is sealed (`seal()`) and
-   * every one of its jobs has finished (succeeded, or dead in the DLQ), each callback job is
-   * enqueued exactly once with `{ batchId, succeeded, dead, total, context }`: onFinish
-   * always, onSuccess if none is dead, onDead if any is. See docs/jobs.md, batches.
-   */
+  /** A batch of jobs whose callbacks are enqueued once, when all of them finished (see Batch, docs/jobs.md). */
   batch<C = unknown>(options: BatchOptions<C>): Batch {
     return new Batch(options, {
       pool: this.#pool,

@@ -346,12 +346,9 @@ function finalize(parsed: ParsedConfig): ResolvedConfig {
       visibilityTimeoutSec: draft.visibilityTimeoutSec ?? parsed.visibilityTimeoutSec,
     })),
     queues: Object.fromEntries(
-      Object.entries(queues).map(([name, settings]) => [
+      Object.entries(queues).map(([name, { ackMode, circuitBreaker }]) => [
         name,
-        {
-          ackMode: settings.ackMode ?? parsed.ackMode,
-          ...(settings.circuitBreaker !== undefined ? { circuitBreaker: settings.circuitBreaker } : {}),
-        },
+        { ackMode: ackMode ?? parsed.ackMode, ...(circuitBreaker ? { circuitBreaker } : {}) },
       ]),
     ),
   };

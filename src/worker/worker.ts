@@ -109,20 +109,8 @@ export class Worker {
         ),
       onBack: (queue) => this.#deps.logger.info({ workerId: this.id, queue }, "queue is back; claiming from it again"),
     });
-    this.#acker = new Acker(
-      this.#store,
-      this.#options.ackModeFor,
-      (error, queue, claims) =>
-        this.#reportError(error, `ack of ${claims.length} message(s) in ${queue} failed; they will be redelivered after their VT`),
-      (queue, lost) => this.#reporter.ownershipLost(`ack of ${lost} message(s) in ${queue}`),
-    );
-    this.#batchAcker = new Acker(
-      { ack: (queue, claims, mode) => this.#store.ackBatchJobs(queue, claims, mode) },
-      this.#options.ackModeFor,
-      (error, queue, claims) =>
-        this.#reportError(error, `ack of ${claims.length} batch job(s) in ${queue} failed; they will be redelivered after their VT`),
-      (queue, lost) => this.#reporter.ownershipLost(`ack of ${lost} batch job(s) in ${queue}`),
-    );
+    this.#acker = this.#newAcker("message(s)", this.#store);
+    this.#batchAcker = this.#newAcker("batch job(s)", { ack: (queue, claims, mode) => this.#store.ackBatchJobs(queue, claims, mode) });
     this.#settler = new Settler({
       store: this.#store,
       acker: this.#acker,
@@ -139,6 +127,17 @@ export class Worker {
       onError: (error) => this.#reportError(error, "extending the VT of in-flight messages failed"),
       onLost: (lost) => this.#reporter.ownershipLost(`VT extension of ${lost} in-flight message(s)`),
     });
+  }
+
+  /** An acker of `what` (plain messages, or batch jobs with their own statement). */
+  #newAcker(what: string, store: Pick<WorkerStore, "ack">): Acker {
+    return new Acker(
+      store,
+      this.#options.ackModeFor,
+      (error, queue, claims) =>
+        this.#reportError(error, `ack of ${claims.length} ${what} in ${queue} failed; they will be redelivered after their VT`),
+      (queue, lost) => this.#reporter.ownershipLost(`ack of ${lost} ${what} in ${queue}`),
+    );
   }
 
   get queues(): readonly string[] {

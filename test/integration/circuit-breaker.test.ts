@@ -47,9 +47,10 @@ beforeEach(async () => {
   await db.pool.query("DELETE FROM pgmq.q_flaky");
 });
 
+/** Capacity 3: a half-open breaker must still let one job through, not one per free slot. */
 async function workers(count: number, breaker: object = BREAKER): Promise<Worker[]> {
   const started = Array.from({ length: count }, () =>
-    bus.worker({ queues: ["flaky"], capacity: 1, prefetch: 0, pollIntervalMs: 50, circuitBreaker: breaker }),
+    bus.worker({ queues: ["flaky"], capacity: 3, prefetch: 0, pollIntervalMs: 50, circuitBreaker: breaker }),
   );
   for (const worker of started) await worker.start();
   return started;
