@@ -4,6 +4,7 @@ import { Pgbus } from "../../src/bus.ts";
 import { PgbusError, ValidationError } from "../../src/errors.ts";
 import type { BatchResult } from "../../src/jobs/batch.ts";
 import { defineJob } from "../../src/jobs/define.ts";
+import { createWorkerStore } from "../../src/worker/worker-store.ts";
 import { waitFor } from "../fixtures/process/spawn.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
 
@@ -99,6 +100,45 @@ test("a batch does not finish before it is sealed, however fast its jobs run; an
   } finally {
     await worker.stop();
   }
+});
+
+test("the last two jobs acked at the same instant on two connections: the batch finishes once, counting both", async () => {
+  const batch = bus.batch({ onFinish });
+  await batch.enqueueMany(item, [{ n: 1 }, { n: 2 }]);
+  await batch.seal();
+  const claimed = await createWorkerStore(db.pool).claim("batch_items", 30, 10);
+  assert.deepEqual(
+    claimed.map((message) => message.batchId),
+    [batch.id, batch.id],
+  );
+  const [a, b] = claimed.map((message) => ({ id: message.msgId, readCt: message.readCt }));
+  const first = await db.pool.connect();
+  const second = await db.pool.connect();
+  try {
+    await first.query("BEGIN");
+    await second.query("BEGIN");
+    assert.equal(await createWorkerStore(first).ackBatchJobs("batch_items", [a!], "archive"), 1);
+    // The second ack waits on the batch's row until the first commits, then counts on top of it.
+    const blocked = createWorkerStore(second).ackBatchJobs("batch_items", [b!], "delete");
+    await waitFor(
+      async () => (await db.pool.query("SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted")).rows[0].n > 0,
+      "the second ack to wait for the first",
+      10_000,
+      10,
+    );
+    await first.query("COMMIT");
+    assert.equal(await blocked, 1);
+    await second.query("COMMIT");
+  } finally {
+    first.release();
+    second.release();
+  }
+  const queued = await db.pool.query("SELECT message FROM pgmq.q_batch_callbacks");
+  assert.deepEqual(
+    queued.rows.map((row) => row.message),
+    [{ job: "batch_finish", payload: { batchId: batch.id, succeeded: 2, dead: 0, total: 2, context: null } }],
+  );
+  await db.pool.query("DELETE FROM pgmq.q_batch_callbacks");
 });
 
 test("bad input: no callback, a callback that is not a job, uniqueKey, the batch header", async () => {
