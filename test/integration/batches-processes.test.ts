@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { after, test, type TestContext } from "node:test";
+import { after, before, test } from "node:test";
 import { Pgbus } from "../../src/bus.ts";
 import { batchDead, batchFinish, batchSuccess, batchWork } from "../fixtures/process/batch-jobs.ts";
 import { FIXTURE_CONFIG, type CliProcess, cliEnv, killAll, startCli, waitFor } from "../fixtures/process/spawn.ts";
@@ -16,37 +16,71 @@ const BATCH_JOBS = fileURLToPath(new URL("../fixtures/process/batch-jobs.ts", im
 
 after(killAll);
 
-async function setup(t: TestContext, label: string): Promise<{ db: TestDatabase; bus: Pgbus }> {
-  const db = await createTestDatabase(label);
-  const bus = new Pgbus({ connectionString: db.url, jobs: [batchWork, batchFinish, batchSuccess, batchDead] });
-  t.after(async () => {
-    await killAll();
-    await bus.close();
-    await db.drop();
-  });
+/** One database and two `pgbus start` processes (capacity 25, VT 2 s) for both tests: the race first, then the kill. */
+let db: TestDatabase;
+let bus: Pgbus;
+let workers: CliProcess[];
+
+before(async () => {
+  db = await createTestDatabase("batch_procs");
+  bus = new Pgbus({ connectionString: db.url, jobs: [batchWork, batchFinish, batchSuccess, batchDead] });
   await bus.migrate();
   await db.pool.query("CREATE TABLE runs (msg_id bigint NOT NULL, job text NOT NULL, pid integer NOT NULL)");
   await db.pool.query(
     "CREATE TABLE batch_callbacks (batch_id text NOT NULL, on_what text NOT NULL, result jsonb NOT NULL, pid integer NOT NULL)",
   );
-  return { db, bus };
-}
+  const config = { jobsModule: BATCH_JOBS, workers: [{ queues: ["work"], capacity: 25, visibilityTimeoutSec: 2 }], pollIntervalMs: 100 };
+  workers = [0, 1].map(() => startCli(["start", "--config", FIXTURE_CONFIG, "--only", "workers"], cliEnv(db.url, config)));
+  for (const worker of workers) await worker.waitForMessage("child started");
+});
+after(async () => {
+  await killAll();
+  await bus.close();
+  await db.drop();
+});
 
-function startWorkers(db: TestDatabase, capacity: number): CliProcess[] {
-  const config = { jobsModule: BATCH_JOBS, workers: [{ queues: ["work"], capacity, visibilityTimeoutSec: 2 }], pollIntervalMs: 100 };
-  return [0, 1].map(() => startCli(["start", "--config", FIXTURE_CONFIG, "--only", "workers"], cliEnv(db.url, config)));
-}
-
-async function callbacksOf(db: TestDatabase): Promise<Array<{ batch_id: string; on_what: string; result: Record<string, unknown> }>> {
+async function callbacksOf(): Promise<Array<{ batch_id: string; on_what: string; result: Record<string, unknown> }>> {
   return (await db.pool.query("SELECT batch_id, on_what, result FROM batch_callbacks ORDER BY batch_id, on_what")).rows;
 }
 
-test("a 1,000-job batch over two processes, one worker SIGKILLed mid-batch: each callback once, with exact counts", async (t) => {
-  const { db, bus } = await setup(t, "batch_procs_kill");
-  const [first, second] = startWorkers(db, 20);
-  const [child] = await first!.waitForMessage("child started");
-  await second!.waitForMessage("child started");
+test("many batches whose last jobs finish at the same instant in two processes: one callback each", async () => {
+  // 40 batches of 2 jobs; all 80 jobs wait for the same moment, then finish together: the
+  // two jobs of a batch are acked at once by the two processes (or in one flush of one).
+  const at = Date.now() + 3_000;
+  const batches = [];
+  for (let i = 0; i < 40; i++) {
+    const batch = bus.batch({ onFinish: batchFinish, context: i });
+    await batch.enqueueMany(batchWork, [
+      { n: 0, at },
+      { n: 1, at, dead: i % 10 === 0 },
+    ]);
+    await batch.seal();
+    batches.push(batch);
+  }
+  await waitFor(async () => (await callbacksOf()).length >= 40, "40 callbacks", 25_000, 50);
+  await waitFor(
+    async () => (await db.pool.query("SELECT count(*)::int AS n FROM pgmq.q_work")).rows[0].n === 0,
+    "the queue to drain",
+    10_000,
+    50,
+  );
+  const seen = await callbacksOf();
+  assert.equal(seen.length, 40, "exactly one callback per batch");
+  for (const [i, batch] of batches.entries()) {
+    const mine = seen.filter((row) => row.batch_id === batch.id);
+    const dead = i % 10 === 0 ? 1 : 0;
+    assert.deepEqual(
+      mine.map((row) => row.result),
+      [{ batchId: batch.id, succeeded: 2 - dead, dead, total: 2, context: i }],
+    );
+  }
+  const pids = await db.pool.query("SELECT count(DISTINCT pid)::int AS n FROM runs");
+  assert.equal(pids.rows[0].n, 2, "both processes ran jobs");
+});
 
+test("a 1,000-job batch over two processes, one worker SIGKILLed mid-batch: each callback once, with exact counts", async () => {
+  await db.pool.query("TRUNCATE runs, batch_callbacks");
+  const [child] = await workers[0]!.waitForMessage("child started");
   const batch = bus.batch({ onFinish: batchFinish, onSuccess: batchSuccess, onDead: batchDead, context: { run: "kill" } });
   const payloads = Array.from({ length: 1_000 }, (_, n) => ({ n, dead: n % 40 === 0, ms: 5 }));
   await batch.enqueueMany(batchWork, payloads.slice(0, 500));
@@ -62,54 +96,17 @@ test("a 1,000-job batch over two processes, one worker SIGKILLed mid-batch: each
   );
   process.kill(child!.pid, "SIGKILL");
 
-  await waitFor(async () => (await callbacksOf(db)).length === 2, "the callbacks", 25_000, 50);
+  await waitFor(async () => (await callbacksOf()).length === 2, "the callbacks", 25_000, 50);
   const expected = { batchId: batch.id, succeeded: 975, dead: 25, total: 1_000, context: { run: "kill" } };
-  assert.deepEqual(await callbacksOf(db), [
+  assert.deepEqual(await callbacksOf(), [
     { batch_id: batch.id, on_what: "dead", result: expected },
     { batch_id: batch.id, on_what: "finish", result: expected },
   ]);
   const { rows } = await db.pool.query("SELECT count(DISTINCT msg_id)::int AS jobs, count(DISTINCT pid)::int AS pids FROM runs");
   assert.equal(rows[0].jobs, 975, "every job that was not dead succeeded");
   assert.ok(rows[0].pids >= 2, "both processes ran jobs");
-  const state = await db.pool.query("SELECT total, succeeded, dead, finished_at IS NOT NULL AS finished FROM pgbus.batches");
+  const state = await db.pool.query("SELECT total, succeeded, dead, finished_at IS NOT NULL AS finished FROM pgbus.batches WHERE id = $1", [
+    batch.id,
+  ]);
   assert.deepEqual(state.rows, [{ total: 1_000, succeeded: 975, dead: 25, finished: true }]);
-});
-
-test("many batches whose last jobs finish at the same instant in two processes: one callback each", async (t) => {
-  const { db, bus } = await setup(t, "batch_procs_race");
-  const workers = startWorkers(db, 25);
-  for (const worker of workers) await worker.waitForMessage("child started");
-
-  // 40 batches of 2 jobs; all 80 jobs wait for the same moment, then finish together: the
-  // two jobs of a batch are acked at once by the two processes (or in one flush of one).
-  const at = Date.now() + 3_000;
-  const batches = [];
-  for (let i = 0; i < 40; i++) {
-    const batch = bus.batch({ onFinish: batchFinish, context: i });
-    await batch.enqueueMany(batchWork, [
-      { n: 0, at },
-      { n: 1, at, dead: i % 10 === 0 },
-    ]);
-    await batch.seal();
-    batches.push(batch);
-  }
-  await waitFor(async () => (await callbacksOf(db)).length >= 40, "40 callbacks", 25_000, 50);
-  await waitFor(
-    async () => (await db.pool.query("SELECT count(*)::int AS n FROM pgmq.q_work")).rows[0].n === 0,
-    "the queue to drain",
-    10_000,
-    50,
-  );
-  const seen = await callbacksOf(db);
-  assert.equal(seen.length, 40, "exactly one callback per batch");
-  for (const [i, batch] of batches.entries()) {
-    const mine = seen.filter((row) => row.batch_id === batch.id);
-    const dead = i % 10 === 0 ? 1 : 0;
-    assert.deepEqual(
-      mine.map((row) => row.result),
-      [{ batchId: batch.id, succeeded: 2 - dead, dead, total: 2, context: i }],
-    );
-  }
-  const pids = await db.pool.query("SELECT count(DISTINCT pid)::int AS n FROM runs");
-  assert.equal(pids.rows[0].n, 2, "both processes ran jobs");
 });

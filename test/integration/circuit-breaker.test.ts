@@ -122,6 +122,8 @@ test("opens after N failures, stops claims, half-opens with one probe; a failed 
       shown.map((entry) => [entry.queue, entry.breaker.state, entry.breaker.threshold]),
       [["flaky", "closed", 3]],
     );
+    const table = (await runCli(["status"], cliEnv(db.url))).stdout;
+    assert.match(table, /PAUSED QUEUES AND CIRCUIT BREAKERS\n.*\nflaky +no +- +closed +0\/3/);
   } finally {
     for (const worker of running) await worker.stop();
   }
