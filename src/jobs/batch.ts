@@ -20,8 +20,13 @@ export interface BatchResult<C = unknown> {
   context: C;
 }
 
-/** A callback: a job definition, or `{ job, payload }` where payload replaces the batch's context for that callback. */
-export type BatchCallback = JobDefinition<any> | { job: JobDefinition<any>; payload?: unknown }; // eslint-disable-line @typescript-eslint/no-explicit-any
+/**
+ * A callback: a job definition, or `{ job, payload }` where payload replaces the batch's
+ * context for that callback. Any payload type: the job's schema, if it has one, checks the
+ * BatchResult it gets (a JobDefinition<BatchResult<X>> is not assignable across contexts).
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type BatchCallback = JobDefinition<any> | { job: JobDefinition<any>; payload?: unknown };
 
 export interface BatchOptions<C = unknown> {
   /** Enqueued once every job of the batch finished (succeeded or dead). */
