@@ -93,6 +93,16 @@ test("opens after N failures, stops claims, half-opens with one probe; a failed 
     assert.ok(starts.at(-1)!.at - opened.breaker!.openedAt!.getTime() >= 350, "no job started during the back-off");
     assert.equal((await state()).breaker?.backoffMs, 800);
 
+    // The next probe fails too: the back-off stays at maxMs.
+    await waitFor(() => events.length >= 5, "the second probe to fail", 10_000, 10);
+    assert.deepEqual(
+      events.slice(3).map((event) => [event.state, event.reason, event.backoffMs]),
+      [
+        ["half_open", "probe_started", undefined],
+        ["open", "probe_failed", 800],
+      ],
+    );
+
     // The next probe succeeds: the breaker closes and the rest run.
     failing = false;
     await waitFor(
@@ -102,7 +112,7 @@ test("opens after N failures, stops claims, half-opens with one probe; a failed 
       10,
     );
     assert.deepEqual(
-      events.slice(3).map((event) => [event.state, event.reason]),
+      events.slice(5).map((event) => [event.state, event.reason]),
       [
         ["half_open", "probe_started"],
         ["closed", "probe_succeeded"],
