@@ -187,6 +187,24 @@ test("a manual resume closes an open breaker; a manual pause takes over from it 
   }
 });
 
+test("a half-open breaker whose probe never settled (its worker died) lets a next probe through after the probe's VT", async () => {
+  const running = await workers(1, { threshold: 2, baseMs: 60_000, maxMs: 60_000 });
+  try {
+    await enqueue(0, 2);
+    await waitFor(() => events.some((event) => event.state === "open"), "the breaker to open", 10_000, 10);
+    failing = false;
+    await enqueue(2, 3);
+    // As a probe claimed by a worker that was then SIGKILLed leaves it, once its VT ran out.
+    await db.pool.query(
+      "UPDATE pgbus.queue_states SET breaker_state = 'half_open', breaker_probe_msg_id = 0, breaker_until = now() - interval '1 second'",
+    );
+    await waitFor(() => events.some((event) => event.state === "closed"), "a new probe to close the breaker", 10_000, 10);
+    await waitFor(() => starts.length === 5, "the rest to run", 10_000, 10);
+  } finally {
+    for (const worker of running) await worker.stop();
+  }
+});
+
 test("bad circuit breaker options are refused with a typed error naming the value", () => {
   const refused = (options: unknown, pattern: RegExp) =>
     assert.throws(
