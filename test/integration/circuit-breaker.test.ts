@@ -157,11 +157,20 @@ test("a success resets the count of consecutive failures", async () => {
   }
 });
 
-test("a manual resume closes an open breaker; a manual pause takes over from it (no probe)", async () => {
+/** One worker on a breaker that opens after 2 failures for a minute: opens it, then runs `body`. */
+async function withOpenBreaker(body: () => Promise<void>): Promise<void> {
   const running = await workers(1, { threshold: 2, baseMs: 60_000, maxMs: 60_000 });
   try {
     await enqueue(0, 2);
     await waitFor(() => events.some((event) => event.state === "open"), "the breaker to open", 10_000, 10);
+    await body();
+  } finally {
+    for (const worker of running) await worker.stop();
+  }
+}
+
+test("a manual resume closes an open breaker; a manual pause takes over from it (no probe)", () =>
+  withOpenBreaker(async () => {
     failing = false;
     await enqueue(2, 2);
     assert.equal(await bus.resumeQueue("flaky"), true);
@@ -182,16 +191,10 @@ test("a manual resume closes an open breaker; a manual pause takes over from it 
     const count = starts.length;
     await new Promise((resolve) => setTimeout(resolve, 300)); // several polls: a probe would have started
     assert.equal(starts.length, count, "no probe under a manual pause");
-  } finally {
-    for (const worker of running) await worker.stop();
-  }
-});
+  }));
 
-test("a half-open breaker whose probe never settled (its worker died) lets a next probe through after the probe's VT", async () => {
-  const running = await workers(1, { threshold: 2, baseMs: 60_000, maxMs: 60_000 });
-  try {
-    await enqueue(0, 2);
-    await waitFor(() => events.some((event) => event.state === "open"), "the breaker to open", 10_000, 10);
+test("a half-open breaker whose probe never settled (its worker died) lets a next probe through after the probe's VT", () =>
+  withOpenBreaker(async () => {
     failing = false;
     await enqueue(2, 3);
     // As a probe claimed by a worker that was then SIGKILLed leaves it, once its VT ran out.
@@ -200,10 +203,7 @@ test("a half-open breaker whose probe never settled (its worker died) lets a nex
     );
     await waitFor(() => events.some((event) => event.state === "closed"), "a new probe to close the breaker", 10_000, 10);
     await waitFor(() => starts.length === 5, "the rest to run", 10_000, 10);
-  } finally {
-    for (const worker of running) await worker.stop();
-  }
-});
+  }));
 
 test("bad circuit breaker options are refused with a typed error naming the value", () => {
   const refused = (options: unknown, pattern: RegExp) =>
