@@ -67,7 +67,8 @@ test("opens after N failures, stops claims, half-opens with one probe; a failed 
   const running = await workers(2);
   try {
     await enqueue(0, 3);
-    await waitFor(async () => (await state()).breaker?.state === "open", "the breaker to open", 10_000, 10);
+    // The event follows the opening (the worker reads the state after its failure was recorded).
+    await waitFor(() => events.length > 0, "the breaker to open", 10_000, 10);
     const opened = await state();
     assert.equal(opened.paused, true);
     assert.equal(opened.pausedBy, "circuit breaker");
