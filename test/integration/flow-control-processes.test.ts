@@ -2,34 +2,44 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { after, before, test } from "node:test";
 import { Pgbus } from "../../src/bus.ts";
-import { batchDead, batchFinish, batchSuccess, batchWork } from "../fixtures/process/batch-jobs.ts";
+import { batchDead, batchFinish, batchSuccess, batchWork, brittle } from "../fixtures/process/flow-jobs.ts";
 import { FIXTURE_CONFIG, type CliProcess, cliEnv, killAll, startCli, waitFor } from "../fixtures/process/spawn.ts";
 import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
 
 /**
- * Batches across processes: two `pgbus start` processes run the jobs of a batch, and every
- * callback is enqueued exactly once with exact counts, even when the last jobs of a batch
- * finish at the same instant in both, and when one worker is SIGKILLed mid-batch.
+ * Batches and the circuit breaker across processes. Two `pgbus start` processes run the
+ * jobs of a batch, and every callback is enqueued exactly once with exact counts, even
+ * when the last jobs of a batch finish at the same instant in both, and when one worker is
+ * SIGKILLed mid-batch. A breaker set in the config file opens for both processes and lets
+ * exactly one probe through.
  */
 
-const BATCH_JOBS = fileURLToPath(new URL("../fixtures/process/batch-jobs.ts", import.meta.url));
+const FLOW_JOBS = fileURLToPath(new URL("../fixtures/process/flow-jobs.ts", import.meta.url));
 
 after(killAll);
 
-/** One database and two `pgbus start` processes (capacity 25, VT 2 s) for both tests: the race first, then the kill. */
+const BREAKER = { threshold: 2, baseMs: 500, maxMs: 1_000 };
+
+/** One database and two `pgbus start` processes (capacity 25, VT 2 s) for all tests; the kill comes last. */
 let db: TestDatabase;
 let bus: Pgbus;
 let workers: CliProcess[];
 
 before(async () => {
   db = await createTestDatabase("batch_procs");
-  bus = new Pgbus({ connectionString: db.url, jobs: [batchWork, batchFinish, batchSuccess, batchDead] });
+  bus = new Pgbus({ connectionString: db.url, jobs: [batchWork, batchFinish, batchSuccess, batchDead, brittle] });
   await bus.migrate();
   await db.pool.query("CREATE TABLE runs (msg_id bigint NOT NULL, job text NOT NULL, pid integer NOT NULL)");
   await db.pool.query(
     "CREATE TABLE batch_callbacks (batch_id text NOT NULL, on_what text NOT NULL, result jsonb NOT NULL, pid integer NOT NULL)",
   );
-  const config = { jobsModule: BATCH_JOBS, workers: [{ queues: ["work"], capacity: 25, visibilityTimeoutSec: 2 }], pollIntervalMs: 100 };
+  await db.pool.query("CREATE TABLE brittle_switch (failing boolean NOT NULL); INSERT INTO brittle_switch VALUES (true)");
+  const config = {
+    jobsModule: FLOW_JOBS,
+    workers: [{ queues: ["work", "brk"], capacity: 25, visibilityTimeoutSec: 2 }],
+    pollIntervalMs: 100,
+    queues: { brk: { circuitBreaker: BREAKER } },
+  };
   workers = [0, 1].map(() => startCli(["start", "--config", FIXTURE_CONFIG, "--only", "workers"], cliEnv(db.url, config)));
   for (const worker of workers) await worker.waitForMessage("child started");
 });
@@ -42,6 +52,37 @@ after(async () => {
 async function callbacksOf(): Promise<Array<{ batch_id: string; on_what: string; result: Record<string, unknown> }>> {
   return (await db.pool.query("SELECT batch_id, on_what, result FROM batch_callbacks ORDER BY batch_id, on_what")).rows;
 }
+
+test("a circuit breaker from the config file holds across two processes: opens, lets exactly one probe through, closes", async () => {
+  const brittleRuns = async () => (await db.pool.query("SELECT count(*)::int AS n FROM runs WHERE job = 'brittle'")).rows[0].n as number;
+  await bus.enqueueMany(brittle, [{ n: 0 }, { n: 1 }]);
+  await waitFor(async () => (await bus.queueState("brk")).breaker?.state === "open", "the breaker to open", 15_000, 20);
+  const opened = (await bus.queueState("brk")).breaker!;
+  assert.deepEqual({ threshold: opened.threshold, baseMs: opened.baseMs, maxMs: opened.maxMs }, BREAKER, "the config's settings");
+  assert.equal(await brittleRuns(), 2);
+
+  // Six more wait; after 500 ms one probe runs (in one of the two processes), fails, and the
+  // breaker opens again for 1,000 ms.
+  await bus.enqueueMany(
+    brittle,
+    [2, 3, 4, 5, 6, 7].map((n) => ({ n })),
+  );
+  await waitFor(async () => (await bus.queueState("brk")).breaker?.backoffMs === 1_000, "the probe to fail", 15_000, 20);
+  assert.equal(await brittleRuns(), 3, "exactly one probe across both processes");
+
+  // The next probe succeeds: the breaker closes and the other four run (the failed probe is dead).
+  await db.pool.query("UPDATE brittle_switch SET failing = false");
+  await waitFor(
+    async () => (await db.pool.query("SELECT count(*)::int AS n FROM pgmq.q_brk")).rows[0].n === 0,
+    "the queue to drain",
+    15_000,
+    20,
+  );
+  assert.equal(await brittleRuns(), 8);
+  assert.equal((await db.pool.query("SELECT count(*)::int AS n FROM pgmq.q_brk_dlq")).rows[0].n, 3);
+  const closed = await bus.queueState("brk");
+  assert.deepEqual([closed.paused, closed.breaker?.state, closed.breaker?.consecutiveFailures], [false, "closed", 0]);
+});
 
 test("many batches whose last jobs finish at the same instant in two processes: one callback each", async () => {
   // 40 batches of 2 jobs; all 80 jobs wait for the same moment, then finish together: the
