@@ -4,6 +4,7 @@ import { endPool } from "./db/close.ts";
 import { isUndefinedTable, withMigrateHints } from "./db/pg-errors.ts";
 import { clientConfigOf, createPool, type Queryable } from "./db/queryable.ts";
 import { type JobDefinition, isJobDefinition } from "./jobs/define.ts";
+import { Batch, type BatchOptions } from "./jobs/batch.ts";
 import { JobRegistry } from "./jobs/registry.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { SafeEmitter } from "./observability/emitter.ts";
@@ -36,6 +37,7 @@ import type { NotificationHandlers, NotificationSource } from "./worker/notifica
 import { type JobMessage, jobEnvelope } from "./queue/envelope.ts";
 import { pauseQueue, resumeQueue } from "./queue/pause.ts";
 import { type CancelOptions, type CancelResult, cancelJob } from "./queue/cancel.ts";
+import { type QueueState, queueState } from "./queue/breaker.ts";
 import { describeIssues, payloadIssues } from "./jobs/schema-issues.ts";
 
 export interface PgbusOptions {
@@ -165,9 +167,29 @@ export class Pgbus {
     return cancelJob(this.#pool, queue, messageId, options);
   }
 
-  /** Resumes a paused queue and wakes its workers at once; false when it was not paused. */
-  resumeQueue(queue: string): Promise<boolean> {
-    return resumeQueue(this.#pool, queue);
+  /** Resumes a paused queue (closing its circuit breaker) and wakes its workers at once; false when it was not paused. */
+  async resumeQueue(queue: string): Promise<boolean> {
+    const { resumed, breakerWas } = await resumeQueue(this.#pool, queue);
+    if (breakerWas === "open" || breakerWas === "half_open") {
+      this.#logger.info({ queue }, `circuit breaker of queue ${queue} closed: the queue was resumed by hand`);
+      this.#emitter.emit("queue:breaker", { queue, state: "closed", reason: "resumed" });
+    }
+    return resumed;
+  }
+
+  /** Whether a queue is paused (by hand or by its circuit breaker), and its breaker's state. */
+  queueState(queue: string): Promise<QueueState> {
+    return queueState(this.#pool, queue);
+  }
+
+  /** A batch of jobs whose callbacks are enqueued once, when all of them finished (see Batch, docs/jobs.md). */
+  batch<C = unknown>(options: BatchOptions<C>): Batch {
+    return new Batch(options, {
+      pool: this.#pool,
+      enqueueMany: (job, payloads, enqueueOptions) => this.#enqueue(job, payloads, enqueueOptions, false),
+      ensureQueue: (queue) => this.#ensureQueue(queue, this.queues),
+      register: (job) => this.registry.add(job),
+    });
   }
 
   /** Applies pending migrations (safe from many processes at once) and creates the queues of the registered jobs. */

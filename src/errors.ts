@@ -22,7 +22,9 @@ export type PgbusErrorCode =
   | "MIGRATION_FAILED"
   | "JOB_ABORTED"
   | "UNIQUE_KEY_CONTENDED"
-  | "NO_SUBSCRIBERS";
+  | "NO_SUBSCRIBERS"
+  | "BATCH_SEALED"
+  | "INVALID_CIRCUIT_BREAKER";
 
 export class PgbusError extends Error {
   readonly code: PgbusErrorCode;

@@ -23,6 +23,10 @@ export type { OutboxBatch, OutboxPollerOptions, OutboxPollerStats } from "./even
 export { fromDrizzle, fromKnex, fromKysely } from "./events/orm.ts";
 export type { DrizzleExecutor, KnexExecutor, KyselyExecutor } from "./events/orm.ts";
 export { defineJob } from "./jobs/define.ts";
+export { Batch } from "./jobs/batch.ts";
+export { CIRCUIT_BREAKER_DEFAULTS } from "./queue/breaker.ts";
+export type { BreakerState, CircuitBreakerOptions, QueueState } from "./queue/breaker.ts";
+export type { BatchCallback, BatchEnqueueOptions, BatchOptions, BatchResult } from "./jobs/batch.ts";
 export type { JobContext, JobDefinition, JobOptions, PayloadOf, PayloadSchema } from "./jobs/define.ts";
 export type { BackoffOptions } from "./jobs/backoff.ts";
 export { JobRegistry, loadJobsModule } from "./jobs/registry.ts";

@@ -5,6 +5,7 @@ import type { Queryable } from "../db/queryable.ts";
 import { type CreateQueueOptions, QueueClient } from "../queue/client.ts";
 import { MAX_QUEUE_NAME_LENGTH, validateQueueName } from "../queue/names.ts";
 import { ACK_MODES, type AckMode } from "../worker/options.ts";
+import { type CircuitBreakerOptions, type ResolvedCircuitBreaker, resolveCircuitBreaker } from "../queue/breaker.ts";
 
 /**
  * The config file's `queues` section: per-queue settings, keyed by queue name.
@@ -14,11 +15,13 @@ import { ACK_MODES, type AckMode } from "../worker/options.ts";
  *     orders: { fifo: true },                                          // claim by FIFO group
  *     audit: { partitioned: { interval: "1 day", retention: "7 days" } }, // pg_partman
  *     clicks: { unlogged: true },
+ *     payments: { circuitBreaker: { threshold: 5, baseMs: 30_000, maxMs: 600_000 } },
  *   }
  *
  * `partitioned` and `unlogged` say how `pgbus start` creates the queue when it does not
  * exist yet (the same rules and errors as createQueue); `fifo` makes every worker of
- * `pgbus start` claim it by FIFO group (worker option `fifo`).
+ * `pgbus start` claim it by FIFO group (worker option `fifo`); a `circuitBreaker` (opt-in:
+ * `true` or { threshold, baseMs, maxMs }) is given to every worker that claims from it.
  */
 
 /** One queue's settings after resolution: ackMode filled from the global one. */
@@ -27,6 +30,7 @@ export interface ResolvedQueueSettings {
   fifo: boolean;
   partitioned?: { interval: string; retention: string };
   unlogged?: boolean;
+  circuitBreaker?: ResolvedCircuitBreaker;
 }
 
 export function isQueueName(value: string): boolean {
@@ -56,7 +60,18 @@ const partitioned = z.unknown().transform((value, ctx) => {
   }
 });
 
-const KEYS = "ackMode, fifo, partitioned, unlogged";
+/** A queue's circuit breaker: `true` (the defaults) or { threshold?, baseMs?, maxMs? }, checked by the worker's own rules. */
+const circuitBreaker = z.unknown().transform((value, ctx) => {
+  try {
+    return resolveCircuitBreaker(value as CircuitBreakerOptions, "");
+  } catch (error) {
+    if (!(error instanceof ValidationError)) throw error;
+    ctx.addIssue({ code: "custom", input: value, message: error.message, params: { code: error.code } });
+    return z.NEVER;
+  }
+});
+
+const KEYS = "ackMode, fifo, partitioned, unlogged, circuitBreaker";
 
 const settings = z
   .strictObject(
@@ -65,6 +80,7 @@ const settings = z
       fifo: z.boolean({ error: "must be true or false" }).optional(),
       partitioned: partitioned.optional(),
       unlogged: z.boolean({ error: "must be true or false" }).optional(),
+      circuitBreaker: circuitBreaker.optional(),
     },
     { error: (issue) => (issue.code === "unrecognized_keys" ? KEYS : `must be an object with keys ${KEYS}`) },
   )
@@ -88,13 +104,14 @@ export function resolveQueueSettings(
   globalAckMode: AckMode,
 ): Record<string, ResolvedQueueSettings> {
   return Object.fromEntries(
-    Object.entries(queues).map(([name, { ackMode, fifo, partitioned, unlogged }]) => [
+    Object.entries(queues).map(([name, { ackMode, fifo, partitioned, unlogged, circuitBreaker }]) => [
       name,
       {
         ackMode: ackMode ?? globalAckMode,
         fifo: fifo ?? false,
         ...(partitioned !== undefined ? { partitioned } : {}),
         ...(unlogged !== undefined ? { unlogged } : {}),
+        ...(circuitBreaker ? { circuitBreaker } : {}),
       },
     ]),
   );

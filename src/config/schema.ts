@@ -4,6 +4,7 @@ import { normalizeExecutionMode } from "../pools/create.ts";
 import { EXECUTION_MODES, type ExecutionMode, type ExecutionModeInput } from "../pools/types.ts";
 import { ACK_MODES, type AckMode, WORKER_DEFAULTS, WORKER_LIMITS } from "../worker/options.ts";
 import { type ResolvedQueueSettings, isQueueName, queueSettings, resolveQueueSettings } from "./queue-settings.ts";
+import { type ResolvedCircuitBreaker } from "../queue/breaker.ts";
 import { type ConfigProblem, describe } from "./problems.ts";
 import { CATCH_UP_MAX_RUNS, type CatchUpOptions, defineRecurring } from "../jobs/recurring.ts";
 import {
@@ -76,7 +77,7 @@ export interface ResolvedConfig {
   pollIntervalMs: number;
   /** What happens to a message whose job succeeded. Default "archive". */
   ackMode: AckMode;
-  /** Per-queue settings (ackMode, fifo, partitioned, unlogged); every entry has its ackMode filled from the global one. */
+  /** Per-queue settings (ackMode, fifo, partitioned, unlogged, circuitBreaker); every entry has its ackMode filled from the global one. */
   queues: Record<string, ResolvedQueueSettings>;
   /** How long stop() waits for in-flight jobs before aborting them. Default 25000. */
   shutdownTimeoutMs: number;
@@ -317,6 +318,11 @@ function finalize(parsed: ParsedConfig): ResolvedConfig {
 }
 
 /** The ack mode for one queue: its own setting, else the global one. */
+/** A queue's circuit breaker, if the config gives it one. */
+export function circuitBreakerFor(config: Pick<ResolvedConfig, "queues">, queue: string): ResolvedCircuitBreaker | undefined {
+  return config.queues[queue]?.circuitBreaker;
+}
+
 export function ackModeFor(config: Pick<ResolvedConfig, "ackMode" | "queues">, queue: string): AckMode {
   return config.queues[queue]?.ackMode ?? config.ackMode;
 }

@@ -1,4 +1,5 @@
 import type { DeadLetterReason } from "../queue/dead-letter.ts";
+import type { BreakerState } from "../queue/breaker.ts";
 import type { ErrorRecord } from "../errors.ts";
 import type { ExecutionMode } from "../pools/types.ts";
 
@@ -24,4 +25,17 @@ export interface WorkerEvents {
   "job:cancelled": JobRef & { durationMs: number };
   /** The message moved to `<queue>_dlq`. */
   "job:dead": JobRef & { error: ErrorRecord; reason: DeadLetterReason };
+  /**
+   * A queue's circuit breaker changed state, reported by the worker that caused it: "open"
+   * (its failure reached the threshold, or the probe failed), "half_open" (it claimed the
+   * probe), "closed" (the probe succeeded; or, from the bus, a manual resume).
+   */
+  "queue:breaker": {
+    queue: string;
+    state: BreakerState;
+    reason: "failures" | "probe_failed" | "probe_started" | "probe_succeeded" | "resumed";
+    /** Open: how long until the probe. */
+    backoffMs?: number;
+    consecutiveFailures?: number;
+  };
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Pgbus } from "../bus.ts";
-import { type ResolvedConfig, ackModeFor } from "../config/schema.ts";
+import { type ResolvedConfig, ackModeFor, circuitBreakerFor } from "../config/schema.ts";
 import { WILDCARD } from "../config/queue-dsl.ts";
 import { fifoFor } from "../config/queue-settings.ts";
 import { ValidationError } from "../errors.ts";
@@ -112,6 +112,7 @@ async function startWorker(index: number, init: InitMessage, logger: Logger, hoo
       pollIntervalMs: entry.pollIntervalMs,
       ackMode: (queue) => ackModeFor(config, queue),
       fifo: (queue) => fifoFor(config.queues, queue),
+      circuitBreaker: (queue) => circuitBreakerFor(config, queue),
       shutdownTimeoutMs: config.shutdownTimeoutMs,
     }),
   );

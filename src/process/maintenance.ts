@@ -4,7 +4,7 @@ import { toErrorRecord } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { runPartitionMaintenance } from "../queue/admin.ts";
 import { QueueClient } from "../queue/client.ts";
-import { pruneArchive, pruneFailedJobs, pruneProcessedEvents, reapStaleProcesses } from "./process-store.ts";
+import { pruneArchive, pruneFailedJobs, pruneFinishedBatches, pruneProcessedEvents, reapStaleProcesses } from "./process-store.ts";
 import { ADVISORY_LOCK } from "../db/advisory-locks.ts";
 import { endClient } from "../db/close.ts";
 import { isUndefinedTable } from "../db/pg-errors.ts";
@@ -31,6 +31,7 @@ export interface MaintenanceReport {
   staleProcesses: number;
   failedJobs: number;
   processedEvents: number;
+  finishedBatches: number;
 }
 
 /**
@@ -132,7 +133,7 @@ export class Maintenance {
 
   async #maintain(client: pg.Client): Promise<MaintenanceReport> {
     const { config, staleProcessAfterMs, logger } = this.#options;
-    const report: MaintenanceReport = { archivedMessages: 0, staleProcesses: 0, failedJobs: 0, processedEvents: 0 };
+    const report: MaintenanceReport = { archivedMessages: 0, staleProcesses: 0, failedJobs: 0, processedEvents: 0, finishedBatches: 0 };
     // Each step on its own: one failing (a queue dropped mid-pass) must not skip the others.
     const step = async (name: string, work: () => Promise<void>): Promise<void> => {
       if (this.#client !== client) return; // connection lost mid-pass: the lock went with it
@@ -167,6 +168,9 @@ export class Maintenance {
     });
     await step("failed_jobs", async () => {
       report.failedJobs = await pruneFailedJobs(client, config.failedJobRetentionHours);
+    });
+    await step("batches", async () => {
+      report.finishedBatches = await pruneFinishedBatches(client, config.archiveRetentionHours);
     });
     await step("processed_events", async () => {
       report.processedEvents = await pruneProcessedEvents(client, config.processedEventTtlHours);

@@ -116,6 +116,10 @@ export function pruneFailedJobs(db: Queryable, hours: number): Promise<number> {
   return count(db, sql.PRUNE_FAILED_JOBS, [hours]);
 }
 
+export function pruneFinishedBatches(db: Queryable, hours: number): Promise<number> {
+  return count(db, sql.PRUNE_FINISHED_BATCHES, [hours]);
+}
+
 export function pruneProcessedEvents(db: Queryable, hours: number): Promise<number> {
   return count(db, sql.PRUNE_PROCESSED_EVENTS, [hours]);
 }

@@ -63,6 +63,11 @@ export const PRUNE_FAILED_JOBS = `
   WITH gone AS (DELETE FROM pgbus.failed_jobs WHERE failed_at < now() - $1::float8 * interval '1 hour' RETURNING 1)
   SELECT count(*)::int AS count FROM gone`;
 
+/** $1 hours. Finished batches (their callbacks are enqueued); unfinished ones stay, however old. */
+export const PRUNE_FINISHED_BATCHES = `
+  WITH gone AS (DELETE FROM pgbus.batches WHERE finished_at < now() - $1::float8 * interval '1 hour' RETURNING 1)
+  SELECT count(*)::int AS count FROM gone`;
+
 /** $1 hours. */
 export const PRUNE_PROCESSED_EVENTS = `
   WITH gone AS (DELETE FROM pgbus.processed_events WHERE processed_at < now() - $1::float8 * interval '1 hour' RETURNING 1)

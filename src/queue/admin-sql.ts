@@ -1,3 +1,4 @@
+import { CLOSED } from "./breaker-sql.ts";
 import { archiveTable, queueTable } from "./names.ts";
 
 /**
@@ -112,14 +113,20 @@ export const PAUSE_QUEUE = `
   VALUES ($1, true, now(), $2, now())
   ON CONFLICT (queue_name) DO UPDATE
      SET paused = true, paused_at = coalesce(CASE WHEN pgbus.queue_states.paused THEN pgbus.queue_states.paused_at END, now()),
-         paused_by = EXCLUDED.paused_by, updated_at = now()
+         paused_by = EXCLUDED.paused_by, updated_at = now(),
+         -- A manual pause takes over from an open breaker: no half-open probe, it holds until resumed.
+         breaker_state = 'closed', breaker_until = NULL, breaker_probe_msg_id = NULL
   RETURNING paused_at`;
 
-/** $1 queue. Returns the row when it was paused; its trigger wakes the queue's workers. */
+/**
+ * $1 queue. Returns the row when it was paused, with the state its circuit breaker had (a
+ * resume closes the breaker too); its trigger wakes the queue's workers.
+ */
 export const RESUME_QUEUE = `
-  UPDATE pgbus.queue_states SET paused = false, paused_at = NULL, paused_by = NULL, updated_at = now()
-   WHERE queue_name = $1 AND paused
-  RETURNING queue_name`;
+  UPDATE pgbus.queue_states s SET ${CLOSED}, updated_at = now()
+    FROM (SELECT breaker_state FROM pgbus.queue_states WHERE queue_name = $1 FOR UPDATE) before
+   WHERE s.queue_name = $1 AND s.paused
+  RETURNING s.queue_name, before.breaker_state`;
 
 export const PAUSED_QUEUES = `
   SELECT queue_name, paused_at, paused_by FROM pgbus.queue_states WHERE paused ORDER BY queue_name`;

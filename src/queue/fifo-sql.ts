@@ -1,7 +1,7 @@
 import type { NamedStatement } from "../db/queryable.ts";
 import { FIFO_GROUP_HEADER } from "./client-args.ts";
 import { queueTable } from "./names.ts";
-import { claimAcks, claimPicked, namedStatement, notPaused } from "./sql.ts";
+import { ackCtes, claimPicked, namedStatement, notPaused } from "./sql.ts";
 
 /**
  * The FIFO worker's claim (worker option `fifo`): like claimAndAck (same parameters, same
@@ -29,7 +29,7 @@ import { claimAcks, claimPicked, namedStatement, notPaused } from "./sql.ts";
 export const claimGroupHeadsAndAck = (queue: string, mode: "archive" | "delete"): NamedStatement =>
   namedStatement(`fifo_claim_${mode}`, queue, () => {
     const group = `headers->>'${FIFO_GROUP_HEADER}'`;
-    return `WITH ${claimAcks(queue, mode)}
+    return `WITH ${ackCtes(queue, mode, 3)},
      open_heads AS (
        SELECT min(msg_id) AS msg_id FROM ${queueTable(queue)}
         WHERE ${group} IS NOT NULL AND msg_id NOT IN (SELECT msg_id FROM acked)

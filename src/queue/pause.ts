@@ -1,6 +1,7 @@
 import type { Queryable } from "../db/queryable.ts";
 import { PgbusError } from "../errors.ts";
 import { PAUSED_QUEUES, PAUSE_QUEUE, RESUME_QUEUE } from "./admin-sql.ts";
+import type { BreakerState } from "./breaker.ts";
 import { QueueClient } from "./client.ts";
 import { validateQueueName } from "./names.ts";
 
@@ -31,10 +32,15 @@ export async function pauseQueue(db: Queryable, queue: string, pausedBy?: string
   return (result.rows[0] as { paused_at: Date }).paused_at;
 }
 
-/** Resumes `queue`; false when it was not paused. Throws QUEUE_NOT_FOUND for an unknown queue. */
-export async function resumeQueue(db: Queryable, queue: string): Promise<boolean> {
+/**
+ * Resumes `queue` and closes its circuit breaker; `resumed` is false when it was not
+ * paused, `breakerWas` the breaker's state before (null when it was not paused). Throws
+ * QUEUE_NOT_FOUND for an unknown queue.
+ */
+export async function resumeQueue(db: Queryable, queue: string): Promise<{ resumed: boolean; breakerWas: BreakerState | null }> {
   await requireQueue(db, queue);
-  return ((await db.query(RESUME_QUEUE, [queue])).rowCount ?? 0) > 0;
+  const row = (await db.query(RESUME_QUEUE, [queue])).rows[0] as { breaker_state: BreakerState } | undefined;
+  return { resumed: row !== undefined, breakerWas: row?.breaker_state ?? null };
 }
 
 export async function pausedQueues(db: Queryable): Promise<PausedQueue[]> {

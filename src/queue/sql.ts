@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import type { NamedStatement } from "../db/queryable.ts";
 import { CANCEL_HEADER } from "./cancel-headers.ts";
+import { BATCH_HEADER, batchProgress, perBatch } from "./batches-sql.ts";
 import { DEAD_LETTER_HEADER } from "./dead-letter.ts";
 import { archiveTable, queueTable } from "./names.ts";
 
@@ -70,7 +71,7 @@ const PRIORITY_LEVELS = "(VALUES (0), (1), (2), (3), (4), (5), (6), (7), (8), (9
 /**
  * Up to `qty` due messages, locked (FOR UPDATE SKIP LOCKED): the highest priority first,
  * then the oldest VT (the time a message became due: its send, its runAt, the end of its
- * retry backoff), then msg_id. Returns ctid, tableoid and priority. `gate` is a condition
+ * retry backoff), then msg_id. Returns ctid, tableoid, msg_id and priority. `gate` is a condition
  * evaluated once, before any row is locked.
  *
  * One probe per priority level into the queue's claim index (priority, vt, msg_id) from
@@ -84,9 +85,9 @@ const PRIORITY_LEVELS = "(VALUES (0), (1), (2), (3), (4), (5), (6), (7), (8), (9
  * instead of 13 ms through the msg_id order (docs/architecture.md).
  */
 export function dueRows(queue: string, qty: string, gate: string): string {
-  return `SELECT due.ctid, due.tableoid, level.priority FROM ${PRIORITY_LEVELS}
+  return `SELECT due.ctid, due.tableoid, due.msg_id, level.priority FROM ${PRIORITY_LEVELS}
         CROSS JOIN LATERAL (
-          SELECT ctid, tableoid FROM ${queueTable(queue)}
+          SELECT ctid, tableoid, msg_id FROM ${queueTable(queue)}
            WHERE pgbus.message_priority(headers) = level.priority AND vt <= statement_timestamp()
            ORDER BY vt, msg_id LIMIT ${qty}
            FOR UPDATE SKIP LOCKED) due
@@ -132,8 +133,11 @@ export const setVisibility = (queue: string): NamedStatement =>
  * The worker's claim, which also acks: one round trip deletes (or archives) the messages
  * of finished jobs and claims the next ones. $1 vt seconds, $2 qty, $3 ids to ack (may be
  * empty), $4 the read_ct each was claimed with (see fencedDelete). Returns only what a
- * worker needs (no timestamps to parse): with each message, whether its cancel was
- * requested (cancel-sql.ts), so such a message is settled as cancelled, never run.
+ * worker needs (no timestamps to parse): with each message, its priority, whether its
+ * cancel was requested (cancel-sql.ts; such a message is settled as cancelled, never run)
+ * and its batch id, the one header it reads as text, so a job outside a batch costs a
+ * null. The acks here are of jobs outside batches only (a batch job's ack also counts it:
+ * ack-sql.ts).
  *
  * The acks run first: the uncorrelated sub-select on `acked` is evaluated once, before the
  * claim's scan locks anything. A row this statement deleted is then seen by FOR UPDATE as
@@ -149,33 +153,34 @@ export const setVisibility = (queue: string): NamedStatement =>
  */
 export const claimAndAck = (queue: string, mode: "archive" | "delete"): NamedStatement =>
   statement(`claim_${mode}`, queue, () => {
-    const ack = claimAcks(queue, mode);
-    return `WITH ${ack}
+    return `WITH ${ackCtes(queue, mode, 3)},
      picked AS (${dueRows(queue, "$2", `(SELECT count(*) FROM acked) >= 0 AND ${notPaused(queue)}`)})
      ${claimPicked(queue)}`;
   });
 
 /**
  * The step that closes a claim statement: the rows of CTE `picked` (ctid, tableoid,
- * priority) get their VT ($1 seconds) and read_ct; each says whether a cancel was
- * requested for it (so it is archived as cancelled instead of run).
+ * priority; see dueRows) get their VT ($1 seconds) and read_ct, and come back as a
+ * ClaimedRow (worker/worker-store.ts). `condition` narrows the rows updated further; the
+ * caller may append more RETURNING columns.
  */
-export function claimPicked(queue: string): string {
+export function claimPicked(queue: string, condition = ""): string {
   return `UPDATE ${queueTable(queue)} q
         SET vt = clock_timestamp() + $1::float8 * interval '1 second', read_ct = q.read_ct + 1, last_read_at = clock_timestamp()
-       FROM picked WHERE ${pickedRow("q")}
-     RETURNING q.msg_id, q.read_ct, q.message, picked.priority, q.headers ? '${CANCEL_HEADER.requested}' AS cancel_requested`;
+       FROM picked WHERE ${pickedRow("q")}${condition}
+     RETURNING q.msg_id, q.read_ct, q.message, picked.priority,
+               q.headers ? '${CANCEL_HEADER.requested}' AS cancel_requested, q.headers ->> '${BATCH_HEADER}' AS batch_id`;
 }
 
 /**
- * The ack step that opens a claim statement: CTE `acked` (fenced, $3 ids and $4 read_cts)
- * returning at least msg_id, plus the archive insert in archive mode; ends with a comma.
+ * The CTEs that ack (delete, or move to the archive) the fenced claims given as $first and
+ * $first+1, ending in `acked` (with msg_id, and headers when `withHeaders`). No trailing comma.
  */
-export function claimAcks(queue: string, mode: "archive" | "delete"): string {
+export function ackCtes(queue: string, mode: "archive" | "delete", first: number, withHeaders = false): string {
   return mode === "archive"
-    ? `acked AS (${fencedDelete(queue, 3)} RETURNING ${prefixed("q", MESSAGE_COLUMNS)}),
-     archived AS (INSERT INTO ${archiveTable(queue)} (${MESSAGE_COLUMNS}) SELECT ${MESSAGE_COLUMNS} FROM acked),`
-    : `acked AS (${fencedDelete(queue, 3)} RETURNING q.msg_id),`;
+    ? `acked AS (${fencedDelete(queue, first)} RETURNING ${prefixed("q", MESSAGE_COLUMNS)}),
+     archived AS (INSERT INTO ${archiveTable(queue)} (${MESSAGE_COLUMNS}) SELECT ${MESSAGE_COLUMNS} FROM acked)`
+    : `acked AS (${fencedDelete(queue, first)} RETURNING q.msg_id${withHeaders ? ", q.headers" : ""})`;
 }
 
 /**
@@ -255,8 +260,8 @@ export const deleteMany = (queue: string): NamedStatement =>
 /**
  * $1 id, $2 headers to merge (holding the error header), $3 queue name, $4 the read_ct it was
  * claimed with (null: any; the worker always fences, see fencedDelete). Deletes from the queue, inserts into
- * the DLQ and records the failure, all in one statement, so the message is in exactly one
- * of the two queues whatever happens.
+ * the DLQ, records the failure and counts a batch job as dead, all in one statement, so the
+ * message is in exactly one of the two queues whatever happens.
  */
 export const moveToDeadLetter = (queue: string, dlq: string): NamedStatement =>
   statement(
@@ -270,7 +275,8 @@ export const moveToDeadLetter = (queue: string, dlq: string): NamedStatement =>
        RETURNING msg_id),
      recorded AS (
        INSERT INTO pgbus.failed_jobs (queue_name, msg_id, job, attempt, error, outcome)
-       SELECT $3::text, msg_id, message ->> 'job', read_ct, $2::jsonb -> '${DEAD_LETTER_HEADER.error}', 'dead' FROM moved)
+       SELECT $3::text, msg_id, message ->> 'job', read_ct, $2::jsonb -> '${DEAD_LETTER_HEADER.error}', 'dead' FROM moved),
+     progress AS (${batchProgress(perBatch("moved", "dead"))})
      SELECT msg_id FROM dead`,
   );
 

@@ -8,7 +8,7 @@ import type { Claim, PiggybackAck, WorkerStore } from "./worker-store.ts";
  * by themselves and at rest a lone job is acked within a millisecond or two.
  */
 export class Acker {
-  readonly #store: WorkerStore;
+  readonly #store: Pick<WorkerStore, "ack">;
   readonly #modeFor: (queue: string) => AckMode;
   readonly #onError: (error: unknown, queue: string, claims: Claim[]) => void;
   readonly #onLost: (queue: string, lost: number) => void;
@@ -19,7 +19,8 @@ export class Acker {
   #failing = false;
 
   constructor(
-    store: WorkerStore,
+    /** `ack` is the store's plain ack, or its ackBatchJobs for the acker of batch jobs. */
+    store: Pick<WorkerStore, "ack">,
     modeFor: (queue: string) => AckMode,
     onError: (error: unknown, queue: string, claims: Claim[]) => void,
     /** Acks that matched nothing: another worker claimed those messages since (fenced out). */

@@ -8,6 +8,7 @@ import type { ExecutionMode } from "../pools/types.ts";
 import type { NotificationHandlers, NotificationSource } from "./notifications.ts";
 import type { WorkerStore } from "./worker-store.ts";
 import { MAX_CAPACITY, show } from "../pools/options.ts";
+import { type CircuitBreakerOptions, type ResolvedCircuitBreaker, resolveCircuitBreaker } from "../queue/breaker.ts";
 
 /** What a worker does with a message whose job succeeded. */
 export const ACK_MODES = ["archive", "delete"] as const;
@@ -115,6 +116,12 @@ export interface WorkerOptions {
   /** Threads mode: number of threads. */
   threads?: number;
   /**
+   * Opt-in circuit breaker on the worker's queues (`true`: the defaults), or per queue (a
+   * function; undefined: none). See CircuitBreakerOptions and docs/workers.md. Every worker
+   * of a queue should give it the same settings: the last one to start writes them.
+   */
+  circuitBreaker?: CircuitBreakerOptions | true | ((queue: string) => CircuitBreakerOptions | true | undefined);
+  /**
    * Which job a message is for. Default: the `{ job, payload }` body that enqueue writes.
    * Event consumers route every message of a subscriber's queue to its handler instead.
    * Return null for a message no job can run (it goes to the DLQ as invalid_message).
@@ -172,6 +179,7 @@ export interface ResolvedWorkerOptions {
   shutdownTimeoutMs: number;
   blockedLoopThresholdMs: number;
   threads: number | undefined;
+  breakerFor: (queue: string) => ResolvedCircuitBreaker | undefined;
 }
 
 /** Fills defaults and checks every value by the same rules as the config file. */
@@ -197,5 +205,23 @@ export function resolveWorkerOptions(options: WorkerOptions): Omit<ResolvedWorke
     shutdownTimeoutMs: checkIntegerOption("shutdownTimeoutMs", options.shutdownTimeoutMs ?? WORKER_DEFAULTS.shutdownTimeoutMs),
     blockedLoopThresholdMs: options.blockedLoopThresholdMs ?? WORKER_DEFAULTS.blockedLoopThresholdMs,
     threads: options.threads,
+    breakerFor: breakerResolver(options.circuitBreaker),
+  };
+}
+
+/** Checks a fixed setting at once; a per-queue function's answer on first use of each queue (then remembered). */
+function breakerResolver(given: WorkerOptions["circuitBreaker"]): (queue: string) => ResolvedCircuitBreaker | undefined {
+  if (given === undefined) return () => undefined;
+  if (typeof given !== "function") {
+    const resolved = resolveCircuitBreaker(given, "worker option circuitBreaker");
+    return () => resolved;
+  }
+  const byQueue = new Map<string, ResolvedCircuitBreaker | undefined>();
+  return (queue) => {
+    if (!byQueue.has(queue)) {
+      const answer = given(queue);
+      byQueue.set(queue, answer === undefined ? undefined : resolveCircuitBreaker(answer, `circuit breaker of queue ${queue}`));
+    }
+    return byQueue.get(queue);
   };
 }

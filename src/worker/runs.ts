@@ -5,6 +5,7 @@ import type { SafeEmitter } from "../observability/emitter.ts";
 import type { WorkerEvents } from "../observability/events.ts";
 import type { ExecutionPool } from "../pools/types.ts";
 import type { RoutedMessage } from "./options.ts";
+import type { BreakerEvents } from "./breaker-events.ts";
 import type { PendingWork } from "./pending-work.ts";
 import { type InFlightRun, type Settler, claimOf, jobRef } from "./settler.ts";
 import { abortedOutcome } from "../pools/outcomes.ts";
@@ -17,6 +18,7 @@ export interface RunsDependencies {
   registry: JobRegistry;
   routeMessage: (queue: string, message: unknown) => RoutedMessage | null;
   settler: Settler;
+  breaker: BreakerEvents;
   emitter: SafeEmitter<WorkerEvents>;
   /** Every run's follow-up (ack, retry, dead-lettering) is counted here until it is done. */
   followUps: PendingWork;
@@ -88,6 +90,11 @@ export class Runs {
       abandoned: false,
       cancelled: message.cancelRequested === true || this.#deps.cancelRequested(queue, message.msgId),
     };
+    if (message.batchId !== undefined) run.batchId = message.batchId;
+    if (message.probe) {
+      run.probe = true;
+      this.#deps.breaker.probeStarted(queue, message.msgId);
+    }
     const unrunnable = run.cancelled ? abortedOutcome(cancelReason()) : unrunnableOutcome(message, routed, definition);
     if (unrunnable || !routed || !definition) {
       // Nothing to run (or cancelled before it started): settled at once, through the same decision as a finished run.

@@ -6,6 +6,7 @@ import type { SafeEmitter } from "../observability/emitter.ts";
 import type { JobRef, WorkerEvents } from "../observability/events.ts";
 import type { DeadLetterReason } from "../queue/dead-letter.ts";
 import type { Acker } from "./acker.ts";
+import type { BreakerEvents } from "./breaker-events.ts";
 import type { Claim, ClaimedMessage, WorkerStore } from "./worker-store.ts";
 
 /** A message handed to the pool (or found to have nothing to run), until it is settled. */
@@ -17,11 +18,18 @@ export interface InFlightRun extends JobRef {
   abandoned: boolean;
   /** Its cancel was requested (bus.cancel) before the run ended: settled as cancelled whatever its outcome. */
   cancelled: boolean;
+  /** The batch of the job, if any: its ack goes to the batch acker, which also counts it. */
+  batchId?: string;
+  /** The probe of a half-open circuit breaker. */
+  probe?: boolean;
 }
 
 export interface SettlerDependencies {
   store: WorkerStore;
   acker: Acker;
+  /** Acks jobs of batches (ackBatchJobs): kept apart so acks of other jobs stay one plain statement. */
+  batchAcker: Acker;
+  breaker: BreakerEvents;
   emitter: SafeEmitter<WorkerEvents>;
   reportError: (error: unknown, context: string) => void;
   /** An outcome matched nothing: another worker claimed the message since (this one stalled past its VT). */
@@ -62,7 +70,8 @@ export class Settler {
     if (verdict.action === "cancel") return this.#cancel(run, true).then(() => undefined);
     if (verdict.action === "ack") {
       this.stats.processed++;
-      this.#deps.acker.add(run.queue, claimOf(run));
+      if (run.probe) return this.#ackProbe(run);
+      (run.batchId === undefined ? this.#deps.acker : this.#deps.batchAcker).add(run.queue, claimOf(run));
       if (this.#deps.emitter.has("job:success")) {
         this.#deps.emitter.emit("job:success", { ...jobRef(run), durationMs: performance.now() - run.startedAt });
       }
@@ -116,8 +125,27 @@ export class Settler {
     }
     if (verdict.action === "dead_letter") return this.#deadLetter(run, error, verdict.reason);
     return this.#deps.store.retry(run.queue, claimOf(run), verdict.delayMs, error).then(
-      (retried) => (retried ? void this.stats.retried++ : this.#deps.reportLost("retry", jobRef(run))),
+      (retried) => {
+        if (!retried) return this.#deps.reportLost("retry", jobRef(run));
+        this.stats.retried++;
+        return this.#afterFailure(run);
+      },
       (failure: unknown) => this.#deps.reportError(failure, "scheduling a retry failed; the job returns after its VT"),
+    );
+  }
+
+  /** Reports the queue's circuit breaker opening, if this failure opened it. */
+  #afterFailure(run: InFlightRun): Promise<void> {
+    return this.#deps.breaker
+      .afterFailure(run.queue, claimOf(run), run.probe === true)
+      .catch((error: unknown) => this.#deps.reportError(error, `reading the circuit breaker of ${run.queue} failed`));
+  }
+
+  #ackProbe(run: InFlightRun): Promise<void> {
+    return this.#deps.breaker.probeSucceeded(run.queue, claimOf(run), run.batchId !== undefined).then(
+      (acked) => (acked ? undefined : this.#deps.reportLost("ack", jobRef(run))),
+      (error: unknown) =>
+        this.#deps.reportError(error, `ack of the circuit breaker's probe in ${run.queue} failed; it returns after its VT`),
     );
   }
 
@@ -130,6 +158,7 @@ export class Settler {
       }
       this.stats.deadLettered++;
       this.#deps.emitter.emit("job:dead", { ...ref, error, reason });
+      await this.#afterFailure(run);
     } catch (failure) {
       this.#deps.reportError(failure, `moving message ${ref.messageId} of ${ref.queue} to the DLQ failed; it returns after its VT`);
     }

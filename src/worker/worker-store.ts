@@ -4,6 +4,9 @@ import { QueueClient, byClaimOrder } from "../queue/client.ts";
 import { errorRecordJson } from "../queue/payload.ts";
 import { cancelClaimed, cancelRequested } from "../queue/cancel-sql.ts";
 import * as sql from "../queue/sql.ts";
+import { ackWithEffects } from "../queue/ack-sql.ts";
+import { OPENED_BY, claimWithBreaker } from "../queue/breaker-sql.ts";
+import { type ResolvedCircuitBreaker, configureCircuitBreaker } from "../queue/breaker.ts";
 import type { AckMode } from "./options.ts";
 
 export type { AckMode };
@@ -15,6 +18,10 @@ export interface ClaimedMessage {
   message: unknown;
   /** Its cancel was requested (bus.cancel) while it was claimed before: settled as cancelled, never run. */
   cancelRequested?: boolean;
+  /** The batch the job belongs to (header `pgbus_batch`): its ack also counts it (ackBatchJobs). */
+  batchId?: string;
+  /** The one job a half-open circuit breaker lets through (queue/breaker.ts). */
+  probe?: boolean;
 }
 
 /**
@@ -43,6 +50,8 @@ export interface WorkerStore {
   claim(queue: string, vtSeconds: number, qty: number, acks?: PiggybackAck): Promise<ClaimedMessage[]>;
   /** Archive or delete many messages of one queue in one statement; returns how many. */
   ack(queue: string, claims: Claim[], mode: AckMode): Promise<number>;
+  /** The same for jobs of batches, counting each as succeeded in its batch in the same statement. */
+  ackBatchJobs(queue: string, claims: Claim[], mode: AckMode): Promise<number>;
   retry(queue: string, claim: Claim, delayMs: number, error: ErrorRecord): Promise<boolean>;
   deadLetter(queue: string, claim: Claim, error: ErrorRecord & { reason: string }): Promise<boolean>;
   /** Pushes the VT of every in-flight message out by `vtSeconds`, all queues in one statement; returns how many. */
@@ -59,6 +68,8 @@ export interface WorkerStore {
   cancel(queue: string, claims: Claim[]): Promise<number>;
   /** Which of these in-flight messages have a cancel requested: one statement for all queues. */
   cancelRequested(inFlight: ReadonlyMap<string, Claim[]>): Promise<Array<{ queue: string; messageId: string }>>;
+  /** The breaker's back-off and count if the failed run of `claim` opened the queue's circuit breaker; null otherwise (and without a query on a queue without one). */
+  breakerOpenedBy(queue: string, claim: Claim): Promise<{ backoffMs: number; consecutiveFailures: number } | null>;
   /** Queues a wildcard worker serves: not DLQs, not event-subscriber queues. */
   listQueues(): Promise<string[]>;
   ensureQueue(queue: string): Promise<void>;
@@ -69,47 +80,82 @@ export function claimArrays(claims: readonly Claim[]): [string[], number[]] {
   return [claims.map((claim) => claim.id), claims.map((claim) => claim.readCt)];
 }
 
-/** A row a claim statement returns. */
+/** A row a claim statement returns (queue/sql.ts claimPicked). */
 export interface ClaimedRow {
   msg_id: string;
   read_ct: number;
   message: unknown;
   priority: number;
   cancel_requested: boolean | null;
+  batch_id: string | null;
+  /** Only from the claim of a queue with a circuit breaker. */
+  probe?: boolean;
+}
+
+function claimedMessage(row: ClaimedRow): ClaimedMessage {
+  const message: ClaimedMessage = { msgId: row.msg_id, readCt: row.read_ct, message: row.message };
+  if (row.cancel_requested) message.cancelRequested = true;
+  if (row.batch_id !== null) message.batchId = row.batch_id;
+  if (row.probe) message.probe = true;
+  return message;
 }
 
 /** A claim statement's rows as the worker takes them, in claim order: a batch that spans priorities runs (and prefetches) its best first. */
 export function claimedMessages(rows: readonly ClaimedRow[]): ClaimedMessage[] {
   return rows
-    .map((row) => ({
-      priority: row.priority,
-      msgId: row.msg_id,
-      claimed: {
-        msgId: row.msg_id,
-        readCt: row.read_ct,
-        message: row.message,
-        ...(row.cancel_requested ? { cancelRequested: true } : {}),
-      },
-    }))
+    .map((row) => ({ priority: row.priority, msgId: row.msg_id, claimed: claimedMessage(row) }))
     .sort(byClaimOrder)
     .map((entry) => entry.claimed);
 }
 
-export function createWorkerStore(db: Queryable): WorkerStore {
+export interface WorkerStoreOptions {
+  /** The circuit breaker of `queue`, if it has one: its claims and acks take the breaker's statements. */
+  breakerFor?: (queue: string) => ResolvedCircuitBreaker | undefined;
+}
+
+export function createWorkerStore(db: Queryable, options: WorkerStoreOptions = {}): WorkerStore {
   const queues = new QueueClient(db, { prepared: true });
+  const breakerFor = options.breakerFor ?? (() => undefined);
+  const hasBreaker = (queue: string): boolean => breakerFor(queue) !== undefined;
+  /** Queues whose breaker settings this store has written (once, before its first claim there). */
+  const configured = new Set<string>();
   const run = <R>(statement: { name: string; text: string }, values: unknown[]) => runStatement<R>(db, true, statement, values);
+  const ack = async (queue: string, claims: Claim[], mode: AckMode): Promise<number> => {
+    const statement = hasBreaker(queue)
+      ? ackWithEffects(queue, mode, { batch: false, breaker: true })
+      : mode === "archive"
+        ? sql.archiveClaimed(queue)
+        : sql.deleteClaimed(queue);
+    return (await run(statement, claimArrays(claims))).length;
+  };
   return {
     async claim(queue, vtSeconds, qty, acks) {
-      const rows = await run<ClaimedRow>(sql.claimAndAck(queue, acks?.mode ?? "delete"), [
-        vtSeconds,
-        qty,
-        ...claimArrays(acks?.claims ?? []),
-      ]);
+      let rows: ClaimedRow[];
+      const breaker = breakerFor(queue);
+      if (breaker) {
+        if (!configured.has(queue)) {
+          await configureCircuitBreaker(db, queue, breaker);
+          configured.add(queue);
+        }
+        // The breaker's acks also reset it: their own statement first, as the claim cannot carry them.
+        if (acks && acks.claims.length > 0) await ack(queue, acks.claims, acks.mode);
+        rows = await run<ClaimedRow>(claimWithBreaker(queue), [vtSeconds, qty]);
+      } else {
+        rows = await run<ClaimedRow>(sql.claimAndAck(queue, acks?.mode ?? "delete"), [vtSeconds, qty, ...claimArrays(acks?.claims ?? [])]);
+      }
       return claimedMessages(rows);
     },
-    async ack(queue, claims, mode) {
-      const statement = mode === "archive" ? sql.archiveClaimed(queue) : sql.deleteClaimed(queue);
-      return (await run(statement, claimArrays(claims))).length;
+    ack,
+    async ackBatchJobs(queue, claims, mode) {
+      return (await run(ackWithEffects(queue, mode, { batch: true, breaker: hasBreaker(queue) }), claimArrays(claims))).length;
+    },
+    async breakerOpenedBy(queue, claim) {
+      if (!hasBreaker(queue)) return null;
+      const [row] = await run<{ breaker_backoff_ms: number; consecutive_failures: number }>(
+        { name: "pgbus_breaker_opened_by", text: OPENED_BY },
+        [queue, claim.id, claim.readCt],
+      );
+      return row ? { backoffMs: row.breaker_backoff_ms, consecutiveFailures: row.consecutive_failures } : null;
     },
     async retry(queue, claim, delayMs, error) {
       return (await run(sql.retryLater(queue), [claim.id, delayMs, errorRecordJson(error), queue, claim.readCt])).length > 0;

@@ -7,6 +7,7 @@ import { readJobEnvelope } from "../queue/envelope.ts";
 import { validateQueueName } from "../queue/names.ts";
 import { Acker } from "./acker.ts";
 import { Cancellations } from "./cancellation.ts";
+import { BreakerEvents } from "./breaker-events.ts";
 import { claimRound } from "./claim-round.ts";
 import { Settler } from "./settler.ts";
 import { WorkerReporter } from "./reporter.ts";
@@ -59,6 +60,8 @@ export class Worker {
   #pool: ExecutionPool | null = null;
   #notifications: NotificationSource | null = null;
   #acker: Acker;
+  #batchAcker: Acker;
+  readonly #breaker: BreakerEvents;
   #settler: Settler;
   readonly #reporter: WorkerReporter;
   #extender: VisibilityExtender;
@@ -92,11 +95,18 @@ export class Worker {
     this.#registry = deps.registry;
     this.#store =
       deps.store ??
-      withFifoClaims(createWorkerStore(deps.db!), {
+      withFifoClaims(createWorkerStore(deps.db!, { breakerFor: this.#options.breakerFor }), {
         pool: deps.db!,
         fifoFor: this.#options.fifoFor,
         onGroupOpened: () => this.#wake(true),
       });
+    this.#breaker = new BreakerEvents({
+      store: this.#store,
+      modeFor: this.#options.ackModeFor,
+      emitter: deps.emitter,
+      logger: deps.logger,
+      workerId: this.id,
+    });
     this.#queueSet = new QueueSet({
       selectors: options.queues,
       exclude: this.#options.excludeQueues,
@@ -108,16 +118,13 @@ export class Worker {
         ),
       onBack: (queue) => this.#deps.logger.info({ workerId: this.id, queue }, "queue is back; claiming from it again"),
     });
-    this.#acker = new Acker(
-      this.#store,
-      this.#options.ackModeFor,
-      (error, queue, claims) =>
-        this.#reportError(error, `ack of ${claims.length} message(s) in ${queue} failed; they will be redelivered after their VT`),
-      (queue, lost) => this.#reporter.ownershipLost(`ack of ${lost} message(s) in ${queue}`),
-    );
+    this.#acker = this.#newAcker("message(s)", this.#store);
+    this.#batchAcker = this.#newAcker("batch job(s)", { ack: (queue, claims, mode) => this.#store.ackBatchJobs(queue, claims, mode) });
     this.#settler = new Settler({
       store: this.#store,
       acker: this.#acker,
+      batchAcker: this.#batchAcker,
+      breaker: this.#breaker,
       emitter: deps.emitter,
       reportError: (error, context) => this.#reportError(error, context),
       reportLost: (what, ref) => this.#reporter.ownershipLost(`${what} of message ${ref.messageId} (job ${ref.job}) in ${ref.queue}`),
@@ -136,6 +143,17 @@ export class Worker {
       vtSeconds: this.#options.visibilityTimeoutSec,
       onError: (error) => this.#reportError(error, "checking in-flight messages for cancels failed"),
     });
+  }
+
+  /** An acker of `what` (plain messages, or batch jobs with their own statement). */
+  #newAcker(what: string, store: Pick<WorkerStore, "ack">): Acker {
+    return new Acker(
+      store,
+      this.#options.ackModeFor,
+      (error, queue, claims) =>
+        this.#reportError(error, `ack of ${claims.length} ${what} in ${queue} failed; they will be redelivered after their VT`),
+      (queue, lost) => this.#reporter.ownershipLost(`ack of ${lost} ${what} in ${queue}`),
+    );
   }
 
   get queues(): readonly string[] {
@@ -178,6 +196,7 @@ export class Worker {
         registry: this.#registry,
         routeMessage: this.#options.routeMessage,
         settler: this.#settler,
+        breaker: this.#breaker,
         emitter: this.#deps.emitter,
         followUps: this.#followUps,
         cancelRequested: (queue, messageId) => this.#cancellations.takeRequested(queue, messageId),
@@ -248,7 +267,7 @@ export class Worker {
       await pool.kill();
     }
     await this.#followUps.whenDone();
-    await this.#acker.drain();
+    await Promise.all([this.#acker.drain(), this.#batchAcker.drain()]);
     await this.#extender.stop();
     await this.#cancellations.stop();
     await this.#notifications?.stop();

@@ -53,6 +53,14 @@ export class MemoryWorkerStore implements WorkerStore {
     return claimed.map((row) => ({ msgId: row.msgId, readCt: row.readCt, message: row.message }));
   }
 
+  async breakerOpenedBy(): Promise<null> {
+    return null;
+  }
+
+  ackBatchJobs(queue: string, claims: Claim[], mode: AckMode): Promise<number> {
+    return this.ack(queue, claims, mode);
+  }
+
   async ack(queue: string, claims: Claim[], mode: AckMode): Promise<number> {
     const gone = this.#remove(queue, claims);
     const into = mode === "archive" ? this.archived : this.deleted;

@@ -73,7 +73,7 @@ describe("maintenance", () => {
     await a.stop();
   });
 
-  test("a pass prunes old archives, failed jobs and processed events, and reaps stale processes", async () => {
+  test("a pass prunes old archives, failed jobs, processed events and finished batches, and reaps stale processes", async () => {
     const queues = new QueueClient(db.pool);
     await queues.createQueue("maint");
     const [oldId, newId] = await queues.sendBatch("maint", [{ n: 1 }, { n: 2 }]);
@@ -86,6 +86,9 @@ describe("maintenance", () => {
       VALUES ('s', $1, now() - interval '25 hours'), ('s', $2, now())`,
       [randomUUID(), randomUUID()],
     );
+    await db.pool.query(`INSERT INTO pgbus.batches (id, callbacks, finished_at, created_at)
+      VALUES ('done_long_ago', '[]', now() - interval '25 hours', now() - interval '26 hours'),
+             ('done_now', '[]', now(), now()), ('open_long_ago', '[]', NULL, now() - interval '26 hours')`);
     await db.pool.query(
       `INSERT INTO pgbus.processes (id, role, host, pid, last_beat_at)
       VALUES ($1, 'worker', 'h', 1, now() - interval '1 minute'), ($2, 'worker', 'h', 2, now())`,
@@ -97,6 +100,7 @@ describe("maintenance", () => {
     assert.deepEqual((await db.pool.query("SELECT msg_id::text AS id FROM pgmq.a_maint")).rows, [{ id: newId }]);
     assert.equal(await count("SELECT count(*) AS n FROM pgbus.failed_jobs"), 1);
     assert.equal(await count("SELECT count(*) AS n FROM pgbus.processed_events"), 1);
+    assert.deepEqual((await db.pool.query("SELECT id FROM pgbus.batches ORDER BY id")).rows, [{ id: "done_now" }, { id: "open_long_ago" }]);
     assert.deepEqual((await db.pool.query("SELECT pid FROM pgbus.processes")).rows, [{ pid: 2 }]);
     await d.stop();
   });

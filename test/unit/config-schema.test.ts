@@ -219,6 +219,26 @@ describe("resolveConfig: errors", () => {
     configError({ databaseUrl: URL, queues: { a: { ackMode: 1 } } }, "INVALID_CONFIG", "queues.a.ackMode: got 1; valid: archive, delete");
   });
 
+  it("takes a queue's circuit breaker (true: the defaults) and checks it by the worker's rules", () => {
+    const config = resolveConfig(
+      { databaseUrl: URL, queues: { a: { circuitBreaker: true }, b: { circuitBreaker: { threshold: 3, baseMs: 100 } }, c: {} } },
+      SOURCE,
+    );
+    assert.deepEqual(config.queues["a"]?.circuitBreaker, { threshold: 5, baseMs: 30_000, maxMs: 600_000 });
+    assert.deepEqual(config.queues["b"]?.circuitBreaker, { threshold: 3, baseMs: 100, maxMs: 600_000 });
+    assert.equal(config.queues["c"]?.circuitBreaker, undefined);
+    configError(
+      { databaseUrl: URL, queues: { a: { circuitBreaker: { threshold: 0 } } } },
+      "INVALID_CONFIG",
+      "queues.a.circuitBreaker: threshold must be an integer from 1 to 2147483647, got 0",
+    );
+    configError(
+      { databaseUrl: URL, queues: { a: { circuitBreaker: { baseMs: 500, maxMs: 100 } } } },
+      "INVALID_CONFIG",
+      "queues.a.circuitBreaker: maxMs must be >= baseMs (500), got 100",
+    );
+  });
+
   it("rejects unknown keys at every level, naming them and the valid keys", () => {
     configError(
       { databaseUrl: URL, pollIntervallMs: 100 },
@@ -238,7 +258,7 @@ describe("resolveConfig: errors", () => {
     configError(
       { databaseUrl: URL, queues: { a: { ack: "delete" } } },
       "INVALID_CONFIG",
-      'queues.a.ack: unknown key, got "delete"; valid: ackMode',
+      'queues.a.ack: unknown key, got "delete"; valid: ackMode, circuitBreaker',
     );
   });
 

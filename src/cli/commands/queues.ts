@@ -56,8 +56,9 @@ export function registerQueues(program: Command): void {
     .description("let workers claim from QUEUE again, at once")
     .action(async (queue: string, _options: unknown, command: Command) => {
       const config = await loadCliConfig(command);
-      const resumed = await withPool(config, (pool) => resumeQueue(pool, queue));
-      printLine(resumed ? `resumed ${queue}` : `${queue} was not paused`);
+      const { resumed, breakerWas } = await withPool(config, (pool) => resumeQueue(pool, queue));
+      const breaker = breakerWas === "open" || breakerWas === "half_open" ? " and closed its circuit breaker" : "";
+      printLine(resumed ? `resumed ${queue}${breaker}` : `${queue} was not paused`);
     });
 }
 

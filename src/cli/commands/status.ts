@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { type ProcessRecord, listProcesses } from "../../process/process-store.ts";
 import { queueOverview } from "../../queue/admin.ts";
+import { type QueueState, queueStates } from "../../queue/breaker.ts";
 import { loadCliConfig, withPool } from "../context.ts";
 import { formatAge, formatTable, printJson, printLine } from "../output.ts";
 
@@ -22,11 +23,12 @@ export function registerStatus(program: Command): void {
     .option("--json", "print as JSON")
     .action(async (options: { json?: boolean }, command: Command) => {
       const config = await loadCliConfig(command);
-      const { processes, queues } = await withPool(config, async (pool) => ({
+      const { processes, queues, states } = await withPool(config, async (pool) => ({
         processes: await listProcesses(pool),
         queues: await queueOverview(pool),
+        states: await queueStates(pool),
       }));
-      if (options.json) return printJson({ processes, queues });
+      if (options.json) return printJson({ processes, queues, queueStates: states });
       printLine("PROCESSES");
       printLine(
         processes.length === 0
@@ -65,5 +67,23 @@ export function registerStatus(program: Command): void {
               queues.map((q) => [q.name, q.depth, q.visible, formatAge(q.oldestAgeSec), q.archivedLastMinute, q.dlqDepth]),
             ),
       );
+      if (states.length > 0) {
+        printLine();
+        printLine("PAUSED QUEUES AND CIRCUIT BREAKERS");
+        printLine(formatTable(["QUEUE", "PAUSED", "BY", "BREAKER", "FAILURES", "BACK-OFF", "UNTIL"], states.map(stateRow)));
+      }
     });
+}
+
+function stateRow(state: QueueState): Array<string | number | null> {
+  const breaker = state.breaker;
+  return [
+    state.queue,
+    state.paused ? "yes" : "no",
+    state.pausedBy,
+    breaker ? breaker.state.replace("_", "-") : "none",
+    breaker ? `${breaker.consecutiveFailures}/${breaker.threshold}` : null,
+    breaker?.backoffMs != null ? `${breaker.backoffMs} ms` : null,
+    breaker?.until ? breaker.until.toISOString() : null,
+  ];
 }
