@@ -41,7 +41,11 @@ export async function serveDashboard(options: ServeOptions): Promise<ServedDashb
   if (!Number.isInteger(port) || port < 0 || port > 65_535)
     throw new ValidationError("INVALID_OPTION", `invalid port ${String(port)}: an integer from 0 to 65535`);
   const dashboard = createDashboard({ ...rest, authorize: authorize ?? (() => anonymousRole) });
-  const server: Server = createServer((req, res) => void dashboard.node(req, res));
+  const server: Server = createServer((req, res) => {
+    // Browsers ask the server's root for an icon whatever the page says; nothing to give.
+    if (req.url === "/favicon.ico") return void res.writeHead(204).end();
+    void dashboard.node(req, res);
+  });
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);

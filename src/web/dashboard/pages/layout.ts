@@ -13,6 +13,9 @@ export interface PageContext {
   url: URL;
 }
 
+/** A small inline icon, so browsers do not ask the server for /favicon.ico (outside the mount path). */
+const ICON = `data:image/svg+xml,${encodeURIComponent('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#2563eb"/></svg>')}`;
+
 const NAV: Array<[string, string]> = [
   ["", "Overview"],
   ["/queues", "Queues"],
