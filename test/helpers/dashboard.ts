@@ -42,7 +42,7 @@ export async function nodeTransport(dashboard: Dashboard): Promise<Transport> {
 
 /** The CSRF token a page carries (its `<meta name="csrf-token">`). */
 export function csrfOf(page: string): string {
-  const match = /<meta name="csrf-token" content="([^"]+)">/.exec(page);
+  const match = /<meta name="csrf-token" content="([^"]+)" ?\/?>/.exec(page);
   if (!match) throw new Error("the page has no CSRF token");
   return match[1]!;
 }

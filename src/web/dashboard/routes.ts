@@ -14,7 +14,8 @@ import { eventsPage, processesPage, recurringPage } from "./pages/processes.ts";
 import { queuesPage } from "./pages/queues.ts";
 import type { RedactHook } from "./redaction.ts";
 import * as sql from "./sql.ts";
-import type { DashboardStore, QueueStats } from "./store.ts";
+import { type DashboardStore, type QueueStats, collectQueueStats } from "./store.ts";
+import { QueueClient } from "../../queue/client.ts";
 
 /** The GET pages: each reads what it shows through the store and renders it in the layout. */
 
@@ -88,22 +89,25 @@ async function pageParts(deps: PageDeps, ctx: PageContext, path: string): Promis
 
 async function jobsParts(deps: PageDeps, ctx: PageContext): Promise<PageParts> {
   const params = ctx.url.searchParams;
-  const all = await deps.store.queueNames();
-  const queues = all.filter((name) => !isDlqName(name) || !all.includes(name.slice(0, -4)));
   const id = params.get("id");
-  const queue = validateQueueName(params.get("queue") || queues[0] || "default");
-  if (id) return { ...(await jobParts(deps, ctx, queue, parseMessageId(id.trim()))) };
-  const filter: JobFilter = {
-    queue,
-    state: parseJobState(params.get("state")),
-    job: params.get("job") || null,
-    payload: parsePayloadFilter(params.get("payload")),
-    before: params.get("before") ? parseMessageId(params.get("before")!, "cursor") : null,
-  };
-  const page = all.includes(queue)
-    ? await deps.store.run((db) => listJobs(db, filter))
-    : { queue, rows: [], next: null, searchedDownTo: null };
-  const stats = (await deps.store.queueStats()).find((entry) => entry.name === queue);
+  const requested = params.get("queue");
+  if (id && requested) return jobParts(deps, ctx, validateQueueName(requested), parseMessageId(id.trim()));
+  // One transaction for the whole page: the queue list, the page of jobs, the queue's figures.
+  const { queues, queue, filter, page, stats } = await deps.store.run(async (db) => {
+    const all = (await new QueueClient(db).listQueues()).map((entry) => entry.name);
+    const queues = all.filter((name) => !isDlqName(name) || !all.includes(name.slice(0, -4)));
+    const queue = validateQueueName(requested || queues[0] || "default");
+    const filter: JobFilter = {
+      queue,
+      state: parseJobState(params.get("state")),
+      job: params.get("job") || null,
+      payload: parsePayloadFilter(params.get("payload")),
+      before: params.get("before") ? parseMessageId(params.get("before")!, "cursor") : null,
+    };
+    const page = all.includes(queue) ? await listJobs(db, filter) : { queue, rows: [], next: null, searchedDownTo: null };
+    return { queues, queue, filter, page, stats: (await collectQueueStats(db, queue))[0] };
+  });
+  if (id) return jobParts(deps, ctx, queue, parseMessageId(id.trim()));
   const live = new URLSearchParams({ watch: page.rows.map((row) => `${page.queue}:${row.id}`).join(",") });
   return { title: "Jobs", section: "/jobs", live, body: jobsPage(ctx, { filter, queues, page, stats, redact: deps.redact }) };
 }

@@ -51,26 +51,9 @@ export class DashboardStore {
     }
   }
 
-  async queueNames(): Promise<string[]> {
-    return this.run(async (db) => (await new QueueClient(db).listQueues()).map((queue) => queue.name));
-  }
-
   /** Every queue but the DLQs that belong to one, with capped counts (see EXACT_COUNT_CAP). */
   queueStats(): Promise<QueueStats[]> {
-    return this.run(async (db) => {
-      const names = (await new QueueClient(db).listQueues()).map((queue) => queue.name);
-      const existing = new Set(names);
-      const paused = new Set((await pausedQueues(db)).map((entry) => entry.queue));
-      const stats: QueueStats[] = [];
-      for (const name of names) {
-        if (isDlqName(name) && existing.has(name.slice(0, -4))) continue;
-        const own = await countQueue(db, name);
-        const dlq = existing.has(dlqName(name)) ? dlqName(name) : null;
-        const dlqDepth = dlq === null ? null : (await countQueue(db, dlq)).depth;
-        stats.push({ name, ...own, paused: paused.has(name), dlq, dlqDepth });
-      }
-      return stats;
-    });
+    return this.run((db) => collectQueueStats(db));
   }
 
   /** Messages archived in the last minute, per queue (the queues page's throughput column). */
@@ -96,6 +79,25 @@ export class DashboardStore {
       return { archived, failed };
     });
   }
+}
+
+/**
+ * The queues (but the DLQs that belong to one) with capped counts, in one transaction of
+ * the caller's; with `only`, just that queue (an empty list when it does not exist).
+ */
+export async function collectQueueStats(db: Queryable, only?: string): Promise<QueueStats[]> {
+  const names = (await new QueueClient(db).listQueues()).map((queue) => queue.name);
+  const existing = new Set(names);
+  const paused = new Set((await pausedQueues(db)).map((entry) => entry.queue));
+  const stats: QueueStats[] = [];
+  for (const name of names) {
+    if ((only !== undefined && name !== only) || (isDlqName(name) && existing.has(name.slice(0, -4)))) continue;
+    const own = await countQueue(db, name);
+    const dlq = existing.has(dlqName(name)) ? dlqName(name) : null;
+    const dlqDepth = dlq === null ? null : (await countQueue(db, dlq)).depth;
+    stats.push({ name, ...own, paused: paused.has(name), dlq, dlqDepth });
+  }
+  return stats;
 }
 
 async function countQueue(

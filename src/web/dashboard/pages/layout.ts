@@ -13,7 +13,7 @@ export interface PageContext {
   url: URL;
 }
 
-/** A small inline icon, so browsers do not ask the server for /favicon.ico (outside the mount path). */
+/** The tab's icon, inline (the CSP allows data: images; nothing is fetched). */
 const ICON = `data:image/svg+xml,${encodeURIComponent('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#2563eb"/></svg>')}`;
 
 const NAV: Array<[string, string]> = [
@@ -47,6 +47,7 @@ export function layout(ctx: PageContext, parts: PageParts): Html {
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <meta name="csrf-token" content="${ctx.csrf}" />
+        <link rel="icon" href="${ICON}" />
         <title>${parts.title} · pgbus</title>
         <style nonce="${ctx.nonce}">
           ${trusted(STYLES)}
