@@ -55,7 +55,8 @@ const MAX_FORM_BYTES = 256 * 1024;
 
 export function normalizeBasePath(path: string | undefined): string {
   const trimmed = (path ?? "").replace(/\/+$/, "");
-  if (trimmed !== "" && !/^(\/[A-Za-z0-9._~-]+)+$/.test(trimmed))
+  const dotted = trimmed.split("/").some((segment) => segment === "." || segment === "..");
+  if (dotted || (trimmed !== "" && !/^(\/[A-Za-z0-9._~-]+)+$/.test(trimmed)))
     throw new ValidationError(
       "INVALID_OPTION",
       `invalid basePath ${JSON.stringify(path)}: "/" followed by path segments of A-Z, a-z, 0-9, ".", "_", "~", "-" (e.g. "/admin/pgbus")`,

@@ -95,6 +95,15 @@ export class LiveHub {
           },
         };
         this.#streams.add(stream);
+        // A client that goes away aborts the request (the Node adapter does so on close).
+        request.signal.addEventListener("abort", () => {
+          this.#streams.delete(stream);
+          try {
+            controller.close();
+          } catch {
+            // already closed
+          }
+        });
         stream.send("retry: 2000\n\n");
         // A browser that saw the current update keeps it; anyone else gets it at once.
         if (this.#snapshot !== "" && lastId !== String(this.#seq)) stream.send(this.#event());
