@@ -14,7 +14,7 @@ import { type Transport, csrfOf, fetchTransport, nodeTransport } from "../helper
  */
 
 const BASE = "/admin/pgbus";
-const report = defineJob<{ user: { id: number }; note: string }>({ name: "report", queue: "reports", async perform() {} });
+const report = defineJob<{ user: { id: number; name?: string }; note: string }>({ name: "report", queue: "reports", async perform() {} });
 
 let db: TestDatabase;
 let bus: Pgbus;
@@ -32,7 +32,9 @@ before(async () => {
       Array.from({ length: 60 }, (_, n) => ({ user: { id: n }, note: `note ${n}` })),
     )),
   );
-  ids.push(await bus.enqueue(report, { user: { id: 4242 }, note: `<script>alert(1)</script><img src=x onerror=alert(2)>` }));
+  // The hostile text is in a field the redaction hook keeps, and in one it masks.
+  const hostile = `<script>alert(1)</script><img src=x onerror=alert(2)>`;
+  ids.push(await bus.enqueue(report, { user: { id: 4242, name: hostile }, note: hostile }));
   dashboard = createDashboard({
     bus,
     basePath: BASE,
@@ -123,6 +125,9 @@ for (const [label, make] of transports) {
       assert.equal((filtered.match(/data-job="reports:\d+"/g) ?? []).length, 1);
       const evil = await (await t.request(`${BASE}/jobs/reports/${ids.at(-1)}`, as("admin"))).text();
       assert.ok(!evil.includes("<img src=x") && !evil.includes("<script>alert"), "nothing of the payload is markup");
+      assert.ok(evil.includes("&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;"), "it shows as text");
+      const list = await (await t.request(`${BASE}/jobs?queue=reports`, as("admin"))).text();
+      assert.ok(list.includes("&lt;script&gt;") && !list.includes("<script>alert"), "the list's preview too");
       assert.ok(evil.includes("[redacted]"), "the redaction hook ran");
     });
 

@@ -3,6 +3,7 @@ import { count } from "../format.ts";
 import { type Html, html } from "../html.ts";
 import type { QueueStats } from "../store.ts";
 import { type PageContext, sparkline } from "./layout.ts";
+import { processesPage } from "./processes.ts";
 import { liveCell } from "./queues.ts";
 
 export interface OverviewData {
@@ -71,5 +72,7 @@ export function overviewPage(ctx: PageContext, data: OverviewData): Html {
             </tr>`,
         )}
       </tbody>
-    </table>`;
+    </table>
+    <h2>Processes</h2>
+    ${processesPage(data.processes, data.staleAfterSec)}`;
 }
