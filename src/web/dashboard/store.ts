@@ -1,5 +1,5 @@
 import type pg from "pg";
-import type { Queryable } from "../../db/queryable.ts";
+import { type Queryable, withTransaction } from "../../db/queryable.ts";
 import { archivedSince } from "../../queue/admin-sql.ts";
 import { QueueClient } from "../../queue/client.ts";
 import { dlqName, isDlqName, queueTable } from "../../queue/names.ts";
@@ -38,20 +38,11 @@ export class DashboardStore {
   ) {}
 
   /** Runs `work` in a transaction whose statements time out after statementTimeoutMs. */
-  async run<T>(work: (db: Queryable) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    try {
-      await client.query("BEGIN");
+  run<T>(work: (db: Queryable) => Promise<T>): Promise<T> {
+    return withTransaction(this.pool, async (client) => {
       await client.query(sql.SET_STATEMENT_TIMEOUT, [String(this.statementTimeoutMs)]);
-      const result = await work(client);
-      await client.query("COMMIT");
-      return result;
-    } catch (error) {
-      await client.query("ROLLBACK").catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
+      return work(client);
+    });
   }
 
   /** Every queue but the DLQs that belong to one, with capped counts (see EXACT_COUNT_CAP). */
