@@ -4,6 +4,7 @@ import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { type Browser, type BrowserContext, type Page, chromium } from "playwright-core";
 import { Pgbus } from "../../src/bus.ts";
+import { upsertProcess } from "../../src/process/process-store.ts";
 import { defineJob } from "../../src/jobs/define.ts";
 import type { Worker } from "../../src/worker/worker.ts";
 import { type ServedDashboard, serveDashboard } from "../../src/web/dashboard/serve.ts";
@@ -58,7 +59,28 @@ before(async () => {
   mkdirSync(SHOTS, { recursive: true });
   db = await createTestDatabase("dashboard_browser");
   bus = new Pgbus({ connectionString: db.url, jobs: [flaky, doomed, inert] });
+  bus.subscribe("order.*", async () => {}, { name: "order_audit" }); // for the event bus page
   await bus.migrate();
+  // Two processes for the processes page: one beating, one stale.
+  for (const [id, role] of [
+    ["00000000-0000-4000-8000-000000000001", "worker"],
+    ["00000000-0000-4000-8000-000000000002", "maintenance"],
+  ] as const)
+    await upsertProcess(bus.pool, {
+      id,
+      supervisorId: null,
+      role,
+      host: "test-host",
+      pid: 4242,
+      executionMode: "async",
+      capacity: 10,
+      busy: 3,
+      queues: ["flaky"],
+      stats: {},
+    });
+  await bus.pool.query(
+    "UPDATE pgbus.processes SET last_beat_at = now() - interval '5 minutes' WHERE id = '00000000-0000-4000-8000-000000000002'",
+  );
   served = await serveDashboard({
     bus,
     host: "127.0.0.1",
@@ -123,9 +145,11 @@ test("the dashboard in headless Chromium", { skip, timeout: 60_000 }, async () =
     ["events", "/events"],
     ["recurring", "/recurring"],
   ];
+  const expected: Record<string, RegExp> = { processes: /stale/, events: /order\.\*[\s\S]*ev_order_audit/, dlq: /dead on arrival/ };
   for (const [name, path] of pages) {
     const response = await page.goto(`${base}${path}`);
     assert.equal(response?.status(), 200, path);
+    if (expected[name]) assert.match((await page.textContent("main"))!, expected[name]!, name);
     if (await page.getAttribute("body", "data-live")) await page.waitForSelector("#live.on", { timeout: 10_000 }); // the stream connects
     await page.screenshot({ path: `${SHOTS}${name}.png`, fullPage: true });
   }

@@ -60,6 +60,7 @@ export function eventsPage(ctx: PageContext, bindings: readonly BindingRow[]): H
           <th class="n">Lag (messages)</th>
           <th class="n">Oldest</th>
           <th class="n">Failed (DLQ)</th>
+          <th></th>
         </tr>
       </thead>
       <tbody>
@@ -70,8 +71,9 @@ export function eventsPage(ctx: PageContext, bindings: readonly BindingRow[]): H
               <td><a href="${ctx.base}/jobs?queue=${binding.queueName}">${binding.queueName}</a></td>
               ${
                 binding.queue
-                  ? html`${liveCell(binding.queue, "depth")}${liveCell(binding.queue, "oldest")}${liveCell(binding.queue, "dlq")}`
-                  : html`<td class="n" colspan="3">queue gone</td>`
+                  ? html`${liveCell(binding.queue, "depth")}${liveCell(binding.queue, "oldest")}${liveCell(binding.queue, "dlq")}
+                      <td>${binding.queue.dlq ? html`<a href="${ctx.base}/dlq?queue=${binding.queueName}">replay failed</a>` : ""}</td>`
+                  : html`<td class="n" colspan="4">queue gone</td>`
               }
             </tr>`,
         )}
