@@ -34,7 +34,7 @@ for (let from = 1; from <= MESSAGES; from += 200_000) {
   const to = Math.min(MESSAGES, from + 199_999);
   await pool.query(
     `INSERT INTO pgmq."q_${QUEUE}" (vt, read_ct, message)
-     SELECT CASE WHEN i % 2 = 0 THEN now() + interval '1 hour' ELSE now() END, i % 2, ${body} FROM generate_series($1::int, $2::int) i`,
+     SELECT CASE WHEN i % 2 = 0 THEN now() + interval '1 hour' ELSE now() END, 1 - i % 2, ${body} FROM generate_series($1::int, $2::int) i`,
     [from, to],
   );
 }
@@ -52,6 +52,7 @@ const scenarios: Array<[string, string]> = [
   ["jobs: first page", `/jobs?queue=${QUEUE}`],
   ["jobs: deep page (keyset)", `/jobs?queue=${QUEUE}&before=${middle}`],
   ["jobs: state=waiting", `/jobs?queue=${QUEUE}&state=waiting`],
+  ["jobs: state=active", `/jobs?queue=${QUEUE}&state=active`],
   ["jobs: state=completed", `/jobs?queue=${QUEUE}&state=completed`],
   ["jobs: job=job_3", `/jobs?queue=${QUEUE}&job=job_3`],
   ["jobs: payload user.id=42", `/jobs?queue=${QUEUE}&payload=user.id%3D42`],
