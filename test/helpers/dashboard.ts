@@ -24,12 +24,22 @@ export function fetchTransport(dashboard: Dashboard): Transport {
   };
 }
 
-export async function nodeTransport(dashboard: Dashboard): Promise<Transport> {
-  const server: Server = createServer((req, res) => void dashboard.node(req, res));
+/**
+ * With `mountedAt`, the server does what Express's `app.use(path, handler)` does: it strips
+ * the mount path from `req.url` and keeps the full URL in `req.originalUrl`.
+ */
+export async function nodeTransport(dashboard: Dashboard, mountedAt?: string): Promise<Transport> {
+  const server: Server = createServer((req, res) => {
+    if (mountedAt !== undefined && req.url?.startsWith(mountedAt)) {
+      Object.assign(req, { originalUrl: req.url });
+      req.url = req.url.slice(mountedAt.length) || "/";
+    }
+    void dashboard.node(req, res);
+  });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
-    name: "node handler",
+    name: mountedAt === undefined ? "node handler" : `node handler mounted at ${mountedAt}`,
     origin,
     request: (path, init) => fetch(`${origin}${path}`, { redirect: "manual", ...init }),
     close: () =>

@@ -68,6 +68,7 @@ test("createDashboard refuses to run without an authorize hook or with a bad bas
 const transports: Array<[string, () => Promise<Transport>]> = [
   ["the fetch handler", async () => fetchTransport(dashboard)],
   ["the node handler behind http.createServer", () => nodeTransport(dashboard)],
+  ["the node handler mounted the way Express mounts it (req.url stripped, req.originalUrl kept)", () => nodeTransport(dashboard, BASE)],
 ];
 for (const [label, make] of transports) {
   describe(`the dashboard's contract: ${label}`, () => {
@@ -107,6 +108,9 @@ for (const [label, make] of transports) {
         assert.equal((page.match(/<script/g) ?? []).length, 1, `${path}: one script`);
         assert.ok(page.includes(`<script nonce="${nonce}">`));
       }
+      const head = await t.request(`${BASE}/queues`, as("read_only", { method: "HEAD" }));
+      assert.equal(head.status, 200);
+      assert.equal(await head.text(), "");
       assert.equal((await t.request(`${BASE}/`)).status, 401);
       assert.equal((await t.request("/elsewhere", as("admin"))).status, 404);
       assert.equal((await t.request(`${BASE}/jobs?queue=reports&state=bogus`, as("admin"))).status, 400);

@@ -201,7 +201,10 @@ export function createDashboard(options: DashboardOptions): Dashboard {
 
   async function fetchHandler(request: Request): Promise<Response> {
     try {
-      return await handle(request);
+      const response = await handle(request);
+      if (request.method !== "HEAD" || !response.body) return response;
+      await response.body.cancel();
+      return new Response(null, { status: response.status, headers: response.headers });
     } catch (error) {
       logger.error({ err: (error as Error).message, url: request.url }, "dashboard request failed");
       return textResponse(500, `internal error: ${(error as Error).message}`, securityHeaders(newNonce()));

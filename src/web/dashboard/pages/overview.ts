@@ -22,7 +22,7 @@ export function overviewPage(ctx: PageContext, data: OverviewData): Html {
   const minutes = data.sparklines.archived.length;
   return html`<div class="cards">
       <div class="card">
-        <div class="muted">Messages waiting</div>
+        <div class="muted">Messages in queues</div>
         <div class="big">
           ${count(
             depth,
