@@ -7,7 +7,7 @@ import { DashboardStore } from "../../src/web/dashboard/store.ts";
 import { type Dashboard, createDashboard } from "../../src/web/index.ts";
 import { waitFor } from "../fixtures/process/spawn.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
-import { csrfOf } from "../helpers/dashboard.ts";
+import { csrfOf, nodeTransport } from "../helpers/dashboard.ts";
 
 /** Live updates (one LISTEN, NOTIFY-fed, Last-Event-ID, cap, heartbeats), statement timeouts, bounded searches. */
 
@@ -167,4 +167,28 @@ test("Retry now leaves a running job alone (it would run twice) and makes one wa
   const done = await post(running!.msgId);
   assert.match(said(done, "notice") ?? "", /^message \d+ will run now/);
   assert.equal((await bus.queues.metrics("live")).visibleLength, 2);
+});
+
+test("through the node handler, a browser that disconnects frees its stream's place under the cap", async () => {
+  const transport = await nodeTransport(dashboard);
+  try {
+    const open = async () => {
+      const abort = new AbortController();
+      const response = await transport.request("/live", { signal: abort.signal });
+      return { status: response.status, close: () => abort.abort() };
+    };
+    const [a, b] = [await open(), await open()];
+    assert.deepEqual([a.status, b.status], [200, 200]);
+    const over = await open();
+    assert.equal(over.status, 503);
+    a.close();
+    const c = await waitFor(async () => {
+      const candidate = await open();
+      return candidate.status === 200 ? candidate : null;
+    }, "a place once a browser left");
+    b.close();
+    c.close();
+  } finally {
+    await transport.close();
+  }
 });

@@ -11,7 +11,8 @@ import { Readable } from "node:stream";
 export type FetchHandler = (request: Request) => Promise<Response>;
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
-export function toRequest(req: IncomingMessage): Request {
+/** `signal` should abort when the client goes away (toNodeHandler ties it to the response's close). */
+export function toRequest(req: IncomingMessage, signal?: AbortSignal): Request {
   const path = (req as IncomingMessage & { originalUrl?: string }).originalUrl ?? req.url ?? "/";
   const url = new URL(path, `http://${req.headers.host ?? "localhost"}`);
   const headers = new Headers();
@@ -21,12 +22,10 @@ export function toRequest(req: IncomingMessage): Request {
   }
   const method = req.method ?? "GET";
   const withBody = method !== "GET" && method !== "HEAD";
-  const controller = new AbortController();
-  req.once("close", () => controller.abort());
   return new Request(url, {
     method,
     headers,
-    signal: controller.signal,
+    signal,
     ...(withBody ? { body: Readable.toWeb(req) as ReadableStream<Uint8Array>, duplex: "half" } : {}),
   } as RequestInit);
 }
@@ -58,8 +57,11 @@ export async function sendResponse(response: Response, res: ServerResponse): Pro
 
 export function toNodeHandler(handler: FetchHandler): NodeHandler {
   return async (req, res) => {
+    // The response's close, not the request's: a request emits close once its body is read.
+    const gone = new AbortController();
+    res.once("close", () => gone.abort());
     try {
-      await sendResponse(await handler(toRequest(req)), res);
+      await sendResponse(await handler(toRequest(req, gone.signal)), res);
     } catch (error) {
       if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" });
       res.end(`internal error: ${(error as Error).message}\n`);
