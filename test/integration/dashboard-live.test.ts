@@ -192,3 +192,23 @@ test("through the node handler, a browser that disconnects frees its stream's pl
     await transport.close();
   }
 });
+
+test("DLQ actions on all matching: a job filter narrows them; retried ones return to their queue", async () => {
+  const page = await (await dashboard.fetch(new Request("http://dash.test/dlq?queue=live"))).text();
+  for (const job of ["a", "a", "a", "b", "b"]) await bus.queues.send("live_dlq", { job, payload: {} });
+  const act = (fields: Record<string, string>) =>
+    dashboard.fetch(
+      new Request("http://dash.test/actions/dlq", {
+        method: "POST",
+        body: new URLSearchParams({ queue: "live", all: "1", _csrf: csrfOf(page), ...fields }),
+      }),
+    );
+  const notice = (response: Response) => new URL(response.headers.get("location") ?? "", "http://dash.test").searchParams.get("notice");
+  const before = (await bus.queues.metrics("live")).queueLength;
+  assert.equal(notice(await act({ op: "discard", job: "a" })), "discarded 3 dead letters of live");
+  assert.equal((await bus.queues.metrics("live_dlq")).queueLength, 2);
+  assert.equal(notice(await act({ op: "retry" })), "retried 2 dead letters of live");
+  assert.equal((await bus.queues.metrics("live_dlq")).queueLength, 0);
+  assert.equal((await bus.queues.metrics("live")).queueLength, before + 2);
+  assert.equal(notice(await act({ op: "retry" })), "no dead letter matched");
+});
