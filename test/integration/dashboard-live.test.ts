@@ -3,6 +3,8 @@ import { after, before, test } from "node:test";
 import pg from "pg";
 import { Pgbus } from "../../src/bus.ts";
 import { defineJob } from "../../src/jobs/define.ts";
+import { defineRecurring } from "../../src/jobs/recurring.ts";
+import { listTasks, syncTask } from "../../src/process/recurring-store.ts";
 import { DashboardStore } from "../../src/web/dashboard/store.ts";
 import { type Dashboard, createDashboard } from "../../src/web/index.ts";
 import { waitFor } from "../fixtures/process/spawn.ts";
@@ -211,4 +213,25 @@ test("DLQ actions on all matching: a job filter narrows them; retried ones retur
   assert.equal((await bus.queues.metrics("live_dlq")).queueLength, 0);
   assert.equal((await bus.queues.metrics("live")).queueLength, before + 2);
   assert.equal(notice(await act({ op: "retry" })), "no dead letter matched");
+});
+
+test("a recurring task is disabled and enabled from its page", async () => {
+  await syncTask(bus.pool, defineRecurring({ key: "nightly", cron: "0 3 * * *", job: "ping", payload: { n: 0 } }), null);
+  const page = await (await dashboard.fetch(new Request("http://dash.test/recurring"))).text();
+  assert.match(page, /nightly[\s\S]*Disable/);
+  const toggle = (enabled: string, key = "nightly") =>
+    dashboard.fetch(
+      new Request("http://dash.test/actions/recurring", {
+        method: "POST",
+        body: new URLSearchParams({ key, enabled, _csrf: csrfOf(page) }),
+      }),
+    );
+  const said = (response: Response, what: string) =>
+    new URL(response.headers.get("location") ?? "", "http://dash.test").searchParams.get(what);
+  assert.equal(said(await toggle("0"), "notice"), "nightly: disabled");
+  assert.equal((await listTasks(bus.pool, ["nightly"]))[0]?.enabled, false);
+  assert.match(await (await dashboard.fetch(new Request("http://dash.test/recurring"))).text(), /disabled[\s\S]*Enable/);
+  assert.equal(said(await toggle("1"), "notice"), "nightly: enabled");
+  assert.equal((await listTasks(bus.pool, ["nightly"]))[0]?.enabled, true);
+  assert.equal(said(await toggle("1", "nope"), "error"), 'no recurring task "nope"');
 });

@@ -3,6 +3,7 @@ import { discardDeadLetters, listDeadLetters, retryDeadLetters } from "../../que
 import { QueueClient } from "../../queue/client.ts";
 import { isDlqName, validateQueueName } from "../../queue/names.ts";
 import { pauseQueue, resumeQueue } from "../../queue/pause.ts";
+import { setTaskEnabled } from "../../process/recurring-store.ts";
 import { parseMessageId, runJobNow } from "./jobs-store.ts";
 import { BULK_CAP } from "./pages/dlq.ts";
 import type { DashboardRole } from "./security.ts";
@@ -35,7 +36,7 @@ export interface ActionResult {
   location?: string;
 }
 
-export const ACTIONS = ["pause", "resume", "purge", "retry", "delete", "dlq-retry", "dlq"] as const;
+export const ACTIONS = ["pause", "resume", "purge", "retry", "delete", "dlq-retry", "dlq", "recurring"] as const;
 export type ActionName = (typeof ACTIONS)[number];
 
 function field(form: FormData, name: string): string {
@@ -55,7 +56,17 @@ async function deadLetterIds(store: DashboardStore, queue: string, form: FormDat
   return letters.filter((letter) => !job || letter.job === job).map((letter) => letter.id);
 }
 
+/** Enables or disables a recurring task (as `pgbus recurring enable|disable` does). */
+async function toggleRecurring(store: DashboardStore, form: FormData): Promise<ActionResult> {
+  const key = field(form, "key");
+  const enabled = form.get("enabled") === "1";
+  if (!(await store.run((db) => setTaskEnabled(db, key, enabled))))
+    throw new ValidationError("INVALID_OPTION", `no recurring task ${JSON.stringify(key)}`);
+  return { notice: `${key}: ${enabled ? "enabled" : "disabled"}` };
+}
+
 export async function runAction(store: DashboardStore, base: string, name: ActionName, form: FormData): Promise<ActionResult> {
+  if (name === "recurring") return toggleRecurring(store, form);
   const queue = validateQueueName(field(form, "queue"));
   switch (name) {
     case "pause":

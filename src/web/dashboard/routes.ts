@@ -80,7 +80,7 @@ async function pageParts(deps: PageDeps, ctx: PageContext, path: string): Promis
       return { title: "Event bus", section: "/events", live: LIVE, body: eventsPage(ctx, bindings) };
     }
     case "/recurring":
-      return { title: "Recurring tasks", section: "/recurring", body: recurringPage(await store.run((db) => listTasks(db))) };
+      return { title: "Recurring tasks", section: "/recurring", body: recurringPage(ctx, await store.run((db) => listTasks(db))) };
   }
   const job = /^\/jobs\/([a-z0-9_]{1,47})\/([0-9]{1,19})$/.exec(path);
   if (job) return jobParts(deps, ctx, job[1]!, job[2]!);

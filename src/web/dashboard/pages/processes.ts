@@ -3,7 +3,7 @@ import type { ProcessRecord } from "../../../process/process-store.ts";
 import { age, time } from "../format.ts";
 import { type Html, html } from "../html.ts";
 import type { QueueStats } from "../store.ts";
-import type { PageContext } from "./layout.ts";
+import { type PageContext, actionForm } from "./layout.ts";
 import { liveCell } from "./queues.ts";
 
 /** The small read-only pages: processes, the event bus's bindings, recurring tasks. */
@@ -81,7 +81,7 @@ export function eventsPage(ctx: PageContext, bindings: readonly BindingRow[]): H
     </table>`;
 }
 
-export function recurringPage(tasks: readonly RecurringTaskRow[]): Html {
+export function recurringPage(ctx: PageContext, tasks: readonly RecurringTaskRow[]): Html {
   if (tasks.length === 0)
     return html`<p class="muted">No recurring task: define them with defineRecurring and run <code>pgbus start</code>.</p>`;
   return html`<table>
@@ -94,6 +94,7 @@ export function recurringPage(tasks: readonly RecurringTaskRow[]): Html {
         <th>Enabled</th>
         <th>Last run</th>
         <th>Next run</th>
+        <th></th>
       </tr>
     </thead>
     <tbody>
@@ -107,6 +108,9 @@ export function recurringPage(tasks: readonly RecurringTaskRow[]): Html {
             <td>${task.enabled ? "yes" : html`<span class="badge s-paused">disabled</span>`}</td>
             <td>${time(task.lastRunAt)}</td>
             <td>${time(task.nextRunAt)}</td>
+            <td>
+              ${actionForm(ctx, "recurring", { key: task.key, enabled: task.enabled ? "0" : "1" }, task.enabled ? "Disable" : "Enable")}
+            </td>
           </tr>`,
       )}
     </tbody>
