@@ -147,6 +147,11 @@ export class Pgbus {
     });
   }
 
+  /** The connection pool the bus runs its statements on: its own, or the one given as `pool` (the dashboard reads through it). */
+  get pool(): pg.Pool {
+    return this.#pool;
+  }
+
   /**
    * Pauses a queue: every worker, on every host, stops claiming from it with its next claim;
    * running jobs finish and enqueues are still accepted. Idempotent; returns since when the

@@ -66,3 +66,14 @@ export { createConsoleLogger, silentLogger } from "./logger.ts";
 export type { Logger } from "./logger.ts";
 export { PgbusError, PoolClosedError, PoolFullError, ValidationError } from "./errors.ts";
 export type { ErrorRecord, PgbusErrorCode } from "./errors.ts";
+export { createDashboard } from "./web/index.ts";
+export type {
+  AuditEntry,
+  AuditHook,
+  AuthorizeHook,
+  Dashboard,
+  DashboardJobRef,
+  DashboardOptions,
+  DashboardRole,
+  RedactHook,
+} from "./web/index.ts";

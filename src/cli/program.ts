@@ -14,6 +14,7 @@ import { registerSubscribers } from "./commands/subscribers.ts";
 import { registerRecurring } from "./commands/recurring.ts";
 import { registerStart } from "./commands/start.ts";
 import { registerStatus } from "./commands/status.ts";
+import { registerWeb } from "./commands/web.ts";
 
 function packageVersion(): string {
   // ../../package.json from both src/cli/program.ts and dist/cli/program.js.
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   registerDlq(program);
   registerCancel(program);
   registerRecurring(program);
+  registerWeb(program);
   return program;
 }
 

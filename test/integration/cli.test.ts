@@ -94,6 +94,7 @@ describe("pgbus CLI", () => {
       "pgbus recurring",
       "pgbus recurring disable",
       "pgbus recurring enable",
+      "pgbus web",
     ]);
     for (const path of paths) {
       const command = path
