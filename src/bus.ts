@@ -8,6 +8,7 @@ import { JobRegistry } from "./jobs/registry.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { SafeEmitter } from "./observability/emitter.ts";
 import type { WorkerEvents } from "./observability/events.ts";
+import { JobMetricsRecorder } from "./observability/job-metrics.ts";
 import { Worker, type WorkerOptions } from "./worker/worker.ts";
 import { QueueClient, type Headers } from "./queue/client.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, checkPayloadValue, describeValue } from "./queue/payload.ts";
@@ -52,6 +53,12 @@ export interface PgbusOptions {
    * worker. `pgbus start` passes the supervisor's one LISTEN, fanned out to its children.
    */
   notifications?: (handlers: NotificationHandlers) => NotificationSource;
+  /**
+   * Job counters and durations for /metrics: the workers this bus builds count in memory
+   * and add their counts to pgbus.job_metrics every `flushIntervalMs` (default 5000), so
+   * /metrics served by any process shows the whole cluster. `false` turns it off.
+   */
+  metrics?: { flushIntervalMs?: number } | false;
 }
 
 export interface EnqueueOptions<P = unknown> {
@@ -106,6 +113,9 @@ export class Pgbus {
   readonly #maxPayloadBytes: number;
   #closing: Promise<void> | null = null;
   readonly #notifications: PgbusOptions["notifications"];
+  readonly #metricsOptions: PgbusOptions["metrics"];
+  /** Started with the first worker; flushed and stopped by close(). */
+  #jobMetrics: JobMetricsRecorder | null = null;
 
   constructor(options: PgbusOptions) {
     if (!options.pool && !options.connectionString) {
@@ -115,6 +125,7 @@ export class Pgbus {
     this.#pool = options.pool ?? createPool({ connectionString: options.connectionString }, { max: 10, applicationName: "pgbus" });
     this.#logger = options.logger ?? silentLogger;
     this.#notifications = options.notifications;
+    this.#metricsOptions = options.metrics;
     this.#emitter = new SafeEmitter<WorkerEvents>(() => this.#logger);
     this.registry = new JobRegistry(options.jobs ?? []);
     this.#maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
@@ -151,6 +162,11 @@ export class Pgbus {
     const removed = await ensureSubscriptions(this.#pool, this.#subscribers());
     for (const binding of removed) this.#logger.info(binding, "subscriber pattern changed: old binding removed");
     return result;
+  }
+
+  /** The bus's connection pool (its own, or the application's): what the dashboard, /metrics and health checks read through. */
+  get pool(): pg.Pool {
+    return this.#pool;
   }
 
   on<K extends keyof WorkerEvents>(event: K, listener: (payload: WorkerEvents[K]) => unknown): () => void {
@@ -319,6 +335,7 @@ export class Pgbus {
       },
     });
     this.#workers.add(worker);
+    this.#startJobMetrics();
     return worker;
   }
 
@@ -331,7 +348,19 @@ export class Pgbus {
   async #close(): Promise<void> {
     await Promise.all([...this.#services].map((service) => service.stop()));
     await Promise.all([...this.#workers].map((worker) => worker.stop()));
+    await this.#jobMetrics?.stop();
     if (this.#ownsPool) await endPool(this.#pool);
+  }
+
+  #startJobMetrics(): void {
+    if (this.#jobMetrics || this.#metricsOptions === false) return;
+    this.#jobMetrics = new JobMetricsRecorder({
+      db: this.#pool,
+      emitter: this.#emitter,
+      logger: this.#logger,
+      flushIntervalMs: this.#metricsOptions?.flushIntervalMs,
+    });
+    this.#jobMetrics.start();
   }
 
   #subscribers(): SubscriberDefinition[] {
