@@ -9,6 +9,7 @@ import { type Logger, silentLogger } from "./logger.ts";
 import { SafeEmitter } from "./observability/emitter.ts";
 import type { WorkerEvents } from "./observability/events.ts";
 import { JobMetricsRecorder } from "./observability/job-metrics.ts";
+import { traceSend } from "./observability/tracing.ts";
 import { Worker, type WorkerOptions } from "./worker/worker.ts";
 import { QueueClient, type Headers } from "./queue/client.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, checkPayloadValue, describeValue } from "./queue/payload.ts";
@@ -208,13 +209,16 @@ export class Pgbus {
     for (let attempt = 1; ; attempt += 1) {
       await this.#ensureQueue(job.queue, queues);
       try {
-        return await queues.sendBatch(job.queue, messages, {
-          delayMs: options.delayMs,
-          runAt: options.runAt,
-          headers: options.headers,
-          groupKey: options.groupKey,
-          uniqueKeys,
-        });
+        const span = { operation: "enqueue", target: job.name, destination: job.queue, count: messages.length } as const;
+        return await traceSend(span, options.headers, (headers) =>
+          queues.sendBatch(job.queue, messages, {
+            delayMs: options.delayMs,
+            runAt: options.runAt,
+            headers,
+            groupKey: options.groupKey,
+            uniqueKeys,
+          }),
+        );
       } catch (error) {
         if (!isUndefinedTable(error)) throw error;
         // The queue was dropped after it was made or remembered. Forget it, and make it
@@ -239,7 +243,9 @@ export class Pgbus {
   async publish<P>(routingKey: string, payload: P, options: BusPublishOptions = {}): Promise<PublishedEvent<P>> {
     const { client, requireSubscriber, ...rest } = options;
     const db = withMigrateHints(client ?? this.#pool);
-    const published = await publishEvent({ db, prepared: !client, maxPayloadBytes: this.#maxPayloadBytes }, routingKey, payload, rest);
+    const target = { db, prepared: !client, maxPayloadBytes: this.#maxPayloadBytes };
+    const span = { operation: "publish", target: routingKey, destination: routingKey, count: 1 } as const;
+    const published = await traceSend(span, rest.headers, (headers) => publishEvent(target, routingKey, payload, { ...rest, headers }));
     if (published.queues === 0) {
       // An event no subscriber gets is gone: say so rather than drop it without a word.
       const why = `event ${routingKey} reached no subscriber: no binding matches it (subscribers are bound by bus.migrate(), pgbus migrate and consumer start)`;

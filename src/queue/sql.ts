@@ -126,7 +126,7 @@ export const claimAndAck = (queue: string, mode: "archive" | "delete"): NamedSta
      UPDATE ${queueTable(queue)} q
         SET vt = clock_timestamp() + $1::float8 * interval '1 second', read_ct = q.read_ct + 1, last_read_at = clock_timestamp()
        FROM picked WHERE q.ctid = ANY (ARRAY(SELECT ctid FROM picked)) AND q.ctid = picked.ctid AND q.tableoid = picked.tableoid
-     RETURNING q.msg_id, q.read_ct, q.message`;
+     RETURNING q.msg_id, q.read_ct, q.message, q.headers`;
   });
 
 /**

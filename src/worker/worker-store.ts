@@ -12,6 +12,8 @@ export interface ClaimedMessage {
   msgId: string;
   readCt: number;
   message: unknown;
+  /** The message headers (a trace context among them); null when it has none. */
+  headers?: Record<string, unknown> | null;
 }
 
 /**
@@ -64,12 +66,11 @@ export function createWorkerStore(db: Queryable): WorkerStore {
   const run = <R>(statement: { name: string; text: string }, values: unknown[]) => runStatement<R>(db, true, statement, values);
   return {
     async claim(queue, vtSeconds, qty, acks) {
-      const rows = await run<{ msg_id: string; read_ct: number; message: unknown }>(sql.claimAndAck(queue, acks?.mode ?? "delete"), [
-        vtSeconds,
-        qty,
-        ...claimArrays(acks?.claims ?? []),
-      ]);
-      return rows.map((row) => ({ msgId: row.msg_id, readCt: row.read_ct, message: row.message })).sort(byMessageId);
+      const rows = await run<{ msg_id: string; read_ct: number; message: unknown; headers: Record<string, unknown> | null }>(
+        sql.claimAndAck(queue, acks?.mode ?? "delete"),
+        [vtSeconds, qty, ...claimArrays(acks?.claims ?? [])],
+      );
+      return rows.map((row) => ({ msgId: row.msg_id, readCt: row.read_ct, message: row.message, headers: row.headers })).sort(byMessageId);
     },
     async ack(queue, claims, mode) {
       const statement = mode === "archive" ? sql.archiveClaimed(queue) : sql.deleteClaimed(queue);
