@@ -81,3 +81,12 @@ export function isChildMessage(value: unknown): value is ChildMessage {
   const type = (value as { type?: unknown } | null)?.type;
   return type === "ready" || type === "stats" || type === "recycle" || type === "boot-failed";
 }
+
+/** One role's child as the supervisor's /readyz sees it. */
+export interface ChildHealth {
+  role: string;
+  /** Forked, reported ready and not exited. */
+  ready: boolean;
+  /** Since its last beat; null before the first. */
+  beatAgeMs: number | null;
+}
