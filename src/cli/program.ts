@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { registerDev } from "./commands/dev.ts";
 import { registerDlq } from "./commands/dlq.ts";
+import { registerDoctor } from "./commands/doctor.ts";
 import { registerEnqueue } from "./commands/enqueue.ts";
 import { registerMigrate } from "./commands/migrate.ts";
 import { registerQueues } from "./commands/queues.ts";
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerEnqueue(program);
   registerDlq(program);
   registerRecurring(program);
+  registerDoctor(program);
   return program;
 }
 
