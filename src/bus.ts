@@ -8,7 +8,7 @@ import { JobRegistry } from "./jobs/registry.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { SafeEmitter } from "./observability/emitter.ts";
 import type { WorkerEvents } from "./observability/events.ts";
-import { JobMetricsRecorder } from "./observability/job-metrics.ts";
+import { type JobMetricsRecorder, jobMetricsRecorder } from "./observability/job-metrics.ts";
 import { traceSend } from "./observability/tracing.ts";
 import { Worker, type WorkerOptions } from "./worker/worker.ts";
 import { QueueClient, type Headers } from "./queue/client.ts";
@@ -114,9 +114,8 @@ export class Pgbus {
   readonly #maxPayloadBytes: number;
   #closing: Promise<void> | null = null;
   readonly #notifications: PgbusOptions["notifications"];
-  readonly #metricsOptions: PgbusOptions["metrics"];
   /** Started with the first worker; flushed and stopped by close(). */
-  #jobMetrics: JobMetricsRecorder | null = null;
+  readonly #jobMetrics: JobMetricsRecorder | null;
 
   constructor(options: PgbusOptions) {
     if (!options.pool && !options.connectionString) {
@@ -126,9 +125,9 @@ export class Pgbus {
     this.#pool = options.pool ?? createPool({ connectionString: options.connectionString }, { max: 10, applicationName: "pgbus" });
     this.#logger = options.logger ?? silentLogger;
     this.#notifications = options.notifications;
-    this.#metricsOptions = options.metrics;
     this.#emitter = new SafeEmitter<WorkerEvents>(() => this.#logger);
     this.registry = new JobRegistry(options.jobs ?? []);
+    this.#jobMetrics = jobMetricsRecorder(options.metrics, { db: this.#pool, emitter: this.#emitter, logger: this.#logger });
     this.#maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
     this.queues = new QueueClient(this.#pool, { prepared: true, maxPayloadBytes: this.#maxPayloadBytes });
     this.outbox = new Outbox({
@@ -341,7 +340,7 @@ export class Pgbus {
       },
     });
     this.#workers.add(worker);
-    this.#startJobMetrics();
+    this.#jobMetrics?.start();
     return worker;
   }
 
@@ -356,17 +355,6 @@ export class Pgbus {
     await Promise.all([...this.#workers].map((worker) => worker.stop()));
     await this.#jobMetrics?.stop();
     if (this.#ownsPool) await endPool(this.#pool);
-  }
-
-  #startJobMetrics(): void {
-    if (this.#jobMetrics || this.#metricsOptions === false) return;
-    this.#jobMetrics = new JobMetricsRecorder({
-      db: this.#pool,
-      emitter: this.#emitter,
-      logger: this.#logger,
-      flushIntervalMs: this.#metricsOptions?.flushIntervalMs,
-    });
-    this.#jobMetrics.start();
   }
 
   #subscribers(): SubscriberDefinition[] {

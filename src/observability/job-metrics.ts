@@ -1,5 +1,5 @@
 import type { Queryable } from "../db/queryable.ts";
-import { toErrorRecord } from "../errors.ts";
+import { ValidationError, toErrorRecord } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import type { SafeEmitter } from "./emitter.ts";
 import type { WorkerEvents } from "./events.ts";
@@ -67,6 +67,13 @@ export class JobMetricsRecorder {
   #failing = false;
 
   constructor(options: JobMetricsRecorderOptions) {
+    const interval = options.flushIntervalMs;
+    if (interval !== undefined && (!Number.isInteger(interval) || interval < 100)) {
+      throw new ValidationError(
+        "INVALID_OPTION",
+        `metrics flushIntervalMs must be an integer of milliseconds >= 100, got ${String(interval)}`,
+      );
+    }
     this.#options = options;
   }
 
@@ -151,6 +158,14 @@ export class JobMetricsRecorder {
     into.durationSumSeconds += entry.durationSumSeconds;
     entry.durationBuckets.forEach((count, index) => (into.durationBuckets[index]! += count));
   }
+}
+
+/** The recorder a Pgbus builds from its `metrics` option (false: none). */
+export function jobMetricsRecorder(
+  option: { flushIntervalMs?: number } | false | undefined,
+  deps: Omit<JobMetricsRecorderOptions, "flushIntervalMs">,
+): JobMetricsRecorder | null {
+  return option === false ? null : new JobMetricsRecorder({ ...deps, flushIntervalMs: option?.flushIntervalMs });
 }
 
 interface JobMetricsRow {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, describe, test, type TestContext } from "node:test";
-import { ValidationError, silentLogger } from "../../src/index.ts";
+import { Pgbus, ValidationError, silentLogger } from "../../src/index.ts";
 import { SafeEmitter } from "../../src/observability/emitter.ts";
 import type { WorkerEvents } from "../../src/observability/events.ts";
 import { JobMetricsRecorder, readJobMetrics } from "../../src/observability/job-metrics.ts";
@@ -137,6 +137,10 @@ describe("/metrics", () => {
   });
 
   test("bad options are a ValidationError naming what is valid", () => {
+    assert.throws(
+      () => new Pgbus({ connectionString: "postgres://x/y", metrics: { flushIntervalMs: 5 } }),
+      /metrics flushIntervalMs must be an integer of milliseconds >= 100, got 5/,
+    );
     assert.throws(
       () => createMetricsHandler({}),
       (error: unknown) => error instanceof ValidationError && /bus .* or connectionString/.test(error.message),
