@@ -1,23 +1,12 @@
 import assert from "node:assert/strict";
-import { after, describe, test, type TestContext } from "node:test";
+import { after, describe, test } from "node:test";
 import { ValidationError } from "../../src/index.ts";
 import { QueueClient } from "../../src/queue/client.ts";
-import { migrate } from "../../src/schema/migrator.ts";
 import { createHealthHandler } from "../../src/web/health.ts";
-import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
+import { migratedDatabase } from "../fixtures/process/database.ts";
 import { FIXTURE_CONFIG, cliEnv, isAlive, killAll, runCli, startCli, waitFor } from "../fixtures/process/spawn.ts";
 
 after(killAll);
-
-async function freshDatabase(t: TestContext, label: string): Promise<TestDatabase> {
-  const db = await createTestDatabase(label);
-  t.after(async () => {
-    await killAll();
-    await db.drop();
-  });
-  await migrate(db.pool);
-  return db;
-}
 
 async function status(url: string): Promise<number> {
   return (await fetch(url)).status;
@@ -25,13 +14,13 @@ async function status(url: string): Promise<number> {
 
 describe("pgbus start --health-port", () => {
   test("/readyz is 200 once every child runs and beats, 503 while a killed child is re-forked, 200 again after", async (t) => {
-    const db = await freshDatabase(t, "health_sup");
+    const db = await migratedDatabase(t, "health_sup");
     await new QueueClient(db.pool).createQueue("work");
     const cli = startCli(
       ["start", "--config", FIXTURE_CONFIG, "--only", "workers", "--health-port", "0"],
       cliEnv(db.url, { restartBackoff: { baseMs: 2_000 } }),
     );
-    const [listening] = await cli.waitForMessage("health endpoints listening: /livez and /readyz");
+    const [listening] = await cli.waitForMessage("health endpoints listening: /livez, /readyz and /metrics");
     const base = `http://127.0.0.1:${String(listening!["port"])}`;
     assert.equal(await status(`${base}/livez`), 200);
     await waitFor(async () => (await status(`${base}/readyz`)) === 200, "ready");
@@ -55,11 +44,14 @@ describe("pgbus start --health-port", () => {
     await cli.waitForMessage("child started", 2);
     await waitFor(async () => (await status(`${base}/readyz`)) === 200, "ready again");
     assert.equal(await status(`${base}/nope`), 404);
+    const metrics = await fetch(`${base}/metrics`);
+    assert.equal(metrics.status, 200);
+    assert.match(await metrics.text(), /^pgbus_worker_capacity\{.*role="worker".*\} 10$/m);
     assert.equal((await fetch(`${base}/readyz`, { method: "POST" })).status, 405);
   });
 
   test("a bad --health-port is refused before anything starts", async (t) => {
-    const db = await freshDatabase(t, "health_bad_port");
+    const db = await migratedDatabase(t, "health_bad_port");
     const result = await runCli(["start", "--config", FIXTURE_CONFIG, "--health-port", "http"], cliEnv(db.url, {}));
     assert.notEqual(result.code, 0);
     assert.match(result.stderr, /--health-port must be a port number 0-65535, got "http"/);
@@ -68,7 +60,7 @@ describe("pgbus start --health-port", () => {
 
 describe("createHealthHandler (for the dashboard or an app's server)", () => {
   test("/readyz fails on a stale process row and on an unreachable database, naming them", async (t) => {
-    const db = await freshDatabase(t, "health_handler");
+    const db = await migratedDatabase(t, "health_handler");
     const health = createHealthHandler({ connectionString: db.url, staleAfterMs: 10_000 });
     t.after(() => health.close());
     assert.equal((await health.fetch(new Request("http://x/base/readyz"))).status, 200);

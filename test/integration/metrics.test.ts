@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { after, describe, test, type TestContext } from "node:test";
+import { after, describe, test } from "node:test";
 import { Pgbus, ValidationError, silentLogger } from "../../src/index.ts";
 import { SafeEmitter } from "../../src/observability/emitter.ts";
 import type { WorkerEvents } from "../../src/observability/events.ts";
@@ -10,20 +10,11 @@ import { QueueClient } from "../../src/queue/client.ts";
 import { migrate } from "../../src/schema/migrator.ts";
 import { createMetricsHandler } from "../../src/web/metrics.ts";
 import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
+import { migratedDatabase } from "../fixtures/process/database.ts";
 import { parsePrometheusText, sampleValue } from "../helpers/prometheus-text.ts";
 import { FIXTURE_CONFIG, cliEnv, killAll, startCli, waitFor } from "../fixtures/process/spawn.ts";
 
 after(killAll);
-
-async function freshDatabase(t: TestContext, label: string): Promise<TestDatabase> {
-  const db = await createTestDatabase(label);
-  t.after(async () => {
-    await killAll();
-    await db.drop();
-  });
-  await migrate(db.pool);
-  return db;
-}
 
 async function scalar(db: TestDatabase, text: string): Promise<number> {
   return Number(Object.values((await db.pool.query(text)).rows[0] as object)[0]);
@@ -43,7 +34,7 @@ describe("the Prometheus text parser used by these tests", () => {
 
 describe("/metrics", () => {
   test("parses as Prometheus text and its counters match the database after a run across two worker processes", async (t) => {
-    const db = await freshDatabase(t, "metrics_two");
+    const db = await migratedDatabase(t, "metrics_two");
     await db.pool.query("CREATE TABLE runs (msg_id bigint NOT NULL, job text NOT NULL, pid integer NOT NULL)");
     const queues = new QueueClient(db.pool);
     await queues.createQueue("work");
@@ -113,7 +104,7 @@ describe("/metrics", () => {
   });
 
   test("served as a Web fetch handler and a Node handler: GET answers, POST is refused, an unreachable database is 503", async (t) => {
-    const db = await freshDatabase(t, "metrics_handlers");
+    const db = await migratedDatabase(t, "metrics_handlers");
     const metrics = createMetricsHandler({ connectionString: db.url });
     t.after(() => metrics.close());
     const web = await metrics.fetch(new Request("http://x/metrics"));

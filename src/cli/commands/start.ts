@@ -9,6 +9,7 @@ import { loadJobsModule } from "../../jobs/registry.ts";
 import { ValidationError } from "../../errors.ts";
 import type { Logger } from "../../logger.ts";
 import { createHealthHandler } from "../../web/health.ts";
+import { createMetricsHandler } from "../../web/metrics.ts";
 import { type HealthServer, startHealthServer } from "../../web/health-server.ts";
 
 /** A second SIGINT/SIGTERM within this window counts as the same request. */
@@ -46,21 +47,26 @@ async function serveHealth(config: LoadedConfig, supervisor: Supervisor, logger:
     children: () => supervisor.children(),
     staleAfterMs: config.staleProcessAfterMs,
   });
+  const metrics = createMetricsHandler({ connectionString: config.databaseUrl });
+  const close = async (): Promise<void> => {
+    await handler.close();
+    await metrics.close();
+  };
   let server: HealthServer;
   try {
-    server = await startHealthServer(handler, config.health);
+    server = await startHealthServer({ health: handler, metrics }, config.health);
   } catch (error) {
-    await handler.close();
+    await close();
     const why = error instanceof Error ? error.message : String(error);
     throw new ValidationError(
       "INVALID_OPTION",
       `the health port ${port} on ${host} cannot be opened (${why}); choose another health.port / --health-port`,
     );
   }
-  logger.info({ host, port: server.port }, "health endpoints listening: /livez and /readyz");
+  logger.info({ host, port: server.port }, "health endpoints listening: /livez, /readyz and /metrics");
   return async () => {
     await server.close();
-    await handler.close();
+    await close();
   };
 }
 
@@ -85,7 +91,7 @@ export function registerStart(program: Command): void {
     .option("--queues <dsl>", 'workers as a queue DSL, replacing the config\'s: "critical: 5; default, mailers: 10; *: 2"')
     .option("--jobs-module <path>", "module exporting the job definitions")
     .option("--log-level <level>", "debug, info, warn or error")
-    .option("--health-port <port>", "serve /livez and /readyz on this port (0: any free port; the log says which)")
+    .option("--health-port <port>", "serve /livez, /readyz and /metrics on this port (0: any free port; the log says which)")
     .option("--health-host <host>", "address for --health-port (default 127.0.0.1)")
     .addOption(
       new Option("--only <roles>", "run only these roles (dispatcher: an alias of maintenance)").choices([
