@@ -26,14 +26,6 @@ export interface JobMetricsEntry {
   durationBuckets: number[];
 }
 
-export interface JobMetricsRecorderOptions {
-  db: Queryable;
-  emitter: SafeEmitter<WorkerEvents>;
-  logger: Logger;
-  /** How often the counts are added to pgbus.job_metrics. Default 5000. */
-  flushIntervalMs?: number;
-}
-
 export const DEFAULT_METRICS_FLUSH_MS = 5_000;
 
 function emptyEntry(queue: string, job: string): JobMetricsEntry {
@@ -52,21 +44,103 @@ function bucketOf(seconds: number): number {
   return index === -1 ? DURATION_BUCKETS_SECONDS.length : index;
 }
 
+/** Job counts and durations in memory, by (queue, job), until drained. */
+export class JobMetricsTally {
+  #entries = new Map<string, JobMetricsEntry>();
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  run(queue: string, job: string, outcome: "succeeded" | "failed", durationMs: number): void {
+    const entry = this.#entry(queue, job);
+    const seconds = durationMs / 1000;
+    entry.counts[outcome]++;
+    entry.durationCount++;
+    entry.durationSumSeconds += seconds;
+    entry.durationBuckets[bucketOf(seconds)]!++;
+  }
+
+  count(queue: string, job: string, outcome: "retried" | "dead"): void {
+    this.#entry(queue, job).counts[outcome]++;
+  }
+
+  /** Adds entries counted elsewhere (another process's, or a flush's that failed). */
+  add(entries: readonly JobMetricsEntry[]): void {
+    for (const entry of entries) {
+      const into = this.#entry(entry.queue, entry.job);
+      for (const outcome of JOB_OUTCOMES) into.counts[outcome] += entry.counts[outcome];
+      into.durationCount += entry.durationCount;
+      into.durationSumSeconds += entry.durationSumSeconds;
+      entry.durationBuckets.forEach((count, index) => (into.durationBuckets[index]! += count));
+    }
+  }
+
+  /** Everything counted since the last drain; the tally starts afresh. */
+  drain(): JobMetricsEntry[] {
+    const entries = [...this.#entries.values()];
+    this.#entries = new Map();
+    return entries;
+  }
+
+  #entry(queue: string, job: string): JobMetricsEntry {
+    const key = `${queue}\u0000${job}`;
+    let entry = this.#entries.get(key);
+    if (!entry) this.#entries.set(key, (entry = emptyEntry(queue, job)));
+    return entry;
+  }
+}
+
+/** Where job events come from: a worker's emitter, or a Pgbus (its `on`). */
+export type JobEventSource = Pick<SafeEmitter<WorkerEvents>, "on">;
+
+/** Counts the jobs `source` reports into `tally`; returns the unsubscribe. The hot path pays an event and a few additions. */
+export function countJobs(source: JobEventSource, tally: JobMetricsTally): () => void {
+  const off = [
+    source.on("job:success", (event) => tally.run(event.queue, event.job, "succeeded", event.durationMs)),
+    source.on("job:failure", (event) => {
+      tally.run(event.queue, event.job, "failed", event.durationMs);
+      if (event.retryInMs !== null) tally.count(event.queue, event.job, "retried");
+    }),
+    source.on("job:dead", (event) => tally.count(event.queue, event.job, "dead")),
+  ];
+  return () => off.forEach((unsubscribe) => unsubscribe());
+}
+
+/** Adds counts to the totals in pgbus.job_metrics: one statement, whatever the number of (queue, job) pairs. */
+export async function addJobMetrics(db: Queryable, entries: readonly JobMetricsEntry[]): Promise<void> {
+  if (entries.length === 0) return;
+  const rows = entries.map((entry) => ({
+    queue_name: entry.queue,
+    job_name: entry.job,
+    ...entry.counts,
+    duration_count: entry.durationCount,
+    duration_sum_seconds: entry.durationSumSeconds,
+    duration_buckets: entry.durationBuckets,
+  }));
+  await db.query(sql.ADD_JOB_METRICS, [JSON.stringify(rows)]);
+}
+
+export interface JobMetricsFlusherOptions {
+  db: Queryable;
+  tally: JobMetricsTally;
+  logger: Logger;
+  /** Default 5000. */
+  flushIntervalMs?: number;
+}
+
 /**
- * Counts the jobs of this process's workers (from their events) in memory and adds the
- * counts to pgbus.job_metrics with one upsert every flushIntervalMs, and once more on stop.
- * Nothing is written per job: the cost on the hot path is an event and a few additions. A
- * flush that fails (database down, migration 0015 missing) keeps its counts for the next.
+ * Adds a tally's counts to pgbus.job_metrics every flushIntervalMs, and once more on stop.
+ * A flush that fails (database down, migration 0015 missing) puts its counts back for the
+ * next one; the failure is logged once per outage.
  */
-export class JobMetricsRecorder {
-  readonly #options: JobMetricsRecorderOptions;
-  #pending = new Map<string, JobMetricsEntry>();
-  #unsubscribe: Array<() => void> = [];
+export class JobMetricsFlusher {
+  readonly #options: JobMetricsFlusherOptions;
   #timer: NodeJS.Timeout | null = null;
   #flushing: Promise<void> = Promise.resolve();
   #failing = false;
 
-  constructor(options: JobMetricsRecorderOptions) {
+  constructor(options: JobMetricsFlusherOptions) {
     const interval = options.flushIntervalMs;
     if (interval !== undefined && (!Number.isInteger(interval) || interval < 100)) {
       throw new ValidationError(
@@ -79,70 +153,34 @@ export class JobMetricsRecorder {
 
   start(): void {
     if (this.#timer) return;
-    const { emitter } = this.#options;
-    this.#unsubscribe = [
-      emitter.on("job:success", (event) => this.#record(event.queue, event.job, "succeeded", event.durationMs)),
-      emitter.on("job:failure", (event) => {
-        this.#record(event.queue, event.job, "failed", event.durationMs);
-        if (event.retryInMs !== null) this.#entry(event.queue, event.job).counts.retried++;
-      }),
-      emitter.on("job:dead", (event) => void this.#entry(event.queue, event.job).counts.dead++),
-    ];
     this.#timer = setInterval(() => void this.flush(), this.#options.flushIntervalMs ?? DEFAULT_METRICS_FLUSH_MS);
     this.#timer.unref(); // counting alone must not keep a process alive
   }
 
-  /** Stops counting and flushes what is left. Idempotent. */
+  /** Stops the timer and flushes what is left. Idempotent. */
   async stop(): Promise<void> {
-    for (const unsubscribe of this.#unsubscribe) unsubscribe();
-    this.#unsubscribe = [];
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
     await this.flush();
   }
 
-  /** Adds the counts since the last flush to pgbus.job_metrics (one statement; nothing when there is nothing). */
   flush(): Promise<void> {
     this.#flushing = this.#flushing.then(() => this.#flushOnce());
     return this.#flushing;
   }
 
-  #entry(queue: string, job: string): JobMetricsEntry {
-    const key = `${queue}\u0000${job}`;
-    let entry = this.#pending.get(key);
-    if (!entry) this.#pending.set(key, (entry = emptyEntry(queue, job)));
-    return entry;
-  }
-
-  #record(queue: string, job: string, outcome: "succeeded" | "failed", durationMs: number): void {
-    const entry = this.#entry(queue, job);
-    const seconds = durationMs / 1000;
-    entry.counts[outcome]++;
-    entry.durationCount++;
-    entry.durationSumSeconds += seconds;
-    entry.durationBuckets[bucketOf(seconds)]!++;
-  }
-
   async #flushOnce(): Promise<void> {
-    if (this.#pending.size === 0) return;
-    const batch = this.#pending;
-    this.#pending = new Map();
-    const rows = [...batch.values()].map((entry) => ({
-      queue_name: entry.queue,
-      job_name: entry.job,
-      ...entry.counts,
-      duration_count: entry.durationCount,
-      duration_sum_seconds: entry.durationSumSeconds,
-      duration_buckets: entry.durationBuckets,
-    }));
+    const { db, tally, logger } = this.#options;
+    if (tally.size === 0) return;
+    const entries = tally.drain();
     try {
-      await this.#options.db.query(sql.ADD_JOB_METRICS, [JSON.stringify(rows)]);
-      if (this.#failing) this.#options.logger.info({}, "job metrics written again");
+      await addJobMetrics(db, entries);
+      if (this.#failing) logger.info({}, "job metrics written again");
       this.#failing = false;
     } catch (error) {
-      for (const entry of batch.values()) this.#mergeBack(entry);
+      tally.add(entries);
       if (!this.#failing) {
-        this.#options.logger.warn(
+        logger.warn(
           { err: toErrorRecord(error).message },
           "writing job metrics to pgbus.job_metrics failed (database down, or `pgbus migrate` not run?); kept for the next flush",
         );
@@ -150,22 +188,37 @@ export class JobMetricsRecorder {
       this.#failing = true;
     }
   }
+}
 
-  #mergeBack(entry: JobMetricsEntry): void {
-    const into = this.#entry(entry.queue, entry.job);
-    for (const outcome of JOB_OUTCOMES) into.counts[outcome] += entry.counts[outcome];
-    into.durationCount += entry.durationCount;
-    into.durationSumSeconds += entry.durationSumSeconds;
-    entry.durationBuckets.forEach((count, index) => (into.durationBuckets[index]! += count));
-  }
+/** What a Pgbus runs for the workers it builds in this process: count their jobs, flush every few seconds. */
+export interface JobMetricsRecorder {
+  start(): void;
+  /** Adds what was counted since the last flush to pgbus.job_metrics now. */
+  flush(): Promise<void>;
+  stop(): Promise<void>;
 }
 
 /** The recorder a Pgbus builds from its `metrics` option (false: none). */
 export function jobMetricsRecorder(
   option: { flushIntervalMs?: number } | false | undefined,
-  deps: Omit<JobMetricsRecorderOptions, "flushIntervalMs">,
+  deps: { db: Queryable; emitter: JobEventSource; logger: Logger },
 ): JobMetricsRecorder | null {
-  return option === false ? null : new JobMetricsRecorder({ ...deps, flushIntervalMs: option?.flushIntervalMs });
+  if (option === false) return null;
+  const tally = new JobMetricsTally();
+  const flusher = new JobMetricsFlusher({ db: deps.db, tally, logger: deps.logger, flushIntervalMs: option?.flushIntervalMs });
+  let unsubscribe: (() => void) | null = null;
+  return {
+    start() {
+      unsubscribe ??= countJobs(deps.emitter, tally);
+      flusher.start();
+    },
+    flush: () => flusher.flush(),
+    async stop() {
+      unsubscribe?.();
+      unsubscribe = null;
+      await flusher.stop();
+    },
+  };
 }
 
 interface JobMetricsRow {

@@ -5,7 +5,7 @@ import { after, describe, test } from "node:test";
 import { Pgbus, ValidationError, silentLogger } from "../../src/index.ts";
 import { SafeEmitter } from "../../src/observability/emitter.ts";
 import type { WorkerEvents } from "../../src/observability/events.ts";
-import { JobMetricsRecorder, readJobMetrics } from "../../src/observability/job-metrics.ts";
+import { jobMetricsRecorder, readJobMetrics } from "../../src/observability/job-metrics.ts";
 import { QueueClient } from "../../src/queue/client.ts";
 import { migrate } from "../../src/schema/migrator.ts";
 import { createMetricsHandler } from "../../src/web/metrics.ts";
@@ -143,17 +143,17 @@ describe("/metrics", () => {
   });
 });
 
-describe("JobMetricsRecorder", () => {
+describe("the job metrics of a bus's workers", () => {
   test("a flush that fails (migration missing) keeps its counts and writes them with a later flush", async (t) => {
     const db = await createTestDatabase("metrics_recorder");
     t.after(() => db.drop());
     const emitter = new SafeEmitter<WorkerEvents>(() => silentLogger);
-    const recorder = new JobMetricsRecorder({ db: db.pool, emitter, logger: silentLogger, flushIntervalMs: 60_000 });
+    const recorder = jobMetricsRecorder({ flushIntervalMs: 60_000 }, { db: db.pool, emitter, logger: silentLogger })!;
     recorder.start();
     const ref = { queue: "q", job: "j", messageId: "1", attempt: 1 };
     emitter.emit("job:success", { ...ref, durationMs: 3 });
     emitter.emit("job:failure", { ...ref, durationMs: 7_000, retryInMs: 10, error: { name: "Error", message: "x" } });
-    await recorder.flush(); // pgbus.job_metrics does not exist yet
+    await recorder.flush(); // pgbus.job_metrics does not exist yet: kept
     emitter.emit("job:dead", { ...ref, reason: "retries_exhausted", error: { name: "Error", message: "x" } });
     await migrate(db.pool);
     await recorder.stop();

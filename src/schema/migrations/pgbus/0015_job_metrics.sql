@@ -1,8 +1,9 @@
 -- Job counters and duration histograms for /metrics, summed over every worker process.
--- Each process counts in memory and adds its counts here with one upsert every few
--- seconds (observability/job-metrics.ts), so a scrape of any process (pgbus web, an app's
--- own server) reads the totals of the whole cluster, and a worker that dies loses at most
--- its last few seconds of counts, never the totals. One row per (queue, job): a handful of
+-- Processes count in memory and add their counts here with one upsert every few seconds
+-- (observability/job-metrics.ts; under `pgbus start` the supervisor does it for its
+-- children, from their heartbeats), so a scrape of any process (pgbus web, an app's own
+-- server) reads the totals of the whole cluster, and a worker that dies loses at most its
+-- last few seconds of counts, never the totals. One row per (queue, job): a handful of
 -- rows, updated a few times a second across a cluster, so fillfactor leaves room for HOT
 -- updates.
 CREATE TABLE pgbus.job_metrics (
