@@ -9,6 +9,8 @@ import { JobRegistry } from "./jobs/registry.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { SafeEmitter } from "./observability/emitter.ts";
 import type { WorkerEvents } from "./observability/events.ts";
+import { type JobMetricsRecorder, jobMetricsRecorder } from "./observability/job-metrics.ts";
+import { traceSend } from "./observability/tracing.ts";
 import { Worker, type WorkerOptions } from "./worker/worker.ts";
 import { QueueClient, type Headers } from "./queue/client.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, checkPayloadValue, describeValue } from "./queue/payload.ts";
@@ -56,6 +58,12 @@ export interface PgbusOptions {
    * worker. `pgbus start` passes the supervisor's one LISTEN, fanned out to its children.
    */
   notifications?: (handlers: NotificationHandlers) => NotificationSource;
+  /**
+   * Job counters and durations for /metrics: the workers this bus builds count in memory
+   * and add their counts to pgbus.job_metrics every `flushIntervalMs` (default 5000), so
+   * /metrics served by any process shows the whole cluster. `false` turns it off.
+   */
+  metrics?: { flushIntervalMs?: number } | false;
 }
 
 export interface EnqueueOptions<P = unknown> {
@@ -123,6 +131,8 @@ export class Pgbus {
   readonly #maxPayloadBytes: number;
   #closing: Promise<void> | null = null;
   readonly #notifications: PgbusOptions["notifications"];
+  /** Started with the first worker; flushed and stopped by close(). */
+  readonly #jobMetrics: JobMetricsRecorder | null;
 
   constructor(options: PgbusOptions) {
     if (!options.pool && !options.connectionString) {
@@ -134,6 +144,7 @@ export class Pgbus {
     this.#notifications = options.notifications;
     this.#emitter = new SafeEmitter<WorkerEvents>(() => this.#logger);
     this.registry = new JobRegistry(options.jobs ?? []);
+    this.#jobMetrics = jobMetricsRecorder(options.metrics, { db: this.#pool, emitter: this.#emitter, logger: this.#logger });
     this.#maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
     this.queues = new QueueClient(this.#pool, { prepared: true, maxPayloadBytes: this.#maxPayloadBytes });
     this.outbox = new Outbox({
@@ -145,11 +156,6 @@ export class Pgbus {
       },
       validatePayload: validateForEnqueue,
     });
-  }
-
-  /** The connection pool the bus runs its statements on: its own, or the one given as `pool` (the dashboard reads through it). */
-  get pool(): pg.Pool {
-    return this.#pool;
   }
 
   /**
@@ -206,6 +212,11 @@ export class Pgbus {
     return result;
   }
 
+  /** The bus's connection pool (its own, or the application's): what the dashboard, /metrics and health checks read through. */
+  get pool(): pg.Pool {
+    return this.#pool;
+  }
+
   on<K extends keyof WorkerEvents>(event: K, listener: (payload: WorkerEvents[K]) => unknown): () => void {
     return this.#emitter.on(event, listener);
   }
@@ -247,14 +258,17 @@ export class Pgbus {
     for (let attempt = 1; ; attempt += 1) {
       await this.#ensureQueue(job.queue, queues);
       try {
-        return await queues.sendBatch(job.queue, messages, {
-          delayMs: options.delayMs,
-          runAt: options.runAt,
-          headers: withPriority(options.headers, priority),
-          groupKey: options.groupKey,
-          uniqueKeys,
-          uniqueFor,
-        });
+        const span = { operation: "enqueue", target: job.name, destination: job.queue, count: messages.length } as const;
+        return await traceSend(span, withPriority(options.headers, priority), (headers) =>
+          queues.sendBatch(job.queue, messages, {
+            delayMs: options.delayMs,
+            runAt: options.runAt,
+            headers,
+            groupKey: options.groupKey,
+            uniqueKeys,
+            uniqueFor,
+          }),
+        );
       } catch (error) {
         if (!isUndefinedTable(error)) throw error;
         // The queue was dropped after it was made or remembered. Forget it, and make it
@@ -279,7 +293,9 @@ export class Pgbus {
   async publish<P>(routingKey: string, payload: P, options: BusPublishOptions = {}): Promise<PublishedEvent<P>> {
     const { client, requireSubscriber, ...rest } = options;
     const db = withMigrateHints(client ?? this.#pool);
-    const published = await publishEvent({ db, prepared: !client, maxPayloadBytes: this.#maxPayloadBytes }, routingKey, payload, rest);
+    const target = { db, prepared: !client, maxPayloadBytes: this.#maxPayloadBytes };
+    const span = { operation: "publish", target: routingKey, destination: routingKey, count: 1 } as const;
+    const published = await traceSend(span, rest.headers, (headers) => publishEvent(target, routingKey, payload, { ...rest, headers }));
     if (published.queues === 0) {
       // An event no subscriber gets is gone: say so rather than drop it without a word.
       const why = `event ${routingKey} reached no subscriber: no binding matches it (subscribers are bound by bus.migrate(), pgbus migrate and consumer start)`;
@@ -375,6 +391,7 @@ export class Pgbus {
       },
     });
     this.#workers.add(worker);
+    this.#jobMetrics?.start();
     return worker;
   }
 
@@ -387,6 +404,7 @@ export class Pgbus {
   async #close(): Promise<void> {
     await Promise.all([...this.#services].map((service) => service.stop()));
     await Promise.all([...this.#workers].map((worker) => worker.stop()));
+    await this.#jobMetrics?.stop();
     if (this.#ownsPool) await endPool(this.#pool);
   }
 

@@ -77,3 +77,12 @@ export type {
   DashboardRole,
   RedactHook,
 } from "./web/index.ts";
+export { createMetricsHandler } from "./web/metrics.ts";
+export type { MetricsHandler, MetricsHandlerOptions } from "./web/metrics.ts";
+export { createHealthHandler } from "./web/health.ts";
+export type { HealthCheck, HealthHandler, HealthHandlerOptions } from "./web/health.ts";
+export type { WebDatabaseOptions } from "./web/database.ts";
+export type { WebReply } from "./web/http.ts";
+export { runDoctor } from "./process/doctor.ts";
+export type { DoctorCheck, DoctorOptions, DoctorStatus } from "./process/doctor.ts";
+export type { ChildHealth } from "./process/messages.ts";

@@ -7,6 +7,7 @@ import { Command } from "commander";
 import { registerCancel } from "./commands/cancel.ts";
 import { registerDev } from "./commands/dev.ts";
 import { registerDlq } from "./commands/dlq.ts";
+import { registerDoctor } from "./commands/doctor.ts";
 import { registerEnqueue } from "./commands/enqueue.ts";
 import { registerMigrate } from "./commands/migrate.ts";
 import { registerQueues } from "./commands/queues.ts";
@@ -44,6 +45,7 @@ export function buildProgram(): Command {
   registerCancel(program);
   registerRecurring(program);
   registerWeb(program);
+  registerDoctor(program);
   return program;
 }
 

@@ -103,6 +103,8 @@ export interface ResolvedConfig {
   recurring: RecurringConfig[];
   /** Default 4 MiB. */
   maxPayloadBytes: number;
+  /** The supervisor's /livez and /readyz (off unless given; `pgbus start --health-port`). Host default 127.0.0.1. */
+  health?: { port: number; host: string };
   /** Default "info". */
   logLevel: LogLevel;
 }
@@ -281,6 +283,10 @@ export const configSchema = strict({
   outbox: outbox.prefault({}),
   recurring: recurring.default([]),
   maxPayloadBytes: int(1).default(4 * 1_048_576),
+  health: strict({
+    port: int(0, 65_535),
+    host: z.string({ error: "must be a host name or address" }).min(1).default("127.0.0.1"),
+  }).optional(),
   logLevel: z.enum(LOG_LEVELS).default("info"),
 }).superRefine((config, ctx) => {
   // One late heartbeat must not get a live process declared dead and its jobs re-run.

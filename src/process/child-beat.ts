@@ -20,6 +20,11 @@ export class ChildBeat {
     this.#timer.unref(); // the beat alone must not keep a child alive
   }
 
+  /** One beat now, outside the schedule. */
+  beatNow(): void {
+    this.#send();
+  }
+
   /** Idempotent. The supervisor deletes the row once the child exits. */
   stop(): void {
     if (this.#timer) clearInterval(this.#timer);

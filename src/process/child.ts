@@ -8,6 +8,7 @@ import { loadJobsModule } from "../jobs/registry.ts";
 import type { Logger } from "../logger.ts";
 import { NOTIFY_CHANNEL } from "../worker/notifications.ts";
 import type { WorkerStats } from "../worker/worker.ts";
+import { JobMetricsTally, countJobs } from "../observability/job-metrics.ts";
 import { ChildBeat } from "./child-beat.ts";
 import { ipcNotifications } from "./ipc-notifications.ts";
 import { Maintenance } from "./maintenance.ts";
@@ -151,7 +152,10 @@ async function runJobProcessor(
     logger,
     maxPayloadBytes: config.maxPayloadBytes,
     notifications: ipcNotifications(NOTIFY_CHANNEL),
+    metrics: false, // counted here and sent with each beat: the supervisor writes them (host-services.ts)
   });
+  const jobMetrics = new JobMetricsTally();
+  countJobs(bus, jobMetrics);
   const processor = build(bus);
   const processId = randomUUID();
   const stats = (): ChildStats => {
@@ -183,6 +187,7 @@ async function runJobProcessor(
       busy,
       queues: [...processor.queues],
       stats: { ...counts, rssMb: rss },
+      jobMetrics: jobMetrics.drain(),
     };
   };
   const beat = new ChildBeat(config.heartbeatIntervalMs, () => {
@@ -231,6 +236,7 @@ async function runJobProcessor(
       stopping ??= (async () => {
         await processor.stop(); // keeps beating meanwhile, so a long drain does not look dead
         beat.stop();
+        beat.beatNow(); // a last one, with the jobs counted since the previous
         await close();
       })();
       return stopping;

@@ -8,6 +8,7 @@ import type { Logger } from "../logger.ts";
 import { NOTIFY_CHANNEL, type NotificationHandlers, type NotificationSource } from "../worker/notifications.ts";
 import type { ChildSnapshot, ParentMessage } from "./messages.ts";
 import { deleteProcess, upsertProcess } from "./process-store.ts";
+import { JobMetricsFlusher, JobMetricsTally } from "../observability/job-metrics.ts";
 
 export interface HostServicesOptions {
   config: ResolvedConfig;
@@ -37,6 +38,9 @@ export class HostServices {
   readonly #options: HostServicesOptions;
   readonly #listener: Listener;
   readonly #outbox: OutboxPoller | null;
+  /** The children's job counts, added to pgbus.job_metrics once per heartbeat interval for the whole host. */
+  readonly #jobMetrics = new JobMetricsTally();
+  readonly #jobMetricsFlusher: JobMetricsFlusher;
   #outboxHandlers: NotificationHandlers | null = null;
   /** Child row writes failing (database down): reported once per outage. */
   #failing = false;
@@ -53,6 +57,12 @@ export class HostServices {
           notifications: (handlers) => this.#outboxSource(handlers),
         })
       : null;
+    this.#jobMetricsFlusher = new JobMetricsFlusher({
+      db: options.pool,
+      tally: this.#jobMetrics,
+      logger,
+      flushIntervalMs: config.heartbeatIntervalMs,
+    });
     this.#listener = new Listener({
       clientConfig: { connectionString: config.databaseUrl },
       channel: options.outbox ? [NOTIFY_CHANNEL, OUTBOX_CHANNEL] : [NOTIFY_CHANNEL],
@@ -72,16 +82,19 @@ export class HostServices {
   async start(): Promise<void> {
     await this.#listener.start();
     await this.#outbox?.start();
+    this.#jobMetricsFlusher.start();
   }
 
   async stop(): Promise<void> {
+    await this.#jobMetricsFlusher.stop();
     await this.#outbox?.stop();
     await this.#listener.stop();
   }
 
   /** A child's beat: its row is written at once, on the supervisor's connection. */
   async childBeat(pid: number, snapshot: ChildSnapshot): Promise<void> {
-    const { processId, role, ...shown } = snapshot;
+    const { processId, role, jobMetrics, ...shown } = snapshot;
+    if (jobMetrics) this.#jobMetrics.add(jobMetrics);
     try {
       await upsertProcess(this.#options.pool, {
         id: processId,

@@ -1,4 +1,5 @@
 import type { ResolvedConfig } from "../config/schema.ts";
+import type { JobMetricsEntry } from "../observability/job-metrics.ts";
 
 /**
  * The protocol between the supervisor and its children: one discriminated union per
@@ -42,6 +43,12 @@ export interface ChildSnapshot {
   busy: number;
   queues: string[];
   stats: Record<string, unknown>;
+  /**
+   * The jobs counted since the last beat (worker and consumer children): the supervisor
+   * adds them to pgbus.job_metrics on its own connection, so counting costs a child no
+   * connection of its own.
+   */
+  jobMetrics?: JobMetricsEntry[];
 }
 
 export type ChildMessage =
@@ -80,4 +87,13 @@ export function isParentMessage(value: unknown): value is ParentMessage {
 export function isChildMessage(value: unknown): value is ChildMessage {
   const type = (value as { type?: unknown } | null)?.type;
   return type === "ready" || type === "stats" || type === "recycle" || type === "boot-failed";
+}
+
+/** One role's child as the supervisor's /readyz sees it. */
+export interface ChildHealth {
+  role: string;
+  /** Forked, reported ready and not exited. */
+  ready: boolean;
+  /** Since its last beat; null before the first. */
+  beatAgeMs: number | null;
 }

@@ -14,6 +14,7 @@ import { HostServices } from "./host-services.ts";
 import {
   BOOT_FAILURE_EXIT_CODE,
   type ChildRole,
+  type ChildHealth,
   type ChildStats,
   type ParentMessage,
   RECYCLE_EXIT_CODE,
@@ -79,6 +80,8 @@ interface Slot {
   stats: ChildStats | null;
   /** A child of this slot reported ready once: a later boot failure is retried, not fatal. */
   everReady: boolean;
+  /** When its current child last beat (Date.now()); null until it does. */
+  lastBeatAt: number | null;
 }
 
 type State = "idle" | "starting" | "running" | "stopping" | "stopped";
@@ -130,6 +133,7 @@ export class Supervisor {
       restarts: 0,
       stats: null,
       everReady: false,
+      lastBeatAt: null,
     }));
     // One connection for the supervisor's own row, its children's rows and the outbox poller.
     this.#pool = createPool(
@@ -309,6 +313,7 @@ export class Supervisor {
       case "stats":
         if (slot.child !== child) return; // a late beat of a child already replaced
         slot.stats = message.stats;
+        slot.lastBeatAt = Date.now();
         if (child.process.pid !== undefined) void this.#host.childBeat(child.process.pid, message.snapshot);
         return;
       case "recycle":
@@ -318,6 +323,16 @@ export class Supervisor {
         child.bootError = message.error;
         return;
     }
+  }
+
+  /** Each role's child, for the supervisor's /readyz. */
+  children(): ChildHealth[] {
+    const age = (at: number | null): number | null => (at === null ? null : Date.now() - at);
+    return this.#slots.map((slot) => ({
+      role: roleName(slot.role),
+      ready: slot.child?.processId != null,
+      beatAgeMs: age(slot.lastBeatAt),
+    }));
   }
 
   #announceReadyOnce(): void {
@@ -330,6 +345,7 @@ export class Supervisor {
     if (slot.child !== child) return;
     slot.child = null;
     slot.stats = null;
+    slot.lastBeatAt = null;
     const name = roleName(slot.role);
     const childPid = child.process.pid;
     if (this.#state !== "running") return; // stopping: stop() is waiting on `exited`, then deletes every row

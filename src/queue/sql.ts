@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
 import type { NamedStatement } from "../db/queryable.ts";
-import { CANCEL_HEADER } from "./cancel-headers.ts";
-import { BATCH_HEADER, batchProgress, perBatch } from "./batches-sql.ts";
+import { batchProgress, perBatch } from "./batches-sql.ts";
 import { DEAD_LETTER_HEADER } from "./dead-letter.ts";
 import { archiveTable, queueTable } from "./names.ts";
 
@@ -133,11 +132,10 @@ export const setVisibility = (queue: string): NamedStatement =>
  * The worker's claim, which also acks: one round trip deletes (or archives) the messages
  * of finished jobs and claims the next ones. $1 vt seconds, $2 qty, $3 ids to ack (may be
  * empty), $4 the read_ct each was claimed with (see fencedDelete). Returns only what a
- * worker needs (no timestamps to parse): with each message, its priority, whether its
- * cancel was requested (cancel-sql.ts; such a message is settled as cancelled, never run)
- * and its batch id, the one header it reads as text, so a job outside a batch costs a
- * null. The acks here are of jobs outside batches only (a batch job's ack also counts it:
- * ack-sql.ts).
+ * worker needs (no timestamps to parse): with each message its priority and its headers
+ * (null for most jobs), from which the worker reads a cancel request, the batch and the
+ * trace context. The acks here are of jobs outside batches only (a batch job's ack also
+ * counts it: ack-sql.ts).
  *
  * The acks run first: the uncorrelated sub-select on `acked` is evaluated once, before the
  * claim's scan locks anything. A row this statement deleted is then seen by FOR UPDATE as
@@ -168,8 +166,7 @@ export function claimPicked(queue: string, condition = ""): string {
   return `UPDATE ${queueTable(queue)} q
         SET vt = clock_timestamp() + $1::float8 * interval '1 second', read_ct = q.read_ct + 1, last_read_at = clock_timestamp()
        FROM picked WHERE ${pickedRow("q")}${condition}
-     RETURNING q.msg_id, q.read_ct, q.message, picked.priority,
-               q.headers ? '${CANCEL_HEADER.requested}' AS cancel_requested, q.headers ->> '${BATCH_HEADER}' AS batch_id`;
+     RETURNING q.msg_id, q.read_ct, q.message, q.headers, picked.priority`;
 }
 
 /**

@@ -3,6 +3,7 @@ import { type JobOutcome, failedOutcome } from "../jobs/outcome.ts";
 import type { JobRegistry } from "../jobs/registry.ts";
 import type { SafeEmitter } from "../observability/emitter.ts";
 import type { WorkerEvents } from "../observability/events.ts";
+import { tracePerform } from "../observability/tracing.ts";
 import type { ExecutionPool } from "../pools/types.ts";
 import type { RoutedMessage } from "./options.ts";
 import type { BreakerEvents } from "./breaker-events.ts";
@@ -106,9 +107,11 @@ export class Runs {
     const signal = definition.timeoutMs ? AbortSignal.timeout(definition.timeoutMs) : undefined;
     let outcome: Promise<JobOutcome>;
     try {
-      outcome = this.#deps.pool.post(
-        { job: run.job, payload: routed.payload, messageId: message.msgId, attempt: message.readCt, queue },
-        { signal },
+      outcome = tracePerform(run, message.headers, () =>
+        this.#deps.pool.post(
+          { job: run.job, payload: routed.payload, messageId: message.msgId, attempt: message.readCt, queue },
+          { signal },
+        ),
       );
     } catch (error) {
       outcome = Promise.resolve(failedOutcome(error));

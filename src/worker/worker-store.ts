@@ -4,6 +4,8 @@ import { QueueClient, byClaimOrder } from "../queue/client.ts";
 import { errorRecordJson } from "../queue/payload.ts";
 import { cancelClaimed, cancelRequested } from "../queue/cancel-sql.ts";
 import * as sql from "../queue/sql.ts";
+import { CANCEL_HEADER } from "../queue/cancel-headers.ts";
+import { BATCH_HEADER } from "../queue/batches-sql.ts";
 import { ackWithEffects } from "../queue/ack-sql.ts";
 import { OPENED_BY, claimWithBreaker } from "../queue/breaker-sql.ts";
 import { type ResolvedCircuitBreaker, configureCircuitBreaker } from "../queue/breaker.ts";
@@ -22,6 +24,8 @@ export interface ClaimedMessage {
   batchId?: string;
   /** The one job a half-open circuit breaker lets through (queue/breaker.ts). */
   probe?: boolean;
+  /** The message headers (a trace context among them); null when it has none. */
+  headers?: Record<string, unknown> | null;
 }
 
 /**
@@ -85,17 +89,19 @@ export interface ClaimedRow {
   msg_id: string;
   read_ct: number;
   message: unknown;
+  headers: Record<string, unknown> | null;
   priority: number;
-  cancel_requested: boolean | null;
-  batch_id: string | null;
   /** Only from the claim of a queue with a circuit breaker. */
   probe?: boolean;
 }
 
 function claimedMessage(row: ClaimedRow): ClaimedMessage {
-  const message: ClaimedMessage = { msgId: row.msg_id, readCt: row.read_ct, message: row.message };
-  if (row.cancel_requested) message.cancelRequested = true;
-  if (row.batch_id !== null) message.batchId = row.batch_id;
+  const message: ClaimedMessage = { msgId: row.msg_id, readCt: row.read_ct, message: row.message, headers: row.headers };
+  if (row.headers) {
+    if (CANCEL_HEADER.requested in row.headers) message.cancelRequested = true;
+    const batchId = row.headers[BATCH_HEADER];
+    if (typeof batchId === "string") message.batchId = batchId;
+  }
   if (row.probe) message.probe = true;
   return message;
 }

@@ -95,6 +95,7 @@ describe("pgbus CLI", () => {
       "pgbus recurring disable",
       "pgbus recurring enable",
       "pgbus web",
+      "pgbus doctor",
     ]);
     for (const path of paths) {
       const command = path
@@ -104,7 +105,7 @@ describe("pgbus CLI", () => {
       assert.match(command.helpInformation(), new RegExp(`^Usage: ${path}`), path);
       assert.ok(command.description() !== "", `${path} has a description`);
     }
-    const readCommands = ["status", "queues"].map((name) => program.commands.find((sub) => sub.name() === name)!);
+    const readCommands = ["status", "queues", "doctor"].map((name) => program.commands.find((sub) => sub.name() === name)!);
     for (const command of readCommands)
       assert.ok(
         command.options.some((option) => option.long === "--json"),

@@ -393,3 +393,12 @@ describe("renamed keys", () => {
     );
   });
 });
+
+describe("resolveConfig: health", () => {
+  it("takes a port, with the host defaulting to loopback, and refuses a port out of range", () => {
+    assert.deepEqual(resolveConfig({ databaseUrl: URL, health: { port: 9000 } }, SOURCE).health, { port: 9000, host: "127.0.0.1" });
+    assert.equal(resolveConfig({ databaseUrl: URL }, SOURCE).health, undefined);
+    configError({ databaseUrl: URL, health: { port: 70_000 } }, "INVALID_CONFIG", "health.port");
+    configError({ databaseUrl: URL, health: { port: 9000, path: "/x" } }, "INVALID_CONFIG", "health");
+  });
+});

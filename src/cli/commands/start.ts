@@ -6,6 +6,11 @@ import { loadCliConfig } from "../context.ts";
 import type { LoadedConfig } from "../../config/load.ts";
 import { isSubscriberDefinition } from "../../events/subscriber.ts";
 import { loadJobsModule } from "../../jobs/registry.ts";
+import { ValidationError } from "../../errors.ts";
+import type { Logger } from "../../logger.ts";
+import { createHealthHandler } from "../../web/health.ts";
+import { createMetricsHandler } from "../../web/metrics.ts";
+import { type HealthServer, startHealthServer } from "../../web/health-server.ts";
 
 /** A second SIGINT/SIGTERM within this window counts as the same request. */
 const SAME_SIGNAL_WINDOW_MS = 1_000;
@@ -16,6 +21,53 @@ interface StartOptions {
   jobsModule?: string;
   logLevel?: string;
   only?: OnlyRoles;
+  healthPort?: string;
+  healthHost?: string;
+}
+
+/** --health-port / --health-host over the config's `health`. */
+function healthOption(config: LoadedConfig, options: StartOptions): LoadedConfig["health"] {
+  if (options.healthPort === undefined) {
+    if (options.healthHost !== undefined) throw new ValidationError("INVALID_OPTION", "--health-host needs --health-port");
+    return config.health;
+  }
+  const port = Number(options.healthPort);
+  if (!/^\d+$/.test(options.healthPort) || port > 65_535) {
+    throw new ValidationError("INVALID_OPTION", `--health-port must be a port number 0-65535, got ${JSON.stringify(options.healthPort)}`);
+  }
+  return { port, host: options.healthHost ?? config.health?.host ?? "127.0.0.1" };
+}
+
+/** The opt-in /livez and /readyz of the supervisor; null when not configured. */
+async function serveHealth(config: LoadedConfig, supervisor: Supervisor, logger: Logger): Promise<(() => Promise<void>) | null> {
+  if (!config.health) return null;
+  const { port, host } = config.health;
+  const handler = createHealthHandler({
+    connectionString: config.databaseUrl,
+    children: () => supervisor.children(),
+    staleAfterMs: config.staleProcessAfterMs,
+  });
+  const metrics = createMetricsHandler({ connectionString: config.databaseUrl });
+  const close = async (): Promise<void> => {
+    await handler.close();
+    await metrics.close();
+  };
+  let server: HealthServer;
+  try {
+    server = await startHealthServer({ health: handler, metrics }, config.health);
+  } catch (error) {
+    await close();
+    const why = error instanceof Error ? error.message : String(error);
+    throw new ValidationError(
+      "INVALID_OPTION",
+      `the health port ${port} on ${host} cannot be opened (${why}); choose another health.port / --health-port`,
+    );
+  }
+  logger.info({ host, port: server.port }, "health endpoints listening: /livez, /readyz and /metrics");
+  return async () => {
+    await server.close();
+    await close();
+  };
 }
 
 /**
@@ -39,6 +91,8 @@ export function registerStart(program: Command): void {
     .option("--queues <dsl>", 'workers as a queue DSL, replacing the config\'s: "critical: 5; default, mailers: 10; *: 2"')
     .option("--jobs-module <path>", "module exporting the job definitions")
     .option("--log-level <level>", "debug, info, warn or error")
+    .option("--health-port <port>", "serve /livez, /readyz and /metrics on this port (0: any free port; the log says which)")
+    .option("--health-host <host>", "address for --health-port (default 127.0.0.1)")
     .addOption(
       new Option("--only <roles>", "run only these roles (dispatcher: an alias of maintenance)").choices([
         ...ONLY_ROLES,
@@ -52,7 +106,7 @@ export function registerStart(program: Command): void {
         jobsModule: options.jobsModule,
         logLevel: options.logLevel,
       });
-      process.exit(await supervise(config, options.only));
+      process.exit(await supervise({ ...config, health: healthOption(config, options) }, options.only));
     });
 }
 
@@ -100,13 +154,16 @@ export async function supervise(config: LoadedConfig, only?: OnlyRoles): Promise
       void supervisor.kill().then(resolve);
     });
   });
+  const closeHealth = await serveHealth(config, supervisor, logger);
   try {
     await supervisor.start();
   } catch (error) {
     await supervisor.kill();
+    await closeHealth?.();
     throw error;
   }
   const code = await exitCode;
+  await closeHealth?.();
   if (fatal) throw fatal; // main prints it and exits 1
   return code;
 }
