@@ -3,6 +3,7 @@ import { PgbusError, ValidationError } from "./errors.ts";
 import { endPool } from "./db/close.ts";
 import { isUndefinedTable, withMigrateHints } from "./db/pg-errors.ts";
 import { clientConfigOf, createPool, type Queryable } from "./db/queryable.ts";
+import { sharePool } from "./db/pool-share.ts";
 import { type JobDefinition, isJobDefinition } from "./jobs/define.ts";
 import { JobRegistry } from "./jobs/registry.ts";
 import { type Logger, silentLogger } from "./logger.ts";
@@ -35,6 +36,9 @@ import type { NotificationHandlers, NotificationSource } from "./worker/notifica
 import { type JobMessage, jobEnvelope } from "./queue/envelope.ts";
 import { pauseQueue, resumeQueue } from "./queue/pause.ts";
 import { describeIssues, payloadIssues } from "./jobs/schema-issues.ts";
+
+/** Claim/ack connections of one worker, whatever its capacity: one per claim in flight. */
+const WORKER_CONNECTIONS = 2;
 
 export interface PgbusOptions {
   /** PostgreSQL URL. Give this or `pool`. */
@@ -292,8 +296,9 @@ export class Pgbus {
   }
 
   /**
-   * A worker over `queues`, with its own small connection pool (two connections for claim
-   * and ack, one for LISTEN, whatever its capacity). Call start() on it.
+   * A worker over `queues`: at most two connections for claim and ack (a share of the
+   * bus's pool, or a pool of its own when the bus was given the application's pool) and
+   * one for LISTEN, whatever its capacity. Call start() on it.
    */
   worker(options: WorkerOptions): Worker {
     return this.#buildWorker(options, this.registry);
@@ -304,7 +309,12 @@ export class Pgbus {
     // Statements bounded to half the VT: a silent connection fails a claim or an extension
     // (reported, retried) well before the messages this worker holds could reappear.
     const vtSeconds = options.visibilityTimeoutSec ?? WORKER_DEFAULTS.visibilityTimeoutSec;
-    const db = createPool(clientConfig, { max: 2, applicationName: "pgbus:worker", queryTimeoutMs: Math.max(1_000, vtSeconds * 500) });
+    const limits = { queryTimeoutMs: Math.max(1_000, vtSeconds * 500) };
+    // The bus's own pool is shared (its idle connection is the worker's first); an
+    // application's pool is not grown behind its back, so the worker opens its own.
+    const share = this.#ownsPool ? sharePool(this.#pool, { concurrency: WORKER_CONNECTIONS, ...limits }) : null;
+    const pool = share ? null : createPool(clientConfig, { max: WORKER_CONNECTIONS, applicationName: "pgbus:worker", ...limits });
+    const db: Queryable = share ?? pool!;
     const worker: Worker = new Worker(options, {
       db,
       clientConfig,
@@ -315,7 +325,8 @@ export class Pgbus {
       notifications: this.#notifications,
       onStopped: async () => {
         this.#workers.delete(worker);
-        await endPool(db);
+        share?.give();
+        if (pool) await endPool(pool);
       },
     });
     this.#workers.add(worker);

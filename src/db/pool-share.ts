@@ -1,0 +1,56 @@
+import type pg from "pg";
+import type { Queryable } from "./queryable.ts";
+
+export interface PoolShareOptions {
+  /** Statements of this share running at once: the connections it may hold. */
+  concurrency: number;
+  /** Client-side bound on each statement of this share (see PoolOptions.queryTimeoutMs). */
+  queryTimeoutMs?: number;
+}
+
+/** A Queryable over part of a pool; give() hands its room back. */
+export interface PoolShare extends Queryable {
+  give(): void;
+}
+
+type QueryConfig = { text: string; values?: unknown[]; name?: string; query_timeout?: number };
+
+/**
+ * A bounded share of a pg.Pool: at most `concurrency` of its statements run at once, and
+ * the pool grows by that much for as long as the share is held, so the share never waits
+ * for the pool's other users nor they for it. A worker borrows one from its bus's pool
+ * instead of opening a pool of its own: the connection the bus used to enqueue is the one
+ * the worker claims on, so a process with one bus and one worker holds two connections
+ * plus its LISTEN instead of a third one left idle in the bus's pool.
+ */
+export function sharePool(pool: pg.Pool, options: PoolShareOptions): PoolShare {
+  const limits = pool.options as { max?: number };
+  limits.max = (limits.max ?? 10) + options.concurrency;
+  let running = 0;
+  const waiting: Array<() => void> = [];
+  let given = false;
+  const run = async <T>(work: () => Promise<T>): Promise<T> => {
+    if (running >= options.concurrency) await new Promise<void>((resolve) => waiting.push(resolve));
+    else running++;
+    try {
+      return await work();
+    } finally {
+      // The slot passes straight to the next waiter, so `running` stays counted.
+      const next = waiting.shift();
+      if (next) next();
+      else running--;
+    }
+  };
+  return {
+    query(textOrConfig: string | QueryConfig, values?: unknown[]) {
+      const config: QueryConfig = typeof textOrConfig === "string" ? { text: textOrConfig, values } : { ...textOrConfig };
+      if (options.queryTimeoutMs !== undefined) config.query_timeout = options.queryTimeoutMs;
+      return run(() => pool.query(config as pg.QueryConfig));
+    },
+    give() {
+      if (given) return;
+      given = true;
+      limits.max = (limits.max ?? options.concurrency) - options.concurrency;
+    },
+  } as PoolShare;
+}
