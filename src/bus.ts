@@ -45,6 +45,18 @@ export interface PgbusOptions {
   connectionString?: string;
   /** The application's own pg.Pool; pgbus never ends it. */
   pool?: pg.Pool;
+  /**
+   * A URL straight to PostgreSQL for what needs a session of its own: the workers' and the
+   * outbox poller's LISTEN connections. Give it when `connectionString` points at a pooler
+   * in transaction mode (PgBouncer), where LISTEN does not work. Default: the same URL.
+   */
+  directUrl?: string;
+  /**
+   * false: send every statement unnamed instead of preparing it once per connection, for
+   * a pooler in transaction mode (PgBouncer before 1.21 has no named prepared statements
+   * there). Applies to the pools pgbus opens. Default true. See docs/production.md.
+   */
+  preparedStatements?: boolean;
   /** Jobs this process enqueues and runs. */
   jobs?: JobDefinition[];
   /** Default: silent. Any pino-compatible logger works. */
@@ -110,19 +122,38 @@ export class Pgbus {
   readonly #maxPayloadBytes: number;
   #closing: Promise<void> | null = null;
   readonly #notifications: PgbusOptions["notifications"];
+  readonly #prepared: boolean;
+  /** For connections that keep session state (LISTEN): the direct URL when one is given. */
+  readonly #sessionConfig: pg.ClientConfig;
 
   constructor(options: PgbusOptions) {
     if (!options.pool && !options.connectionString) {
       throw new ValidationError("INVALID_OPTION", "Pgbus needs connectionString (a PostgreSQL URL) or pool (a pg.Pool)");
     }
+    if (options.preparedStatements !== undefined && typeof options.preparedStatements !== "boolean") {
+      throw new ValidationError(
+        "INVALID_OPTION",
+        `Pgbus option preparedStatements must be a boolean, got ${describeValue(options.preparedStatements)}`,
+      );
+    }
+    if (options.directUrl !== undefined && (typeof options.directUrl !== "string" || options.directUrl === "")) {
+      throw new ValidationError(
+        "INVALID_OPTION",
+        `Pgbus option directUrl must be a PostgreSQL URL, got ${describeValue(options.directUrl)}`,
+      );
+    }
+    this.#prepared = options.preparedStatements ?? true;
     this.#ownsPool = !options.pool;
-    this.#pool = options.pool ?? createPool({ connectionString: options.connectionString }, { max: 10, applicationName: "pgbus" });
+    this.#pool =
+      options.pool ??
+      createPool({ connectionString: options.connectionString }, { max: 10, applicationName: "pgbus", preparedStatements: this.#prepared });
+    this.#sessionConfig = options.directUrl ? { connectionString: options.directUrl } : this.#clientConfig();
     this.#logger = options.logger ?? silentLogger;
     this.#notifications = options.notifications;
     this.#emitter = new SafeEmitter<WorkerEvents>(() => this.#logger);
     this.registry = new JobRegistry(options.jobs ?? []);
     this.#maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
-    this.queues = new QueueClient(this.#pool, { prepared: true, maxPayloadBytes: this.#maxPayloadBytes });
+    this.queues = new QueueClient(this.#pool, { prepared: this.#prepared, maxPayloadBytes: this.#maxPayloadBytes });
     this.outbox = new Outbox({
       pool: this.#pool,
       maxPayloadBytes: this.#maxPayloadBytes,
@@ -227,7 +258,12 @@ export class Pgbus {
   async publish<P>(routingKey: string, payload: P, options: BusPublishOptions = {}): Promise<PublishedEvent<P>> {
     const { client, requireSubscriber, ...rest } = options;
     const db = withMigrateHints(client ?? this.#pool);
-    const published = await publishEvent({ db, prepared: !client, maxPayloadBytes: this.#maxPayloadBytes }, routingKey, payload, rest);
+    const published = await publishEvent(
+      { db, prepared: !client && this.#prepared, maxPayloadBytes: this.#maxPayloadBytes },
+      routingKey,
+      payload,
+      rest,
+    );
     if (published.queues === 0) {
       // An event no subscriber gets is gone: say so rather than drop it without a word.
       const why = `event ${routingKey} reached no subscriber: no binding matches it (subscribers are bound by bus.migrate(), pgbus migrate and consumer start)`;
@@ -290,7 +326,7 @@ export class Pgbus {
 
   /** An outbox poller over the bus's pool; call start() on it. The supervisor runs one as a role. */
   outboxPoller(options: Omit<OutboxPollerOptions, "pool"> = {}): OutboxPoller {
-    const poller = new OutboxPoller({ logger: this.#logger, ...options, pool: this.#pool });
+    const poller = new OutboxPoller({ logger: this.#logger, clientConfig: this.#sessionConfig, ...options, pool: this.#pool });
     this.#track(poller);
     return poller;
   }
@@ -305,7 +341,6 @@ export class Pgbus {
   }
 
   #buildWorker(options: WorkerOptions, registry: JobRegistry, store?: (db: Queryable) => WorkerStore): Worker {
-    const clientConfig = clientConfigOf(this.#ownsPool ? (this.#pool.options.connectionString as string) : this.#pool);
     // Statements bounded to half the VT: a silent connection fails a claim or an extension
     // (reported, retried) well before the messages this worker holds could reappear.
     const vtSeconds = options.visibilityTimeoutSec ?? WORKER_DEFAULTS.visibilityTimeoutSec;
@@ -313,11 +348,18 @@ export class Pgbus {
     // The bus's own pool is shared (its idle connection is the worker's first); an
     // application's pool is not grown behind its back, so the worker opens its own.
     const share = this.#ownsPool ? sharePool(this.#pool, { concurrency: WORKER_CONNECTIONS, ...limits }) : null;
-    const pool = share ? null : createPool(clientConfig, { max: WORKER_CONNECTIONS, applicationName: "pgbus:worker", ...limits });
+    const pool = share
+      ? null
+      : createPool(this.#clientConfig(), {
+          max: WORKER_CONNECTIONS,
+          applicationName: "pgbus:worker",
+          preparedStatements: this.#prepared,
+          ...limits,
+        });
     const db: Queryable = share ?? pool!;
     const worker: Worker = new Worker(options, {
       db,
-      clientConfig,
+      clientConfig: this.#sessionConfig,
       registry,
       logger: this.#logger,
       emitter: this.#emitter,
@@ -343,6 +385,11 @@ export class Pgbus {
     await Promise.all([...this.#services].map((service) => service.stop()));
     await Promise.all([...this.#workers].map((worker) => worker.stop()));
     if (this.#ownsPool) await endPool(this.#pool);
+  }
+
+  /** How to open more connections like the bus's own. */
+  #clientConfig(): pg.ClientConfig {
+    return clientConfigOf(this.#ownsPool ? (this.#pool.options.connectionString as string) : this.#pool);
   }
 
   #subscribers(): SubscriberDefinition[] {
