@@ -1,9 +1,8 @@
 import pg from "pg";
 import { PgbusError, ValidationError } from "./errors.ts";
-import { endPool } from "./db/close.ts";
 import { isUndefinedTable, withMigrateHints } from "./db/pg-errors.ts";
-import { clientConfigOf, createPool, type Queryable } from "./db/queryable.ts";
-import { sharePool } from "./db/pool-share.ts";
+import type { Queryable } from "./db/queryable.ts";
+import { BusConnections } from "./db/bus-connections.ts";
 import { type JobDefinition, isJobDefinition } from "./jobs/define.ts";
 import { JobRegistry } from "./jobs/registry.ts";
 import { type Logger, silentLogger } from "./logger.ts";
@@ -36,9 +35,6 @@ import type { NotificationHandlers, NotificationSource } from "./worker/notifica
 import { type JobMessage, jobEnvelope } from "./queue/envelope.ts";
 import { pauseQueue, resumeQueue } from "./queue/pause.ts";
 import { describeIssues, payloadIssues } from "./jobs/schema-issues.ts";
-
-/** Claim/ack connections of one worker, whatever its capacity: one per claim in flight. */
-const WORKER_CONNECTIONS = 2;
 
 export interface PgbusOptions {
   /** PostgreSQL URL. Give this or `pool`. */
@@ -112,7 +108,7 @@ export class Pgbus {
   /** The transactional outbox: publish and enqueue as rows of the caller's transaction; an OutboxPoller sends them. */
   readonly outbox: Outbox;
   readonly #pool: pg.Pool;
-  readonly #ownsPool: boolean;
+  readonly #connections: BusConnections;
   readonly #logger: Logger;
   readonly #emitter: SafeEmitter<WorkerEvents>;
   readonly #ensuredQueues = new Set<string>();
@@ -122,38 +118,16 @@ export class Pgbus {
   readonly #maxPayloadBytes: number;
   #closing: Promise<void> | null = null;
   readonly #notifications: PgbusOptions["notifications"];
-  readonly #prepared: boolean;
-  /** For connections that keep session state (LISTEN): the direct URL when one is given. */
-  readonly #sessionConfig: pg.ClientConfig;
 
   constructor(options: PgbusOptions) {
-    if (!options.pool && !options.connectionString) {
-      throw new ValidationError("INVALID_OPTION", "Pgbus needs connectionString (a PostgreSQL URL) or pool (a pg.Pool)");
-    }
-    if (options.preparedStatements !== undefined && typeof options.preparedStatements !== "boolean") {
-      throw new ValidationError(
-        "INVALID_OPTION",
-        `Pgbus option preparedStatements must be a boolean, got ${describeValue(options.preparedStatements)}`,
-      );
-    }
-    if (options.directUrl !== undefined && (typeof options.directUrl !== "string" || options.directUrl === "")) {
-      throw new ValidationError(
-        "INVALID_OPTION",
-        `Pgbus option directUrl must be a PostgreSQL URL, got ${describeValue(options.directUrl)}`,
-      );
-    }
-    this.#prepared = options.preparedStatements ?? true;
-    this.#ownsPool = !options.pool;
-    this.#pool =
-      options.pool ??
-      createPool({ connectionString: options.connectionString }, { max: 10, applicationName: "pgbus", preparedStatements: this.#prepared });
-    this.#sessionConfig = options.directUrl ? { connectionString: options.directUrl } : this.#clientConfig();
+    this.#connections = new BusConnections(options);
+    this.#pool = this.#connections.pool;
     this.#logger = options.logger ?? silentLogger;
     this.#notifications = options.notifications;
     this.#emitter = new SafeEmitter<WorkerEvents>(() => this.#logger);
     this.registry = new JobRegistry(options.jobs ?? []);
     this.#maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
-    this.queues = new QueueClient(this.#pool, { prepared: this.#prepared, maxPayloadBytes: this.#maxPayloadBytes });
+    this.queues = new QueueClient(this.#pool, { prepared: this.#connections.prepared, maxPayloadBytes: this.#maxPayloadBytes });
     this.outbox = new Outbox({
       pool: this.#pool,
       maxPayloadBytes: this.#maxPayloadBytes,
@@ -259,7 +233,7 @@ export class Pgbus {
     const { client, requireSubscriber, ...rest } = options;
     const db = withMigrateHints(client ?? this.#pool);
     const published = await publishEvent(
-      { db, prepared: !client && this.#prepared, maxPayloadBytes: this.#maxPayloadBytes },
+      { db, prepared: !client && this.#connections.prepared, maxPayloadBytes: this.#maxPayloadBytes },
       routingKey,
       payload,
       rest,
@@ -326,7 +300,7 @@ export class Pgbus {
 
   /** An outbox poller over the bus's pool; call start() on it. The supervisor runs one as a role. */
   outboxPoller(options: Omit<OutboxPollerOptions, "pool"> = {}): OutboxPoller {
-    const poller = new OutboxPoller({ logger: this.#logger, clientConfig: this.#sessionConfig, ...options, pool: this.#pool });
+    const poller = new OutboxPoller({ logger: this.#logger, clientConfig: this.#connections.session, ...options, pool: this.#pool });
     this.#track(poller);
     return poller;
   }
@@ -344,22 +318,10 @@ export class Pgbus {
     // Statements bounded to half the VT: a silent connection fails a claim or an extension
     // (reported, retried) well before the messages this worker holds could reappear.
     const vtSeconds = options.visibilityTimeoutSec ?? WORKER_DEFAULTS.visibilityTimeoutSec;
-    const limits = { queryTimeoutMs: Math.max(1_000, vtSeconds * 500) };
-    // The bus's own pool is shared (its idle connection is the worker's first); an
-    // application's pool is not grown behind its back, so the worker opens its own.
-    const share = this.#ownsPool ? sharePool(this.#pool, { concurrency: WORKER_CONNECTIONS, ...limits }) : null;
-    const pool = share
-      ? null
-      : createPool(this.#clientConfig(), {
-          max: WORKER_CONNECTIONS,
-          applicationName: "pgbus:worker",
-          preparedStatements: this.#prepared,
-          ...limits,
-        });
-    const db: Queryable = share ?? pool!;
+    const { db, release } = this.#connections.forWorker(Math.max(1_000, vtSeconds * 500));
     const worker: Worker = new Worker(options, {
       db,
-      clientConfig: this.#sessionConfig,
+      clientConfig: this.#connections.session,
       registry,
       logger: this.#logger,
       emitter: this.#emitter,
@@ -367,8 +329,7 @@ export class Pgbus {
       notifications: this.#notifications,
       onStopped: async () => {
         this.#workers.delete(worker);
-        share?.give();
-        if (pool) await endPool(pool);
+        await release();
       },
     });
     this.#workers.add(worker);
@@ -384,12 +345,7 @@ export class Pgbus {
   async #close(): Promise<void> {
     await Promise.all([...this.#services].map((service) => service.stop()));
     await Promise.all([...this.#workers].map((worker) => worker.stop()));
-    if (this.#ownsPool) await endPool(this.#pool);
-  }
-
-  /** How to open more connections like the bus's own. */
-  #clientConfig(): pg.ClientConfig {
-    return clientConfigOf(this.#ownsPool ? (this.#pool.options.connectionString as string) : this.#pool);
+    await this.#connections.close();
   }
 
   #subscribers(): SubscriberDefinition[] {

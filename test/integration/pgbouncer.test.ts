@@ -115,3 +115,16 @@ test("through a transaction-mode PgBouncer: publish and subscribe", { skip }, as
     await bus.close();
   }
 });
+
+test("bad pooler options are typed errors naming the value", () => {
+  assert.throws(
+    () => new Pgbus({ connectionString: "postgres://localhost/x", preparedStatements: "no" as never }),
+    (error: Error & { code?: string }) =>
+      error.code === "INVALID_OPTION" && /preparedStatements must be true or false, got no/.test(error.message),
+  );
+  assert.throws(
+    () => new Pgbus({ connectionString: "postgres://localhost/x", directUrl: "" }),
+    (error: Error & { code?: string }) =>
+      error.code === "INVALID_OPTION" && /directUrl must be a PostgreSQL URL, got ""/.test(error.message),
+  );
+});

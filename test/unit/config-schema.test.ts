@@ -45,6 +45,7 @@ describe("resolveConfig: defaults", () => {
       recurring: [],
       maxPayloadBytes: 4 * 1_048_576,
       logLevel: "info",
+      preparedStatements: true,
     });
   });
 
