@@ -85,10 +85,10 @@ export class QueueSet {
 
   async #runBackstop(): Promise<void> {
     this.#backstopDue = false;
-    const { queuesWithWork } = this.#options.store;
+    const { store } = this.#options;
     try {
       // A store that cannot tell (a test double) has every queue claimed from, as before.
-      const found = queuesWithWork ? (await queuesWithWork(this.#queues)).map((row) => row.queue) : this.#queues;
+      const found = store.queuesWithWork ? (await store.queuesWithWork(this.#queues)).map((row) => row.queue) : this.#queues;
       for (const queue of found) this.#hot.add(queue);
     } catch (error) {
       this.#backstopDue = true; // the claim round reports the outage; poll again next time
@@ -140,6 +140,8 @@ export class QueueSet {
    */
   claimSucceeded(queue: string, drained: boolean, notes: number): void {
     if (this.#missing.delete(queue)) this.#options.onBack(queue);
-    if (drained && this.notesOf(queue) === notes) this.#hot.delete(queue);
+    // A full claim means maybe more, even if a concurrent claim of the queue came back short.
+    if (!drained) this.#hot.add(queue);
+    else if (this.notesOf(queue) === notes) this.#hot.delete(queue);
   }
 }

@@ -3,7 +3,8 @@ import { after, before, test } from "node:test";
 import { Pgbus } from "../../src/bus.ts";
 import { defineJob } from "../../src/jobs/define.ts";
 import { defineSubscriber } from "../../src/events/subscriber.ts";
-import { waitFor } from "../fixtures/process/spawn.ts";
+import { QueueClient } from "../../src/queue/client.ts";
+import { FIXTURE_CONFIG, cliEnv, killAll, startCli, waitFor } from "../fixtures/process/spawn.ts";
 import { createTestDatabase, testServerAddress, type TestDatabase } from "../helpers/db.ts";
 import { type Pgbouncer, findPgbouncer, startPgbouncer } from "../helpers/pgbouncer.ts";
 
@@ -20,6 +21,7 @@ before(async () => {
   bouncer = await startPgbouncer(binary, await testServerAddress());
 });
 after(async () => {
+  await killAll();
   await bouncer?.stop();
   await db?.drop();
 });
@@ -128,3 +130,32 @@ test("bad pooler options are typed errors naming the value", () => {
       error.code === "INVALID_OPTION" && /directUrl must be a PostgreSQL URL, got ""/.test(error.message),
   );
 });
+
+test(
+  "pgbus start through a transaction-mode PgBouncer: PGBUS_DIRECT_URL for LISTEN and the maintenance lock, statements unnamed",
+  { skip },
+  async () => {
+    await db.pool.query("CREATE TABLE IF NOT EXISTS runs (msg_id bigint, job text, pid int)");
+    const cli = startCli(
+      ["start", "--config", FIXTURE_CONFIG],
+      cliEnv(
+        bouncer.urlFor(db.url),
+        // A poll a minute away: the jobs start through the supervisor's LISTEN, on the direct URL.
+        { preparedStatements: false, pollIntervalMs: 60_000, workers: [{ queues: ["work"], capacity: 10 }] },
+        { PGBUS_DIRECT_URL: db.url },
+      ),
+    );
+    await cli.waitForMessage("maintenance active: holds the maintenance lock");
+    await cli.waitForMessage("child started", 2);
+    const queues = new QueueClient(db.pool);
+    await queues.createQueue("work");
+    await new Promise((resolve) => setTimeout(resolve, 500)); // the worker's first poll is behind it
+    await queues.sendBatch(
+      "work",
+      Array.from({ length: 50 }, () => ({ job: "record", payload: {} })),
+    );
+    await waitFor(async () => Number((await db.pool.query("SELECT count(*) AS n FROM runs")).rows[0].n) === 50, "50 jobs run", 20_000);
+    cli.signal("SIGTERM");
+    assert.equal((await cli.exited).code, 0, cli.dump());
+  },
+);
