@@ -15,6 +15,12 @@ export interface QueueSetOptions {
   /** Called once when a queue turns out to be gone, and once when it is back. */
   onMissing: (queue: string, error: unknown) => void;
   onBack: (queue: string) => void;
+  /**
+   * The backstop poll runs at least this often even while the worker is busy (a busy
+   * worker never sleeps a whole poll interval), so work that appeared without a
+   * notification in a cold queue, of any priority, is not left behind a long backlog.
+   */
+  pollIntervalMs: number;
   clock?: () => number;
 }
 
@@ -46,6 +52,7 @@ export class QueueSet {
   readonly #notes = new Map<string, number>();
   #rank = new Map<string, number>();
   #backstopDue = true;
+  #lastBackstop = 0;
   #backstop: Promise<void> | null = null;
 
   constructor(options: QueueSetOptions) {
@@ -72,7 +79,7 @@ export class QueueSet {
       const others = (await this.#options.store.listQueues()).filter((queue) => !excluded.has(queue));
       this.#setQueues([...named, ...others]);
     }
-    if (this.#backstopDue) {
+    if (this.#backstopDue || this.#clock() - this.#lastBackstop >= this.#options.pollIntervalMs) {
       this.#backstop ??= this.#runBackstop().finally(() => (this.#backstop = null));
       await this.#backstop;
     }
@@ -85,6 +92,7 @@ export class QueueSet {
 
   async #runBackstop(): Promise<void> {
     this.#backstopDue = false;
+    this.#lastBackstop = this.#clock();
     const { store } = this.#options;
     try {
       // A store that cannot tell (a test double) has every queue claimed from, as before.

@@ -92,6 +92,7 @@ export class Worker {
       selectors: options.queues,
       exclude: this.#options.excludeQueues,
       store: this.#store,
+      pollIntervalMs: this.#options.pollIntervalMs,
       onMissing: (queue, error) =>
         this.#reportError(
           error,

@@ -149,3 +149,38 @@ test("pgbus.queues_with_work: visible work only, not paused, gone queues flagged
   assert.equal(await listed(visible!), true, "the next insert lists it again");
   assert.deepEqual(await poll([visible!]), [visible]);
 });
+
+test("a busy worker still polls: work that appears without a notification in a higher-priority queue is not left behind a backlog", async () => {
+  const order: string[] = [];
+  const make = (queue: string, ms: number) =>
+    defineJob<{ n: number }>({
+      name: `prio_${queue}`,
+      queue,
+      async perform({ n }) {
+        await new Promise((resolve) => setTimeout(resolve, ms));
+        order.push(`${queue}:${n}`);
+      },
+    });
+  const urgent = make("prio_a", 0);
+  const backlog = make("prio_b", 5);
+  const silent: NotificationSource = { start: async () => {}, stop: async () => {} };
+  const bus = new Pgbus({ connectionString: db.url, jobs: [urgent, backlog], notifications: () => silent });
+  await bus.migrate();
+  const backlogSize = 2_000;
+  await bus.enqueueMany(
+    backlog,
+    Array.from({ length: backlogSize }, (_, n) => ({ n })),
+  );
+  const worker = bus.worker({ queues: ["prio_a", "prio_b"], capacity: 5, pollIntervalMs: 200 });
+  await worker.start();
+  try {
+    await waitFor(() => order.length >= 10, "the backlog under way", 15_000, 5);
+    await bus.enqueue(urgent, { n: 0 }); // no LISTEN: only a poll can find it
+    await waitFor(() => order.includes("prio_a:0"), "the urgent job", 30_000, 5);
+    const backlogDone = order.filter((entry) => entry.startsWith("prio_b")).length;
+    assert.ok(backlogDone < backlogSize, `the urgent job ran after the whole backlog (${backlogDone} of ${backlogSize})`);
+  } finally {
+    await worker.stop();
+    await bus.close();
+  }
+});
