@@ -1,8 +1,8 @@
 import pg from "pg";
 import { PgbusError, ValidationError } from "./errors.ts";
-import { endPool } from "./db/close.ts";
 import { isUndefinedTable, withMigrateHints } from "./db/pg-errors.ts";
-import { clientConfigOf, createPool, type Queryable } from "./db/queryable.ts";
+import type { Queryable } from "./db/queryable.ts";
+import { BusConnections } from "./db/bus-connections.ts";
 import { type JobDefinition, isJobDefinition } from "./jobs/define.ts";
 import { Batch, type BatchOptions } from "./jobs/batch.ts";
 import { JobRegistry } from "./jobs/registry.ts";
@@ -47,6 +47,18 @@ export interface PgbusOptions {
   connectionString?: string;
   /** The application's own pg.Pool; pgbus never ends it. */
   pool?: pg.Pool;
+  /**
+   * A URL straight to PostgreSQL for what needs a session of its own: the workers' and the
+   * outbox poller's LISTEN connections. Give it when `connectionString` points at a pooler
+   * in transaction mode (PgBouncer), where LISTEN does not work. Default: the same URL.
+   */
+  directUrl?: string;
+  /**
+   * false: send every statement unnamed instead of preparing it once per connection, for
+   * a pooler in transaction mode (PgBouncer before 1.21 has no named prepared statements
+   * there). Applies to the pools pgbus opens. Default true. See docs/production.md.
+   */
+  preparedStatements?: boolean;
   /** Jobs this process enqueues and runs. */
   jobs?: JobDefinition[];
   /** Default: silent. Any pino-compatible logger works. */
@@ -121,7 +133,7 @@ export class Pgbus {
   /** The transactional outbox: publish and enqueue as rows of the caller's transaction; an OutboxPoller sends them. */
   readonly outbox: Outbox;
   readonly #pool: pg.Pool;
-  readonly #ownsPool: boolean;
+  readonly #connections: BusConnections;
   readonly #logger: Logger;
   readonly #emitter: SafeEmitter<WorkerEvents>;
   readonly #ensuredQueues = new Set<string>();
@@ -135,18 +147,15 @@ export class Pgbus {
   readonly #jobMetrics: JobMetricsRecorder | null;
 
   constructor(options: PgbusOptions) {
-    if (!options.pool && !options.connectionString) {
-      throw new ValidationError("INVALID_OPTION", "Pgbus needs connectionString (a PostgreSQL URL) or pool (a pg.Pool)");
-    }
-    this.#ownsPool = !options.pool;
-    this.#pool = options.pool ?? createPool({ connectionString: options.connectionString }, { max: 10, applicationName: "pgbus" });
+    this.#connections = new BusConnections(options);
+    this.#pool = this.#connections.pool;
     this.#logger = options.logger ?? silentLogger;
     this.#notifications = options.notifications;
     this.#emitter = new SafeEmitter<WorkerEvents>(() => this.#logger);
     this.registry = new JobRegistry(options.jobs ?? []);
     this.#jobMetrics = jobMetricsRecorder(options.metrics, { db: this.#pool, emitter: this.#emitter, logger: this.#logger });
     this.#maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
-    this.queues = new QueueClient(this.#pool, { prepared: true, maxPayloadBytes: this.#maxPayloadBytes });
+    this.queues = new QueueClient(this.#pool, { prepared: this.#connections.prepared, maxPayloadBytes: this.#maxPayloadBytes });
     this.outbox = new Outbox({
       pool: this.#pool,
       maxPayloadBytes: this.#maxPayloadBytes,
@@ -293,7 +302,7 @@ export class Pgbus {
   async publish<P>(routingKey: string, payload: P, options: BusPublishOptions = {}): Promise<PublishedEvent<P>> {
     const { client, requireSubscriber, ...rest } = options;
     const db = withMigrateHints(client ?? this.#pool);
-    const target = { db, prepared: !client, maxPayloadBytes: this.#maxPayloadBytes };
+    const target = { db, prepared: !client && this.#connections.prepared, maxPayloadBytes: this.#maxPayloadBytes };
     const span = { operation: "publish", target: routingKey, destination: routingKey, count: 1 } as const;
     const published = await traceSend(span, rest.headers, (headers) => publishEvent(target, routingKey, payload, { ...rest, headers }));
     if (published.queues === 0) {
@@ -358,28 +367,28 @@ export class Pgbus {
 
   /** An outbox poller over the bus's pool; call start() on it. The supervisor runs one as a role. */
   outboxPoller(options: Omit<OutboxPollerOptions, "pool"> = {}): OutboxPoller {
-    const poller = new OutboxPoller({ logger: this.#logger, ...options, pool: this.#pool });
+    const poller = new OutboxPoller({ logger: this.#logger, clientConfig: this.#connections.session, ...options, pool: this.#pool });
     this.#track(poller);
     return poller;
   }
 
   /**
-   * A worker over `queues`, with its own small connection pool (two connections for claim
-   * and ack, one for LISTEN, whatever its capacity). Call start() on it.
+   * A worker over `queues`: at most two connections for claim and ack (a share of the
+   * bus's pool, or a pool of its own when the bus was given the application's pool) and
+   * one for LISTEN, whatever its capacity. Call start() on it.
    */
   worker(options: WorkerOptions): Worker {
     return this.#buildWorker(options, this.registry);
   }
 
   #buildWorker(options: WorkerOptions, registry: JobRegistry, store?: (db: Queryable) => WorkerStore): Worker {
-    const clientConfig = clientConfigOf(this.#ownsPool ? (this.#pool.options.connectionString as string) : this.#pool);
     // Statements bounded to half the VT: a silent connection fails a claim or an extension
     // (reported, retried) well before the messages this worker holds could reappear.
     const vtSeconds = options.visibilityTimeoutSec ?? WORKER_DEFAULTS.visibilityTimeoutSec;
-    const db = createPool(clientConfig, { max: 2, applicationName: "pgbus:worker", queryTimeoutMs: Math.max(1_000, vtSeconds * 500) });
+    const { db, release } = this.#connections.forWorker(Math.max(1_000, vtSeconds * 500));
     const worker: Worker = new Worker(options, {
       db,
-      clientConfig,
+      clientConfig: this.#connections.session,
       registry,
       logger: this.#logger,
       emitter: this.#emitter,
@@ -387,7 +396,7 @@ export class Pgbus {
       notifications: this.#notifications,
       onStopped: async () => {
         this.#workers.delete(worker);
-        await endPool(db);
+        await release();
       },
     });
     this.#workers.add(worker);
@@ -405,7 +414,7 @@ export class Pgbus {
     await Promise.all([...this.#services].map((service) => service.stop()));
     await Promise.all([...this.#workers].map((worker) => worker.stop()));
     await this.#jobMetrics?.stop();
-    if (this.#ownsPool) await endPool(this.#pool);
+    await this.#connections.close();
   }
 
   #subscribers(): SubscriberDefinition[] {

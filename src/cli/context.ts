@@ -16,8 +16,14 @@ export function loadCliConfig(command: Command, flags: Omit<LoadConfigFlags, "da
 }
 
 /** Runs `work` with a small pool on the configured database and always closes it. */
-export async function withPool<T>(config: Pick<LoadedConfig, "databaseUrl">, work: (pool: pg.Pool) => Promise<T>): Promise<T> {
-  const pool = createPool({ connectionString: config.databaseUrl }, { max: 2, applicationName: "pgbus:cli" });
+export async function withPool<T>(
+  config: Pick<LoadedConfig, "databaseUrl"> & Partial<Pick<LoadedConfig, "preparedStatements">>,
+  work: (pool: pg.Pool) => Promise<T>,
+): Promise<T> {
+  const pool = createPool(
+    { connectionString: config.databaseUrl },
+    { max: 2, applicationName: "pgbus:cli", preparedStatements: config.preparedStatements },
+  );
   try {
     return await work(pool);
   } finally {

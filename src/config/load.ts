@@ -46,6 +46,7 @@ type FlagName = keyof LoadConfigFlags;
 // [config key, environment variable, flag, flag as typed]; later sources win.
 const OVERRIDES: ReadonlyArray<readonly [string, string | undefined, FlagName | undefined, string]> = [
   ["databaseUrl", "DATABASE_URL", "databaseUrl", "--database-url"],
+  ["directUrl", "PGBUS_DIRECT_URL", undefined, ""],
   ["executionMode", "PGBUS_EXECUTION_MODE", "executionMode", "--execution-mode"],
   ["workers", "PGBUS_QUEUES", "queues", "--queues"],
   ["jobsModule", "PGBUS_JOBS_MODULE", "jobsModule", "--jobs-module"],

@@ -65,6 +65,10 @@ export interface RecurringConfig {
 
 export interface ResolvedConfig {
   databaseUrl: string;
+  /** Straight to PostgreSQL for LISTEN and session advisory locks when databaseUrl is a pooler (PGBUS_DIRECT_URL). */
+  directUrl?: string;
+  /** false behind a transaction-mode pooler: statements are sent unnamed. Default true. */
+  preparedStatements: boolean;
   /** Module exporting the job definitions (needed by threads mode). Absolute once loaded by loadConfig. */
   jobsModule?: string;
   /** Global mode; each worker's resolved mode is in `workers[i].executionMode`. Default "async". */
@@ -288,6 +292,8 @@ export const configSchema = strict({
     host: z.string({ error: "must be a host name or address" }).min(1).default("127.0.0.1"),
   }).optional(),
   logLevel: z.enum(LOG_LEVELS).default("info"),
+  directUrl: z.string({ error: URL_RULE }).refine(isPostgresUrl, { error: URL_RULE }).optional(),
+  preparedStatements: z.boolean({ error: "must be true or false" }).default(true),
 }).superRefine((config, ctx) => {
   // One late heartbeat must not get a live process declared dead and its jobs re-run.
   const floor = config.heartbeatIntervalMs * 2;

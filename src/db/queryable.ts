@@ -46,6 +46,28 @@ export interface PoolOptions {
    * below their VT.
    */
   queryTimeoutMs?: number;
+  /**
+   * false: never name (prepare) a statement on these connections, for a pooler in
+   * transaction mode (PgBouncer before 1.21), where the next statement may run on another
+   * server connection that never saw the Parse. Default true.
+   */
+  preparedStatements?: boolean;
+}
+
+/**
+ * A pg Client that sends every statement unnamed: a named statement is prepared once per
+ * server connection, which a transaction-mode pooler does not keep. One switch here covers
+ * every statement pgbus sends through its pools (runStatement names them all).
+ */
+class UnpreparedClient extends pg.Client {
+  override query(...args: unknown[]): never {
+    const [first] = args;
+    if (first !== null && typeof first === "object" && "name" in first) {
+      const { name: _name, ...unnamed } = first as { name?: string };
+      args[0] = unnamed;
+    }
+    return (super.query as (...rest: unknown[]) => never)(...args);
+  }
 }
 
 /**
@@ -61,6 +83,7 @@ export function createPool(clientConfig: pg.ClientConfig, options: PoolOptions):
     ...(options.queryTimeoutMs !== undefined ? { query_timeout: options.queryTimeoutMs } : {}),
     max: options.max,
     application_name: options.applicationName,
+    ...(options.preparedStatements === false ? { Client: UnpreparedClient } : {}),
     // Idle connections are closed so a quiet worker gives its connections back.
     idleTimeoutMillis: 30_000,
   });
@@ -71,8 +94,11 @@ export function createPool(clientConfig: pg.ClientConfig, options: PoolOptions):
   return pool;
 }
 
+/** A Queryable that runs a transaction on one connection of its own (a pg.Pool, or a share of one: pool-share.ts). */
+export type TransactionalQueryable = Queryable & { connect(): Promise<pg.PoolClient> };
+
 /** Runs `fn` inside BEGIN/COMMIT on one connection of `pool`, rolling back on any error. */
-export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+export async function withTransaction<T>(pool: TransactionalQueryable, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   try {
     await client.query("BEGIN");

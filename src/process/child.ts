@@ -148,6 +148,8 @@ async function runJobProcessor(
   const registry = await loadJobsModule(requireJobsModule(config));
   const bus = new Pgbus({
     connectionString: config.databaseUrl,
+    directUrl: config.directUrl,
+    preparedStatements: config.preparedStatements,
     jobs: registry.all(),
     logger,
     maxPayloadBytes: config.maxPayloadBytes,
@@ -274,7 +276,8 @@ async function startMaintenance(init: InitMessage, logger: Logger, hooks: ChildH
   // One connection: the session that holds the maintenance lock runs the maintenance too.
   // The outbox poller runs in the supervisor, on its connection.
   const maintenance: Maintenance = new Maintenance({
-    clientConfig: { connectionString: config.databaseUrl },
+    // A session-level advisory lock: straight to PostgreSQL when databaseUrl is a pooler.
+    clientConfig: { connectionString: config.directUrl ?? config.databaseUrl },
     config: config.maintenance,
     staleProcessAfterMs: config.staleProcessAfterMs,
     logger,

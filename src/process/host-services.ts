@@ -64,7 +64,8 @@ export class HostServices {
       flushIntervalMs: config.heartbeatIntervalMs,
     });
     this.#listener = new Listener({
-      clientConfig: { connectionString: config.databaseUrl },
+      // LISTEN needs a session of its own: straight to PostgreSQL when databaseUrl is a pooler.
+      clientConfig: { connectionString: config.directUrl ?? config.databaseUrl },
       channel: options.outbox ? [NOTIFY_CHANNEL, OUTBOX_CHANNEL] : [NOTIFY_CHANNEL],
       logger,
       applicationName: "pgbus:supervisor:listen",

@@ -249,7 +249,15 @@ export async function startSchedulerChild(init: InitMessage, logger: Logger, hoo
   const definitions = [...(registry?.recurring ?? []), ...configuredTasks(config.recurring)];
   const tasks = resolveTasks(definitions, registry ?? new JobRegistry());
   // One connection: the ticks are taken one transaction at a time.
-  const pool = createPool({ connectionString: config.databaseUrl }, { max: 1, applicationName: "pgbus:scheduler", queryTimeoutMs: 30_000 });
+  const pool = createPool(
+    { connectionString: config.databaseUrl },
+    {
+      max: 1,
+      applicationName: "pgbus:scheduler",
+      queryTimeoutMs: 30_000,
+      preparedStatements: config.preparedStatements,
+    },
+  );
   const bus = new Pgbus({ pool, jobs: tasks.map((task) => task.job), logger, maxPayloadBytes: config.maxPayloadBytes });
   const scheduler = new Scheduler({ pool, bus, tasks, logger });
   const processId = randomUUID();

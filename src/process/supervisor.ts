@@ -141,6 +141,7 @@ export class Supervisor {
       {
         max: 1,
         applicationName: "pgbus:supervisor",
+        preparedStatements: config.preparedStatements,
         // A silent connection fails a heartbeat or an outbox batch and is replaced, rather than
         // stalling every row of the host.
         queryTimeoutMs: 30_000,

@@ -347,6 +347,9 @@ export const QUEUE_EXISTS = "SELECT 1 FROM pgmq.meta WHERE queue_name = $1";
 /** Queues a wildcard worker serves: no DLQs, no event-subscriber queues. */
 export const JOB_QUEUES = "SELECT job_queues AS queue_name FROM pgbus.job_queues()";
 
+/** $1 queue names (text[]). The worker's backstop poll, one statement for all its queues (migration pgbus/0017). */
+export const QUEUES_WITH_WORK = "SELECT queue_name, missing FROM pgbus.queues_with_work($1::text[])";
+
 /** The per-queue statement cache, shared with the other sql modules (events/sql.ts) so statement names stay unique. */
 export const namedStatement = statement;
 

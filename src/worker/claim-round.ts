@@ -14,7 +14,7 @@ export interface ClaimRound {
 }
 
 /**
- * Claims up to `wanted` messages across the queues, in priority order, each claim carrying
+ * Claims up to `wanted` messages across the queues known to have work (QueueSet.claimable), in priority order, each claim carrying
  * that queue's pending acks. One queue failing does not starve the others: a dropped queue
  * is skipped (and looked for again later); the round as a whole fails only when every
  * queue tried failed. Returns how many messages were claimed.
@@ -28,11 +28,13 @@ export async function claimRound(round: ClaimRound, wanted: number): Promise<num
     if (!round.isRunning() || claimed >= wanted) break;
     tried++;
     const acks = round.acker.take(queue);
+    const notes = round.queueSet.notesOf(queue);
+    const asked = wanted - claimed;
     let messages: ClaimedMessage[];
     let claimedAt: number;
     try {
       claimedAt = performance.now(); // sent now: the VT runs from no earlier than this
-      messages = await round.store.claim(queue, round.visibilityTimeoutSec, wanted - claimed, acks);
+      messages = await round.store.claim(queue, round.visibilityTimeoutSec, asked, acks);
     } catch (error) {
       for (const claim of acks?.claims ?? []) round.acker.add(queue, claim); // not acked: try again with the next flush
       if (!round.queueSet.claimFailed(queue, error)) {
@@ -41,7 +43,7 @@ export async function claimRound(round: ClaimRound, wanted: number): Promise<num
       }
       continue;
     }
-    round.queueSet.claimSucceeded(queue);
+    round.queueSet.claimSucceeded(queue, messages.length < asked, notes);
     round.onClaimed(queue, messages, claimedAt);
     claimed += messages.length;
   }

@@ -1,11 +1,10 @@
-import type pg from "pg";
-import { runStatement, withTransaction } from "../db/queryable.ts";
+import { type TransactionalQueryable, runStatement, withTransaction } from "../db/queryable.ts";
 import { FIFO_CLAIM_LOCK, claimGroupHeadsAndAck } from "../queue/fifo-sql.ts";
 import { type ClaimedRow, type WorkerStore, claimArrays, claimedMessages } from "./worker-store.ts";
 
 export interface FifoClaimOptions {
   /** The worker's pool: a FIFO claim takes one connection for its short transaction. */
-  pool: pg.Pool;
+  pool: TransactionalQueryable;
   /** Whether a queue is claimed by FIFO group (worker option `fifo`). */
   fifoFor: (queue: string) => boolean;
   /**

@@ -1,5 +1,6 @@
 import type pg from "pg";
 import { ValidationError } from "../errors.ts";
+import type { TransactionalQueryable } from "../db/queryable.ts";
 import type { JobRegistry } from "../jobs/registry.ts";
 import type { Logger } from "../logger.ts";
 import type { SafeEmitter } from "../observability/emitter.ts";
@@ -135,8 +136,8 @@ export interface RoutedMessage {
 }
 
 export interface WorkerDependencies {
-  /** Claim/ack connections: a small pool of the worker's own (unused when `store` is given). */
-  db?: pg.Pool;
+  /** Claim/ack connections: a small pool or a share of one (unused when `store` is given). */
+  db?: TransactionalQueryable;
   /** For the dedicated LISTEN connection (unused when `notifications` is given). */
   clientConfig?: pg.ClientConfig;
   registry: JobRegistry;

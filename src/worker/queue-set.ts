@@ -11,10 +11,16 @@ export interface QueueSetOptions {
   selectors: readonly string[];
   /** With "*": queues that other workers own. */
   exclude: readonly string[];
-  store: Pick<WorkerStore, "ensureQueue" | "listQueues">;
+  store: Pick<WorkerStore, "ensureQueue" | "listQueues" | "queuesWithWork">;
   /** Called once when a queue turns out to be gone, and once when it is back. */
   onMissing: (queue: string, error: unknown) => void;
   onBack: (queue: string) => void;
+  /**
+   * The backstop poll runs at least this often even while the worker is busy (a busy
+   * worker never sleeps a whole poll interval), so work that appeared without a
+   * notification in a cold queue, of any priority, is not left behind a long backlog.
+   */
+  pollIntervalMs: number;
   clock?: () => number;
 }
 
@@ -23,6 +29,14 @@ export interface QueueSetOptions {
  * against the queues that exist (listed again every few seconds and whenever a
  * notification names one not seen yet), minus dropped queues, which are skipped for a
  * while and then tried again in case they were recreated.
+ *
+ * Of those, only queues known to have work are claimed from ("hot"): one a notification
+ * named, or one the backstop poll found (one statement for all the queues, see
+ * pgbus.queues_with_work). A claim that comes back short drained its queue, which turns
+ * cold until it is named again. So a worker over 1,000 queues claims from the few busy
+ * ones, and idle it sends one statement per poll, not one per queue. A notification that
+ * arrives while a claim of its queue is under way keeps the queue hot (`#notes` counts
+ * them), so a message sent just after the claim's snapshot is not left to the next poll.
  */
 export class QueueSet {
   readonly #options: QueueSetOptions;
@@ -32,6 +46,14 @@ export class QueueSet {
   #lastRefresh = 0;
   /** Queues whose table is gone, with when to try them again. */
   readonly #missing = new Map<string, number>();
+  /** Queues known to have work. */
+  readonly #hot = new Set<string>();
+  /** Notifications received per queue, so a claim can tell whether one came in while it ran. */
+  readonly #notes = new Map<string, number>();
+  #rank = new Map<string, number>();
+  #backstopDue = true;
+  #lastBackstop = 0;
+  #backstop: Promise<void> | null = null;
 
   constructor(options: QueueSetOptions) {
     this.#options = options;
@@ -48,32 +70,67 @@ export class QueueSet {
     if (!this.#wildcard) {
       if (force) {
         for (const queue of this.#options.selectors) await this.#options.store.ensureQueue(queue);
-        this.#queues = [...this.#options.selectors];
+        this.#setQueues([...this.#options.selectors]);
       }
-      return;
+    } else if (force || this.#clock() - this.#lastRefresh >= WILDCARD_REFRESH_MS) {
+      this.#lastRefresh = this.#clock();
+      const named = this.#options.selectors.filter((queue) => queue !== "*");
+      const excluded = new Set([...named, ...this.#options.exclude]);
+      const others = (await this.#options.store.listQueues()).filter((queue) => !excluded.has(queue));
+      this.#setQueues([...named, ...others]);
     }
-    if (!force && this.#clock() - this.#lastRefresh < WILDCARD_REFRESH_MS) return;
-    this.#lastRefresh = this.#clock();
-    const named = this.#options.selectors.filter((queue) => queue !== "*");
-    const excluded = new Set([...named, ...this.#options.exclude]);
-    const others = (await this.#options.store.listQueues()).filter((queue) => !excluded.has(queue));
-    this.#queues = [...named, ...others];
+    if (this.#backstopDue || this.#clock() - this.#lastBackstop >= this.#options.pollIntervalMs) {
+      this.#backstop ??= this.#runBackstop().finally(() => (this.#backstop = null));
+      await this.#backstop;
+    }
+  }
+
+  /** The next refresh runs the backstop poll: the poll interval passed, or notifications may have been lost. */
+  pollDue(): void {
+    this.#backstopDue = true;
+  }
+
+  async #runBackstop(): Promise<void> {
+    this.#backstopDue = false;
+    this.#lastBackstop = this.#clock();
+    const { store } = this.#options;
+    try {
+      // A store that cannot tell (a test double) has every queue claimed from, as before.
+      const found = store.queuesWithWork ? (await store.queuesWithWork(this.#queues)).map((row) => row.queue) : this.#queues;
+      for (const queue of found) this.#hot.add(queue);
+    } catch (error) {
+      this.#backstopDue = true; // the claim round reports the outage; poll again next time
+      throw error;
+    }
+  }
+
+  #setQueues(queues: string[]): void {
+    this.#queues = queues;
+    this.#rank = new Map(queues.map((queue, index) => [queue, index]));
   }
 
   /** Whether a notification about `queue` concerns this set; a new queue makes the next refresh due. */
   notified(queue: string): boolean {
-    if (this.#queues.includes(queue)) return true;
-    if (this.#wildcard && !this.#options.exclude.includes(queue)) {
-      this.#lastRefresh = 0;
-      return true;
-    }
-    return false;
+    const known = this.#rank.has(queue);
+    if (!known && !(this.#wildcard && !this.#options.exclude.includes(queue))) return false;
+    if (!known) this.#lastRefresh = 0;
+    this.#hot.add(queue);
+    this.#notes.set(queue, (this.#notes.get(queue) ?? 0) + 1);
+    return true;
   }
 
-  /** Queues to claim from now, in priority order. */
+  /** Queues to claim from now, in priority order: those known to have work, not skipped as dropped. */
   claimable(): string[] {
     const now = this.#clock();
-    return this.#queues.filter((queue) => (this.#missing.get(queue) ?? 0) <= now);
+    const rank = this.#rank;
+    return [...this.#hot]
+      .filter((queue) => rank.has(queue) && (this.#missing.get(queue) ?? 0) <= now)
+      .sort((a, b) => rank.get(a)! - rank.get(b)!);
+  }
+
+  /** Taken before a claim of `queue`; hand it back to claimSucceeded. */
+  notesOf(queue: string): number {
+    return this.#notes.get(queue) ?? 0;
   }
 
   /** A claim from `queue` failed: true if it failed because the queue is gone (then it is skipped a while). */
@@ -84,7 +141,15 @@ export class QueueSet {
     return true;
   }
 
-  claimSucceeded(queue: string): void {
+  /**
+   * A claim of `queue` returned: `drained` when it got fewer messages than it asked for.
+   * A drained queue turns cold unless a notification about it came in meanwhile (`notes`,
+   * from notesOf before the claim).
+   */
+  claimSucceeded(queue: string, drained: boolean, notes: number): void {
     if (this.#missing.delete(queue)) this.#options.onBack(queue);
+    // A full claim means maybe more, even if a concurrent claim of the queue came back short.
+    if (!drained) this.#hot.add(queue);
+    else if (this.notesOf(queue) === notes) this.#hot.delete(queue);
   }
 }

@@ -76,6 +76,11 @@ export interface WorkerStore {
   breakerOpenedBy(queue: string, claim: Claim): Promise<{ backoffMs: number; consecutiveFailures: number } | null>;
   /** Queues a wildcard worker serves: not DLQs, not event-subscriber queues. */
   listQueues(): Promise<string[]>;
+  /**
+   * The backstop poll: which of `queues` have a message to claim now (or are gone:
+   * `missing`), all in one statement. Optional: without it a worker claims from every queue.
+   */
+  queuesWithWork?(queues: readonly string[]): Promise<Array<{ queue: string; missing: boolean }>>;
   ensureQueue(queue: string): Promise<void>;
 }
 
@@ -191,6 +196,13 @@ export function createWorkerStore(db: Queryable, options: WorkerStoreOptions = {
     },
     async listQueues() {
       return (await run<{ queue_name: string }>({ name: "pgbus_job_queues", text: sql.JOB_QUEUES }, [])).map((row) => row.queue_name);
+    },
+    async queuesWithWork(names) {
+      if (names.length === 0) return [];
+      const rows = await run<{ queue_name: string; missing: boolean }>({ name: "pgbus_queues_with_work", text: sql.QUEUES_WITH_WORK }, [
+        names,
+      ]);
+      return rows.map((row) => ({ queue: row.queue_name, missing: row.missing }));
     },
     ensureQueue: (queue) => queues.createQueue(queue),
   };

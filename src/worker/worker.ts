@@ -111,6 +111,7 @@ export class Worker {
       selectors: options.queues,
       exclude: this.#options.excludeQueues,
       store: this.#store,
+      pollIntervalMs: this.#options.pollIntervalMs,
       onMissing: (queue, error) =>
         this.#reportError(
           error,
@@ -226,7 +227,11 @@ export class Worker {
       onNotification: (payload) => {
         if (!this.#cancellations.notified(payload) && this.#queueSet.notified(payload)) this.#wake(true);
       },
-      onConnected: () => this.#wake(true),
+      // Notifications sent while disconnected were lost: the backstop poll finds their queues.
+      onConnected: () => {
+        this.#queueSet.pollDue();
+        this.#wake(true);
+      },
     };
     if (this.#deps.notifications) return this.#deps.notifications(handlers);
     if (!this.#deps.clientConfig) throw new ValidationError("INVALID_OPTION", "a worker needs clientConfig or a notification source");
@@ -402,7 +407,10 @@ export class Worker {
 
   async #sleep(ms: number): Promise<void> {
     if (this.#state !== "running") return;
-    if (!(await this.#wakeup.sleep(ms))) this.#pollDue = true;
+    if (!(await this.#wakeup.sleep(ms))) {
+      this.#pollDue = true;
+      this.#queueSet.pollDue();
+    }
   }
 
   #databaseError(error: unknown): void {

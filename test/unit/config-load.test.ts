@@ -55,6 +55,18 @@ describe("loadConfig: finding and reading the file", () => {
     await loadError({ cwd, env: {} }, "INVALID_CONFIG", "databaseUrl: missing; set DATABASE_URL or databaseUrl in pgbus.config", cwd);
   });
 
+  it("behind a pooler: directUrl from PGBUS_DIRECT_URL, preparedStatements from the file; bad values named", async () => {
+    const cwd = await project({ "pgbus.config.json": { databaseUrl: URL, preparedStatements: false } });
+    const direct = "postgres://postgres@127.0.0.1:5432/direct";
+    const config = await loadConfig({ cwd, env: { PGBUS_DIRECT_URL: direct } });
+    assert.equal(config.directUrl, direct);
+    assert.equal(config.preparedStatements, false);
+    assert.equal((await loadConfig({ cwd: await project(), env: { DATABASE_URL: URL } })).preparedStatements, true);
+    await loadError({ cwd, env: { PGBUS_DIRECT_URL: "mysql://x" } }, "INVALID_CONFIG", "directUrl", "postgres://");
+    const bad = await project({ "pgbus.config.json": { databaseUrl: URL, preparedStatements: "no" } });
+    await loadError({ cwd: bad, env: {} }, "INVALID_CONFIG", "preparedStatements", "true or false");
+  });
+
   it("reads pgbus.config.json from cwd", async () => {
     const cwd = await project({ "pgbus.config.json": { databaseUrl: URL, logLevel: "debug" } });
     const config = await loadConfig({ cwd, env: {} });

@@ -46,6 +46,7 @@ describe("resolveConfig: defaults", () => {
       recurring: [],
       maxPayloadBytes: 4 * 1_048_576,
       logLevel: "info",
+      preparedStatements: true,
     });
   });
 
