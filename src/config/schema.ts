@@ -2,7 +2,7 @@ import { z } from "zod";
 import { ValidationError } from "../errors.ts";
 import { normalizeExecutionMode } from "../pools/create.ts";
 import { EXECUTION_MODES, type ExecutionMode, type ExecutionModeInput } from "../pools/types.ts";
-import { ACK_MODES, type AckMode, WORKER_DEFAULTS, WORKER_LIMITS } from "../worker/options.ts";
+import { ACK_MODES, type AckMode, type QueueRateLimit, WORKER_DEFAULTS, WORKER_LIMITS } from "../worker/options.ts";
 import { MAX_QUEUE_NAME_LENGTH, validateQueueName } from "../queue/names.ts";
 import { type ConfigProblem, describe } from "./problems.ts";
 import { CATCH_UP_MAX_RUNS, type CatchUpOptions, defineRecurring } from "../jobs/recurring.ts";
@@ -76,8 +76,11 @@ export interface ResolvedConfig {
   pollIntervalMs: number;
   /** What happens to a message whose job succeeded. Default "archive". */
   ackMode: AckMode;
-  /** Per-queue settings; every entry has its ackMode filled from the global one. */
-  queues: Record<string, { ackMode: AckMode }>;
+  /**
+   * Per-queue settings; every entry has its ackMode filled from the global one. `rateLimit`:
+   * at most `limit` job starts in any `intervalMs` window, across every worker process.
+   */
+  queues: Record<string, { ackMode: AckMode; rateLimit?: QueueRateLimit }>;
   /** How long stop() waits for in-flight jobs before aborting them. Default 25000. */
   shutdownTimeoutMs: number;
   /** Recycle a worker process after this many jobs. Default: never. */
@@ -238,8 +241,8 @@ const workers = dslOrArray(
 
 const queueSettings = z.record(
   z.string().refine(isQueueName, { error: `key must be ${QUEUE_NAME_RULE}` }),
-  strict({ ackMode: z.enum(ACK_MODES).optional() }),
-  { error: "must be an object mapping queue names to { ackMode }" },
+  strict({ ackMode: z.enum(ACK_MODES).optional(), rateLimit: strict({ limit: int(1), intervalMs: int(1) }).optional() }),
+  { error: "must be an object mapping queue names to { ackMode?, rateLimit? }" },
 );
 
 const maintenance = strict({
@@ -329,7 +332,12 @@ function finalize(parsed: ParsedConfig): ResolvedConfig {
       pollIntervalMs: draft.pollIntervalMs ?? parsed.pollIntervalMs,
       visibilityTimeoutSec: draft.visibilityTimeoutSec ?? parsed.visibilityTimeoutSec,
     })),
-    queues: Object.fromEntries(Object.entries(queues).map(([name, settings]) => [name, { ackMode: settings.ackMode ?? parsed.ackMode }])),
+    queues: Object.fromEntries(
+      Object.entries(queues).map(([name, { ackMode, rateLimit }]) => [
+        name,
+        { ackMode: ackMode ?? parsed.ackMode, ...(rateLimit ? { rateLimit } : {}) },
+      ]),
+    ),
   };
 }
 

@@ -2,6 +2,14 @@ import { ValidationError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { validateQueueName } from "../queue/names.ts";
 import { type BackoffOptions, resolveBackoff } from "./backoff.ts";
+import {
+  type ConcurrencyLimit,
+  type ConcurrencyOptions,
+  type RateLimit,
+  type RateLimitOptions,
+  resolveConcurrency,
+  resolveRateLimit,
+} from "./limits.ts";
 
 /** What a job's perform() receives besides its payload. */
 export interface JobContext {
@@ -48,6 +56,10 @@ export interface JobOptions<P> {
   schema?: PayloadSchema<P>;
   /** Abort the run (through ctx.signal) and count a failure after this long. Default: none. */
   timeoutMs?: number;
+  /** At most `limit` runs at once (per key) across every process; see docs/flow-control.md. Default: none. */
+  concurrency?: ConcurrencyOptions<P>;
+  /** At most `limit` starts (per key) in any `intervalMs` window across every process. Default: none. */
+  rateLimit?: RateLimitOptions<P>;
   perform(payload: P, ctx: JobContext): Promise<void> | void;
 }
 
@@ -58,6 +70,8 @@ export interface JobDefinition<P = unknown> {
   readonly backoff: Required<BackoffOptions>;
   readonly schema: PayloadSchema<P> | undefined;
   readonly timeoutMs: number | undefined;
+  readonly concurrency: ConcurrencyLimit | undefined;
+  readonly rateLimit: RateLimit | undefined;
   perform(payload: P, ctx: JobContext): Promise<void> | void;
   /** Marker so a jobs module's exports can be told apart from anything else it exports. */
   readonly kind: "pgbus.job";
@@ -98,6 +112,8 @@ export function defineJob<P>(options: JobOptions<P>): JobDefinition<P> {
     backoff: resolveBackoff(options.backoff, `job ${name}`),
     schema: options.schema,
     timeoutMs: options.timeoutMs,
+    concurrency: resolveConcurrency(`job ${name}: concurrency`, options.concurrency),
+    rateLimit: resolveRateLimit(`job ${name}: rateLimit`, options.rateLimit),
     perform: options.perform,
     kind: "pgbus.job" as const,
   });

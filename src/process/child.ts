@@ -110,6 +110,7 @@ async function startWorker(index: number, init: InitMessage, logger: Logger, hoo
       visibilityTimeoutSec: entry.visibilityTimeoutSec,
       pollIntervalMs: entry.pollIntervalMs,
       ackMode: (queue) => ackModeFor(config, queue),
+      rateLimitFor: (queue) => config.queues[queue]?.rateLimit,
       shutdownTimeoutMs: config.shutdownTimeoutMs,
     }),
   );

@@ -4,7 +4,7 @@ import { toErrorRecord } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { runPartitionMaintenance } from "../queue/admin.ts";
 import { QueueClient } from "../queue/client.ts";
-import { pruneArchive, pruneFailedJobs, pruneProcessedEvents, reapStaleProcesses } from "./process-store.ts";
+import { pruneArchive, pruneFailedJobs, pruneProcessedEvents, reapStaleProcesses, sweepLimits } from "./process-store.ts";
 import { ADVISORY_LOCK } from "../db/advisory-locks.ts";
 import { endClient } from "../db/close.ts";
 import { CONNECTION_DEFAULTS } from "../db/queryable.ts";
@@ -30,6 +30,8 @@ export interface MaintenanceReport {
   staleProcesses: number;
   failedJobs: number;
   processedEvents: number;
+  /** Waiters of concurrency limits woken because their key had free slots (their holder died, or a hand-off was lost). */
+  limitWaitersWoken: number;
 }
 
 /**
@@ -131,7 +133,7 @@ export class Maintenance {
 
   async #maintain(client: pg.Client): Promise<MaintenanceReport> {
     const { config, staleProcessAfterMs, logger } = this.#options;
-    const report: MaintenanceReport = { archivedMessages: 0, staleProcesses: 0, failedJobs: 0, processedEvents: 0 };
+    const report: MaintenanceReport = { archivedMessages: 0, staleProcesses: 0, failedJobs: 0, processedEvents: 0, limitWaitersWoken: 0 };
     // Each step on its own: one failing (a queue dropped mid-pass) must not skip the others.
     const step = async (name: string, work: () => Promise<void>): Promise<void> => {
       if (this.#client !== client) return; // connection lost mid-pass: the lock went with it
@@ -158,6 +160,9 @@ export class Maintenance {
           { processId: id, processRole: role, host, processPid: pid },
           "reaped a process whose heartbeat went stale; its jobs return after their VT",
         );
+    });
+    await step("limits", async () => {
+      report.limitWaitersWoken = await sweepLimits(client);
     });
     await step("failed_jobs", async () => {
       report.failedJobs = await pruneFailedJobs(client, config.failedJobRetentionHours);

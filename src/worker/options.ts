@@ -89,6 +89,12 @@ export interface WorkerOptions {
   pollIntervalMs?: number;
   /** What happens to a message whose job succeeded. Default "archive". */
   ackMode?: AckMode | ((queue: string) => AckMode);
+  /**
+   * A queue's own rate limit, on top of its jobs' (`pgbus start` passes the config file's
+   * `queues.<name>.rateLimit`): at most `limit` job starts in any `intervalMs` window,
+   * across every process. Default: none.
+   */
+  rateLimitFor?: (queue: string) => QueueRateLimit | undefined;
   /** How long stop() waits for in-flight jobs before aborting them. Default 25,000 ms. */
   shutdownTimeoutMs?: number;
   /** Async mode: warn when a handler blocks the event loop this long. Default 200 ms. */
@@ -101,6 +107,12 @@ export interface WorkerOptions {
    * Return null for a message no job can run (it goes to the DLQ as invalid_message).
    */
   routeMessage?: (queue: string, message: unknown) => RoutedMessage | null;
+}
+
+/** A queue's rate limit: at most `limit` starts (integer >= 1) in any `intervalMs` (integer >= 1) window. */
+export interface QueueRateLimit {
+  limit: number;
+  intervalMs: number;
 }
 
 export interface RoutedMessage {

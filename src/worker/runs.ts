@@ -1,5 +1,5 @@
 import type { JobDefinition } from "../jobs/define.ts";
-import { type JobOutcome, failedOutcome } from "../jobs/outcome.ts";
+import { type FailedOutcome, type JobOutcome, failedOutcome } from "../jobs/outcome.ts";
 import type { JobRegistry } from "../jobs/registry.ts";
 import type { SafeEmitter } from "../observability/emitter.ts";
 import type { WorkerEvents } from "../observability/events.ts";
@@ -57,22 +57,18 @@ export class Runs {
     for (const run of this.#inFlight.values()) yield { queue: run.queue, claim: claimOf(run) };
   }
 
+  /** A claimed message that cannot run (e.g. its limit key fails): settled at once, through the same decision as a finished run. */
+  settleUnrun(queue: string, message: ClaimedMessage, job: string, outcome: FailedOutcome): void {
+    this.#deps.followUps.track(this.#settle(runOf(queue, message, job), undefined, outcome) ?? Promise.resolve());
+  }
+
   start(queue: string, message: ClaimedMessage): void {
     const routed = this.#deps.routeMessage(queue, message.message);
     const definition = routed ? this.#deps.registry.get(routed.job) : undefined;
-    const run: InFlightRun = {
-      queue,
-      messageId: message.msgId,
-      job: routed?.job ?? "(invalid message)",
-      attempt: message.readCt,
-      readCt: message.readCt,
-      startedAt: performance.now(),
-      abandoned: false,
-    };
+    const run = runOf(queue, message, routed?.job ?? "(invalid message)");
     const unrunnable = unrunnableOutcome(message, routed, definition);
     if (unrunnable || !routed || !definition) {
-      // Nothing to run: settled at once, through the same decision as a finished run.
-      this.#deps.followUps.track(this.#settle(run, undefined, unrunnable!) ?? Promise.resolve());
+      this.settleUnrun(queue, message, run.job, unrunnable!);
       return;
     }
     this.#inFlight.set(`${queue}:${message.msgId}`, run);
@@ -100,4 +96,16 @@ export class Runs {
     this.#inFlight.delete(`${run.queue}:${run.messageId}`);
     return this.#deps.settler.settle(run, definition, outcome);
   }
+}
+
+function runOf(queue: string, message: ClaimedMessage, job: string): InFlightRun {
+  return {
+    queue,
+    messageId: message.msgId,
+    job,
+    attempt: message.readCt,
+    readCt: message.readCt,
+    startedAt: performance.now(),
+    abandoned: false,
+  };
 }

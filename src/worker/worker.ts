@@ -7,6 +7,7 @@ import { readJobEnvelope } from "../queue/envelope.ts";
 import { validateQueueName } from "../queue/names.ts";
 import { Acker } from "./acker.ts";
 import { claimRound } from "./claim-round.ts";
+import { LimitGate } from "./limits.ts";
 import { Settler } from "./settler.ts";
 import { WorkerReporter } from "./reporter.ts";
 import {
@@ -53,6 +54,8 @@ export class Worker {
   readonly #queueSet: QueueSet;
   #runs: Runs | null = null;
   readonly #followUps = new PendingWork();
+  /** Flow limits (concurrency, rate); null for a worker without a database pool of its own. */
+  readonly #limits: LimitGate | null;
   #registry: JobRegistry;
   #pool: ExecutionPool | null = null;
   #notifications: NotificationSource | null = null;
@@ -106,12 +109,25 @@ export class Worker {
         this.#reportError(error, `ack of ${claims.length} message(s) in ${queue} failed; they will be redelivered after their VT`),
       (queue, lost) => this.#reporter.ownershipLost(`ack of ${lost} message(s) in ${queue}`),
     );
+    this.#limits = deps.db
+      ? new LimitGate({
+          db: deps.db,
+          registry: () => this.#registry,
+          routeMessage: this.#options.routeMessage,
+          queueRateLimit: options.rateLimitFor,
+          onReady: () => this.#wake(true),
+          onInvalidKey: (queue, message, job, outcome) => this.#runs!.settleUnrun(queue, message, job, outcome),
+          reportError: (error, context) => this.#reportError(error, context),
+          followUps: this.#followUps,
+        })
+      : null;
     this.#settler = new Settler({
       store: this.#store,
       acker: this.#acker,
       emitter: deps.emitter,
       reportError: (error, context) => this.#reportError(error, context),
       reportLost: (what, ref) => this.#reporter.ownershipLost(`${what} of message ${ref.messageId} (job ${ref.job}) in ${ref.queue}`),
+      onFinished: this.#limits ? (queue, claims) => this.#limits!.finished(queue, claims) : undefined,
     });
     this.#extender = new VisibilityExtender({
       store: this.#store,
@@ -232,6 +248,7 @@ export class Worker {
     await this.#followUps.whenDone();
     await this.#acker.drain();
     await this.#extender.stop();
+    this.#limits?.stop();
     await this.#notifications?.stop();
     if (graceful) await pool.kill(); // releases threads; nothing is in flight
     this.#state = "stopped";
@@ -298,10 +315,11 @@ export class Worker {
         store: this.#store,
         visibilityTimeoutSec: this.#options.visibilityTimeoutSec,
         isRunning: () => this.#state === "running",
-        onClaimed: (queue, messages, claimedAt) => {
-          for (const message of messages) {
-            if (!this.#runs!.reclaimed(queue, message)) this.#buffer.push({ queue, message, claimedAt });
-          }
+        isHeld: (queue) => this.#limits?.isHeld(queue) ?? false,
+        onClaimed: async (queue, messages, claimedAt) => {
+          const fresh = messages.filter((message) => !this.#runs!.reclaimed(queue, message));
+          const admitted = this.#limits ? await this.#limits.admit(queue, fresh) : fresh;
+          for (const message of admitted) this.#buffer.push({ queue, message, claimedAt });
           this.#pump();
         },
       },
