@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, test } from "node:test";
 import { Pgbus } from "../../src/bus.ts";
+import { runStatement } from "../../src/db/queryable.ts";
 import { defineJob } from "../../src/jobs/define.ts";
+import { ADMIT, SWEEP_LIMITS } from "../../src/queue/limits-sql.ts";
 import type { Worker } from "../../src/worker/worker.ts";
 import { waitFor } from "../fixtures/process/spawn.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
@@ -67,6 +69,13 @@ const badKey = defineJob<{ n: number }>({
   perform: ({ n }) => recordSpan("bad_key", n, 1),
 });
 
+const swept = defineJob<{ n: number }>({
+  name: "swept",
+  queue: "swept",
+  concurrency: { limit: 1 },
+  perform: ({ n }) => recordSpan("swept", n, 1),
+});
+
 const plain = defineJob<{ n: number }>({ name: "plain", queue: "queue_rated", perform: ({ n }) => recordSpan("queue_rated", n, 1) });
 
 let db: TestDatabase;
@@ -75,7 +84,7 @@ const workers: Worker[] = [];
 
 before(async () => {
   db = await createTestDatabase("flow_limits");
-  bus = new Pgbus({ connectionString: db.url, jobs: [serial, exclusive, rated, badKey, plain] });
+  bus = new Pgbus({ connectionString: db.url, jobs: [serial, exclusive, rated, badKey, plain, swept] });
   await bus.migrate();
 });
 after(async () => {
@@ -201,4 +210,54 @@ test("a key function that throws or returns a non-string dead-letters the job wi
   assert.match(errors[0]!.message, /concurrency key function of job bad_key threw: no tenant in this payload/);
   assert.match(errors[1]!.message, /must return a non-empty string, returned 42/);
   await waitFor(() => spans.some((span) => span.key === "bad_key" && span.n === 3), "the job with a good key to run");
+});
+
+test("a queue rate limit that is invalid is reported (naming the value) and none of its messages runs", async () => {
+  const errors: string[] = [];
+  const off = bus.on("worker:error", ({ error }) => void errors.push(error.message));
+  await bus.enqueue(plain, { n: 99 });
+  const [worker] = await startWorkers(1, { queues: ["queue_rated"], capacity: 2, rateLimitFor: () => ({ limit: 0, intervalMs: 1_000 }) });
+  await waitFor(() => errors.length > 0, "the error to be reported");
+  off();
+  await worker!.stop();
+  assert.match(errors[0]!, /queue queue_rated: rateLimit: limit must be an integer >= 1, got 0/);
+  assert.ok(!spans.some((span) => span.key === "queue_rated" && span.n === 99), "the job did not run");
+});
+
+test("the maintenance sweep wakes the waiter of a slot whose holder died after settling, before the park backstop", async () => {
+  const [first, second] = await bus.enqueueMany(swept, [{ n: 1 }, { n: 2 }]);
+  // Claimed and admitted by hand, as a worker would: the first runs, the second waits.
+  const claimed = await db.pool.query<{ msg_id: string; read_ct: number }>(
+    "UPDATE pgmq.q_swept SET vt = now() + interval '30 seconds', read_ct = read_ct + 1 WHERE msg_id = ANY($1::bigint[]) RETURNING msg_id, read_ct",
+    [[first, second]],
+  );
+  const byId = new Map(claimed.rows.map((row) => [row.msg_id, row.read_ct]));
+  const rows = await runStatement<{ msg_id: string; verdict: string }>(db.pool, false, ADMIT, [
+    "swept",
+    [first, second],
+    [byId.get(first!), byId.get(second!)],
+    ["swept", "swept"],
+    [1, 1],
+    [false, false],
+    [null, null],
+    [null, null],
+    [null, null],
+    null,
+    null,
+    null,
+    300,
+  ]);
+  assert.deepEqual(
+    rows.map((row) => row.verdict),
+    ["run", "parked"],
+  );
+  // The holder settles (its message is gone) and dies before its release: nothing hands the slot on.
+  await db.pool.query("DELETE FROM pgmq.q_swept WHERE msg_id = $1", [first]);
+  const sweep = await db.pool.query(SWEEP_LIMITS);
+  assert.equal(sweep.rows[0].woken, 1);
+  const waiter = await db.pool.query("SELECT vt <= clock_timestamp() AS visible, read_ct FROM pgmq.q_swept WHERE msg_id = $1", [second]);
+  assert.deepEqual(waiter.rows[0], { visible: true, read_ct: 0 }, "visible again, and waiting did not count as an attempt");
+  assert.equal((await db.pool.query("SELECT count(*)::int AS n FROM pgbus.concurrency_slots WHERE sem_key = 'swept'")).rows[0].n, 0);
+  await startWorkers(1, { queues: ["swept"], capacity: 2 });
+  await waitFor(() => spans.some((span) => span.key === "swept" && span.n === 2 && span.end !== null), "the waiter to run");
 });
