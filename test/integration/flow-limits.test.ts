@@ -76,6 +76,8 @@ const swept = defineJob<{ n: number }>({
   perform: ({ n }) => recordSpan("swept", n, 1),
 });
 
+const misrated = defineJob<{ n: number }>({ name: "misrated", queue: "misrated", perform: ({ n }) => recordSpan("misrated", n, 1) });
+
 const plain = defineJob<{ n: number }>({ name: "plain", queue: "queue_rated", perform: ({ n }) => recordSpan("queue_rated", n, 1) });
 
 let db: TestDatabase;
@@ -84,7 +86,7 @@ const workers: Worker[] = [];
 
 before(async () => {
   db = await createTestDatabase("flow_limits");
-  bus = new Pgbus({ connectionString: db.url, jobs: [serial, exclusive, rated, badKey, plain, swept] });
+  bus = new Pgbus({ connectionString: db.url, jobs: [serial, exclusive, rated, badKey, plain, swept, misrated] });
   await bus.migrate();
 });
 after(async () => {
@@ -215,13 +217,13 @@ test("a key function that throws or returns a non-string dead-letters the job wi
 test("a queue rate limit that is invalid is reported (naming the value) and none of its messages runs", async () => {
   const errors: string[] = [];
   const off = bus.on("worker:error", ({ error }) => void errors.push(error.message));
-  await bus.enqueue(plain, { n: 99 });
-  const [worker] = await startWorkers(1, { queues: ["queue_rated"], capacity: 2, rateLimitFor: () => ({ limit: 0, intervalMs: 1_000 }) });
+  await bus.enqueue(misrated, { n: 1 });
+  const [worker] = await startWorkers(1, { queues: ["misrated"], capacity: 2, rateLimitFor: () => ({ limit: 0, intervalMs: 1_000 }) });
   await waitFor(() => errors.length > 0, "the error to be reported");
   off();
   await worker!.stop();
-  assert.match(errors[0]!, /queue queue_rated: rateLimit: limit must be an integer >= 1, got 0/);
-  assert.ok(!spans.some((span) => span.key === "queue_rated" && span.n === 99), "the job did not run");
+  assert.match(errors[0]!, /queue misrated: rateLimit: limit must be an integer >= 1, got 0/);
+  assert.ok(!spans.some((span) => span.key === "misrated"), "the job did not run");
 });
 
 test("the maintenance sweep wakes the waiter of a slot whose holder died after settling, before the park backstop", async () => {
