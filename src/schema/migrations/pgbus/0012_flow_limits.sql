@@ -300,7 +300,9 @@ BEGIN
       DELETE FROM pgbus.concurrency_slots s USING unnest(ids, read_cts) AS c(id, rc)
        WHERE s.queue_name = release_slots.queue_name AND s.msg_id = c.id AND s.read_ct = c.rc
       RETURNING s.sem_key)
-    SELECT sem_key, count(*)::int AS n FROM gone GROUP BY sem_key
+    SELECT g.sem_key, count(*)::int AS n FROM gone g
+     WHERE EXISTS (SELECT 1 FROM pgbus.blocked b WHERE b.sem_key = g.sem_key) -- a key nobody waits for hands nothing on
+     GROUP BY g.sem_key
   LOOP
     FOR woken IN SELECT u AS queue, count(*)::int AS n FROM pgbus.unpark(freed.sem_key, freed.n) AS u GROUP BY u LOOP
       PERFORM pg_notify('pgbus_queue', woken.queue);
