@@ -38,7 +38,8 @@ export interface MaintenanceReport {
  * The maintenance role. Every `intervalMs` it prunes archives, runs pg_partman's
  * maintenance on partitioned queues (when pg_partman is installed), prunes failed-job records and
  * processed-event records past their retention, reaps processes whose heartbeat went
- * stale and sweeps flow limits (dead concurrency slots, their waiters, old rate windows), but only while it holds a session-level advisory lock on its own connection: so
+ * stale and sweeps flow limits (dead concurrency slots, their waiters, old rate windows),
+ * but only while it holds a session-level advisory lock on its own connection: so
  * across hosts exactly one maintenance works and the others stand by, retrying the lock
  * each interval. Losing the connection loses the lock (PostgreSQL releases session locks
  * when the session ends), so a maintenance whose connection drops goes back to standby and
