@@ -15,6 +15,13 @@ import { type Claim, type ClaimedMessage, claimArrays } from "./worker-store.ts"
  */
 export const PARK_SECONDS = 300;
 
+/**
+ * How long freed slots wait for a claim of their queue to carry them (in its admission
+ * statement) before they are sent on their own: under load a claim comes within a few ms
+ * and saves the statement; at rest a waiter is handed its slot this much later.
+ */
+const RELEASE_FLUSH_MS = 2;
+
 type Verdict = "run" | "parked" | "discarded" | "throttled";
 
 interface AdmitRow {
@@ -102,12 +109,15 @@ export class LimitGate {
       else if (entry) limited.set(message.msgId, entry);
     }
     if (limited.size === 0) return invalid.size === 0 ? [...messages] : messages.filter((message) => !invalid.has(message.msgId));
+    const released = this.#releases.get(queue) ?? [];
+    this.#releases.delete(queue);
     let rows: AdmitRow[];
     try {
-      rows = await this.#admitStatement(queue, [...limited.values()], queueRate);
+      rows = await this.#admitStatement(queue, [...limited.values()], queueRate, released);
     } catch (error) {
       // Not admitted (or not known to be): none of them runs; they come back after their VT.
       this.#options.reportError(error, `admitting ${limited.size} limited message(s) of ${queue} failed; they return after their VT`);
+      if (released.length > 0) this.#release(queue, released);
       return messages.filter((message) => !limited.has(message.msgId) && !invalid.has(message.msgId));
     }
     const verdicts = new Map(rows.map((row) => [row.msg_id, row]));
@@ -122,22 +132,27 @@ export class LimitGate {
     });
   }
 
-  /** Runs (or claimed messages) that ended: the slots they hold are freed with the next flush. */
+  /** Runs (or claimed messages) that ended: the slots they hold are freed with the next admission of their queue, or a flush. */
   finished(queue: string, claims: readonly Claim[]): void {
+    const freed: Claim[] = [];
     for (const claim of claims) {
       const key = `${queue}:${claim.id}`;
       const readCt = this.#holding.get(key);
       if (readCt === undefined) continue;
       this.#holding.delete(key);
-      const pending = this.#releases.get(queue);
-      if (pending) pending.push({ id: claim.id, readCt });
-      else this.#releases.set(queue, [{ id: claim.id, readCt }]);
+      freed.push({ id: claim.id, readCt });
     }
-    if (this.#releases.size > 0 && !this.#flushScheduled) {
-      this.#flushScheduled = true;
-      this.#options.followUps.begin();
-      setImmediate(() => void this.#flush().finally(() => this.#options.followUps.end()));
-    }
+    if (freed.length > 0) this.#release(queue, freed);
+  }
+
+  #release(queue: string, claims: readonly Claim[]): void {
+    const pending = this.#releases.get(queue);
+    if (pending) pending.push(...claims);
+    else this.#releases.set(queue, [...claims]);
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    this.#options.followUps.begin();
+    setTimeout(() => void this.#flush().finally(() => this.#options.followUps.end()), RELEASE_FLUSH_MS);
   }
 
   stop(): void {
@@ -169,7 +184,7 @@ export class LimitGate {
     };
   }
 
-  #admitStatement(queue: string, limited: Limited[], queueRate: RateLimit | undefined): Promise<AdmitRow[]> {
+  #admitStatement(queue: string, limited: Limited[], queueRate: RateLimit | undefined, released: readonly Claim[]): Promise<AdmitRow[]> {
     const column = <T>(pick: (entry: Limited) => T): T[] => limited.map(pick);
     return runStatement<AdmitRow>(this.#options.db, true, ADMIT, [
       queue,
@@ -184,6 +199,7 @@ export class LimitGate {
       queueRate?.limit ?? null,
       queueRate?.intervalMs ?? null,
       PARK_SECONDS,
+      ...claimArrays(released),
     ]);
   }
 

@@ -248,6 +248,8 @@ test("the maintenance sweep wakes the waiter of a slot whose holder died after s
     null,
     null,
     300,
+    [],
+    [],
   ]);
   assert.deepEqual(
     rows.map((row) => row.verdict),

@@ -158,7 +158,8 @@ $$;
 --              pgbus_discarded header (reason, key, limit, at);
 --   throttled  a rate window is full: visible again in wait_ms, claim undone; limited_by
 --              says which window ('queue' or 'job').
--- Every change to a message is fenced by the read_ct it was claimed with. When no limit
+-- Every change to a message is fenced by the read_ct it was claimed with. It first frees
+-- the slots of (released_ids, released_read_cts), as release_slots does. When no limit
 -- binds (every key has room for all its messages: the common case), the messages are
 -- admitted as a set, a handful of statements for the whole claim; otherwise one by one, in
 -- order (measured on 25 messages: about 15 ms one by one, 2 as a set).
@@ -167,7 +168,7 @@ CREATE FUNCTION pgbus.admit(
   ckeys text[], climits integer[], discards boolean[],
   rkeys text[], rlimits integer[], rintervals float8[],
   qkey text, qlimit integer, qinterval float8,
-  park_sec float8)
+  park_sec float8, released_ids bigint[], released_read_cts integer[])
 RETURNS TABLE (msg_id bigint, verdict text, wait_ms float8, limited_by text)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -179,8 +180,11 @@ DECLARE
   queue_wait float8;
   job_wait float8;
 BEGIN
+  -- One lock pass for every key it touches, the releases' included: two passes could deadlock.
   PERFORM pgbus.lock_limit_keys(
-    (SELECT array_agg('c:' || k) FROM unnest(ckeys) AS k) || (SELECT array_agg('r:' || k) FROM unnest(rkeys) AS k) || ARRAY['r:' || qkey]);
+    (SELECT array_agg('c:' || k) FROM unnest(ckeys) AS k) || (SELECT array_agg('r:' || k) FROM unnest(rkeys) AS k) || ARRAY['r:' || qkey]
+    || pgbus.slot_keys(qn, released_ids, released_read_cts));
+  PERFORM pgbus.free_slots(qn, released_ids, released_read_cts);
   SELECT coalesce(bool_and(fits), true) INTO room FROM (
     SELECT (SELECT count(*) FROM pgbus.concurrency_slots s WHERE s.sem_key = c.k) + c.n <= c.lim AS fits
       FROM (SELECT k, count(*) AS n, min(lim) AS lim FROM unnest(ckeys, climits) AS x(k, lim) WHERE k IS NOT NULL GROUP BY k) c
@@ -264,10 +268,20 @@ BEGIN
   END LOOP;
 END $$;
 
+-- The keys of the slots that a release of (ids, read_cts) would free, for lock_limit_keys.
+CREATE FUNCTION pgbus.slot_keys(queue_name text, ids bigint[], read_cts integer[]) RETURNS text[]
+LANGUAGE sql STABLE AS $$
+  SELECT ARRAY(SELECT 'c:' || s.sem_key FROM pgbus.concurrency_slots s JOIN unnest(ids, read_cts) AS c(id, rc)
+                   ON s.queue_name = slot_keys.queue_name AND s.msg_id = c.id AND s.read_ct = c.rc);
+$$;
+
 -- Ends the slots of finished runs (fenced by the read_ct of the claim that took each) and
 -- hands each freed slot to the oldest waiter of its key, in the same transaction; the
 -- woken queues are notified so their workers claim at once. Returns how many it woke.
-CREATE FUNCTION pgbus.release_slots(queue_name text, ids bigint[], read_cts integer[]) RETURNS integer
+-- The caller holds the locks of the keys (slot_keys): release_slots, or admit, which
+-- carries the releases of the worker's finished runs when it has some (one statement
+-- instead of two per claim).
+CREATE FUNCTION pgbus.free_slots(queue_name text, ids bigint[], read_cts integer[]) RETURNS integer
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
@@ -275,13 +289,10 @@ DECLARE
   woken record;
   total integer := 0;
 BEGIN
-  PERFORM pgbus.lock_limit_keys(ARRAY(
-    SELECT 'c:' || s.sem_key FROM pgbus.concurrency_slots s JOIN unnest(ids, read_cts) AS c(id, rc)
-        ON s.queue_name = release_slots.queue_name AND s.msg_id = c.id AND s.read_ct = c.rc));
   FOR freed IN
     WITH gone AS (
       DELETE FROM pgbus.concurrency_slots s USING unnest(ids, read_cts) AS c(id, rc)
-       WHERE s.queue_name = release_slots.queue_name AND s.msg_id = c.id AND s.read_ct = c.rc
+       WHERE s.queue_name = free_slots.queue_name AND s.msg_id = c.id AND s.read_ct = c.rc
       RETURNING s.sem_key)
     SELECT g.sem_key, count(*)::int AS n FROM gone g
      WHERE EXISTS (SELECT 1 FROM pgbus.blocked b WHERE b.sem_key = g.sem_key) -- a key nobody waits for hands nothing on
@@ -293,6 +304,13 @@ BEGIN
     END LOOP;
   END LOOP;
   RETURN total;
+END $$;
+
+CREATE FUNCTION pgbus.release_slots(queue_name text, ids bigint[], read_cts integer[]) RETURNS integer
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pgbus.lock_limit_keys(pgbus.slot_keys(queue_name, ids, read_cts));
+  RETURN pgbus.free_slots(queue_name, ids, read_cts);
 END $$;
 
 -- The maintenance role's pass: drops dead slots (their holder died or their release was
