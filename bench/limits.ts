@@ -1,8 +1,9 @@
 // npm run bench:limits — what flow limits cost and whether they hold, in one run:
 // 1. drain rate of no-op jobs, one worker: plain, with a concurrency limit configured but
-//    not binding (100 keys, limit 10,000 each), with a rate limit configured but not binding
-//    (1,000,000 per second); interleaved (plain concurrency rate plain ...), median of
-//    BENCH_REPS rounds. The acceptance: both within 10% of plain.
+//    not binding (100 keys, limit 10,000 each; and one limit of 1,000,000 for the whole job),
+//    with a rate limit configured but not binding (1,000,000 per second); interleaved (plain
+//    concurrency concurrency_no_key rate plain ...), median of BENCH_REPS rounds. The
+//    acceptance: within 10% of plain.
 // 2. two `pgbus start` processes (worker capacity 20 each): BENCH_CONC_JOBS (1,000) jobs of
 //    15 ms over 3 keys, limit 2 per key, one worker child SIGKILLed a third of the way in:
 //    the most runs of a key at once (must be 2), and whether all complete.
@@ -39,6 +40,12 @@ const variants = {
     name: "bench_concurrency",
     queue: "bench_concurrency",
     concurrency: { key: (p) => String(p.n % 100), limit: 10_000 },
+    perform() {},
+  }),
+  concurrency_no_key: defineJob<{ n: number }>({
+    name: "bench_concurrency_no_key",
+    queue: "bench_concurrency_no_key",
+    concurrency: { limit: 1_000_000 },
     perform() {},
   }),
   rate: defineJob<{ n: number }>({
