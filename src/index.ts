@@ -25,6 +25,7 @@ export type { DrizzleExecutor, KnexExecutor, KyselyExecutor } from "./events/orm
 export { defineJob } from "./jobs/define.ts";
 export type { JobContext, JobDefinition, JobOptions, PayloadOf, PayloadSchema } from "./jobs/define.ts";
 export type { BackoffOptions } from "./jobs/backoff.ts";
+export type { ConcurrencyOptions, OnLimit, RateLimitOptions } from "./jobs/limits.ts";
 export { JobRegistry, loadJobsModule } from "./jobs/registry.ts";
 export { defineRecurring, isRecurringDefinition } from "./jobs/recurring.ts";
 export type { CatchUpOptions, RecurringDefinition, RecurringOptions } from "./jobs/recurring.ts";
@@ -35,6 +36,7 @@ export type { ExecutionMode, ExecutionModeInput, ExecutionPool, PostOptions } fr
 export type { JobOutcome, JobTask, PermanentFailure } from "./jobs/outcome.ts";
 export { Worker } from "./worker/worker.ts";
 export type { WorkerOptions, WorkerStats } from "./worker/worker.ts";
+export type { QueueRateLimit } from "./worker/options.ts";
 export type { AckMode } from "./worker/options.ts";
 export { WORKER_DEFAULTS } from "./worker/options.ts";
 export { FIFO_GROUP_HEADER, QueueClient } from "./queue/client.ts";
