@@ -48,6 +48,8 @@ export interface LimitGateOptions {
   routeMessage: (queue: string, message: unknown) => RoutedMessage | null;
   /** A queue's own rate limit (the config file's `queues.<name>.rateLimit`). */
   queueRateLimit: ((queue: string) => QueueRateLimit | undefined) | undefined;
+  /** The pgbus.processes row whose disappearance frees this worker's slots (null: only their VT does). */
+  holder: string | null;
   /** A throttled queue may start again: claim from it. */
   onReady: () => void;
   /** A message whose limit key cannot be computed: dead-letter it with this outcome. */
@@ -200,6 +202,7 @@ export class LimitGate {
       queueRate?.intervalMs ?? null,
       PARK_SECONDS,
       ...claimArrays(released),
+      this.#options.holder,
     ]);
   }
 

@@ -95,6 +95,12 @@ export interface WorkerOptions {
    * across every process. Default: none.
    */
   rateLimitFor?: (queue: string) => QueueRateLimit | undefined;
+  /**
+   * The row in pgbus.processes of the process running this worker (`pgbus start` sets it):
+   * the concurrency slots this worker holds are freed as soon as that row is gone (the
+   * supervisor deletes it when the process dies), not only after their VT. Default: none.
+   */
+  processId?: string;
   /** How long stop() waits for in-flight jobs before aborting them. Default 25,000 ms. */
   shutdownTimeoutMs?: number;
   /** Async mode: warn when a handler blocks the event loop this long. Default 200 ms. */

@@ -115,6 +115,7 @@ export class Worker {
           registry: () => this.#registry,
           routeMessage: this.#options.routeMessage,
           queueRateLimit: options.rateLimitFor,
+          holder: options.processId ?? null,
           onReady: () => this.#wake(true),
           onInvalidKey: (queue, message, job, outcome) => this.#runs!.settleUnrun(queue, message, job, outcome),
           reportError: (error, context) => this.#reportError(error, context),

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, test } from "node:test";
 import { Pgbus } from "../../src/bus.ts";
@@ -232,14 +233,18 @@ test("a queue rate limit that is invalid is reported (naming the value) and none
   assert.ok(!spans.some((span) => span.key === "misrated"), "the job did not run");
 });
 
-test("the maintenance sweep wakes the waiter of a slot whose holder died after settling, before the park backstop", async () => {
+/**
+ * Claims and admits two messages of `swept` (limit 1) by hand, as a worker of the process
+ * `holder` would: the first holds the slot, the second is parked. Returns their ids.
+ */
+async function holdAndPark(holder: string | null): Promise<[string, string]> {
   const [first, second] = await bus.enqueueMany(swept, [{ n: 1 }, { n: 2 }]);
-  // Claimed and admitted by hand, as a worker would: the first runs, the second waits.
   const claimed = await db.pool.query<{ msg_id: string; read_ct: number }>(
     "UPDATE pgmq.q_swept SET vt = now() + interval '30 seconds', read_ct = read_ct + 1 WHERE msg_id = ANY($1::bigint[]) RETURNING msg_id, read_ct",
     [[first, second]],
   );
   const byId = new Map(claimed.rows.map((row) => [row.msg_id, row.read_ct]));
+  const none = [null, null];
   const rows = await runStatement<{ msg_id: string; verdict: string }>(db.pool, false, ADMIT, [
     "swept",
     [first, second],
@@ -247,27 +252,50 @@ test("the maintenance sweep wakes the waiter of a slot whose holder died after s
     ["swept", "swept"],
     [1, 1],
     [false, false],
-    [null, null],
-    [null, null],
-    [null, null],
+    none,
+    none,
+    none,
     null,
     null,
     null,
     300,
     [],
     [],
+    holder,
   ]);
   assert.deepEqual(
     rows.map((row) => row.verdict),
     ["run", "parked"],
   );
-  // The holder settles (its message is gone) and dies before its release: nothing hands the slot on.
-  await db.pool.query("DELETE FROM pgmq.q_swept WHERE msg_id = $1", [first]);
+  return [first!, second!];
+}
+
+/** The maintenance pass hands the slot to the parked message, which then runs. */
+async function sweepWakes(waiter: string): Promise<void> {
   const sweep = await db.pool.query(SWEEP_LIMITS);
   assert.equal(sweep.rows[0].woken, 1);
-  const waiter = await db.pool.query("SELECT vt <= clock_timestamp() AS visible, read_ct FROM pgmq.q_swept WHERE msg_id = $1", [second]);
-  assert.deepEqual(waiter.rows[0], { visible: true, read_ct: 0 }, "visible again, and waiting did not count as an attempt");
+  const row = await db.pool.query("SELECT vt <= clock_timestamp() AS visible, read_ct FROM pgmq.q_swept WHERE msg_id = $1", [waiter]);
+  assert.deepEqual(row.rows[0], { visible: true, read_ct: 0 }, "visible again, and waiting did not count as an attempt");
   assert.equal((await db.pool.query("SELECT count(*)::int AS n FROM pgbus.concurrency_slots WHERE sem_key = 'swept'")).rows[0].n, 0);
-  await startWorkers(1, { queues: ["swept"], capacity: 2 });
+}
+
+test("the maintenance sweep wakes the waiter of a slot whose holder died after settling, before the park backstop", async () => {
+  const [first, second] = await holdAndPark(null);
+  // The holder settles (its message is gone) and dies before its release: nothing hands the slot on.
+  await db.pool.query("DELETE FROM pgmq.q_swept WHERE msg_id = $1", [first]);
+  await sweepWakes(second);
+  const [worker] = await startWorkers(1, { queues: ["swept"], capacity: 2 });
   await waitFor(() => spans.some((span) => span.key === "swept" && span.n === 2 && span.end !== null), "the waiter to run");
+  await worker!.stop(); // the next test claims this queue by hand
+});
+
+test("a slot whose holder's process row is gone is freed before its VT runs out (after a 10 s grace)", async () => {
+  const holder = randomUUID();
+  await db.pool.query("INSERT INTO pgbus.processes (id, role, host, pid) VALUES ($1, 'worker', 'test', 1)", [holder]);
+  const [, second] = await holdAndPark(holder);
+  await db.pool.query("UPDATE pgbus.concurrency_slots SET acquired_at = acquired_at - interval '11 seconds' WHERE sem_key = 'swept'");
+  assert.equal((await db.pool.query(SWEEP_LIMITS)).rows[0].woken, 0, "a live holder keeps its slot");
+  // The process dies: its supervisor deletes its row; the message it ran is still invisible for 30 s.
+  await db.pool.query("DELETE FROM pgbus.processes WHERE id = $1", [holder]);
+  await sweepWakes(second);
 });

@@ -11,15 +11,20 @@
 
 -- One row per running (or claimed and about to run) message of a concurrency-limited job.
 -- A slot is live only while its message still carries the claim that took it: the row in
--- pgmq.q_<queue> exists with the same read_ct and its VT has not run out. So a slot whose
--- holder died (SIGKILL) stops counting when the holder's VT runs out, and a settled
--- message's slot stops counting even if its release never arrived: no slot leaks.
+-- pgmq.q_<queue> exists with the same read_ct and its VT has not run out; and, when it
+-- names its holder (the pgbus.processes id of the worker's process, under `pgbus start`),
+-- while that row exists. So a slot whose holder died (SIGKILL) stops counting as soon as
+-- the supervisor deletes the dead child's row (or the maintenance reaps it), at the latest
+-- when its VT runs out; and a settled message's slot stops counting even if its release
+-- never arrived: no slot leaks. A slot younger than 10 seconds counts whatever the
+-- processes table says: a worker may claim before its first heartbeat row is written.
 CREATE TABLE pgbus.concurrency_slots (
   queue_name text NOT NULL,
   msg_id bigint NOT NULL,
   read_ct integer NOT NULL,
   sem_key text NOT NULL,
   slot_limit integer NOT NULL,
+  holder uuid,
   acquired_at timestamptz NOT NULL DEFAULT clock_timestamp(),
   PRIMARY KEY (queue_name, msg_id)
 );
@@ -75,7 +80,9 @@ BEGIN
     BEGIN
       EXECUTE format(
         'DELETE FROM pgbus.concurrency_slots s WHERE s.sem_key = $1 AND s.queue_name = $2
-            AND NOT EXISTS (SELECT 1 FROM pgmq.%I m WHERE m.msg_id = s.msg_id AND m.read_ct = s.read_ct AND m.vt > clock_timestamp())',
+            AND (NOT EXISTS (SELECT 1 FROM pgmq.%I m WHERE m.msg_id = s.msg_id AND m.read_ct = s.read_ct AND m.vt > clock_timestamp())
+                 OR (s.holder IS NOT NULL AND s.acquired_at < clock_timestamp() - interval ''10 seconds''
+                     AND NOT EXISTS (SELECT 1 FROM pgbus.processes p WHERE p.id = s.holder)))',
         'q_' || pgbus.checked_queue_name(q)) USING key, q;
     EXCEPTION WHEN undefined_table THEN
       DELETE FROM pgbus.concurrency_slots WHERE sem_key = key AND queue_name = q; -- the queue was dropped
@@ -168,7 +175,7 @@ CREATE FUNCTION pgbus.admit(
   ckeys text[], climits integer[], discards boolean[],
   rkeys text[], rlimits integer[], rintervals float8[],
   qkey text, qlimit integer, qinterval float8,
-  park_sec float8, released_ids bigint[], released_read_cts integer[])
+  park_sec float8, released_ids bigint[], released_read_cts integer[], holder uuid)
 RETURNS TABLE (msg_id bigint, verdict text, wait_ms float8, limited_by text)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -194,9 +201,9 @@ BEGIN
     UNION ALL
     SELECT pgbus.rate_starts(qkey, qinterval) + cardinality(ids) <= qlimit WHERE qkey IS NOT NULL) checks;
   IF room THEN
-    INSERT INTO pgbus.concurrency_slots AS s (queue_name, msg_id, read_ct, sem_key, slot_limit)
-    SELECT qn, x.id, x.rc, x.k, x.lim FROM unnest(ids, read_cts, ckeys, climits) AS x(id, rc, k, lim) WHERE x.k IS NOT NULL
-    ON CONFLICT (queue_name, msg_id) DO UPDATE SET read_ct = EXCLUDED.read_ct, acquired_at = clock_timestamp();
+    INSERT INTO pgbus.concurrency_slots AS s (queue_name, msg_id, read_ct, sem_key, slot_limit, holder)
+    SELECT qn, x.id, x.rc, x.k, x.lim, admit.holder FROM unnest(ids, read_cts, ckeys, climits) AS x(id, rc, k, lim) WHERE x.k IS NOT NULL
+    ON CONFLICT (queue_name, msg_id) DO UPDATE SET read_ct = EXCLUDED.read_ct, holder = EXCLUDED.holder, acquired_at = clock_timestamp();
     IF FOUND THEN
       DELETE FROM pgbus.blocked b USING unnest(ids) AS x(id) WHERE b.queue_name = qn AND b.msg_id = x.id; -- waited, now runs
     END IF;
@@ -216,7 +223,7 @@ BEGIN
     IF ckeys[i] IS NOT NULL THEN
       -- The same message again (its run goes on under a new claim, or its holder died and
       -- it came back): the slot moves to the new claim.
-      UPDATE pgbus.concurrency_slots s SET read_ct = read_cts[i], acquired_at = clock_timestamp()
+      UPDATE pgbus.concurrency_slots s SET read_ct = read_cts[i], holder = admit.holder, acquired_at = clock_timestamp()
        WHERE s.queue_name = qn AND s.msg_id = ids[i];
       IF NOT FOUND THEN
         SELECT count(*) INTO live FROM pgbus.concurrency_slots s WHERE s.sem_key = ckeys[i];
@@ -224,8 +231,8 @@ BEGIN
           live := pgbus.live_slots(ckeys[i]);
         END IF;
         IF live < climits[i] THEN
-          INSERT INTO pgbus.concurrency_slots (queue_name, msg_id, read_ct, sem_key, slot_limit)
-          VALUES (qn, ids[i], read_cts[i], ckeys[i], climits[i]);
+          INSERT INTO pgbus.concurrency_slots (queue_name, msg_id, read_ct, sem_key, slot_limit, holder)
+          VALUES (qn, ids[i], read_cts[i], ckeys[i], climits[i], admit.holder);
         ELSIF discards[i] THEN
           EXECUTE format(
             'WITH moved AS (DELETE FROM pgmq.%I WHERE msg_id = $1 AND read_ct = $2
