@@ -29,6 +29,7 @@ export type { BreakerState, CircuitBreakerOptions, QueueState } from "./queue/br
 export type { BatchCallback, BatchEnqueueOptions, BatchOptions, BatchResult } from "./jobs/batch.ts";
 export type { JobContext, JobDefinition, JobOptions, PayloadOf, PayloadSchema } from "./jobs/define.ts";
 export type { BackoffOptions } from "./jobs/backoff.ts";
+export type { ConcurrencyOptions, OnLimit, RateLimitOptions } from "./jobs/limits.ts";
 export { JobRegistry, loadJobsModule } from "./jobs/registry.ts";
 export { defineRecurring, isRecurringDefinition } from "./jobs/recurring.ts";
 export type { CatchUpOptions, RecurringDefinition, RecurringOptions } from "./jobs/recurring.ts";
@@ -39,6 +40,7 @@ export type { ExecutionMode, ExecutionModeInput, ExecutionPool, PostOptions, Run
 export type { JobOutcome, JobTask, PermanentFailure } from "./jobs/outcome.ts";
 export { Worker } from "./worker/worker.ts";
 export type { WorkerOptions, WorkerStats } from "./worker/worker.ts";
+export type { QueueRateLimit } from "./worker/options.ts";
 export type { AckMode } from "./worker/options.ts";
 export { WORKER_DEFAULTS } from "./worker/options.ts";
 export { FIFO_GROUP_HEADER, QueueClient } from "./queue/client.ts";

@@ -4,7 +4,7 @@ import { partitionOptions } from "../queue/client-args.ts";
 import type { Queryable } from "../db/queryable.ts";
 import { type CreateQueueOptions, QueueClient } from "../queue/client.ts";
 import { MAX_QUEUE_NAME_LENGTH, validateQueueName } from "../queue/names.ts";
-import { ACK_MODES, type AckMode } from "../worker/options.ts";
+import { ACK_MODES, type AckMode, type QueueRateLimit } from "../worker/options.ts";
 import { type CircuitBreakerOptions, type ResolvedCircuitBreaker, resolveCircuitBreaker } from "../queue/breaker.ts";
 
 /**
@@ -16,6 +16,7 @@ import { type CircuitBreakerOptions, type ResolvedCircuitBreaker, resolveCircuit
  *     audit: { partitioned: { interval: "1 day", retention: "7 days" } }, // pg_partman
  *     clicks: { unlogged: true },
  *     payments: { circuitBreaker: { threshold: 5, baseMs: 30_000, maxMs: 600_000 } },
+ *     api: { rateLimit: { limit: 50, intervalMs: 1_000 } },           // starts, across processes
  *   }
  *
  * `partitioned` and `unlogged` say how `pgbus start` creates the queue when it does not
@@ -31,6 +32,8 @@ export interface ResolvedQueueSettings {
   partitioned?: { interval: string; retention: string };
   unlogged?: boolean;
   circuitBreaker?: ResolvedCircuitBreaker;
+  /** At most `limit` job starts of the queue in any `intervalMs` window, across every worker process. */
+  rateLimit?: QueueRateLimit;
 }
 
 export function isQueueName(value: string): boolean {
@@ -71,7 +74,13 @@ const circuitBreaker = z.unknown().transform((value, ctx) => {
   }
 });
 
-const KEYS = "ackMode, fifo, partitioned, unlogged, circuitBreaker";
+const positiveInteger = z.int({ error: "must be an integer >= 1" }).min(1, { error: "must be an integer >= 1" });
+const rateLimit = z.strictObject(
+  { limit: positiveInteger, intervalMs: positiveInteger },
+  { error: (issue) => (issue.code === "unrecognized_keys" ? "limit, intervalMs" : "must be an object with keys limit, intervalMs") },
+);
+
+const KEYS = "ackMode, fifo, partitioned, unlogged, circuitBreaker, rateLimit";
 
 const settings = z
   .strictObject(
@@ -81,6 +90,7 @@ const settings = z
       partitioned: partitioned.optional(),
       unlogged: z.boolean({ error: "must be true or false" }).optional(),
       circuitBreaker: circuitBreaker.optional(),
+      rateLimit: rateLimit.optional(),
     },
     { error: (issue) => (issue.code === "unrecognized_keys" ? KEYS : `must be an object with keys ${KEYS}`) },
   )
@@ -104,7 +114,7 @@ export function resolveQueueSettings(
   globalAckMode: AckMode,
 ): Record<string, ResolvedQueueSettings> {
   return Object.fromEntries(
-    Object.entries(queues).map(([name, { ackMode, fifo, partitioned, unlogged, circuitBreaker }]) => [
+    Object.entries(queues).map(([name, { ackMode, fifo, partitioned, unlogged, circuitBreaker, rateLimit }]) => [
       name,
       {
         ackMode: ackMode ?? globalAckMode,
@@ -112,6 +122,7 @@ export function resolveQueueSettings(
         ...(partitioned !== undefined ? { partitioned } : {}),
         ...(unlogged !== undefined ? { unlogged } : {}),
         ...(circuitBreaker ? { circuitBreaker } : {}),
+        ...(rateLimit ? { rateLimit } : {}),
       },
     ]),
   );

@@ -3,6 +3,14 @@ import type { Logger } from "../logger.ts";
 import { validateQueueName } from "../queue/names.ts";
 import { DEFAULT_PRIORITY, validatePriority } from "../queue/priority.ts";
 import { type BackoffOptions, resolveBackoff } from "./backoff.ts";
+import {
+  type ConcurrencyLimit,
+  type ConcurrencyOptions,
+  type RateLimit,
+  type RateLimitOptions,
+  resolveConcurrency,
+  resolveRateLimit,
+} from "./limits.ts";
 
 /** What a job's perform() receives besides its payload. */
 export interface JobContext {
@@ -51,6 +59,10 @@ export interface JobOptions<P> {
   timeoutMs?: number;
   /** 0-9, 0 runs first; the default of its enqueues (each may give its own). Default 5. See docs/jobs.md, priorities. */
   priority?: number;
+  /** At most `limit` runs at once (per key) across every process; see docs/flow-control.md. Default: none. */
+  concurrency?: ConcurrencyOptions<P>;
+  /** At most `limit` starts (per key) in any `intervalMs` window across every process. Default: none. */
+  rateLimit?: RateLimitOptions<P>;
   perform(payload: P, ctx: JobContext): Promise<void> | void;
 }
 
@@ -62,6 +74,8 @@ export interface JobDefinition<P = unknown> {
   readonly schema: PayloadSchema<P> | undefined;
   readonly timeoutMs: number | undefined;
   readonly priority: number;
+  readonly concurrency: ConcurrencyLimit | undefined;
+  readonly rateLimit: RateLimit | undefined;
   perform(payload: P, ctx: JobContext): Promise<void> | void;
   /** Marker so a jobs module's exports can be told apart from anything else it exports. */
   readonly kind: "pgbus.job";
@@ -103,6 +117,8 @@ export function defineJob<P>(options: JobOptions<P>): JobDefinition<P> {
     schema: options.schema,
     timeoutMs: options.timeoutMs,
     priority: options.priority === undefined ? DEFAULT_PRIORITY : validatePriority(options.priority, `job ${name}: priority`),
+    concurrency: resolveConcurrency(`job ${name}: concurrency`, options.concurrency),
+    rateLimit: resolveRateLimit(`job ${name}: rateLimit`, options.rateLimit),
     perform: options.perform,
     kind: "pgbus.job" as const,
   });

@@ -13,9 +13,10 @@ export interface JobTask {
  * Failures that retrying cannot fix, so the message goes straight to the DLQ with this as
  * its reason: the body is not a job envelope, no job of that name is registered, the
  * payload fails the job's schema, or the message was delivered more often than its retries
- * allow without ever settling (its runs crash the process running them).
+ * allow without ever settling (its runs crash the process running them), or the key
+ * function of one of its limits (concurrency, rateLimit) throws or returns no string.
  */
-export type PermanentFailure = "invalid_message" | "unknown_job" | "invalid_payload" | "max_deliveries";
+export type PermanentFailure = "invalid_message" | "unknown_job" | "invalid_payload" | "max_deliveries" | "invalid_limit_key";
 
 /**
  * How a run ended. A failure without `permanent` is retried until the job's maxRetries.

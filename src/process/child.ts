@@ -102,8 +102,9 @@ async function startWorker(index: number, init: InitMessage, logger: Logger, hoo
   const entry = config.workers[index];
   if (!entry) throw new ValidationError("INVALID_CONFIG", `worker ${index} is not in the config (it has ${config.workers.length} workers)`);
   const jobsModule = requireJobsModule(config);
-  return runJobProcessor("worker", entry.capacity, init, logger, hooks, (bus) =>
+  return runJobProcessor("worker", entry.capacity, init, logger, hooks, (bus, processId) =>
     bus.worker({
+      processId,
       queues: entry.queues,
       excludeQueues: excludedQueuesFor(config, index),
       capacity: entry.capacity,
@@ -114,6 +115,7 @@ async function startWorker(index: number, init: InitMessage, logger: Logger, hoo
       ackMode: (queue) => ackModeFor(config, queue),
       fifo: (queue) => fifoFor(config.queues, queue),
       circuitBreaker: (queue) => circuitBreakerFor(config, queue),
+      rateLimitFor: (queue) => config.queues[queue]?.rateLimit,
       shutdownTimeoutMs: config.shutdownTimeoutMs,
     }),
   );
@@ -142,7 +144,8 @@ async function runJobProcessor(
   init: InitMessage,
   logger: Logger,
   hooks: ChildHooks,
-  build: (bus: Pgbus) => JobProcessor,
+  /** `processId`: the child's row in pgbus.processes (its heartbeat). */
+  build: (bus: Pgbus, processId: string) => JobProcessor,
 ): Promise<RunningChild> {
   const { config } = init;
   const registry = await loadJobsModule(requireJobsModule(config));
@@ -158,8 +161,8 @@ async function runJobProcessor(
   });
   const jobMetrics = new JobMetricsTally();
   countJobs(bus, jobMetrics);
-  const processor = build(bus);
   const processId = randomUUID();
+  const processor = build(bus, processId);
   const stats = (): ChildStats => {
     const { processed, failed, retried, deadLettered, busy } = processor.stats() ?? {
       processed: 0,

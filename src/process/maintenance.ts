@@ -4,7 +4,14 @@ import { toErrorRecord } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { runPartitionMaintenance } from "../queue/admin.ts";
 import { QueueClient } from "../queue/client.ts";
-import { pruneArchive, pruneFailedJobs, pruneFinishedBatches, pruneProcessedEvents, reapStaleProcesses } from "./process-store.ts";
+import {
+  pruneArchive,
+  pruneFailedJobs,
+  pruneFinishedBatches,
+  pruneProcessedEvents,
+  reapStaleProcesses,
+  sweepLimits,
+} from "./process-store.ts";
 import { ADVISORY_LOCK } from "../db/advisory-locks.ts";
 import { endClient } from "../db/close.ts";
 import { isUndefinedTable } from "../db/pg-errors.ts";
@@ -32,13 +39,16 @@ export interface MaintenanceReport {
   failedJobs: number;
   processedEvents: number;
   finishedBatches: number;
+  /** Waiters of concurrency limits woken because their key had free slots (their holder died, or a hand-off was lost). */
+  limitWaitersWoken: number;
 }
 
 /**
  * The maintenance role. Every `intervalMs` it prunes archives, runs pg_partman's
  * maintenance on partitioned queues (when pg_partman is installed), prunes failed-job records and
- * processed-event records past their retention and reaps processes whose heartbeat went
- * stale, but only while it holds a session-level advisory lock on its own connection: so
+ * processed-event records past their retention, reaps processes whose heartbeat went
+ * stale and sweeps flow limits (dead concurrency slots, their waiters, old rate windows),
+ * but only while it holds a session-level advisory lock on its own connection: so
  * across hosts exactly one maintenance works and the others stand by, retrying the lock
  * each interval. Losing the connection loses the lock (PostgreSQL releases session locks
  * when the session ends), so a maintenance whose connection drops goes back to standby and
@@ -133,7 +143,14 @@ export class Maintenance {
 
   async #maintain(client: pg.Client): Promise<MaintenanceReport> {
     const { config, staleProcessAfterMs, logger } = this.#options;
-    const report: MaintenanceReport = { archivedMessages: 0, staleProcesses: 0, failedJobs: 0, processedEvents: 0, finishedBatches: 0 };
+    const report: MaintenanceReport = {
+      archivedMessages: 0,
+      staleProcesses: 0,
+      failedJobs: 0,
+      processedEvents: 0,
+      finishedBatches: 0,
+      limitWaitersWoken: 0,
+    };
     // Each step on its own: one failing (a queue dropped mid-pass) must not skip the others.
     const step = async (name: string, work: () => Promise<void>): Promise<void> => {
       if (this.#client !== client) return; // connection lost mid-pass: the lock went with it
@@ -165,6 +182,9 @@ export class Maintenance {
           { processId: id, processRole: role, host, processPid: pid },
           "reaped a process whose heartbeat went stale; its jobs return after their VT",
         );
+    });
+    await step("limits", async () => {
+      report.limitWaitersWoken = await sweepLimits(client);
     });
     await step("failed_jobs", async () => {
       report.failedJobs = await pruneFailedJobs(client, config.failedJobRetentionHours);

@@ -1,4 +1,5 @@
 import type { Queryable } from "../db/queryable.ts";
+import { SWEEP_LIMITS } from "../queue/limits-sql.ts";
 import * as sql from "./sql.ts";
 
 /**
@@ -122,6 +123,12 @@ export function pruneFinishedBatches(db: Queryable, hours: number): Promise<numb
 
 export function pruneProcessedEvents(db: Queryable, hours: number): Promise<number> {
   return count(db, sql.PRUNE_PROCESSED_EVENTS, [hours]);
+}
+
+/** Drops dead concurrency slots and wakes the waiters their keys have room for; returns how many it woke. */
+export async function sweepLimits(db: Queryable): Promise<number> {
+  const result = await db.query(SWEEP_LIMITS);
+  return (result.rows[0] as { woken: number }).woken;
 }
 
 export async function ping(db: Queryable): Promise<void> {

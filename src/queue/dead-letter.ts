@@ -17,7 +17,8 @@ export const DEAD_LETTER_HEADER = {
 export const DEAD_LETTER_HEADERS: readonly string[] = Object.values(DEAD_LETTER_HEADER);
 
 /** Why a message was dead-lettered. */
-export type DeadLetterReason = "retries_exhausted" | "unknown_job" | "invalid_payload" | "invalid_message" | "max_deliveries";
+export type DeadLetterReason =
+  "retries_exhausted" | "unknown_job" | "invalid_payload" | "invalid_message" | "max_deliveries" | "invalid_limit_key";
 
 export type DeadLetterError = ErrorRecord & { reason: string };
 

@@ -9,8 +9,14 @@ export interface ClaimRound {
   visibilityTimeoutSec: number;
   /** Checked before each queue: a stopping worker claims no further. */
   isRunning(): boolean;
-  /** One queue's claimed messages, as soon as they arrive; `claimedAt` is when the claim was sent. */
-  onClaimed(queue: string, messages: ClaimedMessage[], claimedAt: number): void;
+  /** A queue to pass over this round (a rate limit holds it until its next start is allowed). */
+  isHeld?(queue: string): boolean;
+  /**
+   * One queue's claimed messages, as soon as they arrive; `claimedAt` is when the claim was
+   * sent. The round waits for a returned promise (flow limits admit them first), so the
+   * room the claim reserved stays reserved until then.
+   */
+  onClaimed(queue: string, messages: ClaimedMessage[], claimedAt: number): void | Promise<void>;
 }
 
 /**
@@ -26,6 +32,7 @@ export async function claimRound(round: ClaimRound, wanted: number): Promise<num
   let lastError: unknown;
   for (const queue of round.queueSet.claimable()) {
     if (!round.isRunning() || claimed >= wanted) break;
+    if (round.isHeld?.(queue)) continue;
     tried++;
     const acks = round.acker.take(queue);
     const notes = round.queueSet.notesOf(queue);
@@ -44,7 +51,7 @@ export async function claimRound(round: ClaimRound, wanted: number): Promise<num
       continue;
     }
     round.queueSet.claimSucceeded(queue, messages.length < asked, notes);
-    round.onClaimed(queue, messages, claimedAt);
+    await round.onClaimed(queue, messages, claimedAt);
     claimed += messages.length;
   }
   if (tried > 0 && failures === tried) throw lastError;

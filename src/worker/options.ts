@@ -110,6 +110,18 @@ export interface WorkerOptions {
    * Default false.
    */
   fifo?: boolean | ((queue: string) => boolean);
+  /**
+   * A queue's own rate limit, on top of its jobs' (`pgbus start` passes the config file's
+   * `queues.<name>.rateLimit`): at most `limit` job starts in any `intervalMs` window,
+   * across every process. Default: none.
+   */
+  rateLimitFor?: (queue: string) => QueueRateLimit | undefined;
+  /**
+   * The row in pgbus.processes of the process running this worker (`pgbus start` sets it):
+   * the concurrency slots this worker holds are freed as soon as that row is gone (the
+   * supervisor deletes it when the process dies), not only after their VT. Default: none.
+   */
+  processId?: string;
   /** How long stop() waits for in-flight jobs before aborting them. Default 25,000 ms. */
   shutdownTimeoutMs?: number;
   /** Async mode: warn when a handler blocks the event loop this long. Default 200 ms. */
@@ -128,6 +140,12 @@ export interface WorkerOptions {
    * Return null for a message no job can run (it goes to the DLQ as invalid_message).
    */
   routeMessage?: (queue: string, message: unknown) => RoutedMessage | null;
+}
+
+/** A queue's rate limit: at most `limit` starts (integer >= 1) in any `intervalMs` (integer >= 1) window. */
+export interface QueueRateLimit {
+  limit: number;
+  intervalMs: number;
 }
 
 export interface RoutedMessage {

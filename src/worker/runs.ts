@@ -1,5 +1,5 @@
 import type { JobDefinition } from "../jobs/define.ts";
-import { type JobOutcome, failedOutcome } from "../jobs/outcome.ts";
+import { type FailedOutcome, type JobOutcome, failedOutcome } from "../jobs/outcome.ts";
 import type { JobRegistry } from "../jobs/registry.ts";
 import type { SafeEmitter } from "../observability/emitter.ts";
 import type { WorkerEvents } from "../observability/events.ts";
@@ -78,24 +78,16 @@ export class Runs {
     for (const run of this.#inFlight.values()) yield { queue: run.queue, claim: claimOf(run) };
   }
 
+  /** A claimed message that cannot run (e.g. its limit key fails): settled at once, through the same decision as a finished run. */
+  settleUnrun(queue: string, message: ClaimedMessage, job: string, outcome: FailedOutcome): void {
+    this.#deps.followUps.track(this.#settle(this.#runOf(queue, message, job), undefined, outcome) ?? Promise.resolve());
+  }
+
   start(queue: string, message: ClaimedMessage): void {
     const routed = this.#deps.routeMessage(queue, message.message);
     const definition = routed ? this.#deps.registry.get(routed.job) : undefined;
-    const run: InFlightRun = {
-      queue,
-      messageId: message.msgId,
-      job: routed?.job ?? "(invalid message)",
-      attempt: message.readCt,
-      readCt: message.readCt,
-      startedAt: performance.now(),
-      abandoned: false,
-      cancelled: message.cancelRequested === true || this.#deps.cancelRequested(queue, message.msgId),
-    };
-    if (message.batchId !== undefined) run.batchId = message.batchId;
-    if (message.probe) {
-      run.probe = true;
-      this.#deps.breaker.probeStarted(queue, message.msgId);
-    }
+    const run = this.#runOf(queue, message, routed?.job ?? "(invalid message)");
+    if (message.probe) this.#deps.breaker.probeStarted(queue, message.msgId);
     const unrunnable = run.cancelled ? abortedOutcome(cancelReason()) : unrunnableOutcome(message, routed, definition);
     if (unrunnable || !routed || !definition) {
       // Nothing to run (or cancelled before it started): settled at once, through the same decision as a finished run.
@@ -123,6 +115,22 @@ export class Runs {
       if (followUp) this.#deps.followUps.track(followUp);
       this.#deps.followUps.end();
     });
+  }
+
+  #runOf(queue: string, message: ClaimedMessage, job: string): InFlightRun {
+    const run: InFlightRun = {
+      queue,
+      messageId: message.msgId,
+      job,
+      attempt: message.readCt,
+      readCt: message.readCt,
+      startedAt: performance.now(),
+      abandoned: false,
+      cancelled: message.cancelRequested === true || this.#deps.cancelRequested(queue, message.msgId),
+    };
+    if (message.batchId !== undefined) run.batchId = message.batchId;
+    if (message.probe) run.probe = true;
+    return run;
   }
 
   #settle(run: InFlightRun, definition: JobDefinition | undefined, outcome: JobOutcome): Promise<void> | undefined {

@@ -34,6 +34,8 @@ export interface SettlerDependencies {
   reportError: (error: unknown, context: string) => void;
   /** An outcome matched nothing: another worker claimed the message since (this one stalled past its VT). */
   reportLost: (what: string, ref: JobRef) => void;
+  /** Every claim that ends here, run or not (flow limits free the slots they hold). */
+  onFinished?: (queue: string, claims: readonly Claim[]) => void;
 }
 
 export function claimOf(run: InFlightRun): Claim {
@@ -60,6 +62,7 @@ export class Settler {
 
   /** Carries out the settlement of a finished run. A success only joins the next ack batch (no promise). */
   settle(run: InFlightRun, definition: JobDefinition | undefined, outcome: JobOutcome): Promise<void> | undefined {
+    this.#deps.onFinished?.(run.queue, [claimOf(run)]);
     const verdict = decideSettlement({
       outcome,
       abandoned: run.abandoned,
@@ -171,6 +174,7 @@ export class Settler {
       byQueue.set(queue, [...(byQueue.get(queue) ?? []), { id: message.msgId, readCt: message.readCt }]);
     }
     for (const [queue, claims] of byQueue) {
+      this.#deps.onFinished?.(queue, claims);
       await this.#deps.store
         .release(queue, claims, { started: false })
         .catch((error: unknown) => this.#deps.reportError(error, "releasing prefetched messages failed; they return after their VT"));

@@ -9,6 +9,7 @@ import { Acker } from "./acker.ts";
 import { Cancellations } from "./cancellation.ts";
 import { BreakerEvents } from "./breaker-events.ts";
 import { claimRound } from "./claim-round.ts";
+import { LimitGate } from "./limits.ts";
 import { Settler } from "./settler.ts";
 import { WorkerReporter } from "./reporter.ts";
 import {
@@ -56,6 +57,8 @@ export class Worker {
   readonly #queueSet: QueueSet;
   #runs: Runs | null = null;
   readonly #followUps = new PendingWork();
+  /** Flow limits (concurrency, rate); null for a worker without a database pool of its own. */
+  readonly #limits: LimitGate | null;
   #registry: JobRegistry;
   #pool: ExecutionPool | null = null;
   #notifications: NotificationSource | null = null;
@@ -121,6 +124,19 @@ export class Worker {
     });
     this.#acker = this.#newAcker("message(s)", this.#store);
     this.#batchAcker = this.#newAcker("batch job(s)", { ack: (queue, claims, mode) => this.#store.ackBatchJobs(queue, claims, mode) });
+    this.#limits = deps.db
+      ? new LimitGate({
+          db: deps.db,
+          registry: () => this.#registry,
+          routeMessage: this.#options.routeMessage,
+          queueRateLimit: options.rateLimitFor,
+          holder: options.processId ?? null,
+          onReady: () => this.#wake(true),
+          onInvalidKey: (queue, message, job, outcome) => this.#runs!.settleUnrun(queue, message, job, outcome),
+          reportError: (error, context) => this.#reportError(error, context),
+          followUps: this.#followUps,
+        })
+      : null;
     this.#settler = new Settler({
       store: this.#store,
       acker: this.#acker,
@@ -129,6 +145,7 @@ export class Worker {
       emitter: deps.emitter,
       reportError: (error, context) => this.#reportError(error, context),
       reportLost: (what, ref) => this.#reporter.ownershipLost(`${what} of message ${ref.messageId} (job ${ref.job}) in ${ref.queue}`),
+      onFinished: this.#limits ? (queue, claims) => this.#limits!.finished(queue, claims) : undefined,
     });
     this.#extender = new VisibilityExtender({
       store: this.#store,
@@ -275,6 +292,7 @@ export class Worker {
     await Promise.all([this.#acker.drain(), this.#batchAcker.drain()]);
     await this.#extender.stop();
     await this.#cancellations.stop();
+    this.#limits?.stop();
     await this.#notifications?.stop();
     if (graceful) await pool.kill(); // releases threads; nothing is in flight
     this.#state = "stopped";
@@ -341,10 +359,11 @@ export class Worker {
         store: this.#store,
         visibilityTimeoutSec: this.#options.visibilityTimeoutSec,
         isRunning: () => this.#state === "running",
-        onClaimed: (queue, messages, claimedAt) => {
-          for (const message of messages) {
-            if (!this.#runs!.reclaimed(queue, message)) this.#buffer.push({ queue, message, claimedAt });
-          }
+        isHeld: (queue) => this.#limits?.isHeld(queue) ?? false,
+        onClaimed: async (queue, messages, claimedAt) => {
+          const fresh = messages.filter((message) => !this.#runs!.reclaimed(queue, message));
+          const admitted = this.#limits ? await this.#limits.admit(queue, fresh) : fresh;
+          for (const message of admitted) this.#buffer.push({ queue, message, claimedAt });
           this.#pump();
         },
       },

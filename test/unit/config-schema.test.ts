@@ -128,7 +128,7 @@ describe("resolveConfig: queue kinds and FIFO queues", () => {
       [{ unlogged: 1 }, "queues.a.unlogged: must be true or false, got 1"],
       [
         { fifo: true, partition: {} },
-        "queues.a.partition: unknown key (did you mean partitioned?), got {}; valid: ackMode, fifo, partitioned, unlogged, circuitBreaker",
+        "queues.a.partition: unknown key (did you mean partitioned?), got {}; valid: ackMode, fifo, partitioned, unlogged, circuitBreaker, rateLimit",
       ],
     ];
     for (const [entry, line] of bad) configError({ databaseUrl: URL, queues: { a: entry } }, "INVALID_CONFIG", line);
@@ -259,7 +259,7 @@ describe("resolveConfig: errors", () => {
     configError(
       { databaseUrl: URL, queues: { a: { ack: "delete" } } },
       "INVALID_CONFIG",
-      'queues.a.ack: unknown key, got "delete"; valid: ackMode, fifo, partitioned, unlogged, circuitBreaker',
+      'queues.a.ack: unknown key, got "delete"; valid: ackMode, fifo, partitioned, unlogged, circuitBreaker, rateLimit',
     );
   });
 

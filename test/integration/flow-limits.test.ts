@@ -1,0 +1,301 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { after, before, test } from "node:test";
+import { Pgbus } from "../../src/bus.ts";
+import { runStatement } from "../../src/db/queryable.ts";
+import { defineJob } from "../../src/jobs/define.ts";
+import { ADMIT, SWEEP_LIMITS } from "../../src/queue/limits-sql.ts";
+import type { Worker } from "../../src/worker/worker.ts";
+import { waitFor } from "../fixtures/process/spawn.ts";
+import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
+
+/**
+ * Flow limits inside one test process: two workers (each with its own connections, as two
+ * processes would have) share every limit through PostgreSQL. The cross-process run with a
+ * SIGKILL is in flow-limits-processes.test.ts.
+ */
+
+interface Span {
+  key: string;
+  n: number;
+  start: number;
+  end: number | null;
+}
+const spans: Span[] = [];
+
+async function recordSpan(key: string, n: number, ms: number): Promise<void> {
+  const span: Span = { key, n, start: performance.now(), end: null };
+  spans.push(span);
+  await sleep(ms);
+  span.end = performance.now();
+}
+
+const serial = defineJob<{ key: string; n: number }>({
+  name: "serial",
+  queue: "serial",
+  concurrency: { key: (p) => p.key, limit: 1 },
+  perform: ({ key, n }) => recordSpan(key, n, 15),
+});
+
+let releaseHeld: () => void = () => {};
+const held = new Promise<void>((resolve) => (releaseHeld = resolve));
+const exclusive = defineJob<{ n: number }>({
+  name: "exclusive",
+  queue: "exclusive",
+  concurrency: { limit: 1, onLimit: "discard" },
+  async perform({ n }) {
+    spans.push({ key: "exclusive", n, start: performance.now(), end: null });
+    await held;
+  },
+});
+
+const rated = defineJob<{ n: number }>({
+  name: "rated",
+  queue: "rated",
+  rateLimit: { limit: 10, intervalMs: 1_000 },
+  perform: ({ n }) => recordSpan("rated", n, 1),
+});
+
+const badKey = defineJob<{ n: number }>({
+  name: "bad_key",
+  queue: "bad_key",
+  concurrency: {
+    limit: 2,
+    key: (p) => {
+      if (p.n === 1) throw new Error("no tenant in this payload");
+      return p.n === 2 ? (42 as unknown as string) : "fine";
+    },
+  },
+  perform: ({ n }) => recordSpan("bad_key", n, 1),
+});
+
+const swept = defineJob<{ n: number }>({
+  name: "swept",
+  queue: "swept",
+  concurrency: { limit: 1 },
+  perform: ({ n }) => recordSpan("swept", n, 1),
+});
+
+const misrated = defineJob<{ n: number }>({ name: "misrated", queue: "misrated", perform: ({ n }) => recordSpan("misrated", n, 1) });
+
+const plain = defineJob<{ n: number }>({ name: "plain", queue: "queue_rated", perform: ({ n }) => recordSpan("queue_rated", n, 1) });
+
+let db: TestDatabase;
+let bus: Pgbus;
+const workers: Worker[] = [];
+
+before(async () => {
+  db = await createTestDatabase("flow_limits");
+  bus = new Pgbus({ connectionString: db.url, jobs: [serial, exclusive, rated, badKey, plain, swept, misrated] });
+  await bus.migrate();
+});
+after(async () => {
+  releaseHeld();
+  await Promise.all(workers.map((worker) => worker.stop()));
+  await bus.close();
+  await db.drop();
+});
+
+async function startWorkers(count: number, options: Parameters<Pgbus["worker"]>[0]): Promise<Worker[]> {
+  const started = Array.from({ length: count }, () => bus.worker(options));
+  workers.push(...started);
+  await Promise.all(started.map((worker) => worker.start()));
+  return started;
+}
+
+/** The most spans of `key` running at one instant. */
+function maxOverlap(key: string): number {
+  const edges = spans
+    .filter((span) => span.key === key)
+    .flatMap((span) => [
+      { at: span.start, delta: 1 },
+      { at: span.end ?? Infinity, delta: -1 },
+    ])
+    .sort((a, b) => a.at - b.at || a.delta - b.delta);
+  let running = 0;
+  let most = 0;
+  for (const edge of edges) most = Math.max(most, (running += edge.delta));
+  return most;
+}
+
+/** The most starts of `key` in any window of `windowMs`. */
+function maxStartsInWindow(key: string, windowMs: number): number {
+  const starts = spans
+    .filter((span) => span.key === key)
+    .map((span) => span.start)
+    .sort((a, b) => a - b);
+  let most = 0;
+  for (let first = 0, last = 0; last < starts.length; last++) {
+    while (starts[last]! - starts[first]! >= windowMs) first++;
+    most = Math.max(most, last - first + 1);
+  }
+  return most;
+}
+
+test("limit 1 with a key: each key's jobs run one at a time across two workers, and all of them run", async () => {
+  const keys = ["a", "b", "c"];
+  await bus.enqueueMany(
+    serial,
+    Array.from({ length: 45 }, (_, n) => ({ key: keys[n % 3]!, n })),
+  );
+  await startWorkers(2, { queues: ["serial"], capacity: 10 });
+  await waitFor(() => spans.filter((span) => keys.includes(span.key) && span.end !== null).length === 45, "all 45 serial jobs", 30_000);
+  for (const key of keys) assert.equal(maxOverlap(key), 1, `key ${key} ran more than one job at once`);
+  // Nothing stays behind: no slot and no waiter.
+  const left = await db.pool.query(
+    "SELECT (SELECT count(*) FROM pgbus.concurrency_slots)::int AS slots, (SELECT count(*) FROM pgbus.blocked)::int AS blocked",
+  );
+  assert.deepEqual(left.rows[0], { slots: 0, blocked: 0 });
+});
+
+test('onLimit "discard": jobs over the limit are archived with a pgbus_discarded header, not run', async () => {
+  await startWorkers(1, { queues: ["exclusive"], capacity: 5 });
+  await bus.enqueue(exclusive, { n: 0 });
+  await waitFor(() => spans.some((span) => span.key === "exclusive"), "the first exclusive job to start");
+  await bus.enqueueMany(exclusive, [{ n: 1 }, { n: 2 }, { n: 3 }]);
+  const discarded = await waitFor(async () => {
+    const rows = (await db.pool.query("SELECT message, headers FROM pgmq.a_exclusive WHERE headers ? 'pgbus_discarded' ORDER BY msg_id"))
+      .rows;
+    return rows.length === 3 ? rows : null;
+  }, "3 discarded jobs in the archive");
+  assert.deepEqual(
+    discarded.map((row: { message: { payload: { n: number } } }) => row.message.payload.n),
+    [1, 2, 3],
+  );
+  assert.deepEqual(
+    (discarded[0] as { headers: { pgbus_discarded: Record<string, unknown> } }).headers.pgbus_discarded["reason"],
+    "concurrency_limit",
+  );
+  assert.equal(spans.filter((span) => span.key === "exclusive").length, 1, "only the first one ran");
+  releaseHeld();
+});
+
+test("a rate limit holds across two workers: no window of the interval holds more than the limit", async () => {
+  await bus.enqueueMany(
+    rated,
+    Array.from({ length: 30 }, (_, n) => ({ n })),
+  );
+  const started = performance.now();
+  await startWorkers(2, { queues: ["rated"], capacity: 10 });
+  await waitFor(() => spans.filter((span) => span.key === "rated" && span.end !== null).length === 30, "all 30 rated jobs", 30_000);
+  // Admission is counted in the database; a start follows its admission within a few ms.
+  assert.ok(
+    maxStartsInWindow("rated", 1_000) <= 11,
+    `at most 10 (+1 for timing) starts per second, saw ${maxStartsInWindow("rated", 1_000)}`,
+  );
+  assert.ok(performance.now() - started >= 2_000, "30 starts at 10 per second take at least 2 s");
+});
+
+test("a queue's own rate limit (rateLimitFor) holds for every job of the queue", async () => {
+  await bus.enqueueMany(
+    plain,
+    Array.from({ length: 16 }, (_, n) => ({ n })),
+  );
+  await startWorkers(2, {
+    queues: ["queue_rated"],
+    capacity: 10,
+    rateLimitFor: (queue) => (queue === "queue_rated" ? { limit: 8, intervalMs: 1_000 } : undefined),
+  });
+  await waitFor(() => spans.filter((span) => span.key === "queue_rated" && span.end !== null).length === 16, "all 16 jobs", 30_000);
+  assert.ok(
+    maxStartsInWindow("queue_rated", 1_000) <= 9,
+    `at most 8 (+1) starts per second, saw ${maxStartsInWindow("queue_rated", 1_000)}`,
+  );
+});
+
+test("a key function that throws or returns a non-string dead-letters the job with reason invalid_limit_key", async () => {
+  await startWorkers(1, { queues: ["bad_key"], capacity: 5 });
+  await bus.enqueueMany(badKey, [{ n: 1 }, { n: 2 }, { n: 3 }]);
+  const dead = await waitFor(async () => {
+    const rows = (await db.pool.query("SELECT message, headers FROM pgmq.q_bad_key_dlq ORDER BY msg_id")).rows;
+    return rows.length === 2 ? rows : null;
+  }, "2 dead letters");
+  const errors = dead.map((row: { headers: { pgbus_error: { reason: string; message: string } } }) => row.headers.pgbus_error);
+  assert.deepEqual(
+    errors.map((error) => error.reason),
+    ["invalid_limit_key", "invalid_limit_key"],
+  );
+  assert.match(errors[0]!.message, /concurrency key function of job bad_key threw: no tenant in this payload/);
+  assert.match(errors[1]!.message, /must return a non-empty string, returned 42/);
+  await waitFor(() => spans.some((span) => span.key === "bad_key" && span.n === 3), "the job with a good key to run");
+});
+
+test("a queue rate limit that is invalid is reported (naming the value) and none of its messages runs", async () => {
+  const errors: string[] = [];
+  const off = bus.on("worker:error", ({ error }) => void errors.push(error.message));
+  await bus.enqueue(misrated, { n: 1 });
+  const [worker] = await startWorkers(1, { queues: ["misrated"], capacity: 2, rateLimitFor: () => ({ limit: 0, intervalMs: 1_000 }) });
+  await waitFor(() => errors.length > 0, "the error to be reported");
+  off();
+  await worker!.stop();
+  assert.match(errors[0]!, /queue misrated: rateLimit: limit must be an integer >= 1, got 0/);
+  assert.ok(!spans.some((span) => span.key === "misrated"), "the job did not run");
+});
+
+/**
+ * Claims and admits two messages of `swept` (limit 1) by hand, as a worker of the process
+ * `holder` would: the first holds the slot, the second is parked. Returns their ids.
+ */
+async function holdAndPark(holder: string | null): Promise<[string, string]> {
+  const [first, second] = await bus.enqueueMany(swept, [{ n: 1 }, { n: 2 }]);
+  const claimed = await db.pool.query<{ msg_id: string; read_ct: number }>(
+    "UPDATE pgmq.q_swept SET vt = now() + interval '30 seconds', read_ct = read_ct + 1 WHERE msg_id = ANY($1::bigint[]) RETURNING msg_id, read_ct",
+    [[first, second]],
+  );
+  const byId = new Map(claimed.rows.map((row) => [row.msg_id, row.read_ct]));
+  const none = [null, null];
+  const rows = await runStatement<{ msg_id: string; verdict: string }>(db.pool, false, ADMIT, [
+    "swept",
+    [first, second],
+    [byId.get(first!), byId.get(second!)],
+    ["swept", "swept"],
+    [1, 1],
+    [false, false],
+    none,
+    none,
+    none,
+    null,
+    null,
+    null,
+    300,
+    [],
+    [],
+    holder,
+  ]);
+  assert.deepEqual(
+    rows.map((row) => row.verdict),
+    ["run", "parked"],
+  );
+  return [first!, second!];
+}
+
+/** The maintenance pass hands the slot to the parked message, which then runs. */
+async function sweepWakes(waiter: string): Promise<void> {
+  const sweep = await db.pool.query(SWEEP_LIMITS);
+  assert.equal(sweep.rows[0].woken, 1);
+  const row = await db.pool.query("SELECT vt <= clock_timestamp() AS visible, read_ct FROM pgmq.q_swept WHERE msg_id = $1", [waiter]);
+  assert.deepEqual(row.rows[0], { visible: true, read_ct: 0 }, "visible again, and waiting did not count as an attempt");
+  assert.equal((await db.pool.query("SELECT count(*)::int AS n FROM pgbus.concurrency_slots WHERE sem_key = 'swept'")).rows[0].n, 0);
+}
+
+test("the maintenance sweep wakes the waiter of a slot whose holder died after settling, before the park backstop", async () => {
+  const [first, second] = await holdAndPark(null);
+  // The holder settles (its message is gone) and dies before its release: nothing hands the slot on.
+  await db.pool.query("DELETE FROM pgmq.q_swept WHERE msg_id = $1", [first]);
+  await sweepWakes(second);
+  const [worker] = await startWorkers(1, { queues: ["swept"], capacity: 2 });
+  await waitFor(() => spans.some((span) => span.key === "swept" && span.n === 2 && span.end !== null), "the waiter to run");
+  await worker!.stop(); // the next test claims this queue by hand
+});
+
+test("a slot whose holder's process row is gone is freed before its VT runs out (after a 10 s grace)", async () => {
+  const holder = randomUUID();
+  await db.pool.query("INSERT INTO pgbus.processes (id, role, host, pid) VALUES ($1, 'worker', 'test', 1)", [holder]);
+  const [, second] = await holdAndPark(holder);
+  await db.pool.query("UPDATE pgbus.concurrency_slots SET acquired_at = acquired_at - interval '11 seconds' WHERE sem_key = 'swept'");
+  assert.equal((await db.pool.query(SWEEP_LIMITS)).rows[0].woken, 0, "a live holder keeps its slot");
+  // The process dies: its supervisor deletes its row; the message it ran is still invisible for 30 s.
+  await db.pool.query("DELETE FROM pgbus.processes WHERE id = $1", [holder]);
+  await sweepWakes(second);
+});
