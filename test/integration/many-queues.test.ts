@@ -185,3 +185,28 @@ test("a busy worker still polls: work that appears without a notification in a h
     await bus.close();
   }
 });
+
+test("an enqueue inside an open transaction does not hold up other producers of its queue", async () => {
+  const queues = new QueueClient(db.pool);
+  await queues.createQueue("mq_open_tx");
+  await db.pool.query("DELETE FROM pgbus.nonempty_queues WHERE queue_name = 'mq_open_tx'"); // as after a poll found it empty
+  const producer = await db.pool.connect();
+  try {
+    await producer.query("BEGIN");
+    await queues.withClient(producer).send("mq_open_tx", { n: 1 });
+    // Another producer, while that transaction is open: it must not wait for it.
+    const other = await db.pool.connect();
+    try {
+      await other.query("SET statement_timeout = '5s'");
+      await queues.withClient(other).send("mq_open_tx", { n: 2 });
+    } finally {
+      await other.query("RESET statement_timeout");
+      other.release();
+    }
+    await producer.query("COMMIT");
+  } finally {
+    producer.release();
+  }
+  const listed = await db.pool.query("SELECT 1 FROM pgbus.nonempty_queues WHERE queue_name = 'mq_open_tx'");
+  assert.equal(listed.rowCount, 1, "the queue is listed once the first producer committed");
+});
