@@ -11,7 +11,7 @@ export interface FifoClaimOptions {
    * A message of a FIFO queue was acked, dead-lettered or given back: the group it held
    * may be claimable now, so the worker should claim again instead of waiting for its poll.
    */
-  onGroupOpened: () => void;
+  onGroupOpened: (queue: string) => void;
 }
 
 /**
@@ -23,7 +23,7 @@ export function withFifoClaims(store: WorkerStore, options: FifoClaimOptions): W
   const { pool, fifoFor, onGroupOpened } = options;
   const opening = async <T>(queue: string, outcome: Promise<T>): Promise<T> => {
     const result = await outcome;
-    if (fifoFor(queue)) onGroupOpened();
+    if (fifoFor(queue)) onGroupOpened(queue);
     return result;
   };
   return {

@@ -101,7 +101,11 @@ export class Worker {
       withFifoClaims(createWorkerStore(deps.db!, { breakerFor: this.#options.breakerFor }), {
         pool: deps.db!,
         fifoFor: this.#options.fifoFor,
-        onGroupOpened: () => this.#wake(true),
+        // The queue may hold the group's next message: claimable again at once (a short FIFO
+        // claim does not mean the queue is empty, only that its groups were busy).
+        onGroupOpened: (queue) => {
+          if (this.#queueSet.notified(queue)) this.#wake(true);
+        },
       });
     this.#breaker = new BreakerEvents({
       store: this.#store,
