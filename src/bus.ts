@@ -3,7 +3,8 @@ import { PgbusError, ValidationError } from "./errors.ts";
 import { isUndefinedTable, withMigrateHints } from "./db/pg-errors.ts";
 import type { Queryable } from "./db/queryable.ts";
 import { BusConnections } from "./db/bus-connections.ts";
-import { type JobDefinition, isJobDefinition } from "./jobs/define.ts";
+import type { JobDefinition } from "./jobs/define.ts";
+import { type EnqueueOptions, prepareEnqueue, validateForEnqueue } from "./jobs/enqueue.ts";
 import { Batch, type BatchOptions } from "./jobs/batch.ts";
 import { JobRegistry } from "./jobs/registry.ts";
 import { type Logger, silentLogger } from "./logger.ts";
@@ -12,8 +13,8 @@ import type { WorkerEvents } from "./observability/events.ts";
 import { type JobMetricsRecorder, jobMetricsRecorder } from "./observability/job-metrics.ts";
 import { traceSend } from "./observability/tracing.ts";
 import { Worker, type WorkerOptions } from "./worker/worker.ts";
-import { QueueClient, type Headers } from "./queue/client.ts";
-import { DEFAULT_MAX_PAYLOAD_BYTES, checkPayloadValue, describeValue } from "./queue/payload.ts";
+import { QueueClient } from "./queue/client.ts";
+import { DEFAULT_MAX_PAYLOAD_BYTES } from "./queue/payload.ts";
 import { type MigrationResult, migrate } from "./schema/migrator.ts";
 import { Consumer, type ConsumerOptions } from "./events/consumer.ts";
 import { type UnsubscribeResult, ensureSubscriptions, removeSubscription } from "./events/consumer-store.ts";
@@ -31,16 +32,12 @@ import {
   validateSubscriberName,
 } from "./events/subscriber.ts";
 import { MAX_QUEUE_NAME_WITH_DLQ, validateQueueName } from "./queue/names.ts";
-import { type UniqueFor, uniqueEnqueueOptions } from "./queue/unique.ts";
-import { PRIORITY_HEADER, validatePriority, withPriority } from "./queue/priority.ts";
 import type { WorkerStore } from "./worker/worker-store.ts";
 import { WORKER_DEFAULTS } from "./worker/options.ts";
 import type { NotificationHandlers, NotificationSource } from "./worker/notifications.ts";
-import { type JobMessage, jobEnvelope } from "./queue/envelope.ts";
 import { pauseQueue, resumeQueue } from "./queue/pause.ts";
 import { type CancelOptions, type CancelResult, cancelJob } from "./queue/cancel.ts";
 import { type QueueState, queueState } from "./queue/breaker.ts";
-import { describeIssues, payloadIssues } from "./jobs/schema-issues.ts";
 
 export interface PgbusOptions {
   /** PostgreSQL URL. Give this or `pool`. */
@@ -78,39 +75,6 @@ export interface PgbusOptions {
   metrics?: { flushIntervalMs?: number } | false;
 }
 
-export interface EnqueueOptions<P = unknown> {
-  /** Run no sooner than this many ms from now. */
-  delayMs?: number;
-  /** Run no sooner than this time. */
-  runAt?: Date;
-  /** Enqueue inside the caller's transaction: a pg PoolClient, or any `{ query(text, values) }`. */
-  client?: Queryable;
-  headers?: Headers;
-  /**
-   * Idempotency key: while a message of this job with this key is in the queue (waiting,
-   * delayed or running), enqueueing it again inserts nothing and returns the existing
-   * message's id. Released when the message leaves the queue (acked, deleted,
-   * dead-lettered). A string (1-512 characters), or for enqueueMany a function giving each
-   * payload's key (null or undefined: none). See docs/jobs.md, unique jobs.
-   */
-  uniqueKey?: string | ((payload: P, index: number) => string | null | undefined);
-  /**
-   * How long a uniqueKey is held. "until_done" (default): while the job waits, is delayed
-   * or runs, until its message leaves the queue. "queued": only while it waits or is
-   * delayed; released when a worker claims it, so another can be enqueued while it runs.
-   * Only with uniqueKey.
-   */
-  uniqueFor?: UniqueFor;
-  /** FIFO group (PGMQ's `x-pgmq-group` header): see QueueClient.readGrouped. */
-  groupKey?: string;
-  /**
-   * 0-9, 0 runs first; default the job's `priority` (itself default 5). Among the messages
-   * of a queue that are due, a better priority is always claimed first. See docs/jobs.md,
-   * priorities.
-   */
-  priority?: number;
-}
-
 export interface BusPublishOptions extends PublishOptions {
   /** Publish inside the caller's transaction: a pg PoolClient, or any `{ query(text, values) }`. */
   client?: Queryable;
@@ -122,6 +86,7 @@ export interface BusPublishOptions extends PublishOptions {
 }
 
 export type { JobMessage } from "./queue/envelope.ts";
+export type { EnqueueOptions };
 
 /**
  * The entry point: enqueues jobs (optionally inside the caller's transaction), migrates
@@ -242,37 +207,18 @@ export class Pgbus {
   }
 
   async #enqueue<P>(job: JobDefinition<P>, payloads: readonly P[], options: EnqueueOptions<P>, single: boolean): Promise<string[]> {
-    if (!isJobDefinition(job)) {
-      throw new ValidationError("INVALID_OPTION", `enqueue needs a job definition made with defineJob, got ${describeValue(job)}`);
-    }
-    if (!Array.isArray(payloads)) {
-      throw new ValidationError(
-        "INVALID_OPTION",
-        `enqueueMany needs an array of payloads for job ${job.name}, got ${describeValue(payloads)}`,
-      );
-    }
+    const { messages, headers, uniqueKeys, uniqueFor } = await prepareEnqueue(job, payloads, options, single);
     this.registry.add(job);
-    for (const [index, payload] of payloads.entries()) {
-      checkPayloadValue(payload, payloadLabel(job as JobDefinition, single ? null : index));
-      await validateForEnqueue(job, payload, single ? null : index);
-    }
-    const { uniqueKeys, uniqueFor } = uniqueEnqueueOptions(options, payloads);
-    if (options.headers && typeof options.headers === "object" && PRIORITY_HEADER in options.headers) {
-      throw new ValidationError("INVALID_OPTION", `the header ${PRIORITY_HEADER} is pgbus's own; give the priority as the priority option`);
-    }
-    const priority =
-      options.priority === undefined ? job.priority : validatePriority(options.priority, `job ${job.name}: enqueue option priority`);
     const queues = options.client ? this.queues.withClient(options.client) : this.queues;
-    const messages: JobMessage<P>[] = payloads.map((payload) => jobEnvelope(job.name, payload));
     for (let attempt = 1; ; attempt += 1) {
       await this.#ensureQueue(job.queue, queues);
       try {
         const span = { operation: "enqueue", target: job.name, destination: job.queue, count: messages.length } as const;
-        return await traceSend(span, withPriority(options.headers, priority), (headers) =>
+        return await traceSend(span, headers, (traced) =>
           queues.sendBatch(job.queue, messages, {
             delayMs: options.delayMs,
             runAt: options.runAt,
-            headers,
+            headers: traced,
             groupKey: options.groupKey,
             uniqueKeys,
             uniqueFor,
@@ -431,21 +377,5 @@ export class Pgbus {
     await queues.createQueue(queue);
     // Inside a caller's transaction the queue exists only if that transaction commits.
     if (queues === this.queues) this.#ensuredQueues.add(queue);
-  }
-}
-
-/** `payload of job x` for a single enqueue, `payload 3 of job x` for the fourth of a batch. */
-function payloadLabel(job: JobDefinition, index: number | null): string {
-  return index === null ? `payload of job ${job.name}` : `payload ${index} of job ${job.name}`;
-}
-
-async function validateForEnqueue<P>(job: JobDefinition<P>, payload: P, index: number | null): Promise<void> {
-  if (!job.schema) return;
-  const result = await job.schema["~standard"].validate(payload);
-  if (result.issues) {
-    const issues = payloadIssues(result.issues);
-    throw new ValidationError("INVALID_PAYLOAD", `${payloadLabel(job as JobDefinition, index)} is invalid: ${describeIssues(issues)}`, {
-      issues,
-    });
   }
 }

@@ -38,7 +38,9 @@ const JOBS_MODULE = fileURLToPath(new URL("../jobs.ts", import.meta.url));
 export function pgbusAdapter(options: { ackMode: "archive" | "delete"; executionMode: "async" | "threads" }): Adapter {
   let bus: Pgbus;
   return {
-    consumerConnections: "pgbus:worker",
+    // Every connection of the process: the bus pool the worker claims through (one Pgbus and
+    // one worker share it) and the worker's LISTEN.
+    consumerConnections: "pgbus",
     async setup(url) {
       bus = new Pgbus({ connectionString: url, jobs: [noop, io20] });
       await bus.migrate();

@@ -7,7 +7,7 @@ import type pg from "pg";
 import type { ResolvedConfig } from "../config/schema.ts";
 import { createConfiguredQueues } from "../config/queue-settings.ts";
 import { createPool } from "../db/queryable.ts";
-import { PgbusError, ValidationError, toErrorRecord } from "../errors.ts";
+import { PgbusError, toErrorRecord } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { HostServices } from "./host-services.ts";
@@ -24,12 +24,7 @@ import {
 import { deleteProcessTree } from "./process-store.ts";
 import { RestartBackoff, type RestartBackoffOptions } from "./restart-backoff.ts";
 import { waitForDatabaseAndMigrate } from "./wait-for-database.ts";
-
-/** Which roles `pgbus start --only` runs. */
-export type OnlyRoles = "workers" | "consumers" | "maintenance" | "scheduler";
-export const ONLY_ROLES: readonly OnlyRoles[] = ["workers", "consumers", "maintenance", "scheduler"];
-/** Earlier names of roles, still accepted by `--only`. */
-export const ONLY_ROLE_ALIASES: Readonly<Record<string, OnlyRoles>> = { dispatcher: "maintenance" };
+import { type OnlyRoles, supervisedRoles } from "./roles.ts";
 
 export interface SupervisorOptions {
   config: ResolvedConfig;
@@ -113,18 +108,7 @@ export class Supervisor {
     this.#options = options;
     this.#logger = options.logger;
     const { config } = options;
-    const roles: ChildRole[] = [];
-    const runs = (role: OnlyRoles): boolean => options.only === undefined || options.only === role;
-    if (runs("workers")) config.workers.forEach((_, index) => roles.push({ kind: "worker", index }));
-    if (runs("consumers") && options.consumers) roles.push({ kind: "consumer" });
-    if (runs("maintenance")) roles.push({ kind: "maintenance" });
-    if (runs("scheduler") && options.scheduler) roles.push({ kind: "scheduler" });
-    if (roles.some((role) => role.kind === "worker") && config.jobsModule === undefined) {
-      throw new ValidationError(
-        "INVALID_CONFIG",
-        "pgbus start: workers need jobsModule, the module exporting the job definitions; set jobsModule in pgbus.config, PGBUS_JOBS_MODULE or --jobs-module",
-      );
-    }
+    const roles = supervisedRoles(config, options);
     this.#slots = roles.map((role) => ({
       role,
       child: null,
@@ -152,7 +136,7 @@ export class Supervisor {
       pool: this.#pool,
       supervisorId: this.id,
       logger: this.#logger,
-      outbox: runs("maintenance"),
+      outbox: roles.some((role) => role.kind === "maintenance"),
       broadcast: (message) => {
         for (const slot of this.#slots)
           if (slot.child && slot.role.kind !== "maintenance" && slot.role.kind !== "scheduler") this.#send(slot.child, message);

@@ -7,6 +7,7 @@ import { deadLetterHeaders } from "./dead-letter.ts";
 import { MAX_QUEUE_NAME_WITH_DLQ, dlqName, validateQueueName } from "./names.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, serializeJson, storableJson } from "./payload.ts";
 import * as sql from "./sql.ts";
+import { type MessageRow, type QueueMessage, byClaimOrder, toMessage } from "./messages.ts";
 import { ENABLE_UNIQUE_KEYS, type UniqueFor, sendUniqueBatch, validateUniqueFor } from "./unique.ts";
 import { priorityOf } from "./priority.ts";
 import { PARTMAN_SCHEMA, UNTUNED_PARTITIONS, keepQueuePartitions, tunePartition } from "./admin-sql.ts";
@@ -14,18 +15,8 @@ import { PARTMAN_SCHEMA, UNTUNED_PARTITIONS, keepQueuePartitions, tunePartition 
 export type MessageId = string | number | bigint;
 export type Headers = Record<string, unknown>;
 
-export interface QueueMessage<T = unknown> {
-  /** bigint id, as a string. */
-  msgId: string;
-  readCt: number;
-  enqueuedAt: Date;
-  lastReadAt: Date | null;
-  vt: Date;
-  message: T;
-  headers: Headers | null;
-}
-
 export { FIFO_GROUP_HEADER } from "./client-args.ts";
+export { type MessageRow, type QueueMessage, byClaimOrder, byMessageId, toMessage } from "./messages.ts";
 
 export interface SendOptions {
   /** Invisible for this long after the send. */
@@ -97,16 +88,6 @@ export interface QueueClientOptions {
   /** Let pg prepare statements by name (needs a pg Pool/Client, not a bare query adapter). */
   prepared?: boolean;
   maxPayloadBytes?: number;
-}
-
-export interface MessageRow {
-  msg_id: string;
-  read_ct: number;
-  enqueued_at: Date;
-  last_read_at: Date | null;
-  vt: Date;
-  message: unknown;
-  headers: Headers | null;
 }
 
 /**
@@ -384,26 +365,4 @@ export class QueueClient {
   #run<R>(statement: NamedStatement, values: unknown[]): Promise<R[]> {
     return runStatement<R>(this.#db, this.#options.prepared, statement, values);
   }
-}
-
-export function toMessage<T>(row: MessageRow): QueueMessage<T> {
-  return {
-    msgId: row.msg_id,
-    readCt: row.read_ct,
-    enqueuedAt: row.enqueued_at,
-    lastReadAt: row.last_read_at,
-    vt: row.vt,
-    message: row.message as T,
-    headers: row.headers,
-  };
-}
-
-/** Oldest first: ids are bigint strings, so shorter is smaller. */
-export function byMessageId(a: { msgId: string }, b: { msgId: string }): number {
-  return a.msgId.length - b.msgId.length || (a.msgId < b.msgId ? -1 : a.msgId > b.msgId ? 1 : 0);
-}
-
-/** The order a claim hands messages out in, within one batch: priority (0 first), then msg_id. */
-export function byClaimOrder(a: { priority: number; msgId: string }, b: { priority: number; msgId: string }): number {
-  return a.priority - b.priority || byMessageId(a, b);
 }

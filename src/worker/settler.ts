@@ -6,6 +6,7 @@ import type { SafeEmitter } from "../observability/emitter.ts";
 import type { JobRef, WorkerEvents } from "../observability/events.ts";
 import type { DeadLetterReason } from "../queue/dead-letter.ts";
 import type { Acker } from "./acker.ts";
+import { claimsByQueue } from "./claimed-buffer.ts";
 import type { BreakerEvents } from "./breaker-events.ts";
 import type { Claim, ClaimedMessage, WorkerStore } from "./worker-store.ts";
 
@@ -169,10 +170,7 @@ export class Settler {
 
   /** Claimed messages that never started go back at once, not counted as an attempt (fenced: a lost one is left alone). */
   async releaseUnstarted(messages: ReadonlyArray<{ queue: string; message: ClaimedMessage }>): Promise<void> {
-    const byQueue = new Map<string, Claim[]>();
-    for (const { queue, message } of messages) {
-      byQueue.set(queue, [...(byQueue.get(queue) ?? []), { id: message.msgId, readCt: message.readCt }]);
-    }
+    const byQueue = claimsByQueue(messages.map(({ queue, message }) => ({ queue, claim: { id: message.msgId, readCt: message.readCt } })));
     for (const [queue, claims] of byQueue) {
       this.#deps.onFinished?.(queue, claims);
       await this.#deps.store

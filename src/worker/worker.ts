@@ -8,7 +8,9 @@ import { validateQueueName } from "../queue/names.ts";
 import { Acker } from "./acker.ts";
 import { Cancellations } from "./cancellation.ts";
 import { BreakerEvents } from "./breaker-events.ts";
+import { ClaimLoop } from "./claim-loop.ts";
 import { claimRound } from "./claim-round.ts";
+import { ClaimedBuffer, claimsByQueue } from "./claimed-buffer.ts";
 import { LimitGate } from "./limits.ts";
 import { Settler } from "./settler.ts";
 import { WorkerReporter } from "./reporter.ts";
@@ -25,14 +27,10 @@ import { PendingWork } from "./pending-work.ts";
 import { Runs } from "./runs.ts";
 import { MISSING_QUEUE_RETRY_MS, QueueSet } from "./queue-set.ts";
 import { VisibilityExtender } from "./visibility-extender.ts";
-import { Wakeup } from "./wakeup.ts";
 import { withFifoClaims } from "./fifo-store.ts";
-import { type Claim, type ClaimedMessage, type WorkerStore, createWorkerStore } from "./worker-store.ts";
+import { type Claim, type WorkerStore, createWorkerStore } from "./worker-store.ts";
 
 export type { RoutedMessage, WorkerDependencies, WorkerOptions, WorkerStats };
-
-/** One per claim/ack connection of the worker's pool. */
-const MAX_CLAIMS_IN_FLIGHT = 2;
 
 /** Reads the job envelope that Pgbus.enqueue writes. */
 export function routeJobMessage(_queue: string, message: unknown): RoutedMessage | null {
@@ -50,8 +48,7 @@ type State = "idle" | "running" | "stopping" | "stopped";
 export class Worker {
   readonly id = randomUUID();
   readonly #options: ResolvedWorkerOptions & { routeMessage: NonNullable<WorkerOptions["routeMessage"]> };
-  /** Claimed, not yet handed to the pool: oldest first. */
-  readonly #buffer: Array<{ queue: string; message: ClaimedMessage; claimedAt: number }> = [];
+  readonly #buffer = new ClaimedBuffer();
   readonly #deps: WorkerDependencies;
   readonly #store: WorkerStore;
   readonly #queueSet: QueueSet;
@@ -70,14 +67,7 @@ export class Worker {
   #extender: VisibilityExtender;
   readonly #cancellations: Cancellations;
   #state: State = "idle";
-  #maybeMore = true;
-  #pollDue = false;
-  readonly #wakeup = new Wakeup();
-  /** Claims under way, and the room they reserved. */
-  readonly #claimsInFlight = new Set<Promise<void>>();
-  #reserved = 0;
-  #lastClaimFull = false;
-  #claimBackoffUntil = 0;
+  readonly #claimLoop: ClaimLoop;
   #loopDone: Promise<void> = Promise.resolve();
   #stopPromise: Promise<void> | null = null;
   /** stop() waits for a start under way, so nothing start() opens outlives stop(). */
@@ -165,6 +155,21 @@ export class Worker {
       vtSeconds: this.#options.visibilityTimeoutSec,
       onError: (error) => this.#reportError(error, "checking in-flight messages for cancels failed"),
     });
+    this.#claimLoop = new ClaimLoop({
+      total: this.#options.capacity + this.#options.prefetch,
+      pollIntervalMs: this.#options.pollIntervalMs,
+      isRunning: () => this.#state === "running",
+      held: () => this.#pool!.metadata().busy + this.#buffer.length,
+      poolIdle: () => this.#pool!.isIdle(),
+      pump: () => this.#pump(),
+      claim: async (size) => {
+        await this.#queueSet.refresh(false);
+        return this.#claim(size);
+      },
+      onClaimed: () => this.#databaseBack(),
+      onClaimFailed: (error) => this.#databaseError(error),
+      onPollDue: () => this.#queueSet.pollDue(),
+    });
   }
 
   /** An acker of `what` (plain messages, or batch jobs with their own statement). */
@@ -233,7 +238,7 @@ export class Worker {
     this.#cancellations.start();
     // Claiming starts without waiting for LISTEN: the first batch does not depend on it, and
     // once LISTEN is in place onConnected wakes the loop, so nothing sent meanwhile waits.
-    this.#loopDone = this.#loop();
+    this.#loopDone = this.#claimLoop.run();
     await this.#notifications.start();
     this.#deps.emitter.emit("worker:start", {
       workerId: this.id,
@@ -304,57 +309,6 @@ export class Worker {
     this.#deps.emitter.emit("worker:stop", { workerId: this.id, graceful, abandoned });
   }
 
-  async #loop(): Promise<void> {
-    const total = this.#options.capacity + this.#options.prefetch;
-    // Claim only when a worthwhile batch fits (or the pool is idle), so a stream of single
-    // completions does not turn into a stream of single-row claims.
-    const minClaim = Math.max(1, Math.ceil(total / 4));
-    // Each claim takes at most half of what the worker may hold, so while a backlog lasts
-    // two claims run at once, one per connection: the database works on the next batch
-    // while the last one's round trip is under way.
-    const claimSize = Math.max(1, Math.ceil(total / 2));
-    while (this.#state === "running") {
-      this.#pump();
-      const room = total - this.#pool!.metadata().busy - this.#buffer.length - this.#reserved;
-      const mayLaunch =
-        Date.now() >= this.#claimBackoffUntil &&
-        (this.#claimsInFlight.size === 0 || (this.#claimsInFlight.size < MAX_CLAIMS_IN_FLIGHT && this.#lastClaimFull));
-      const worthIt = room >= minClaim || (this.#pool!.isIdle() && this.#reserved === 0);
-      if (mayLaunch && room > 0 && worthIt && this.#maybeMoreOrPollDue()) {
-        this.#launchClaim(Math.min(room, claimSize));
-        continue;
-      }
-      const backoffLeft = this.#claimBackoffUntil - Date.now();
-      await this.#sleep(backoffLeft > 0 ? Math.min(backoffLeft, this.#options.pollIntervalMs) : this.#options.pollIntervalMs);
-    }
-    await Promise.all(this.#claimsInFlight);
-  }
-
-  /** Runs one claim without blocking the loop; its room stays reserved until it returns. */
-  #launchClaim(size: number): void {
-    this.#reserved += size;
-    const claim = this.#claimBatch(size).finally(() => {
-      this.#reserved -= size;
-      this.#claimsInFlight.delete(claim);
-      this.#wake(false);
-    });
-    this.#claimsInFlight.add(claim);
-  }
-
-  async #claimBatch(size: number): Promise<void> {
-    try {
-      await this.#queueSet.refresh(false);
-      const claimed = await this.#claim(size);
-      this.#lastClaimFull = claimed === size;
-      this.#maybeMore = this.#lastClaimFull;
-      this.#databaseBack();
-    } catch (error) {
-      this.#lastClaimFull = false;
-      this.#databaseError(error);
-      this.#claimBackoffUntil = Date.now() + Math.min(5_000, this.#options.pollIntervalMs * 2);
-    }
-  }
-
   #claim(wanted: number): Promise<number> {
     return claimRound(
       {
@@ -375,65 +329,36 @@ export class Worker {
     );
   }
 
-  /**
-   * Hands buffered messages to the pool while it has free slots. A buffered message whose
-   * VT may have lapsed (the process stalled: a freeze, a long GC pause, a database that did
-   * not answer the extension) may be running on another worker by now: it is given back
-   * (a fenced release, which does nothing if it is no longer this worker's), never started.
-   */
+  /** Hands buffered messages to the pool while it has free slots; stale ones go back (a fenced release). */
   #pump(): void {
     const now = performance.now();
     const margin = Math.min(1_000, this.#options.visibilityTimeoutSec * 100);
-    let stale: Array<{ queue: string; message: ClaimedMessage }> | null = null;
-    while (this.#buffer.length > 0 && this.#pool!.availableCapacity() > 0) {
-      const next = this.#buffer.shift()!;
-      if (now > this.#extender.heldUntil(next.claimedAt) - margin) (stale ??= []).push(next);
-      else this.#runs!.start(next.queue, next.message);
-    }
-    if (stale) this.#followUps.track(this.#settler.releaseUnstarted(stale));
+    const stale = this.#buffer.pump(
+      () => this.#pool!.availableCapacity() > 0,
+      (claimedAt) => now > this.#extender.heldUntil(claimedAt) - margin,
+      ({ queue, message }) => this.#runs!.start(queue, message),
+    );
+    if (stale.length > 0) this.#followUps.track(this.#settler.releaseUnstarted(stale));
   }
 
   /** Claimed messages that never started go back at once, not after their VT, and not counted as an attempt. */
   #releaseBuffer(): Promise<void> {
-    return this.#settler.releaseUnstarted(this.#buffer.splice(0));
+    return this.#settler.releaseUnstarted(this.#buffer.takeAll());
   }
 
   /** Running and buffered messages by queue: everything whose VT this worker must keep extending. */
   #inFlightByQueue(): Map<string, Claim[]> {
-    const byQueue = new Map<string, Claim[]>();
-    const add = (queue: string, claim: Claim): void => {
-      const claims = byQueue.get(queue);
-      if (claims) claims.push(claim);
-      else byQueue.set(queue, [claim]);
-    };
-    for (const { queue, claim } of this.#runs?.claims() ?? []) add(queue, claim);
-    for (const { queue, message } of this.#buffer) add(queue, { id: message.msgId, readCt: message.readCt });
-    return byQueue;
+    return claimsByQueue([...(this.#runs?.claims() ?? []), ...this.#buffer.claims()]);
   }
 
   #onSlotFreed(): void {
     if (this.#state === "running") this.#pump();
     // Only worth a read if the last one came back full or a notification arrived since.
-    if (this.#maybeMore) this.#wake(true);
-  }
-
-  #maybeMoreOrPollDue(): boolean {
-    const due = this.#maybeMore || this.#pollDue;
-    this.#pollDue = false;
-    return due;
+    if (this.#claimLoop.maybeMore) this.#wake(true);
   }
 
   #wake(maybeMore: boolean): void {
-    if (maybeMore) this.#maybeMore = true;
-    this.#wakeup.wake();
-  }
-
-  async #sleep(ms: number): Promise<void> {
-    if (this.#state !== "running") return;
-    if (!(await this.#wakeup.sleep(ms))) {
-      this.#pollDue = true;
-      this.#queueSet.pollDue();
-    }
+    this.#claimLoop.wake(maybeMore);
   }
 
   #databaseError(error: unknown): void {

@@ -1,6 +1,7 @@
 import { type Command, Option } from "commander";
 import { createConsoleLogger } from "../../logger.ts";
-import { ONLY_ROLES, ONLY_ROLE_ALIASES, type OnlyRoles, Supervisor } from "../../process/supervisor.ts";
+import { ONLY_ROLES, ONLY_ROLE_ALIASES, type OnlyRoles } from "../../process/roles.ts";
+import { Supervisor } from "../../process/supervisor.ts";
 import { hasRecurringTasks } from "../../process/scheduler.ts";
 import { loadCliConfig } from "../context.ts";
 import type { LoadedConfig } from "../../config/load.ts";
