@@ -56,7 +56,7 @@ DECLARE
   visible boolean;
 BEGIN
   FOR qn IN
-    SELECT n.name FROM unnest(queue_names) AS n(name)
+    SELECT n.name FROM unnest(queue_names) WITH ORDINALITY AS n(name, ord)
       LEFT JOIN (SELECT substr(c.relname, 3) AS name FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
                   WHERE t.tgname = 'pgbus_notify_insert' AND c.relnamespace = 'pgmq'::regnamespace) AS triggered
         ON triggered.name = n.name
@@ -65,6 +65,7 @@ BEGIN
       LEFT JOIN pgbus.queue_states s ON s.queue_name = n.name AND s.paused
             AND NOT (s.breaker_state IN ('open', 'half_open') AND s.breaker_until <= clock_timestamp())
      WHERE s.queue_name IS NULL AND (w.queue_name IS NOT NULL OR triggered.name IS NULL)
+     ORDER BY n.ord -- in the order given (the worker's priority order), whatever the join plan
   LOOP
     tbl := format('pgmq.%I', 'q_' || pgbus.checked_queue_name(qn));
     IF to_regclass(tbl) IS NULL THEN
