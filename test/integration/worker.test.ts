@@ -208,14 +208,15 @@ for (const executionMode of ["async", "threads"] as const) {
 
     test("graceful stop waits for all in-flight jobs and loses nothing", async () => {
       await start({ capacity: 20 });
-      await bus.enqueueMany(
-        recordRun,
-        Array.from({ length: 100 }, (_, i) => ({ note: `g${i}`, sleepMs: 100 })),
-      );
+      // Counting from before the enqueue: a job may start before enqueueMany's caller resumes.
       let started = 0;
       let succeeded = 0;
       const offStart = bus.on("job:start", () => void started++);
       const offSuccess = bus.on("job:success", () => void succeeded++);
+      await bus.enqueueMany(
+        recordRun,
+        Array.from({ length: 100 }, (_, i) => ({ note: `g${i}`, sleepMs: 100 })),
+      );
       await until(async () => (await runCount()) >= 10);
       try {
         await worker.stop();
