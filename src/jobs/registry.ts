@@ -5,6 +5,7 @@ import { type RecurringDefinition, checkUniqueKeys, isRecurringDefinition } from
 /** The jobs a process knows by name. */
 export class JobRegistry {
   readonly #jobs = new Map<string, JobDefinition>();
+  #flowLimited = false;
   /** Recurring tasks (defineRecurring) a jobs module exports; their jobs are registered too. */
   readonly recurring: RecurringDefinition[] = [];
 
@@ -18,6 +19,12 @@ export class JobRegistry {
       throw new ValidationError("DUPLICATE_JOB", `two different jobs are named ${JSON.stringify(job.name)}; job names must be unique`);
     }
     this.#jobs.set(job.name, job);
+    if (job.concurrency || job.rateLimit) this.#flowLimited = true;
+  }
+
+  /** Whether any job has a concurrency or rate limit (a worker without any skips the flow-limit gate). */
+  hasFlowLimits(): boolean {
+    return this.#flowLimited;
   }
 
   get(name: string): JobDefinition | undefined {

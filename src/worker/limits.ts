@@ -103,6 +103,8 @@ export class LimitGate {
       );
       return [];
     }
+    // The common case, no limit anywhere: nothing to route or ask (the run routes each message itself).
+    if (!queueRate && !this.#options.registry().hasFlowLimits()) return [...messages];
     const limited = new Map<string, Limited>();
     const invalid = new Set<string>();
     for (const message of messages) {
@@ -164,6 +166,7 @@ export class LimitGate {
 
   #limitsOf(queue: string, message: ClaimedMessage, queueRate: RateLimit | undefined): Limited | "invalid" | null {
     const routed = this.#options.routeMessage(queue, message.message);
+    message.routed = routed; // routed once: the run reads it from here
     const definition = routed ? this.#options.registry().get(routed.job) : undefined;
     const concurrency = definition?.concurrency;
     const rate = definition?.rateLimit;

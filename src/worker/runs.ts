@@ -84,7 +84,7 @@ export class Runs {
   }
 
   start(queue: string, message: ClaimedMessage): void {
-    const routed = this.#deps.routeMessage(queue, message.message);
+    const routed = message.routed !== undefined ? message.routed : this.#deps.routeMessage(queue, message.message);
     const definition = routed ? this.#deps.registry.get(routed.job) : undefined;
     const run = this.#runOf(queue, message, routed?.job ?? "(invalid message)");
     if (message.probe) this.#deps.breaker.probeStarted(queue, message.msgId);

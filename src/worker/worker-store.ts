@@ -9,7 +9,7 @@ import { BATCH_HEADER } from "../queue/batches-sql.ts";
 import { ackWithEffects } from "../queue/ack-sql.ts";
 import { OPENED_BY, claimWithBreaker } from "../queue/breaker-sql.ts";
 import { type ResolvedCircuitBreaker, configureCircuitBreaker } from "../queue/breaker.ts";
-import type { AckMode } from "./options.ts";
+import type { AckMode, RoutedMessage } from "./options.ts";
 
 export type { AckMode };
 
@@ -26,6 +26,11 @@ export interface ClaimedMessage {
   probe?: boolean;
   /** The message headers (a trace context among them); null when it has none. */
   headers?: Record<string, unknown> | null;
+  /**
+   * Which job it is for, once routed (the flow-limit gate routes a limited queue's messages
+   * before they run): the run takes it from here rather than calling routeMessage again.
+   */
+  routed?: RoutedMessage | null;
 }
 
 /**

@@ -299,3 +299,31 @@ test("a slot whose holder's process row is gone is freed before its VT runs out 
   await db.pool.query("DELETE FROM pgbus.processes WHERE id = $1", [holder]);
   await sweepWakes(second);
 });
+
+test("a claimed message is routed once, whether its job has a limit that does not bind (the gate routes it) or none", async () => {
+  const routed = new Map<string, number>();
+  const countingRoute: NonNullable<Parameters<Pgbus["worker"]>[0]["routeMessage"]> = (_queue, message) => {
+    const { job, payload } = message as { job: string; payload: { n: number } };
+    const key = `${job}:${payload.n}`;
+    routed.set(key, (routed.get(key) ?? 0) + 1);
+    return { job, payload };
+  };
+  spans.length = 0;
+  await bus.enqueueMany(
+    plain,
+    Array.from({ length: 20 }, (_, n) => ({ n: 1000 + n })),
+  );
+  // One key each: limit 1 per key never binds, so each message is claimed once.
+  await bus.enqueueMany(
+    serial,
+    Array.from({ length: 5 }, (_, n) => ({ key: `routed-${n}`, n: 1000 + n })),
+  );
+  await startWorkers(1, { queues: ["queue_rated", "serial"], capacity: 10, routeMessage: countingRoute });
+  await waitFor(() => spans.filter((span) => span.n >= 1000 && span.end !== null).length === 25, 15_000);
+  assert.equal(routed.size, 25);
+  assert.deepEqual(
+    [...routed].filter(([, calls]) => calls !== 1),
+    [],
+    "every message routed exactly once",
+  );
+});
