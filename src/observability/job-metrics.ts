@@ -40,16 +40,19 @@ function emptyEntry(queue: string, job: string): JobMetricsEntry {
 }
 
 function bucketOf(seconds: number): number {
-  const index = DURATION_BUCKETS_SECONDS.findIndex((bound) => seconds <= bound);
-  return index === -1 ? DURATION_BUCKETS_SECONDS.length : index;
+  let index = 0;
+  while (index < DURATION_BUCKETS_SECONDS.length && seconds > DURATION_BUCKETS_SECONDS[index]!) index++;
+  return index;
 }
 
 /** Job counts and durations in memory, by (queue, job), until drained. */
 export class JobMetricsTally {
-  #entries = new Map<string, JobMetricsEntry>();
+  /** By queue, then job: two lookups per counted job, no key string built. */
+  #entries = new Map<string, Map<string, JobMetricsEntry>>();
+  #size = 0;
 
   get size(): number {
-    return this.#entries.size;
+    return this.#size;
   }
 
   run(queue: string, job: string, outcome: "succeeded" | "failed", durationMs: number): void {
@@ -78,15 +81,20 @@ export class JobMetricsTally {
 
   /** Everything counted since the last drain; the tally starts afresh. */
   drain(): JobMetricsEntry[] {
-    const entries = [...this.#entries.values()];
+    const entries = [...this.#entries.values()].flatMap((jobs) => [...jobs.values()]);
     this.#entries = new Map();
+    this.#size = 0;
     return entries;
   }
 
   #entry(queue: string, job: string): JobMetricsEntry {
-    const key = `${queue}\u0000${job}`;
-    let entry = this.#entries.get(key);
-    if (!entry) this.#entries.set(key, (entry = emptyEntry(queue, job)));
+    let jobs = this.#entries.get(queue);
+    if (!jobs) this.#entries.set(queue, (jobs = new Map()));
+    let entry = jobs.get(job);
+    if (!entry) {
+      jobs.set(job, (entry = emptyEntry(queue, job)));
+      this.#size++;
+    }
     return entry;
   }
 }

@@ -138,6 +138,7 @@ export class LimitGate {
 
   /** Runs (or claimed messages) that ended: the slots they hold are freed with the next admission of their queue, or a flush. */
   finished(queue: string, claims: readonly Claim[]): void {
+    if (this.#holding.size === 0) return;
     const freed: Claim[] = [];
     for (const claim of claims) {
       const key = `${queue}:${claim.id}`;

@@ -81,13 +81,22 @@ const misrated = defineJob<{ n: number }>({ name: "misrated", queue: "misrated",
 
 const plain = defineJob<{ n: number }>({ name: "plain", queue: "queue_rated", perform: ({ n }) => recordSpan("queue_rated", n, 1) });
 
+// A queue of its own for the routing test: a job without limits beside one whose limit (1 per key, a key per job) never binds.
+const unlimited = defineJob<{ n: number }>({ name: "unlimited", queue: "routed", perform: ({ n }) => recordSpan("routed", n, 1) });
+const unbound = defineJob<{ n: number }>({
+  name: "unbound",
+  queue: "routed",
+  concurrency: { key: (p) => `key-${p.n}`, limit: 1 },
+  perform: ({ n }) => recordSpan("routed", n, 1),
+});
+
 let db: TestDatabase;
 let bus: Pgbus;
 const workers: Worker[] = [];
 
 before(async () => {
   db = await createTestDatabase("flow_limits");
-  bus = new Pgbus({ connectionString: db.url, jobs: [serial, exclusive, rated, badKey, plain, swept, misrated] });
+  bus = new Pgbus({ connectionString: db.url, jobs: [serial, exclusive, rated, badKey, plain, swept, misrated, unlimited, unbound] });
   await bus.migrate();
 });
 after(async () => {
@@ -308,18 +317,16 @@ test("a claimed message is routed once, whether its job has a limit that does no
     routed.set(key, (routed.get(key) ?? 0) + 1);
     return { job, payload };
   };
-  spans.length = 0;
   await bus.enqueueMany(
-    plain,
-    Array.from({ length: 20 }, (_, n) => ({ n: 1000 + n })),
+    unlimited,
+    Array.from({ length: 20 }, (_, n) => ({ n })),
   );
-  // One key each: limit 1 per key never binds, so each message is claimed once.
   await bus.enqueueMany(
-    serial,
-    Array.from({ length: 5 }, (_, n) => ({ key: `routed-${n}`, n: 1000 + n })),
+    unbound,
+    Array.from({ length: 5 }, (_, n) => ({ n: 100 + n })),
   );
-  await startWorkers(1, { queues: ["queue_rated", "serial"], capacity: 10, routeMessage: countingRoute });
-  await waitFor(() => spans.filter((span) => span.n >= 1000 && span.end !== null).length === 25, 15_000);
+  await startWorkers(1, { queues: ["routed"], capacity: 10, routeMessage: countingRoute });
+  await waitFor(() => spans.filter((span) => span.key === "routed" && span.end !== null).length === 25, "all 25 jobs to finish");
   assert.equal(routed.size, 25);
   assert.deepEqual(
     [...routed].filter(([, calls]) => calls !== 1),
