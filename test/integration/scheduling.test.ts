@@ -94,6 +94,32 @@ describe("delayed jobs", () => {
     assert.ok(touched <= 3, `the claim fetched ${touched} rows for 3 due ones among 2,001 not due`);
   });
 
+  test("a claim planned for its values on a queue never analyzed walks the claim index instead of sorting every due row", async () => {
+    // The plan a prepared statement's first runs get, and every run through PgBouncer
+    // (unnamed statements): made for the given limit, with no statistics of the table yet.
+    await bus.queues.createQueue("sch_fresh");
+    await bus.queues.sendBatch(
+      "sch_fresh",
+      Array.from({ length: 5_000 }, (_, n) => ({ n })),
+    );
+    const client = await db.pool.connect();
+    try {
+      await client.query("SET plan_cache_mode = force_custom_plan");
+      const result = await client.query(`EXPLAIN (FORMAT JSON) ${sql.claimAndAck("sch_fresh", "delete").text}`, [30, 150, [], []]);
+      const nodes: string[] = [];
+      const visit = (node: Record<string, unknown>) => {
+        nodes.push(`${String(node["Node Type"])}${node["Index Name"] ? ` ${String(node["Index Name"])}` : ""}`);
+        for (const child of (node["Plans"] as Array<Record<string, unknown>> | undefined) ?? []) visit(child);
+      };
+      visit(result.rows[0]["QUERY PLAN"][0].Plan);
+      assert.ok(nodes.includes("Index Scan q_sch_fresh_claim"), `the claim's plan: ${nodes.join(", ")}`);
+      assert.ok(!nodes.includes("Sort"), `the claim's plan sorts: ${nodes.join(", ")}`);
+    } finally {
+      await client.query("RESET plan_cache_mode");
+      client.release();
+    }
+  });
+
   test("retries still back off", async () => {
     const attempts: number[] = [];
     const job = defineJob({
