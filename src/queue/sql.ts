@@ -88,15 +88,32 @@ const PRIORITY_LEVELS = "(VALUES (0), (1), (2), (3), (4), (5), (6), (7), (8), (9
  * the index, as the generic plan does. Measured with 100,000 delayed rows ahead: 0.2 ms per claim of 100
  * instead of 13 ms through the msg_id order (docs/architecture.md).
  */
-export function dueRows(queue: string, qty: string, gate: string): string {
-  return `SELECT due.ctid, due.tableoid, due.msg_id, level.priority FROM ${PRIORITY_LEVELS}
+export function dueRows(queue: string, qty: string, gate: string, floors?: ClaimFloorParams): string {
+  // A level's floor: its probe starts at (vt, msg_id) >= the floor, past the dead index entries below it.
+  const floor = floors
+    ? ` AND (vt, msg_id) >= (coalesce('epoch'::timestamptz + (${floors.micros})[level.priority + 1] * interval '1 microsecond', '-infinity'),
+                             coalesce((${floors.ids})[level.priority + 1], 0))`
+    : "";
+  return `SELECT due.ctid, due.tableoid, due.msg_id, due.due_us, level.priority FROM ${PRIORITY_LEVELS}
         CROSS JOIN LATERAL (
-          SELECT ctid, tableoid, msg_id FROM ${queueTable(queue)}
-           WHERE pgbus.message_priority(headers) = level.priority AND vt <= statement_timestamp()
+          SELECT ctid, tableoid, msg_id, (extract(epoch FROM vt) * 1000000)::bigint AS due_us FROM ${queueTable(queue)}
+           WHERE pgbus.message_priority(headers) = level.priority AND vt <= statement_timestamp()${floor}
            ORDER BY vt, msg_id LIMIT (SELECT ${qty}::bigint)
            FOR UPDATE SKIP LOCKED) due
        WHERE ${gate}
        LIMIT ${qty}`;
+}
+
+/**
+ * The parameters of a claim's floors (worker/claim-floors.ts): per priority level (index
+ * level + 1), the (vt in microseconds since the epoch, msg_id) below which the level's
+ * probe does not look; a null element (or a null array) is no floor.
+ */
+export interface ClaimFloorParams {
+  /** A bigint[] parameter, e.g. "$5". */
+  micros: string;
+  /** A bigint[] parameter, e.g. "$6". */
+  ids: string;
 }
 
 /**
@@ -136,7 +153,8 @@ export const setVisibility = (queue: string): NamedStatement =>
 /**
  * The worker's claim, which also acks: one round trip deletes (or archives) the messages
  * of finished jobs and claims the next ones. $1 vt seconds, $2 qty, $3 ids to ack (may be
- * empty), $4 the read_ct each was claimed with (see fencedDelete). Returns only what a
+ * empty), $4 the read_ct each was claimed with (see fencedDelete), $5 and $6 the claim's
+ * floors (ClaimFloorParams; null: none). Returns only what a
  * worker needs (no timestamps to parse): with each message its priority and its headers
  * (null for most jobs), from which the worker reads a cancel request, the batch and the
  * trace context. The acks here are of jobs outside batches only (a batch job's ack also
@@ -149,7 +167,8 @@ export const setVisibility = (queue: string): NamedStatement =>
  * does the same, but compares every row scanned with every id: measured 20% slower.)
  *
  * The claim picks due rows in claim order (see dueRows) and returns each one's priority,
- * so the worker can run a batch in that order. The UPDATE finds the picked rows by ctid,
+ * so the worker can run a batch in that order, and the VT it was due at (due_us), from
+ * which the worker sets the next claim's floors. The UPDATE finds the picked rows by ctid,
  * not by msg_id: a TID scan reads the locked tuple's page directly instead of descending
  * the primary key again for every row (see pickedRow). The row lock keeps that tuple
  * current until the statement ends.
@@ -157,8 +176,8 @@ export const setVisibility = (queue: string): NamedStatement =>
 export const claimAndAck = (queue: string, mode: "archive" | "delete"): NamedStatement =>
   statement(`claim_${mode}`, queue, () => {
     return `WITH ${ackCtes(queue, mode, 3)},
-     picked AS (${dueRows(queue, "$2", `(SELECT count(*) FROM acked) >= 0 AND ${notPaused(queue)}`)})
-     ${claimPicked(queue)}`;
+     picked AS (${dueRows(queue, "$2", `(SELECT count(*) FROM acked) >= 0 AND ${notPaused(queue)}`, { micros: "$5::bigint[]", ids: "$6::bigint[]" })})
+     ${claimPicked(queue)}, picked.due_us`;
   });
 
 /**

@@ -10,6 +10,7 @@ import { ackWithEffects } from "../queue/ack-sql.ts";
 import { OPENED_BY, claimWithBreaker } from "../queue/breaker-sql.ts";
 import { type ResolvedCircuitBreaker, configureCircuitBreaker } from "../queue/breaker.ts";
 import type { AckMode, RoutedMessage } from "./options.ts";
+import { ClaimFloors, type FloorRow } from "./claim-floors.ts";
 
 export type { AckMode };
 
@@ -135,6 +136,7 @@ export function createWorkerStore(db: Queryable, options: WorkerStoreOptions = {
   const hasBreaker = (queue: string): boolean => breakerFor(queue) !== undefined;
   /** Queues whose breaker settings this store has written (once, before its first claim there). */
   const configured = new Set<string>();
+  const floors = new ClaimFloors();
   const run = <R>(statement: { name: string; text: string }, values: unknown[]) => runStatement<R>(db, true, statement, values);
   const ack = async (queue: string, claims: Claim[], mode: AckMode): Promise<number> => {
     const statement = hasBreaker(queue)
@@ -157,7 +159,24 @@ export function createWorkerStore(db: Queryable, options: WorkerStoreOptions = {
         if (acks && acks.claims.length > 0) await ack(queue, acks.claims, acks.mode);
         rows = await run<ClaimedRow>(claimWithBreaker(queue), [vtSeconds, qty]);
       } else {
-        rows = await run<ClaimedRow>(sql.claimAndAck(queue, acks?.mode ?? "delete"), [vtSeconds, qty, ...claimArrays(acks?.claims ?? [])]);
+        const floorParams = floors.next(queue);
+        const claimFrom = (params: unknown[], wanted: number, claims: Claim[]) =>
+          run<ClaimedRow & FloorRow>(sql.claimAndAck(queue, acks?.mode ?? "delete"), [
+            vtSeconds,
+            wanted,
+            ...claimArrays(claims),
+            ...params,
+          ]);
+        try {
+          rows = await claimFrom(floorParams, qty, acks?.claims ?? []);
+          // Short from the floors: a message due below one (see claim-floors.ts) would wait for
+          // the next notification or poll, so look again from the start of every level, once.
+          if (rows.length < qty && floorParams[0] !== null) rows.push(...(await claimFrom([null, null], qty - rows.length, [])));
+        } catch (error) {
+          floors.forget(queue);
+          throw error;
+        }
+        floors.claimed(queue, qty, rows as Array<ClaimedRow & FloorRow>);
       }
       return claimedMessages(rows);
     },
