@@ -6,6 +6,7 @@ import { QueueClient } from "../../src/queue/client.ts";
 import { migrate } from "../../src/schema/migrator.ts";
 import { createWorkerStore } from "../../src/worker/worker-store.ts";
 import { waitFor } from "../fixtures/process/spawn.ts";
+import { enqueueOverlappingBatches, gatedJob } from "../helpers/unique-jobs.ts";
 import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
 
 /**
@@ -171,19 +172,7 @@ describe("one message per job and key on a partitioned queue", () => {
   partTest(
     "a real worker: until_done held while the job runs, free once it succeeded or went to the DLQ; queued free once it started",
     async () => {
-      let release!: () => void;
-      const gate = new Promise<void>((resolve) => (release = resolve));
-      const started: string[] = [];
-      const slow = defineJob<{ fail: boolean }>({
-        name: "slow_unique",
-        queue: "up",
-        maxRetries: 0,
-        async perform(payload, ctx) {
-          started.push(ctx.messageId);
-          await gate;
-          if (payload.fail) throw new Error("fails on purpose");
-        },
-      });
+      const { job: slow, started, release } = gatedJob("slow_unique", "up");
       const ok = await bus.enqueue(slow, { fail: false }, { uniqueKey: "ok" });
       const bad = await bus.enqueue(slow, { fail: true }, { uniqueKey: "bad" });
       const early = await bus.enqueue(slow, { fail: false }, queued("early"));
@@ -244,24 +233,9 @@ describe("enqueueMany on a partitioned queue", () => {
   });
 
   partTest("concurrent batches over overlapping keys: one message per key, every caller gets its id", async () => {
-    const producers = Array.from({ length: 6 }, () => new Pgbus({ connectionString: db.url, jobs: [charge] }));
-    try {
-      const keys = Array.from({ length: 30 }, (_, index) => index);
-      const results = await Promise.all(
-        producers.map((producer, p) => {
-          const mine = keys.filter((k) => (k + p) % 2 === 0 || k % 3 === 0).map((order) => ({ order }));
-          return producer.enqueueMany(charge, mine, { uniqueKey: (payload) => `o${payload.order}` }).then((ids) => ({ mine, ids }));
-        }),
-      );
-      const byKey = new Map<number, Set<string>>();
-      for (const { mine, ids } of results)
-        mine.forEach((payload, index) => byKey.set(payload.order, (byKey.get(payload.order) ?? new Set()).add(ids[index]!)));
-      for (const [key, ids] of byKey) assert.equal(ids.size, 1, `key ${key}: one id`);
-      assert.equal(await inQueue(), byKey.size);
-      assert.equal((await keyRows()).length, byKey.size);
-    } finally {
-      await Promise.all(producers.map((producer) => producer.close()));
-    }
+    const keys = await enqueueOverlappingBatches(db.url, charge);
+    assert.equal(await inQueue(), keys);
+    assert.equal((await keyRows()).length, keys);
   });
 });
 
@@ -340,7 +314,24 @@ describe("keys whose message vanished without a trigger", () => {
     await db.pool.query(
       `UPDATE ${schema}.part_config SET retention = '10', retention_keep_table = false WHERE parent_table = 'pgmq.q_up_ret'`,
     );
+    const partitions = async () =>
+      (
+        await db.pool.query(
+          `SELECT c.relname::text AS part, count(t.tgname)::int AS triggers
+             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             LEFT JOIN pg_trigger t ON t.tgrelid = c.oid AND t.tgname LIKE 'pgbus_unique_keys_%'
+            WHERE i.inhparent = 'pgmq.q_up_ret'::regclass GROUP BY 1 ORDER BY 1`,
+        )
+      ).rows as Array<{ part: string; triggers: number }>;
+    const before = new Set((await partitions()).map((row) => row.part));
     await db.pool.query(`SELECT ${schema}.run_maintenance('pgmq.q_up_ret')`);
+    const made = (await partitions()).filter((row) => !before.has(row.part));
+    assert.ok(made.length > 0, "maintenance made partitions after the key triggers");
+    assert.deepEqual(
+      made.filter((row) => row.triggers !== 2),
+      [],
+      "they have the key triggers too",
+    );
     const { rows } = await db.pool.query("SELECT 1 FROM pgmq.q_up_ret WHERE msg_id = ANY($1::bigint[])", [[doneHolder, queuedHolder]]);
     assert.deepEqual(rows, [], "retention dropped the holders' partition");
     assert.deepEqual(
