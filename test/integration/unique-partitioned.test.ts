@@ -389,10 +389,15 @@ describe("other clients and queue admin", () => {
     assert.equal(await inQueue(), 3);
   });
 
-  partTest("dropping a queue drops its keys; its DLQ refuses keys", async () => {
+  partTest("keys of messages already in the queue are taken; dropping a queue drops its keys; its DLQ refuses keys", async () => {
     await bus.queues.createQueue("up_drop", { partitioned: { interval: 10, retention: 1_000 } });
     const job = defineJob<{ n: number }>({ name: "drop", queue: "up_drop", async perform() {} });
-    await bus.enqueue(job, { n: 1 }, { uniqueKey: "x" });
+    // Sent with the key header by another client before the queue had its key triggers: the
+    // first keyed enqueue takes the keys of the messages already there.
+    const { rows } = await db.pool.query(
+      `SELECT pgmq.send('up_drop', '{"job":"drop","payload":{"n":0}}'::jsonb, '{"pgbus_unique_key":"x"}'::jsonb) AS id`,
+    );
+    assert.equal(await bus.enqueue(job, { n: 1 }, { uniqueKey: "x" }), String(rows[0].id));
     assert.equal((await keyRows("up_drop")).length, 1);
     assert.equal(await bus.queues.dropQueue("up_drop"), true);
     assert.deepEqual(await keyRows("up_drop"), []);
