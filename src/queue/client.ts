@@ -100,7 +100,7 @@ export interface QueueClientOptions {
 export class QueueClient {
   readonly #db: Queryable;
   readonly #options: Required<QueueClientOptions>;
-  /** Key store by `mode:queue`, of the unique-key stores this client has seen (withClient starts afresh: a rolled-back index must be made again). */
+  /** The key store of each `mode:queue` this client has enabled (withClient starts afresh: a rolled-back index or trigger must be made again). */
   readonly #uniqueKeyStores = new Map<string, UniqueKeyStore>();
 
   constructor(db: Queryable, options: QueueClientOptions = {}) {
@@ -207,11 +207,12 @@ export class QueueClient {
         (_, index) => withGroup(Array.isArray(options.headers) ? options.headers[index] : options.headers, options.groupKey) ?? null,
       );
       const uniqueFor = validateUniqueFor(options.uniqueFor);
-      let store = this.#uniqueKeyStores.get(`${uniqueFor}:${queue}`);
+      const cacheKey = `${uniqueFor}:${queue}`;
+      let store = this.#uniqueKeyStores.get(cacheKey);
       if (store === undefined) {
-        store = (await this.#enableUniqueKeys(queue, uniqueFor)) ?? undefined;
-        if (store === undefined) throw new PgbusError("QUEUE_NOT_FOUND", `queue ${queue} does not exist`);
-        this.#uniqueKeyStores.set(`${uniqueFor}:${queue}`, store);
+        const enabled = await this.#enableUniqueKeys(queue, uniqueFor);
+        if (enabled === null) throw new PgbusError("QUEUE_NOT_FOUND", `queue ${queue} does not exist`);
+        this.#uniqueKeyStores.set(cacheKey, (store = enabled));
       }
       return sendUniqueBatch((statement, values) => this.#run(statement, values), {
         queue,
