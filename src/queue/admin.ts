@@ -3,7 +3,7 @@ import type { Queryable } from "../db/queryable.ts";
 import { PgbusError, ValidationError } from "../errors.ts";
 import { QueueClient, type MessageId } from "./client.ts";
 import { dlqName, isDlqName, validateQueueName } from "./names.ts";
-import { UNIQUE_KEY_HEADER } from "./unique.ts";
+import { UNIQUE_KEY_HEADER } from "./unique-sql.ts";
 import * as sql from "./admin-sql.ts";
 import { DEAD_LETTER_HEADERS, type DeadLetterInfo, parseDeadLetterHeaders } from "./dead-letter.ts";
 import { readJobEnvelope } from "./envelope.ts";

@@ -8,7 +8,8 @@ import { MAX_QUEUE_NAME_WITH_DLQ, dlqName, validateQueueName } from "./names.ts"
 import { DEFAULT_MAX_PAYLOAD_BYTES, serializeJson, storableJson } from "./payload.ts";
 import * as sql from "./sql.ts";
 import { type MessageRow, type QueueMessage, byClaimOrder, toMessage } from "./messages.ts";
-import { ENABLE_UNIQUE_KEYS, type UniqueFor, sendUniqueBatch, validateUniqueFor } from "./unique.ts";
+import { ENABLE_UNIQUE_KEYS, type UniqueKeyStore } from "./unique-sql.ts";
+import { type UniqueFor, sendUniqueBatch, validateUniqueFor } from "./unique.ts";
 import { priorityOf } from "./priority.ts";
 import { PARTMAN_SCHEMA, UNTUNED_PARTITIONS, keepQueuePartitions, tunePartition } from "./admin-sql.ts";
 
@@ -99,8 +100,8 @@ export interface QueueClientOptions {
 export class QueueClient {
   readonly #db: Queryable;
   readonly #options: Required<QueueClientOptions>;
-  /** `mode:queue` of the unique-key indexes this client has seen (withClient starts afresh: a rolled-back index must be made again). */
-  readonly #uniqueKeyQueues = new Set<string>();
+  /** The key store of each `mode:queue` this client has enabled (withClient starts afresh: a rolled-back index or trigger must be made again). */
+  readonly #uniqueKeyStores = new Map<string, UniqueKeyStore>();
 
   constructor(db: Queryable, options: QueueClientOptions = {}) {
     this.#db = withMigrateHints(db); // "relation pgmq.meta does not exist" says to migrate
@@ -206,13 +207,17 @@ export class QueueClient {
         (_, index) => withGroup(Array.isArray(options.headers) ? options.headers[index] : options.headers, options.groupKey) ?? null,
       );
       const uniqueFor = validateUniqueFor(options.uniqueFor);
-      if (!this.#uniqueKeyQueues.has(`${uniqueFor}:${queue}`)) {
-        if (!(await this.enableUniqueKeys(queue, uniqueFor))) throw new PgbusError("QUEUE_NOT_FOUND", `queue ${queue} does not exist`);
-        this.#uniqueKeyQueues.add(`${uniqueFor}:${queue}`);
+      const cacheKey = `${uniqueFor}:${queue}`;
+      let store = this.#uniqueKeyStores.get(cacheKey);
+      if (store === undefined) {
+        const enabled = await this.#enableUniqueKeys(queue, uniqueFor);
+        if (enabled === null) throw new PgbusError("QUEUE_NOT_FOUND", `queue ${queue} does not exist`);
+        this.#uniqueKeyStores.set(cacheKey, (store = enabled));
       }
       return sendUniqueBatch((statement, values) => this.#run(statement, values), {
         queue,
         uniqueFor,
+        store,
         messages,
         bodies,
         headers,
@@ -227,13 +232,17 @@ export class QueueClient {
   }
 
   /**
-   * Creates the queue's unique-key index if it is missing (once per queue; cheap when it
-   * exists). False when the queue's table is not visible on this handle.
+   * Creates the queue's unique-key index if it is missing, or on a partitioned queue the
+   * triggers that release its keys (once per queue; cheap when they exist). False when the
+   * queue's table is not visible on this handle.
    */
   async enableUniqueKeys(queue: string, uniqueFor: UniqueFor = "until_done"): Promise<boolean> {
-    validateQueueName(queue);
-    const result = await this.#db.query(ENABLE_UNIQUE_KEYS[validateUniqueFor(uniqueFor)], [queue]);
-    return (result.rows[0] as { enabled: boolean }).enabled;
+    return (await this.#enableUniqueKeys(validateQueueName(queue), validateUniqueFor(uniqueFor))) !== null;
+  }
+  async #enableUniqueKeys(queue: string, uniqueFor: UniqueFor): Promise<UniqueKeyStore | null> {
+    const result = await this.#db.query(ENABLE_UNIQUE_KEYS[uniqueFor], [queue]);
+    const row = result.rows[0] as { enabled: boolean; partitioned: boolean };
+    return row.enabled ? (row.partitioned ? "table" : "index") : null;
   }
 
   /** Up to `qty` visible messages, invisible to other readers for `vtSeconds`. */

@@ -1,20 +1,26 @@
 import { PgbusError, ValidationError, storableText } from "../errors.ts";
 import type { NamedStatement } from "../db/queryable.ts";
-import { queueTable } from "./names.ts";
 import { serializeJson } from "./payload.ts";
-import { namedStatement } from "./sql.ts";
+import {
+  UNIQUE_KEY_HEADER,
+  UNIQUE_QUEUED_KEY_HEADER,
+  type UniqueKeyStore,
+  findUniqueKeys,
+  findUniqueKeysInTable,
+  sendManyUnique,
+  sendManyUniqueInTable,
+} from "./unique-sql.ts";
 
 /**
- * Unique jobs: the enqueue option `uniqueKey` is stored in a message header, and a partial
- * unique index on the queue table admits one message per (job, key). The INSERT that
- * writes a message takes its key. How long it holds it is `uniqueFor`:
+ * Unique jobs: the enqueue option `uniqueKey` is stored in a message header, and one
+ * message per (job, key) is admitted: by a partial unique index on the queue table, or on
+ * a partitioned queue by pgbus.unique_keys (unique-sql.ts). The statement that writes a
+ * message takes its key. How long it holds it is `uniqueFor`:
  * - "until_done" (the default; header `pgbus_unique_key`, migration 0007): until the row
  *   leaves the queue (ack, DLQ move, cancel, purge, delete);
  * - "queued" (header `pgbus_unique_queued_key`, migration 0011): until a worker first
  *   claims it, or it leaves the queue unclaimed.
  */
-export const UNIQUE_KEY_HEADER = "pgbus_unique_key";
-export const UNIQUE_QUEUED_KEY_HEADER = "pgbus_unique_queued_key";
 
 export const UNIQUE_FOR = ["until_done", "queued"] as const;
 export type UniqueFor = (typeof UNIQUE_FOR)[number];
@@ -81,54 +87,6 @@ export function uniqueEnqueueOptions<P>(
   return { uniqueKeys: payloads.map(() => key), uniqueFor };
 }
 
-// The indexes' expressions, written the same way in every statement that relies on them.
-const UNIQUE_JOB = "coalesce(message ->> 'job', '')";
-/** A message's key, of either mode. */
-const ANY_UNIQUE_KEY = `coalesce(headers ->> '${UNIQUE_QUEUED_KEY_HEADER}', headers ->> '${UNIQUE_KEY_HEADER}')`;
-
-export const ENABLE_UNIQUE_KEYS: Record<UniqueFor, string> = {
-  until_done: "SELECT pgbus.enable_unique_keys($1) AS enabled",
-  queued: "SELECT pgbus.enable_queued_unique_keys($1) AS enabled",
-};
-
-/**
- * Like sendMany ($1 messages, $2 headers, $3 delay ms, $4 visible time), for messages that
- * may carry a key: one whose (job, key) is taken is not inserted (nor a second one of the
- * same batch). No conflict target: a key may be taken in either unique index (0007 or
- * 0011), and the queue has no other unique index that an insert could hit (msg_id is an
- * identity). Returns the inserted rows with their job and key.
- */
-export const sendManyUnique = (queue: string): NamedStatement =>
-  namedStatement(
-    "send_unique",
-    queue,
-    () =>
-      `INSERT INTO ${queueTable(queue)} (vt, message, headers)
-     SELECT greatest(clock_timestamp() + $3::float8 * interval '1 millisecond', coalesce($4::timestamptz, '-infinity')), m.msg, $2::jsonb -> (m.ord::int - 1)
-       FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS m(msg, ord)
-      ORDER BY m.ord
-     ON CONFLICT DO NOTHING
-     RETURNING msg_id, ${UNIQUE_JOB} AS job, ${ANY_UNIQUE_KEY} AS unique_key`,
-  );
-
-/**
- * $1 jobs (text[]), $2 keys (text[]), pairwise, $3 true for "queued" keys: the message
- * holding each (job, key) pair now (the oldest, should two: a claimed "until_done" one and
- * a waiting "queued" one). A "queued" key is held only by unclaimed messages; an
- * "until_done" one also by claimed "until_done" messages (see migration 0011).
- */
-export const findUniqueKeys = (queue: string): NamedStatement =>
-  namedStatement(
-    "find_unique",
-    queue,
-    () =>
-      `SELECT DISTINCT ON (k.job, k.unique_key) q.msg_id, k.job, k.unique_key
-       FROM unnest($1::text[], $2::text[]) AS k(job, unique_key)
-       JOIN ${queueTable(queue)} q ON coalesce(q.message ->> 'job', '') = k.job AND ${ANY_UNIQUE_KEY.replaceAll("headers", "q.headers")} = k.unique_key
-      WHERE q.last_read_at IS NULL OR (NOT $3::boolean AND (q.headers ->> '${UNIQUE_KEY_HEADER}') = k.unique_key)
-      ORDER BY k.job, k.unique_key, q.msg_id`,
-  );
-
 export interface UniqueBatch {
   queue: string;
   /** The message bodies (their `job` field is half of each key), and their JSON. */
@@ -140,6 +98,8 @@ export interface UniqueBatch {
   keys: ReadonlyArray<string | null | undefined>;
   /** How long the keys are held (one mode per batch). */
   uniqueFor: UniqueFor;
+  /** Where the queue holds its keys (see unique-sql.ts). */
+  store: UniqueKeyStore;
   delayMs: number;
   runAt: Date | null;
 }
@@ -155,10 +115,15 @@ const MAX_ROUNDS = 5;
  * messages whose (job, key) is taken (waiting first for a transaction that holds it
  * uncommitted); the holders' ids are then looked up in a statement of their own, whose
  * snapshot (under READ COMMITTED) sees the holder the INSERT waited for. A holder can leave
- * the queue between the two statements, so what is still unresolved is inserted again.
+ * the queue between the two statements (or, on a partitioned queue, be found gone without
+ * its key released: the look-up frees the key), so what is still unresolved is inserted again.
  */
 export async function sendUniqueBatch(run: Run, batch: UniqueBatch): Promise<string[]> {
   const { queue, messages, bodies, keys } = batch;
+  const inTable = batch.store === "table";
+  const send = inTable ? sendManyUniqueInTable(queue) : sendManyUnique(queue);
+  const find = inTable ? findUniqueKeysInTable(queue) : findUniqueKeys(queue);
+  const queueValue = inTable ? [queue] : [];
   const keyHeader = batch.uniqueFor === "queued" ? UNIQUE_QUEUED_KEY_HEADER : UNIQUE_KEY_HEADER;
   const jobs = messages.map((message) => {
     const job = (message as { job?: unknown } | null)?.job;
@@ -191,7 +156,7 @@ export async function sendUniqueBatch(run: Run, batch: UniqueBatch): Promise<str
       return true;
     });
     if (toInsert.length > 0) {
-      const rows = await run<{ msg_id: string; job: string; unique_key: string | null }>(sendManyUnique(queue), [
+      const rows = await run<{ msg_id: string; job: string; unique_key: string | null }>(send, [
         `[${toInsert.map((index) => bodies[index]).join(",")}]`,
         serializeJson(
           toInsert.map((index) => headers[index]),
@@ -199,6 +164,7 @@ export async function sendUniqueBatch(run: Run, batch: UniqueBatch): Promise<str
         ),
         batch.delayMs,
         batch.runAt,
+        ...queueValue,
       ]);
       for (const row of rows) {
         if (row.unique_key === null) unkeyed.push(row.msg_id);
@@ -207,10 +173,11 @@ export async function sendUniqueBatch(run: Run, batch: UniqueBatch): Promise<str
     }
     const missing = pending.filter((index) => hasKey(index) && !held.has(pair(index)));
     if (missing.length > 0) {
-      const rows = await run<{ msg_id: string; job: string; unique_key: string }>(findUniqueKeys(queue), [
+      const rows = await run<{ msg_id: string; job: string; unique_key: string }>(find, [
         missing.map((index) => jobs[index]),
         missing.map((index) => keys[index]),
         batch.uniqueFor === "queued",
+        ...queueValue,
       ]);
       for (const row of rows) held.set(`${row.job}\u0000${row.unique_key}`, row.msg_id);
     }

@@ -5,6 +5,7 @@ import { ValidationError } from "../../src/errors.ts";
 import { defineJob } from "../../src/jobs/define.ts";
 import { retryDeadLetters } from "../../src/queue/admin.ts";
 import { FIXTURE_CONFIG, cliEnv, runCli, waitFor } from "../fixtures/process/spawn.ts";
+import { enqueueOverlappingBatches, gatedJob } from "../helpers/unique-jobs.ts";
 import { type TestDatabase, createTestDatabase, testServerAddress } from "../helpers/db.ts";
 import { startTcpProxy } from "../helpers/tcp-proxy.ts";
 
@@ -99,19 +100,7 @@ describe("one message per job and key while it is in the queue", () => {
   });
 
   test("a real worker: the key is held while the job waits and runs, free again once it succeeded or went to the DLQ", async () => {
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    const started: string[] = [];
-    const slow = defineJob<{ fail: boolean }>({
-      name: "slow_unique",
-      queue: "uniq",
-      maxRetries: 0,
-      async perform(payload, ctx) {
-        started.push(ctx.messageId);
-        await gate;
-        if (payload.fail) throw new Error("fails on purpose");
-      },
-    });
+    const { job: slow, started, release } = gatedJob("slow_unique", "uniq");
     const ok = await bus.enqueue(slow, { fail: false }, { uniqueKey: "ok" });
     const bad = await bus.enqueue(slow, { fail: true }, { uniqueKey: "bad" });
     const worker = bus.worker({ queues: ["uniq"], capacity: 5, pollIntervalMs: 50 });
@@ -222,23 +211,8 @@ describe("enqueueMany", () => {
   });
 
   test("concurrent batches over overlapping keys: one message per key, every caller gets its id", async () => {
-    const producers = Array.from({ length: 6 }, () => new Pgbus({ connectionString: db.url, jobs: [charge] }));
-    try {
-      const keys = Array.from({ length: 30 }, (_, index) => index);
-      const results = await Promise.all(
-        producers.map((producer, p) => {
-          const mine = keys.filter((k) => (k + p) % 2 === 0 || k % 3 === 0).map((order) => ({ order }));
-          return producer.enqueueMany(charge, mine, { uniqueKey: (payload) => `o${payload.order}` }).then((ids) => ({ mine, ids }));
-        }),
-      );
-      const byKey = new Map<number, Set<string>>();
-      for (const { mine, ids } of results)
-        mine.forEach((payload, index) => byKey.set(payload.order, (byKey.get(payload.order) ?? new Set()).add(ids[index]!)));
-      for (const [key, ids] of byKey) assert.equal(ids.size, 1, `key ${key}: one id`);
-      assert.equal(await inQueue(), byKey.size);
-    } finally {
-      await Promise.all(producers.map((producer) => producer.close()));
-    }
+    const keys = await enqueueOverlappingBatches(db.url, charge);
+    assert.equal(await inQueue(), keys);
   });
 });
 
