@@ -3,7 +3,7 @@ import type { Queryable } from "../db/queryable.ts";
 import { PgbusError, ValidationError } from "../errors.ts";
 import { QueueClient, type MessageId } from "./client.ts";
 import { dlqName, isDlqName, validateQueueName } from "./names.ts";
-import { UNIQUE_KEY_HEADER } from "./unique-sql.ts";
+import { UNIQUE_KEY_HEADER, UNIQUE_QUEUED_KEY_HEADER } from "./unique-sql.ts";
 import * as sql from "./admin-sql.ts";
 import { DEAD_LETTER_HEADERS, type DeadLetterInfo, parseDeadLetterHeaders } from "./dead-letter.ts";
 import { readJobEnvelope } from "./envelope.ts";
@@ -143,7 +143,11 @@ export async function retryDeadLetters(
 ): Promise<{ moved: string[]; requeued: string[] }> {
   const ids = selectionValue(selection);
   const names = await deadLetterQueueOf(db, queue);
-  const result = await onQueue(db, queue, sql.retryDeadLetters(names.queue, names.dlq), [ids, [...DEAD_LETTER_HEADERS, UNIQUE_KEY_HEADER]]);
+  // Retried without its unique key (either mode): a live message may hold it by now, and the retry must not fail on it.
+  const result = await onQueue(db, queue, sql.retryDeadLetters(names.queue, names.dlq), [
+    ids,
+    [...DEAD_LETTER_HEADERS, UNIQUE_KEY_HEADER, UNIQUE_QUEUED_KEY_HEADER],
+  ]);
   const row = result.rows[0] as { from_ids: string[]; to_ids: string[] };
   return { moved: row.from_ids, requeued: row.to_ids };
 }

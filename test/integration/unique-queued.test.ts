@@ -3,6 +3,7 @@ import { after, before, beforeEach, describe, test } from "node:test";
 import { Pgbus } from "../../src/bus.ts";
 import { ValidationError } from "../../src/errors.ts";
 import { defineJob } from "../../src/jobs/define.ts";
+import { retryDeadLetters } from "../../src/queue/admin.ts";
 import { createWorkerStore } from "../../src/worker/worker-store.ts";
 import { waitFor } from "../fixtures/process/spawn.ts";
 import { type TestDatabase, createTestDatabase } from "../helpers/db.ts";
@@ -47,6 +48,20 @@ describe('uniqueFor: "queued"', () => {
     } finally {
       await Promise.all(producers.map((producer) => producer.close()));
     }
+  });
+
+  test("a dead letter retried while another message waits with its key comes back without the key, instead of the retry failing", async () => {
+    const dead = await bus.enqueue(sync, { n: 3 }, queued("retried"));
+    await bus.queues.moveToDeadLetterQueue("uq", dead, { name: "Error", message: "boom", reason: "retries_exhausted" });
+    const waiting = await bus.enqueue(sync, { n: 3 }, queued("retried"));
+    const { requeued } = await retryDeadLetters(db.pool, "uq", { all: true });
+    assert.equal(requeued.length, 1);
+    const { rows } = await db.pool.query("SELECT msg_id::text AS id, headers FROM pgmq.q_uq ORDER BY msg_id");
+    assert.deepEqual(rows, [
+      { id: waiting, headers: { pgbus_unique_queued_key: "retried" } },
+      { id: requeued[0], headers: null },
+    ]);
+    await bus.queues.purgeQueue("uq_dlq");
   });
 
   test("held while waiting or delayed, released by the claim: a new one can be enqueued while the first runs", async () => {
