@@ -44,9 +44,12 @@ describe("pgbus start --health-port", () => {
     await cli.waitForMessage("child started", 2);
     await waitFor(async () => (await status(`${base}/readyz`)) === 200, "ready again");
     assert.equal(await status(`${base}/nope`), 404);
-    const metrics = await fetch(`${base}/metrics`);
-    assert.equal(metrics.status, 200);
-    assert.match(await metrics.text(), /^pgbus_worker_capacity\{.*role="worker".*\} 10$/m);
+    // The re-forked child's capacity is in its process row from its first heartbeat, which may come just after /readyz turns.
+    await waitFor(async () => {
+      const metrics = await fetch(`${base}/metrics`);
+      assert.equal(metrics.status, 200);
+      return /^pgbus_worker_capacity\{.*role="worker".*\} 10$/m.test(await metrics.text());
+    }, "the worker's capacity in /metrics");
     assert.equal((await fetch(`${base}/readyz`, { method: "POST" })).status, 405);
   });
 
