@@ -1,3 +1,4 @@
+import { CANCEL_HEADER } from "../../queue/cancel-headers.ts";
 import { archiveTable, queueTable } from "../../queue/names.ts";
 
 /**
@@ -46,14 +47,22 @@ export const FAILURES_PER_MINUTE = `
   SELECT floor(extract(epoch FROM now() - failed_at) / 60)::int AS minute, count(*)::int AS count
     FROM pgbus.failed_jobs WHERE failed_at > now() - $1::float8 * interval '1 minute' GROUP BY 1`;
 
-/** The state of a message in its queue table, for lists and the job page. */
+/**
+ * The state of a message in its queue table, for lists and the job page: 'cancelling' once a
+ * cancel waits for the run that holds it (the header bus.cancel sets), whatever else holds.
+ */
 const QUEUE_STATE = (queueParam: string) => `
-  CASE WHEN q.vt <= clock_timestamp() THEN 'waiting'
+  CASE WHEN q.headers ? '${CANCEL_HEADER.requested}' THEN 'cancelling'
+       WHEN q.vt <= clock_timestamp() THEN 'waiting'
        WHEN q.read_ct = 0 THEN 'scheduled'
        WHEN EXISTS (SELECT 1 FROM pgbus.failed_jobs f
                      WHERE f.queue_name = ${queueParam}::text AND f.msg_id = q.msg_id AND f.attempt = q.read_ct
                        AND f.outcome = 'retried') THEN 'retrying'
        ELSE 'running' END`;
+
+/** The state of a message in its archive: cancelled (bus.cancel archived it) or completed. */
+const ARCHIVED_STATE = (alias: string) =>
+  `CASE WHEN ${alias}.headers ? '${CANCEL_HEADER.cancelledAt}' THEN 'cancelled' ELSE 'completed' END`;
 
 /** Filters of the job list, by state; chosen from this table, never from the request's text. */
 export const STATE_FILTERS = {
@@ -74,7 +83,7 @@ export function listJobs(queue: string, state: ListedState): string {
   const archived = state === "completed";
   const table = archived ? archiveTable(queue) : queueTable(queue);
   const filter = state === "all" || archived ? "true" : STATE_FILTERS[state];
-  const stateColumn = archived ? "'completed'" : QUEUE_STATE("$7");
+  const stateColumn = archived ? ARCHIVED_STATE("q") : QUEUE_STATE("$7");
   return `
     SELECT q.msg_id::text AS id, q.read_ct, q.enqueued_at, q.message ->> 'job' AS job, ${stateColumn} AS state,
            left((q.message -> 'payload')::text, 160) AS preview,
@@ -100,7 +109,7 @@ export function findJob(queue: string): string {
            q.message, q.headers, ${QUEUE_STATE("$2")} AS state
       FROM ${queueTable(queue)} q WHERE q.msg_id = $1::bigint
     UNION ALL
-    SELECT a.msg_id::text, a.read_ct, a.enqueued_at, a.last_read_at, a.vt, a.archived_at, a.message, a.headers, 'completed'
+    SELECT a.msg_id::text, a.read_ct, a.enqueued_at, a.last_read_at, a.vt, a.archived_at, a.message, a.headers, ${ARCHIVED_STATE("a")}
       FROM ${archiveTable(queue)} a WHERE a.msg_id = $1::bigint
     LIMIT 1`;
 }
@@ -128,7 +137,7 @@ export function watchedStates(queue: string): string {
   return `
     SELECT q.msg_id::text AS id, ${QUEUE_STATE("$2")} AS state, q.read_ct FROM ${queueTable(queue)} q WHERE q.msg_id = ANY($1::bigint[])
     UNION ALL
-    SELECT a.msg_id::text, 'completed', a.read_ct FROM ${archiveTable(queue)} a WHERE a.msg_id = ANY($1::bigint[])`;
+    SELECT a.msg_id::text, ${ARCHIVED_STATE("a")}, a.read_ct FROM ${archiveTable(queue)} a WHERE a.msg_id = ANY($1::bigint[])`;
 }
 
 /** Topic bindings, without depths (those come from the capped counts above). */
