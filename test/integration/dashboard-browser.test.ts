@@ -236,7 +236,10 @@ test("a running job cancelled from its page is seen cancelled without a reload",
   const badge = page.locator(`[data-job="patient:${id}"]`);
   assert.equal(await badge.textContent(), "running");
   await Promise.all([page.waitForURL(/notice=/), page.getByRole("button", { name: "Cancel" }).click()]);
-  assert.match((await page.textContent("[role=status]"))!, new RegExp(`message ${id} of patient: running: its run was signalled to stop`));
+  assert.match(
+    (await page.textContent("[role=status]"))!,
+    new RegExp(`message ${id} of patient: cancelling: its run was signalled to stop`),
+  );
   await aborted; // the worker aborted the run's ctx.signal (cancel NOTIFY)
   assert.equal(await badge.textContent(), "cancelling", "the run still holds the job");
   assert.equal(await page.getByRole("button", { name: "Cancel" }).count(), 0, "nothing more to cancel");

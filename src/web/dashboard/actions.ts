@@ -58,11 +58,13 @@ async function deadLetterIds(store: DashboardStore, queue: string, form: FormDat
 }
 
 /** Who cancels, as recorded on the archived message (`pgbus_cancelled_by`); the audit hook knows the person. */
-export const CANCELLED_BY = "dashboard";
+const CANCELLED_BY = "dashboard";
 
 const CANCEL_NOTICES: Record<Exclude<CancelStatus, "not_found">, string> = {
   cancelled: "cancelled: archived as cancelled, it will not run",
-  cancelling: "running: its run was signalled to stop (ctx.signal) and it is archived as cancelled when the run ends",
+  cancelling:
+    "cancelling: its run was signalled to stop (ctx.signal); it is archived as cancelled when that run ends " +
+    "(a job waiting for its retry: when it is next claimed) and never runs again",
   already_finished: "already finished (done, dead-lettered or deleted): nothing to cancel",
 };
 
