@@ -16,7 +16,8 @@ import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
  * real PostgreSQL, with a worker running in this process: every page loads without a
  * console error (CSP violations included), a failed job retried from its page is seen
  * completing without a reload, a DLQ bulk retry, inert hostile payloads, and the server
- * refusing a read-only user's action and a POST without its CSRF token. Screenshots of
+ * refusing a read-only user's action and a POST without its CSRF token; a running job
+ * cancelled from its page, seen cancelling, then cancelled without a reload. Screenshots of
  * every page go to artifacts/screenshots/ (kept by CI).
  */
 
@@ -47,6 +48,25 @@ const doomed = defineJob<{ n: number }>({
   },
 });
 const inert = defineJob<Record<string, string>>({ name: "inert", queue: "inert", async perform() {} });
+// Runs until its signal is aborted, then holds until the test lets it end (so the page can be seen "cancelling" first).
+let patientStarted: () => void = () => {};
+const started = new Promise<void>((resolve) => (patientStarted = resolve));
+let patientAborted: () => void = () => {};
+const aborted = new Promise<void>((resolve) => (patientAborted = resolve));
+let endPatient: () => void = () => {};
+const patientEnds = new Promise<void>((resolve) => (endPatient = resolve));
+const patient = defineJob<{ n: number }>({
+  name: "patient",
+  queue: "patient",
+  maxRetries: 3,
+  async perform(_payload, ctx) {
+    patientStarted();
+    await new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve(), { once: true }));
+    patientAborted();
+    await patientEnds;
+    throw new Error("stopped: cancelled");
+  },
+});
 
 let db: TestDatabase;
 let bus: Pgbus;
@@ -58,7 +78,7 @@ before(async () => {
   if (skip) return;
   mkdirSync(SHOTS, { recursive: true });
   db = await createTestDatabase("dashboard_browser");
-  bus = new Pgbus({ connectionString: db.url, jobs: [flaky, doomed, inert] });
+  bus = new Pgbus({ connectionString: db.url, jobs: [flaky, doomed, inert, patient] });
   bus.subscribe("order.*", async () => {}, { name: "order_audit" }); // for the event bus page
   await bus.migrate();
   // Two processes for the processes page: one beating, one stale.
@@ -88,13 +108,14 @@ before(async () => {
     authorize: (request) => (request.headers.get("x-test-role") === "read_only" ? "read_only" : "admin"),
     live: { coalesceMs: 200, refreshMs: 500 },
   });
-  worker = bus.worker({ queues: ["flaky", "doomed"], capacity: 4, pollIntervalMs: 100 });
+  worker = bus.worker({ queues: ["flaky", "doomed", "patient"], capacity: 4, pollIntervalMs: 100 });
   await worker.start();
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
 });
 after(async () => {
   if (skip) return;
   release();
+  endPatient();
   await browser?.close();
   await served?.close();
   await bus?.close();
@@ -204,6 +225,40 @@ test("the dashboard in headless Chromium", { skip, timeout: 60_000 }, async () =
     [],
     "no console error afterwards either",
   );
+});
+
+test("a running job cancelled from its page is seen cancelled without a reload", { skip, timeout: 60_000 }, async () => {
+  const id = await bus.enqueue(patient, { n: 1 });
+  await started;
+  const { page, problems } = await open(await browser.newContext({ extraHTTPHeaders: { "x-test-role": "admin" } }));
+  await page.goto(`${served.url}jobs/patient/${id}`);
+  await page.waitForSelector("#live.on", { timeout: 10_000 });
+  const badge = page.locator(`[data-job="patient:${id}"]`);
+  assert.equal(await badge.textContent(), "running");
+  await Promise.all([page.waitForURL(/notice=/), page.getByRole("button", { name: "Cancel" }).click()]);
+  assert.match(
+    (await page.textContent("[role=status]"))!,
+    new RegExp(`message ${id} of patient: cancelling: its run was signalled to stop`),
+  );
+  await aborted; // the worker aborted the run's ctx.signal (cancel NOTIFY)
+  assert.equal(await badge.textContent(), "cancelling", "the run still holds the job");
+  assert.equal(await page.getByRole("button", { name: "Cancel" }).count(), 0, "nothing more to cancel");
+  await page.waitForSelector("#live.on", { timeout: 10_000 });
+  await page.screenshot({ path: `${SHOTS}job-cancelling.png`, fullPage: true });
+  let navigations = 0;
+  page.on("framenavigated", () => navigations++);
+  endPatient();
+  await badge.filter({ hasText: "cancelled" }).waitFor({ timeout: 15_000 });
+  assert.equal(navigations, 0, "the cancel was seen through the live stream, without a reload");
+  await page.screenshot({ path: `${SHOTS}job-cancelled.png`, fullPage: true });
+  const archived = await bus.pool.query("SELECT headers FROM pgmq.a_patient WHERE msg_id = $1", [id]);
+  assert.equal((archived.rows[0] as { headers: Record<string, unknown> }).headers["pgbus_cancelled_by"], "dashboard");
+  assert.equal((await bus.pool.query("SELECT 1 FROM pgmq.q_patient")).rowCount, 0, "never retried");
+  await page.reload();
+  assert.equal(await badge.textContent(), "cancelled");
+  assert.match((await page.textContent("main dl"))!, /Cancelled/);
+  assert.equal(await page.locator("form[method=post]").count(), 0, "a cancelled job offers no action");
+  assert.deepEqual(problems, []);
 });
 
 async function retrying(id: string): Promise<true | null> {

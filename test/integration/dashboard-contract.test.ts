@@ -6,6 +6,7 @@ import { defineJob } from "../../src/jobs/define.ts";
 import { type AuditEntry, type Dashboard, createDashboard } from "../../src/web/index.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
 import { type Transport, csrfOf, fetchTransport, nodeTransport } from "../helpers/dashboard.ts";
+import { parsePrometheusText, sampleValue } from "../helpers/prometheus-text.ts";
 
 /**
  * The dashboard's contract, run against both of its faces (the Web fetch handler and the
@@ -116,6 +117,23 @@ for (const [label, make] of transports) {
       assert.equal((await t.request(`${BASE}/jobs?queue=reports&state=bogus`, as("admin"))).status, 400);
     });
 
+    test("/metrics, /livez and /readyz answer under the base path, behind authorize", async () => {
+      assert.equal((await t.request(`${BASE}/metrics`)).status, 401);
+      const metrics = await t.request(`${BASE}/metrics`, as("read_only"));
+      assert.equal(metrics.status, 200);
+      const families = parsePrometheusText(await metrics.text());
+      assert.ok((sampleValue(families, "pgbus_queue_depth", { queue: "reports" }) ?? 0) >= 60);
+      for (const probe of ["livez", "readyz"]) {
+        const response = await t.request(`${BASE}/${probe}`, as("read_only"));
+        assert.equal(response.status, 200, probe);
+        assert.equal(((await response.json()) as { status: string }).status, "ok");
+      }
+      const head = await t.request(`${BASE}/readyz`, as("read_only", { method: "HEAD" }));
+      assert.equal(head.status, 200);
+      assert.equal(await head.text(), "");
+      assert.equal((await t.request(`${BASE}/metrics`, as("admin", { method: "POST", headers: { origin: t.origin } }))).status, 405);
+    });
+
     test("the jobs list pages by id and filters by payload path; payloads are escaped and redacted", async () => {
       const first = await (await t.request(`${BASE}/jobs?queue=reports`, as("admin"))).text();
       assert.equal((first.match(/data-job="reports:\d+"/g) ?? []).length, 50);
@@ -154,6 +172,52 @@ for (const [label, make] of transports) {
       assert.equal((await post("admin", "resume", { queue: "reports", _csrf: token })).status, 303);
       const outcomes = audits.filter((entry) => entry.action === "pause").map((entry) => entry.outcome);
       assert.ok(outcomes.includes("refused") && outcomes.includes("done"), `audited: ${outcomes.join(", ")}`);
+    });
+
+    test("cancel: read-only 403, no CSRF token 403, nothing cancelled by them; an admin's cancel is done and audited", async () => {
+      const id = await bus.enqueue(report, { user: { id: 7 }, note: "to cancel" }, { delayMs: 3_600_000 });
+      const page = await (await t.request(`${BASE}/jobs/reports/${id}`, as("admin"))).text();
+      assert.match(page, /action="[^"]*\/actions\/cancel"/, "the job page offers a cancel");
+      const token = csrfOf(page);
+      const before = audits.length;
+      assert.equal((await post("read_only", "cancel", { queue: "reports", id, _csrf: token })).status, 403);
+      assert.equal((await post("admin", "cancel", { queue: "reports", id })).status, 403);
+      assert.equal((await post("admin", "cancel", { queue: "reports", id, _csrf: token }, { "sec-fetch-site": "cross-site" })).status, 403);
+      assert.equal((await bus.pool.query("SELECT 1 FROM pgmq.q_reports WHERE msg_id = $1", [id])).rowCount, 1, "still waiting");
+      assert.deepEqual(
+        audits.slice(before).map((entry) => [entry.action, entry.role, entry.outcome, entry.target["id"]]),
+        [
+          ["cancel", "read_only", "refused", undefined],
+          ["cancel", "admin", "refused", id],
+          ["cancel", "admin", "refused", undefined],
+        ],
+      );
+
+      const back = `${BASE}/jobs/reports/${id}`;
+      const done = await post("admin", "cancel", { queue: "reports", id, _csrf: token, back });
+      assert.equal(done.status, 303);
+      const notice = new URL(done.headers.get("location")!, t.origin).searchParams.get("notice");
+      assert.equal(notice, `message ${id} of reports: cancelled: archived as cancelled, it will not run`);
+      const archived = await bus.pool.query("SELECT headers FROM pgmq.a_reports WHERE msg_id = $1", [id]);
+      assert.equal((archived.rows[0] as { headers: Record<string, unknown> }).headers["pgbus_cancelled_by"], "dashboard");
+      const shown = await (await t.request(back, as("read_only"))).text();
+      assert.match(shown, new RegExp(`data-job="reports:${id}">cancelled<`));
+      assert.deepEqual(
+        audits.slice(-1).map((entry) => [entry.action, entry.role, entry.outcome, entry.target["id"], entry.detail]),
+        [["cancel", "admin", "done", id, notice]],
+      );
+
+      // A job that is gone: already finished. An id the queue never had: an error, audited as failed.
+      const gone = await bus.enqueue(report, { user: { id: 8 }, note: "deleted" });
+      await bus.queues.delete("reports", gone);
+      const finished = await post("admin", "cancel", { queue: "reports", id: gone, _csrf: token });
+      assert.match(new URL(finished.headers.get("location")!, t.origin).searchParams.get("notice") ?? "", /already finished/);
+      const never = await post("admin", "cancel", { queue: "reports", id: "999999999", _csrf: token });
+      assert.match(
+        new URL(never.headers.get("location")!, t.origin).searchParams.get("error") ?? "",
+        /reports never had a message 999999999/,
+      );
+      assert.equal(audits.at(-1)?.outcome, "failed");
     });
 
     test("the live stream sends queue figures as an update with an id", async () => {

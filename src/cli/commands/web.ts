@@ -30,7 +30,9 @@ async function loadAuthorize(path: string): Promise<AuthorizeHook> {
 export function registerWeb(program: Command): void {
   program
     .command("web")
-    .description("serve the dashboard (pages, live updates, actions); loopback only unless --authorize is given")
+    .description(
+      "serve the dashboard (pages, live updates, actions) and /metrics, /livez, /readyz; loopback only unless --authorize is given",
+    )
     .option("--port <port>", "port to listen on", "4000")
     .option("--host <host>", "address to listen on; anything but loopback needs --authorize", "127.0.0.1")
     .option("--base-path <path>", 'mount path, e.g. "/pgbus"')

@@ -1,4 +1,5 @@
 import { PgbusError, ValidationError } from "../../errors.ts";
+import { type CancelStatus, cancelJob } from "../../queue/cancel.ts";
 import { discardDeadLetters, listDeadLetters, retryDeadLetters } from "../../queue/admin.ts";
 import { QueueClient } from "../../queue/client.ts";
 import { isDlqName, validateQueueName } from "../../queue/names.ts";
@@ -36,7 +37,7 @@ export interface ActionResult {
   location?: string;
 }
 
-export const ACTIONS = ["pause", "resume", "purge", "retry", "delete", "dlq-retry", "dlq", "recurring"] as const;
+export const ACTIONS = ["pause", "resume", "purge", "retry", "cancel", "delete", "dlq-retry", "dlq", "recurring"] as const;
 export type ActionName = (typeof ACTIONS)[number];
 
 function field(form: FormData, name: string): string {
@@ -54,6 +55,27 @@ async function deadLetterIds(store: DashboardStore, queue: string, form: FormDat
   const job = form.get("job");
   const letters = await store.run((db) => listDeadLetters(db, queue, BULK_CAP));
   return letters.filter((letter) => !job || letter.job === job).map((letter) => letter.id);
+}
+
+/** Who cancels, as recorded on the archived message (`pgbus_cancelled_by`); the audit hook knows the person. */
+const CANCELLED_BY = "dashboard";
+
+const CANCEL_NOTICES: Record<Exclude<CancelStatus, "not_found">, string> = {
+  cancelled: "cancelled: archived as cancelled, it will not run",
+  cancelling:
+    "cancelling: its run was signalled to stop (ctx.signal); it is archived as cancelled when that run ends " +
+    "(a job waiting for its retry: when it is next claimed) and never runs again",
+  already_finished: "already finished (done, dead-lettered or deleted): nothing to cancel",
+};
+
+/** Cancels one job (as bus.cancel and `pgbus cancel` do): a waiting one at once, a running one through its signal. */
+async function cancel(store: DashboardStore, queue: string, form: FormData): Promise<ActionResult> {
+  if (isDlqName(queue))
+    throw new ValidationError("INVALID_OPTION", `${queue} is a dead-letter queue: its messages never run (retry or discard them)`);
+  const id = parseMessageId(field(form, "id"));
+  const { status } = await store.run((db) => cancelJob(db, queue, id, { by: CANCELLED_BY }));
+  if (status === "not_found") throw new PgbusError("INVALID_OPTION", `${queue} never had a message ${id}`);
+  return { notice: `message ${id} of ${queue}: ${CANCEL_NOTICES[status]}` };
 }
 
 /** Enables or disables a recurring task (as `pgbus recurring enable|disable` does). */
@@ -85,6 +107,8 @@ export async function runAction(store: DashboardStore, base: string, name: Actio
         throw new PgbusError("INVALID_OPTION", `message ${id} of ${queue} is not waiting (it is running, done or gone)`);
       return { notice: `message ${id} will run now` };
     }
+    case "cancel":
+      return cancel(store, queue, form);
     case "delete": {
       const id = parseMessageId(field(form, "id"));
       const deleted = await store.run((db) => new QueueClient(db).delete(queue, id));

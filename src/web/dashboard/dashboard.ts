@@ -1,24 +1,20 @@
-import type pg from "pg";
-import type { Pgbus } from "../../bus.ts";
-import { endPool } from "../../db/close.ts";
-import { clientConfigOf, createPool } from "../../db/queryable.ts";
+import { clientConfigOf } from "../../db/queryable.ts";
 import { PgbusError, ValidationError } from "../../errors.ts";
 import { type Logger, silentLogger } from "../../logger.ts";
+import { type WebDatabaseOptions, openWebDatabase } from "../database.ts";
 import { ACTIONS, type ActionName, type AuditEntry, type AuditHook, runAction } from "./actions.ts";
 import { escapeHtml } from "./html.ts";
 import { LiveHub, type LiveOptions } from "./live.ts";
 import { type NodeHandler, toNodeHandler } from "./node.ts";
 import type { PageContext } from "./pages/layout.ts";
+import { createProbes } from "./probes.ts";
 import type { RedactHook } from "./redaction.ts";
 import { renderPage } from "./routes.ts";
 import { type AuthorizeHook, CsrfTokens, type DashboardRole, newNonce, sameOrigin, securityHeaders } from "./security.ts";
 import { DashboardStore } from "./store.ts";
 
-export interface DashboardOptions {
-  /** Read and act through this bus's connection pool. Give this, `pool` or `connectionString`. */
-  bus?: Pgbus;
-  pool?: pg.Pool;
-  connectionString?: string;
+/** Read and act through a bus's connection pool, a pool of yours, or a pool of 4 of its own on a connectionString. */
+export interface DashboardOptions extends WebDatabaseOptions {
   /** Where the dashboard is mounted, e.g. "/admin/pgbus". Default "" (the root). */
   basePath?: string;
   /** Decides every request: "admin", "read_only", or false (401). Required: there is no open default. */
@@ -64,17 +60,6 @@ export function normalizeBasePath(path: string | undefined): string {
   return trimmed;
 }
 
-function poolOf(options: DashboardOptions): { pool: pg.Pool; owned: boolean } {
-  if (options.pool) return { pool: options.pool, owned: false };
-  if (options.bus) return { pool: options.bus.pool, owned: false };
-  if (options.connectionString)
-    return { pool: createPool({ connectionString: options.connectionString }, { max: 4, applicationName: "pgbus:web" }), owned: true };
-  throw new ValidationError(
-    "INVALID_OPTION",
-    "createDashboard needs bus (a Pgbus), pool (a pg.Pool) or connectionString (a PostgreSQL URL)",
-  );
-}
-
 function textResponse(status: number, text: string, headers: Record<string, string>): Response {
   return new Response(`<!doctype html><meta charset="utf-8"><title>${status}</title><p>${escapeHtml(text)}</p>`, {
     status,
@@ -90,16 +75,21 @@ export function createDashboard(options: DashboardOptions): Dashboard {
       'createDashboard needs authorize(request) returning "admin", "read_only" or false; for a local-only dashboard pass () => "admin"',
     );
   const base = normalizeBasePath(options.basePath);
-  const { pool, owned } = poolOf(options);
+  const statementTimeoutMs = options.statementTimeoutMs ?? 5_000;
+  const staleProcessAfterMs = options.staleProcessAfterMs ?? 30_000;
+  // Its own pool's client-side bound comes after the server's statement_timeout, whose error says more.
+  const database = openWebDatabase(options, "createDashboard", { max: 4, queryTimeoutMs: statementTimeoutMs + 1_000 });
+  const pool = database.pool;
   const logger = options.logger ?? silentLogger;
-  const store = new DashboardStore(pool, options.statementTimeoutMs ?? 5_000);
+  const store = new DashboardStore(pool, statementTimeoutMs);
+  const probes = createProbes(pool, staleProcessAfterMs);
   const live = new LiveHub({ store, clientConfig: clientConfigOf(pool), logger, ...options.live });
   const csrf = new CsrfTokens(options.csrfSecret);
   let sparkCache: { at: number; key: string; value: Promise<{ archived: number[]; failed: number[] }> } | null = null;
   const deps = {
     store,
     redact: options.redact,
-    staleAfterSec: (options.staleProcessAfterMs ?? 30_000) / 1_000,
+    staleAfterSec: staleProcessAfterMs / 1_000,
     sparklines(queues: readonly string[]) {
       const key = queues.join(",");
       if (!sparkCache || sparkCache.key !== key || Date.now() - sparkCache.at > SPARKLINE_CACHE_MS) {
@@ -177,6 +167,8 @@ export function createDashboard(options: DashboardOptions): Dashboard {
     if (role === false) return textResponse(401, "not authorized", headers);
     if (role !== "admin" && role !== "read_only")
       throw new ValidationError("INVALID_OPTION", `authorize returned ${String(role)}: "admin", "read_only" or false`);
+    const probe = probes.answer(path, request, headers);
+    if (probe) return probe;
     if (request.method === "POST") {
       const action = /^\/actions\/([a-z-]+)$/.exec(path);
       return action ? act(request, url, action[1]!, role, headers) : textResponse(404, "not found", headers);
@@ -217,7 +209,8 @@ export function createDashboard(options: DashboardOptions): Dashboard {
     node: toNodeHandler(fetchHandler),
     async close() {
       await live.close();
-      if (owned) await endPool(pool);
+      await probes.close();
+      await database.close();
     },
   };
 }

@@ -15,7 +15,7 @@ import * as sql from "./sql.ts";
 /** Rows counted exactly per queue before the estimate takes over (sql.queueStats). */
 export const EXACT_COUNT_CAP = 10_000;
 
-/** Archived messages counted per queue and minute for the overview's sparkline; a busier minute shows as this. */
+/** Archived messages (per queue) and failed runs counted per minute for the overview's sparklines; a busier minute shows as this. */
 export const SPARKLINE_MINUTE_CAP = 5_000;
 
 export interface QueueStats {
@@ -69,7 +69,7 @@ export class DashboardStore {
           if (row.minute >= 0 && row.minute < minutes) series[minutes - 1 - row.minute]! += row.count;
       };
       for (const queue of queues) add(archived, (await db.query(sql.archivedPerMinute(queue), [minutes, SPARKLINE_MINUTE_CAP])).rows);
-      add(failed, (await db.query(sql.FAILURES_PER_MINUTE, [minutes])).rows);
+      add(failed, (await db.query(sql.FAILURES_PER_MINUTE, [minutes, SPARKLINE_MINUTE_CAP])).rows);
       return { archived, failed };
     });
   }

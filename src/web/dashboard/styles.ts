@@ -11,7 +11,7 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.35rem .
 th{color:var(--muted);font-weight:500;font-size:12px;text-transform:uppercase;letter-spacing:.03em}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 a{color:var(--accent)}code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace}pre{background:var(--panel);border:1px solid var(--line);padding:.7rem;overflow:auto;white-space:pre-wrap;word-break:break-all;max-height:32rem}
 .badge{display:inline-block;padding:0 .45rem;border-radius:9px;font-size:12px;border:1px solid var(--line)}
-.s-completed,.s-active{color:var(--ok)}.s-dead,.s-stale,.s-paused{color:var(--bad)}.s-retrying,.s-scheduled{color:var(--warn)}.s-running{color:var(--accent)}
+.s-completed,.s-active{color:var(--ok)}.s-dead,.s-stale,.s-paused,.s-cancelled{color:var(--bad)}.s-retrying,.s-scheduled,.s-cancelling{color:var(--warn)}.s-running{color:var(--accent)}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(220px,1fr));gap:.8rem}.card{border:1px solid var(--line);background:var(--panel);border-radius:6px;padding:.7rem .9rem}
 .card .big{font-size:22px;font-weight:600}.muted{color:var(--muted)}svg.spark{width:100%;height:42px}svg.spark polyline{fill:none;stroke-width:1.5}
 .spark.ok polyline{stroke:var(--ok)}.spark.bad polyline{stroke:var(--bad)}

@@ -16,15 +16,26 @@ export interface JobView {
   full: boolean;
 }
 
+/** States of a message still in its queue that a cancel can stop (a dead letter never runs). */
+const CANCELLABLE = new Set(["waiting", "scheduled", "retrying", "running"]);
+
 function actions(ctx: PageContext, job: JobDetail): Html {
   const fields = { queue: job.queue, id: job.id };
   const dead = isDlqName(job.queue);
   const waiting = job.state === "retrying" || job.state === "scheduled";
+  const cancelWhat = job.state === "running" ? "Its run is signalled to stop" : "It will not run";
   return html`<div class="actions">
     ${dead ? actionForm(ctx, "dlq-retry", { queue: job.queue, id: job.id }, "Retry") : ""}${
       waiting ? actionForm(ctx, "retry", fields, job.state === "retrying" ? "Retry now" : "Run now") : ""
     }${
-      job.state === "completed"
+      !dead && CANCELLABLE.has(job.state)
+        ? actionForm(ctx, "cancel", fields, "Cancel", {
+            danger: true,
+            confirm: `Cancel message ${job.id} of ${job.queue}? ${cancelWhat}, and it is archived as cancelled.`,
+          })
+        : ""
+    }${
+      job.archivedAt
         ? ""
         : actionForm(ctx, "delete", fields, "Delete", {
             danger: true,
@@ -72,7 +83,7 @@ export function jobPage(ctx: PageContext, { job, failures, redact, full }: JobVi
       <dd>${time(job.enqueuedAt)}</dd>
       <dt>Last run</dt>
       <dd>${time(job.lastReadAt)}</dd>
-      <dt>${job.archivedAt ? "Completed" : "Visible at"}</dt>
+      <dt>${job.archivedAt ? (job.state === "cancelled" ? "Cancelled" : "Completed") : "Visible at"}</dt>
       <dd>${time(job.archivedAt ?? job.vt)}</dd>
       ${
         dead
