@@ -32,7 +32,14 @@ async function rowsTheClaimTouches(queue: string, qty: number): Promise<{ claime
   const client = await db.pool.connect();
   try {
     await client.query("BEGIN");
-    const result = await client.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${sql.claimAndAck(queue, "delete").text}`, [30, qty, [], [], null, null]);
+    const result = await client.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${sql.claimAndAck(queue, "delete").text}`, [
+      30,
+      qty,
+      [],
+      [],
+      null,
+      null,
+    ]);
     await client.query("ROLLBACK");
     const plan = result.rows[0]["QUERY PLAN"][0].Plan;
     let touched = 0;
@@ -105,7 +112,14 @@ describe("delayed jobs", () => {
     const client = await db.pool.connect();
     try {
       await client.query("SET plan_cache_mode = force_custom_plan");
-      const result = await client.query(`EXPLAIN (FORMAT JSON) ${sql.claimAndAck("sch_fresh", "delete").text}`, [30, 150, [], [], null, null]);
+      const result = await client.query(`EXPLAIN (FORMAT JSON) ${sql.claimAndAck("sch_fresh", "delete").text}`, [
+        30,
+        150,
+        [],
+        [],
+        null,
+        null,
+      ]);
       const nodes: string[] = [];
       const visit = (node: Record<string, unknown>) => {
         nodes.push(`${String(node["Node Type"])}${node["Index Name"] ? ` ${String(node["Index Name"])}` : ""}`);
