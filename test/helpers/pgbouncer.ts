@@ -22,9 +22,10 @@ export interface Pgbouncer {
 /**
  * A real PgBouncer in transaction pooling mode in front of the test server, with its own
  * config in a temporary directory, listening on a free port of 127.0.0.1. Small server
- * pools, so consecutive statements of one client do land on different server connections.
+ * pools by default (`poolSize` per database and user), so consecutive statements of one
+ * client do land on different server connections.
  */
-export async function startPgbouncer(binary: string, server: { host: string; port: number }): Promise<Pgbouncer> {
+export async function startPgbouncer(binary: string, server: { host: string; port: number }, poolSize = 3): Promise<Pgbouncer> {
   const dir = mkdtempSync(join(tmpdir(), "pgbus-pgbouncer-"));
   chmodSync(dir, 0o777); // pgbouncer started as root drops to user postgres, which writes its log here
   const port = await freePort();
@@ -41,7 +42,7 @@ export async function startPgbouncer(binary: string, server: { host: string; por
       "auth_type = trust",
       `auth_file = ${join(dir, "userlist.txt")}`,
       "pool_mode = transaction",
-      "default_pool_size = 3",
+      `default_pool_size = ${poolSize}`,
       "max_client_conn = 200",
       "ignore_startup_parameters = extra_float_digits,options,statement_timeout",
       `logfile = ${join(dir, "pgbouncer.log")}`,
