@@ -34,9 +34,9 @@ export interface QueueSetOptions {
  * named, or one the backstop poll found (one statement for all the queues, see
  * pgbus.queues_with_work). A claim that comes back short drained its queue, which turns
  * cold until it is named again. So a worker over 1,000 queues claims from the few busy
- * ones, and idle it sends one statement per poll, not one per queue. A notification that
- * arrives while a claim of its queue is under way keeps the queue hot (`#notes` counts
- * them), so a message sent just after the claim's snapshot is not left to the next poll.
+ * ones, and idle it sends one statement per poll, not one per queue. A notification, or a
+ * poll that finds the queue, while a claim of it is under way keeps the queue hot (`#notes`
+ * counts both), so a message sent just after the claim's snapshot is not left to the next poll.
  */
 export class QueueSet {
   readonly #options: QueueSetOptions;
@@ -48,7 +48,7 @@ export class QueueSet {
   readonly #missing = new Map<string, number>();
   /** Queues known to have work. */
   readonly #hot = new Set<string>();
-  /** Notifications received per queue, so a claim can tell whether one came in while it ran. */
+  /** Notifications and poll finds per queue, so a claim can tell whether one came in while it ran. */
   readonly #notes = new Map<string, number>();
   #rank = new Map<string, number>();
   #backstopDue = true;
@@ -80,8 +80,15 @@ export class QueueSet {
       this.#setQueues([...named, ...others]);
     }
     if (this.#backstopDue || this.#clock() - this.#lastBackstop >= this.#options.pollIntervalMs) {
-      this.#backstop ??= this.#runBackstop().finally(() => (this.#backstop = null));
-      await this.#backstop;
+      // A poll asked for while the one joined here was under way (LISTEN came back and the
+      // notifications sent meanwhile were lost) is not answered by it: its snapshot may
+      // predate their messages. It stays due and runs next, before this claim goes on. Left
+      // to a later claim it could wait a whole poll interval: with two claims in flight,
+      // both may end without a reason to claim again.
+      do {
+        this.#backstop ??= this.#runBackstop().finally(() => (this.#backstop = null));
+        await this.#backstop;
+      } while (this.#backstopDue);
     }
   }
 
@@ -97,7 +104,7 @@ export class QueueSet {
     try {
       // A store that cannot tell (a test double) has every queue claimed from, as before.
       const found = store.queuesWithWork ? (await store.queuesWithWork(this.#queues)).map((row) => row.queue) : this.#queues;
-      for (const queue of found) this.#hot.add(queue);
+      for (const queue of found) this.#markHot(queue);
     } catch (error) {
       this.#backstopDue = true; // the claim round reports the outage; poll again next time
       throw error;
@@ -114,9 +121,19 @@ export class QueueSet {
     const known = this.#rank.has(queue);
     if (!known && !(this.#wildcard && !this.#options.exclude.includes(queue))) return false;
     if (!known) this.#lastRefresh = 0;
+    this.#markHot(queue);
+    return true;
+  }
+
+  /**
+   * Known to have work, by a notification or the backstop poll: counted in `#notes` either
+   * way, so a claim that started before (and comes back short) does not turn it cold. The
+   * poll's finds need it as much as a notification (a message whose notification was
+   * lost, a retry come due): left to the next poll, they waited a whole poll interval.
+   */
+  #markHot(queue: string): void {
     this.#hot.add(queue);
     this.#notes.set(queue, (this.#notes.get(queue) ?? 0) + 1);
-    return true;
   }
 
   /** Queues to claim from now, in priority order: those known to have work, not skipped as dropped. */
