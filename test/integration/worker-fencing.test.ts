@@ -4,7 +4,7 @@ import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { after, before, test } from "node:test";
 import { Pgbus } from "../../src/bus.ts";
-import { stall } from "../fixtures/stall/jobs.ts";
+import { burn, stall } from "../fixtures/stall/jobs.ts";
 import { waitFor } from "../fixtures/process/spawn.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
 
@@ -29,9 +29,9 @@ after(async () => {
   else process.env.PGBUS_TEST_DB_URL = previousUrl;
 });
 
-async function startFrozenCandidate(): Promise<{ child: ChildProcess; log: () => string }> {
+async function startFrozenCandidate(executionMode = "async"): Promise<{ child: ChildProcess; log: () => string }> {
   const child = spawn(process.execPath, ["--import", "tsx", WORKER], {
-    env: { ...process.env, DATABASE_URL: db.url, PGBUS_TEST_DB_URL: db.url },
+    env: { ...process.env, DATABASE_URL: db.url, PGBUS_TEST_DB_URL: db.url, STALL_EXECUTION_MODE: executionMode },
     stdio: ["ignore", "pipe", "pipe"],
   });
   children.push(child);
@@ -87,5 +87,49 @@ test("a worker frozen past its VT (SIGSTOP) cannot retry the message another wor
   const failures = await db.pool.query("SELECT count(*)::int AS n FROM pgbus.failed_jobs WHERE msg_id = $1", [id]);
   assert.equal(failures.rows[0].n, 0, "the frozen run's failure is not recorded against the live claim");
   const archived = await db.pool.query("SELECT read_ct FROM pgmq.a_work WHERE msg_id = $1", [id]);
+  assert.equal(archived.rows[0].read_ct, 2);
+});
+
+test("threads mode: a task that waited for its thread in a worker frozen past its VT is not started once the worker resumes", async () => {
+  const bus = new Pgbus({ connectionString: db.url, jobs: [stall, burn] });
+  await db.pool.query("SELECT pgmq.create('burn'), pgmq.create('work')");
+  const frozen = await startFrozenCandidate("threads");
+  // The burn holds the child's only thread; the next run posted there waits behind it.
+  const burning = await bus.enqueue(burn, { ms: 1_500 });
+  await waitFor(async () => (await runs(burning)).length > 0, "the burn to start", 10_000, 20);
+  const waiting = await bus.enqueue(stall, { ms: 0, failOnAttempt: 0 });
+  const claimed = async () => (await db.pool.query("SELECT read_ct FROM pgmq.q_work WHERE msg_id = $1", [waiting])).rows[0]?.read_ct === 1;
+  await waitFor(claimed, "the child to claim the second message", 10_000, 20);
+  // The claim's rows reach the pool a moment after the claim commits (no signal crosses the
+  // process boundary for it); 300 ms is far more than that takes on an idle event loop.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  frozen.child.kill("SIGSTOP");
+  // Frozen, the child extends nothing: its claim lapses and a live worker runs the message.
+  const live = bus.worker({ queues: ["work"], capacity: 1, visibilityTimeoutSec: 30, pollIntervalMs: 50 });
+  await live.start();
+  await waitFor(async () => (await runs(waiting)).some((run) => run.event === "start"), "the live run to start", 10_000, 20);
+  await waitFor(
+    async () => (await db.pool.query("SELECT count(*)::int AS n FROM pgmq.a_work WHERE msg_id = $1", [waiting])).rows[0].n === 1,
+    "the live run's ack",
+    10_000,
+    20,
+  );
+  frozen.child.kill("SIGCONT");
+  // Resumed, the thread finishes the burn and takes the waiting task: its lease ran out, so it
+  // must not run; giving the message back is fenced out (the live worker's claim owns it).
+  // (Had it run, its ack would be the outcome fenced out.)
+  await waitFor(() => /ownership lost: (release|ack) of/.test(frozen.log()), "the child to settle the task", 10_000, 20);
+  assert.match(frozen.log(), /ownership lost: release of message/, "the child gave the task up unrun");
+  await live.stop();
+  frozen.child.kill("SIGTERM");
+  await once(frozen.child, "exit");
+  await bus.close();
+  const starts = (await runs(waiting)).filter((run) => run.event === "start");
+  assert.deepEqual(
+    starts.map((run) => run.pid),
+    [process.pid],
+    "one run, the live worker's: the frozen child did not start its copy",
+  );
+  const archived = await db.pool.query("SELECT read_ct FROM pgmq.a_work WHERE msg_id = $1", [waiting]);
   assert.equal(archived.rows[0].read_ct, 2);
 });
