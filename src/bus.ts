@@ -1,6 +1,7 @@
 import pg from "pg";
 import { PgbusError, ValidationError } from "./errors.ts";
-import { isUndefinedTable, withMigrateHints } from "./db/pg-errors.ts";
+import { withMigrateHints } from "./db/pg-errors.ts";
+import { isQueueGone } from "./queue/missing.ts";
 import type { Queryable } from "./db/queryable.ts";
 import { BusConnections } from "./db/bus-connections.ts";
 import type { JobDefinition } from "./jobs/define.ts";
@@ -225,7 +226,7 @@ export class Pgbus {
           }),
         );
       } catch (error) {
-        if (!isUndefinedTable(error)) throw error;
+        if (!isQueueGone(error)) throw error;
         // The queue was dropped after it was made or remembered. Forget it, and make it
         // again as on first use; not inside the caller's transaction, which the failed
         // statement aborted, and not a second time (it is being dropped over and over).

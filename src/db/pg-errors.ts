@@ -16,6 +16,18 @@ export function isUndefinedTable(error: unknown): boolean {
   return sqlState(error) === UNDEFINED_TABLE;
 }
 
+const QUEUE_TABLE_MISSING = /relation "pgmq\.[qa]_([a-z0-9_]+)" does not exist/;
+
+/**
+ * The queue whose table an undefined-table error names (`relation "pgmq.q_<queue>" does not
+ * exist`): a queue dropped while in use, or never made. Undefined for any other error, and
+ * for a server whose messages are translated (lc_messages), which then keeps its SQLSTATE.
+ */
+export function missingQueueOf(error: unknown): string | undefined {
+  if (!isUndefinedTable(error) || !(error instanceof Error)) return undefined;
+  return QUEUE_TABLE_MISSING.exec(error.message)?.[1];
+}
+
 /**
  * The statement was refused for a value it carried: a data exception (class 22, e.g. text
  * jsonb cannot hold) or a program limit (class 54, e.g. a value too large).
@@ -41,7 +53,7 @@ export function withMigrateHint(error: unknown): unknown {
   if ((state !== UNDEFINED_TABLE && state !== INVALID_SCHEMA_NAME) || !(error instanceof Error)) return error;
   const original = error.message;
   if (original.includes("pgbus migrate")) return error;
-  const queueTable = /relation "pgmq\.[qa]_([a-z0-9_]+)" does not exist/.exec(original);
+  const queueTable = QUEUE_TABLE_MISSING.exec(original);
   let hint: string;
   if (queueTable) {
     hint = `(queue ${queueTable[1]} does not exist: create it with createQueue(); if the database was never migrated, ${MIGRATE_HINT} first)`;

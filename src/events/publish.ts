@@ -3,6 +3,7 @@ import { DEFAULT_MAX_PAYLOAD_BYTES, checkPayloadValue, serializeJson } from "../
 import { type Event, type PublishOptions, delaySeconds, newEvent, toEventMessage } from "./event.ts";
 import { validateRoutingKey } from "./routing.ts";
 import { PUBLISH } from "./sql.ts";
+import { asQueueNotFound } from "../queue/missing.ts";
 
 /** What publish returns: the event, and how many queues got a copy (0: no subscriber's pattern matched). */
 export interface PublishedEvent<P = unknown> extends Event<P> {
@@ -33,6 +34,13 @@ export async function publishEvent<P>(
   const event = newEvent(routingKey, payload);
   const body = serializeJson(toEventMessage(event), `event ${routingKey}`, target.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES);
   const headers = options.headers === undefined ? null : serializeJson(options.headers, `headers of event ${routingKey}`);
-  const rows = await runStatement<{ queues: number }>(target.db, target.prepared, PUBLISH, [routingKey, body, headers, delay]);
+  // A subscriber queue dropped under the publish (the copy to it found no table) is named,
+  // typed: pgmq.send_topic skips queues dropped before it locks them, but a caller's
+  // REPEATABLE READ snapshot, or the pgmq extension's own send_topic, can still meet one.
+  const rows = await runStatement<{ queues: number }>(target.db, target.prepared, PUBLISH, [routingKey, body, headers, delay]).catch(
+    (error: unknown) => {
+      throw asQueueNotFound(error);
+    },
+  );
   return { ...event, queues: Number(rows[0]?.queues ?? 0) };
 }

@@ -1,6 +1,6 @@
 import { toErrorRecord } from "../errors.ts";
 import type { Logger } from "../logger.ts";
-import { type FailedOutcome, type JobOutcome, type JobTask, failedOutcome, permanentFailure } from "./outcome.ts";
+import { type FailedOutcome, type JobOutcome, type JobTask, failedOutcome, leaseExpiredOutcome, permanentFailure } from "./outcome.ts";
 import type { JobDefinition } from "./define.ts";
 import type { JobRegistry } from "./registry.ts";
 import { describeIssues, payloadIssues } from "./schema-issues.ts";
@@ -11,6 +11,8 @@ const SUCCEEDED: JobOutcome = Object.freeze({ ok: true as const });
  * Runs one task's perform() and describes how it ended. Never throws: whatever the handler
  * throws (an Error, a string, undefined, a rejected promise with no reason) becomes an
  * outcome. Used the same way on the event loop (async mode) and inside a thread.
+ * `leaseExpired` says whether the message's claim may have lapsed by the time the handler
+ * would start (PostOptions.leaseUntil): then it is not called (leaseExpiredOutcome()).
  *
  * Written without async/await on purpose: this runs once per job, and a job without a
  * schema then costs one promise of ours on top of the handler's.
@@ -20,24 +22,30 @@ export function executeJob(
   task: JobTask,
   abort: { readonly signal: AbortSignal },
   logger: Logger,
+  leaseExpired: () => boolean = never,
 ): Promise<JobOutcome> {
   const job = registry.get(task.job);
   if (!job) {
     return Promise.resolve(unknownJob(task.job));
   }
-  if (!job.schema) return perform(job, task.payload, task, abort, logger);
+  if (!job.schema) return perform(job, task.payload, task, abort, logger, leaseExpired);
   return validatePayload(job, task.payload).then((validated) =>
-    validated.ok ? perform(job, validated.value, task, abort, logger) : validated,
+    validated.ok ? perform(job, validated.value, task, abort, logger, leaseExpired) : validated,
   );
 }
 
+const never = (): boolean => false;
+
+/** `leaseExpired` is asked right before the handler is called: after this, the run has started. */
 function perform(
   job: JobDefinition,
   payload: unknown,
   task: JobTask,
   abort: { readonly signal: AbortSignal },
   logger: Logger,
+  leaseExpired: () => boolean,
 ): Promise<JobOutcome> {
+  if (leaseExpired()) return Promise.resolve(leaseExpiredOutcome());
   try {
     const running = job.perform(payload, {
       messageId: task.messageId,

@@ -24,8 +24,13 @@ export type PermanentFailure = "invalid_message" | "unknown_job" | "invalid_payl
  * died, by this run's fault or by another run's on the same thread; the message is given
  * back without counting a failure against it (its deliveries still count, so a run that
  * keeps killing its thread ends in the DLQ as max_deliveries).
+ * `notStarted`: the handler never ran. "lease_expired": the claim's VT ran out before the
+ * run could start (its process froze, or it waited behind a busy thread while the worker
+ * could not extend), so another worker may be running it; the message is given back only
+ * if it is still this claim's, and the claim is not counted as an attempt.
  */
-export type JobOutcome = { ok: true } | { ok: false; error: ErrorRecord; permanent?: PermanentFailure; interrupted?: true };
+export type JobOutcome =
+  { ok: true } | { ok: false; error: ErrorRecord; permanent?: PermanentFailure; interrupted?: true; notStarted?: "lease_expired" };
 
 export type FailedOutcome = Extract<JobOutcome, { ok: false }>;
 
@@ -37,4 +42,13 @@ export function failedOutcome(thrown: unknown): JobOutcome {
 /** A failure that goes to the DLQ at once, with `reason` as data rather than an error name to match. */
 export function permanentFailure(permanent: PermanentFailure, name: string, message: string): FailedOutcome {
   return { ok: false, permanent, error: { name, message } };
+}
+
+/** A run not started because its lease had run out: nothing ran, and the message is no longer surely this worker's. */
+export function leaseExpiredOutcome(): FailedOutcome {
+  return {
+    ok: false,
+    notStarted: "lease_expired",
+    error: { name: "LeaseExpiredError", message: "the run was not started: its claim's visibility timeout ran out before it could start" },
+  };
 }

@@ -10,7 +10,8 @@ import type { JobOutcome } from "./outcome.ts";
  * - dead_letter: move it to `<queue>_dlq` with `reason`;
  * - release: make it visible again at once, counting no failure against it (the run was
  *   given up by this worker, e.g. aborted at shutdown, or interrupted by its thread dying,
- *   not failed by the job);
+ *   not failed by the job); `started: false` when the handler never ran (its lease ran out
+ *   first), so the claim is not counted as an attempt either;
  * - cancel: archive it as cancelled (its cancel was requested while it ran: whatever the
  *   run's outcome, it is neither acked as a success nor retried nor released).
  */
@@ -18,7 +19,7 @@ export type Settlement =
   | { action: "ack" }
   | { action: "retry"; delayMs: number }
   | { action: "dead_letter"; reason: DeadLetterReason }
-  | { action: "release" }
+  | { action: "release"; started: boolean }
   | { action: "cancel" };
 
 export interface SettlementInput {
@@ -37,7 +38,8 @@ export interface SettlementInput {
 
 export function decideSettlement({ outcome, abandoned, cancelled, policy, attempt, random }: SettlementInput): Settlement {
   if (cancelled) return { action: "cancel" };
-  if (abandoned || (!outcome.ok && outcome.interrupted)) return { action: "release" };
+  if (!outcome.ok && outcome.notStarted) return { action: "release", started: false };
+  if (abandoned || (!outcome.ok && outcome.interrupted)) return { action: "release", started: true };
   if (outcome.ok) return { action: "ack" };
   if (outcome.permanent) return { action: "dead_letter", reason: outcome.permanent };
   if (!policy) return { action: "dead_letter", reason: "unknown_job" };

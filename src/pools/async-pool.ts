@@ -7,6 +7,7 @@ import { LazyAbort } from "./lazy-abort.ts";
 import { failedOutcome } from "../jobs/outcome.ts";
 import { abortedOutcome, killReason } from "./outcomes.ts";
 import { PoolSlots } from "./slots.ts";
+import { LeaseHorizon } from "./lease.ts";
 import type { ExecutionPool, JobOutcome, JobTask, PostOptions, RunRef } from "./types.ts";
 
 export interface AsyncPoolOptions {
@@ -48,6 +49,7 @@ export class AsyncPool implements ExecutionPool {
   readonly #killGraceMs: number;
   readonly #runs = new Set<Run>();
   readonly #monitor: LoopBlockMonitor;
+  readonly #leases = new LeaseHorizon();
 
   constructor(options: AsyncPoolOptions) {
     this.#logger = options.logger ?? silentLogger;
@@ -68,7 +70,7 @@ export class AsyncPool implements ExecutionPool {
   }
 
   post(task: JobTask, options: PostOptions = {}): Promise<JobOutcome> {
-    return this.#slots.run(() => this.#start(task, options.signal));
+    return this.#slots.run(() => this.#start(task, options));
   }
 
   availableCapacity(): number {
@@ -103,6 +105,10 @@ export class AsyncPool implements ExecutionPool {
     await this.#slots.whenIdle();
   }
 
+  extendLeases(until: number): void {
+    this.#leases.extend(until);
+  }
+
   abortRun(ref: RunRef, reason: unknown): void {
     // A scan of at most `capacity` runs, only when a cancel arrives: no per-run index to keep.
     for (const run of this.#runs) {
@@ -118,7 +124,7 @@ export class AsyncPool implements ExecutionPool {
    * One run, in as few promises as it takes (this is the per-job hot path): the run's
    * promise settles when the handler's outcome arrives, or earlier through kill().
    */
-  #start(task: JobTask, external: AbortSignal | undefined): Promise<JobOutcome> {
+  #start(task: JobTask, { signal: external, leaseUntil }: PostOptions): Promise<JobOutcome> {
     if (external?.aborted) return Promise.resolve(abortedOutcome(external.reason));
     const abort = new LazyAbort();
     const forwardAbort = external ? (): void => abort.abort(external.reason) : undefined;
@@ -134,7 +140,9 @@ export class AsyncPool implements ExecutionPool {
         // (where the thread is terminated and nothing comes back): as an AbortError.
         settle(outcome.ok || !abort.aborted ? outcome : abortedOutcome(abort.reason));
       };
-      executeJob(this.#registry, task, abort, this.#logger).then(finish, (thrown: unknown) => finish(failedOutcome(thrown)));
+      executeJob(this.#registry, task, abort, this.#logger, () => this.#leases.expired(leaseUntil)).then(finish, (thrown: unknown) =>
+        finish(failedOutcome(thrown)),
+      );
     });
   }
 }

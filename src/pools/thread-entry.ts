@@ -10,6 +10,7 @@ import { BroadcastChannel, threadId, workerData } from "node:worker_threads";
 import { type ErrorRecord, PgbusError, type PgbusErrorCode, toErrorRecord } from "../errors.ts";
 import { executeJob } from "../jobs/executor.ts";
 import { LazyAbort } from "./lazy-abort.ts";
+import { LeaseHorizon } from "./lease.ts";
 import { loadJobsModule } from "../jobs/registry.ts";
 import { silentLogger } from "../logger.ts";
 import type { JobOutcome, JobTask } from "./types.ts";
@@ -19,6 +20,8 @@ export interface ThreadData {
   jobsModule: string;
   /** The BroadcastChannel on which the pool names runs to abort (ThreadPool.abortRun). */
   abortChannel: string;
+  /** The pool's LeaseHorizon, in shared memory: extensions the worker made after a task was posted count. */
+  leases: SharedArrayBuffer;
 }
 
 /** A cancel, broadcast to every thread of the pool: the one running that message aborts its ctx.signal. */
@@ -28,7 +31,7 @@ export interface AbortRequest {
   reason: string;
 }
 
-export type ThreadRequest = { type: "load" } | { type: "run"; task: JobTask };
+export type ThreadRequest = { type: "load" } | { type: "run"; task: JobTask; leaseUntil?: number };
 
 export type LoadReport =
   { type: "loaded"; threadId: number } | { type: "load-failed"; threadId: number; error: ErrorRecord; code?: PgbusErrorCode };
@@ -65,6 +68,7 @@ const running = new Map<string, LazyAbort>();
  */
 const early = new Map<string, string>();
 const MAX_EARLY = 1_000;
+const leases = new LeaseHorizon((workerData as ThreadData).leases);
 const runKey = (queue: string, messageId: string): string => `${queue}:${messageId}`;
 
 const aborts = new BroadcastChannel((workerData as ThreadData).abortChannel);
@@ -91,7 +95,9 @@ export default async function handle(request: ThreadRequest): Promise<JobOutcome
   }
   running.set(key, abort);
   try {
-    return await executeJob(await registry, task, abort, silentLogger);
+    // The task may have waited for this thread (behind a busy handler, in a process that was
+    // frozen): if its claim's VT ran out meanwhile, another worker may be running it already.
+    return await executeJob(await registry, task, abort, silentLogger, () => leases.expired(request.leaseUntil));
   } finally {
     running.delete(key);
   }

@@ -9,6 +9,7 @@ import { type Logger, silentLogger } from "../logger.ts";
 import { abortedOutcome, interruptedOutcome, killReason } from "./outcomes.ts";
 import { validateCapacity, validateThreads } from "./options.ts";
 import { PoolSlots } from "./slots.ts";
+import { LeaseHorizon } from "./lease.ts";
 import type { AbortRequest, LoadReport, ThreadData, ThreadRequest } from "./thread-entry.ts";
 import type { ExecutionPool, JobOutcome, JobTask, PostOptions, RunRef } from "./types.ts";
 
@@ -51,6 +52,8 @@ export class ThreadPool implements ExecutionPool {
   readonly #logger: Logger;
   /** Where abortRun tells the threads which run to abort (see thread-entry.ts). */
   readonly #aborts: BroadcastChannel;
+  /** Shared with the threads, which check a run's lease when it starts there (thread-entry.ts). */
+  readonly #leases: LeaseHorizon;
   #killedBy: DOMException | undefined;
   #destroyed: Promise<void> | undefined;
 
@@ -64,9 +67,10 @@ export class ThreadPool implements ExecutionPool {
     const threads = validateThreads(options.threads ?? Math.min(capacity, availableParallelism()));
     const logger = options.logger ?? silentLogger;
     const abortChannel = `pgbus-abort-${randomUUID()}`;
+    const leases = new LeaseHorizon();
     const piscina: Pool = new Piscina({
       filename: threadEntryUrl(),
-      workerData: { jobsModule: options.jobsModule, abortChannel } satisfies ThreadData,
+      workerData: { jobsModule: options.jobsModule, abortChannel, leases: leases.buffer } satisfies ThreadData,
       minThreads: threads,
       maxThreads: threads,
       concurrentTasksPerWorker: Math.ceil(capacity / threads),
@@ -82,11 +86,13 @@ export class ThreadPool implements ExecutionPool {
       await destroyThreads(piscina);
       throw error;
     }
-    return new ThreadPool(piscina, new PoolSlots(capacity, options.onStateChange, logger), logger, new BroadcastChannel(abortChannel));
+    const slots = new PoolSlots(capacity, options.onStateChange, logger);
+    return new ThreadPool(piscina, slots, logger, new BroadcastChannel(abortChannel), leases);
   }
 
-  private constructor(piscina: Pool, slots: PoolSlots, logger: Logger, aborts: BroadcastChannel) {
+  private constructor(piscina: Pool, slots: PoolSlots, logger: Logger, aborts: BroadcastChannel, leases: LeaseHorizon) {
     this.#piscina = piscina;
+    this.#leases = leases;
     this.#aborts = aborts;
     this.#slots = slots;
     this.#logger = logger;
@@ -94,7 +100,7 @@ export class ThreadPool implements ExecutionPool {
   }
 
   post(task: JobTask, options: PostOptions = {}): Promise<JobOutcome> {
-    return this.#slots.run(() => this.#run(task, options.signal));
+    return this.#slots.run(() => this.#run(task, options));
   }
 
   availableCapacity(): number {
@@ -127,6 +133,10 @@ export class ThreadPool implements ExecutionPool {
     await this.#slots.whenIdle();
   }
 
+  extendLeases(until: number): void {
+    this.#leases.extend(until);
+  }
+
   abortRun(ref: RunRef, reason: unknown): void {
     // Once the threads are being destroyed their runs end anyway (and the channel is closed).
     if (this.#slots.busy === 0 || this.#destroyed) return;
@@ -138,10 +148,10 @@ export class ThreadPool implements ExecutionPool {
     return { mode: this.mode, capacity: this.capacity, busy: this.#slots.busy };
   }
 
-  async #run(task: JobTask, signal: AbortSignal | undefined): Promise<JobOutcome> {
+  async #run(task: JobTask, { signal, leaseUntil }: PostOptions): Promise<JobOutcome> {
     try {
       // Only pass a signal when there is one: piscina gives abortable runs a thread each.
-      return (await this.#piscina.run({ type: "run", task }, signal ? { signal } : {})) as JobOutcome;
+      return (await this.#piscina.run({ type: "run", task, leaseUntil }, signal ? { signal } : {})) as JobOutcome;
     } catch (error) {
       // A rejection is never the handler's failure (executeJob turns those into outcomes):
       // an abort, a kill terminating the thread, or the thread dying under every run on it,

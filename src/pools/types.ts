@@ -17,6 +17,13 @@ export interface RunRef {
 export interface PostOptions {
   /** Aborting it aborts this one run (its ctx.signal in async mode; its thread in threads mode). */
   signal?: AbortSignal;
+  /**
+   * Until when (leaseClock() ms) the message's claim is surely held, unless extendLeases()
+   * moves it out. Checked when the run actually starts (in threads mode, inside the thread:
+   * a task can wait there behind a busy one): a run that has not started by then is not run,
+   * and its post resolves with leaseExpiredOutcome(). Default: no deadline.
+   */
+  leaseUntil?: number;
 }
 
 export interface ExecutionPool {
@@ -38,6 +45,8 @@ export interface ExecutionPool {
    * otherwise. Cooperative in both modes: a thread is not terminated (see PostOptions.signal for that).
    */
   abortRun(run: RunRef, reason: unknown): void;
+  /** Every run posted so far is held until at least `until` (leaseClock() ms): the worker extended their claims. */
+  extendLeases(until: number): void;
   /** Abort every in-flight run and release resources; settles their posts. */
   kill(): Promise<void>;
   metadata(): { mode: ExecutionMode; capacity: number; busy: number };

@@ -1,4 +1,5 @@
 import { isUndefinedTable } from "../db/pg-errors.ts";
+import { isQueueGone, queueNotFound } from "./missing.ts";
 import type { Queryable } from "../db/queryable.ts";
 import { PgbusError, ValidationError } from "../errors.ts";
 import { QueueClient, type MessageId } from "./client.ts";
@@ -66,7 +67,7 @@ export async function queueOverview(db: Queryable): Promise<QueueOverview[]> {
       });
     } catch (error) {
       // Dropped since it was listed: it is no longer a queue to show.
-      if (!isUndefinedTable(error)) throw error;
+      if (!isQueueGone(error)) throw error;
     }
   }
   return overview;
@@ -92,8 +93,7 @@ async function onQueue(db: Queryable, queue: string, text: string, values: unkno
   try {
     return await db.query(text, values);
   } catch (error) {
-    if (isUndefinedTable(error))
-      throw new PgbusError("QUEUE_NOT_FOUND", `queue ${JSON.stringify(queue)} was dropped meanwhile`, { cause: error });
+    if (isUndefinedTable(error)) throw queueNotFound(queue, error);
     throw error;
   }
 }

@@ -1,5 +1,6 @@
 import type { NamedStatement } from "../db/queryable.ts";
 import { claimPicked, dueRows, namedStatement } from "./sql.ts";
+import { queueTable } from "./names.ts";
 
 /**
  * The statements of the circuit breaker (pgbus.queue_states, migration pgbus/0013). Failures
@@ -18,8 +19,10 @@ export const CLOSED = `paused = false, paused_at = NULL, paused_by = NULL, conse
  * claimed (the queue is paused). Once it is over, the first claim (across every process:
  * the state row is updated by one of them, the others re-read it and see it half-open)
  * takes exactly one message, the probe, and moves the breaker to half-open until the
- * probe's VT runs out; `probe` is true on that row. A probe whose worker died therefore
- * lets a next probe through after its VT.
+ * probe's VT runs out; `probe` is true on that row. The VT that counts is the probe
+ * message's own, read at each claim: a live worker keeps extending it, so a probe that runs
+ * longer than one VT is still the only one, and once its worker died (SIGKILL) the VT runs
+ * out and a next probe goes through.
  */
 export const claimWithBreaker = (queue: string): NamedStatement =>
   namedStatement(
@@ -27,7 +30,9 @@ export const claimWithBreaker = (queue: string): NamedStatement =>
     queue,
     () =>
       `WITH state AS (
-       SELECT paused, paused AND breaker_state IN ('open', 'half_open') AND breaker_until <= clock_timestamp() AS probing
+       SELECT paused, paused AND breaker_state IN ('open', 'half_open') AND breaker_until <= clock_timestamp()
+              AND NOT (breaker_state = 'half_open' AND EXISTS (
+                SELECT 1 FROM ${queueTable(queue)} p WHERE p.msg_id = breaker_probe_msg_id AND p.vt > clock_timestamp())) AS probing
          FROM pgbus.queue_states WHERE queue_name = '${queue}'),
      picked AS (${dueRows(
        queue,

@@ -1,5 +1,6 @@
 import { type ErrorRecord, PgbusError, ValidationError, storableErrorRecord } from "../errors.ts";
 import { withMigrateHints } from "../db/pg-errors.ts";
+import { asQueueNotFound } from "./missing.ts";
 import { batchHeaders, partitionOptions, requireInteger, requireNumber, toId, visibility, withGroup } from "./client-args.ts";
 import { type NamedStatement, type Queryable, runStatement } from "../db/queryable.ts";
 import { isDataError } from "../db/pg-errors.ts";
@@ -371,7 +372,10 @@ export class QueueClient {
     return rows.length > 0;
   }
 
+  /** Every statement on a queue's tables: a queue that is not there is QUEUE_NOT_FOUND, naming it. */
   #run<R>(statement: NamedStatement, values: unknown[]): Promise<R[]> {
-    return runStatement<R>(this.#db, this.#options.prepared, statement, values);
+    return runStatement<R>(this.#db, this.#options.prepared, statement, values).catch((error: unknown) => {
+      throw asQueueNotFound(error);
+    });
   }
 }

@@ -1,4 +1,4 @@
-import { isUndefinedTable } from "../db/pg-errors.ts";
+import { isQueueGone } from "../queue/missing.ts";
 import type { Queryable } from "../db/queryable.ts";
 import { type JobMetricsEntry, readJobMetrics, readPgbusConnections } from "../observability/job-metrics.ts";
 import { type ProcessRecord, listProcesses } from "../process/process-store.ts";
@@ -20,7 +20,7 @@ async function readQueues(db: Queryable): Promise<MetricsSnapshot["queues"]> {
       const metrics = await client.metrics(name);
       queues.push({ queue: name, depth: metrics.queueLength, oldestAgeSec: metrics.oldestMsgAgeSec ?? 0 });
     } catch (error) {
-      if (!isUndefinedTable(error)) throw error; // dropped since it was listed: not shown
+      if (!isQueueGone(error)) throw error; // dropped since it was listed: not shown
     }
   }
   return queues;

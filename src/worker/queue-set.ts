@@ -1,4 +1,4 @@
-import { isUndefinedTable } from "../db/pg-errors.ts";
+import { isQueueGone } from "../queue/missing.ts";
 import type { WorkerStore } from "./worker-store.ts";
 
 /** How often a wildcard worker lists the queues again without being told of a new one. */
@@ -152,7 +152,7 @@ export class QueueSet {
 
   /** A claim from `queue` failed: true if it failed because the queue is gone (then it is skipped a while). */
   claimFailed(queue: string, error: unknown): boolean {
-    if (!isUndefinedTable(error)) return false;
+    if (!isQueueGone(error)) return false;
     if (!this.#missing.has(queue)) this.#options.onMissing(queue, error);
     this.#missing.set(queue, this.#clock() + MISSING_QUEUE_RETRY_MS);
     return true;

@@ -117,9 +117,11 @@ export class Settler {
 
   #carryOut(run: InFlightRun, definition: JobDefinition | undefined, outcome: JobOutcome, verdict: Settlement): Promise<void> | undefined {
     if (verdict.action === "release") {
-      return this.#deps.store.release(run.queue, [claimOf(run)], { started: true }).then(
+      // Fenced like every outcome: a run whose lease ran out finds its message claimed by
+      // another worker more often than not, and leaves it alone (reported as lost).
+      return this.#deps.store.release(run.queue, [claimOf(run)], { started: verdict.started }).then(
         (released) => (released === 0 ? this.#deps.reportLost("release", jobRef(run)) : undefined),
-        (error: unknown) => this.#deps.reportError(error, "releasing an aborted job failed; it returns after its VT"),
+        (error: unknown) => this.#deps.reportError(error, "releasing a job that did not finish failed; it returns after its VT"),
       );
     }
     if (verdict.action !== "retry" && verdict.action !== "dead_letter") return undefined;

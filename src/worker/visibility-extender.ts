@@ -11,6 +11,7 @@ export class VisibilityExtender {
   readonly #inFlight: () => ReadonlyMap<string, Claim[]>;
   readonly #onError: (error: unknown) => void;
   readonly #onLost: (lost: number) => void;
+  readonly #onExtended: ((heldUntil: number) => void) | undefined;
   /** performance.now() when the last extension that reached every message it asked for was sent. */
   #lastFullExtensionAt = Number.NEGATIVE_INFINITY;
   #timer: NodeJS.Timeout | null = null;
@@ -25,12 +26,15 @@ export class VisibilityExtender {
     onError: (error: unknown) => void;
     /** Some messages were claimed by another worker since (this one stalled past their VT). */
     onLost: (lost: number) => void;
+    /** An extension reached every held message: they are all held until `heldUntil` (performance.now() ms). */
+    onExtended?: (heldUntil: number) => void;
   }) {
     this.#store = options.store;
     this.#vtSeconds = options.vtSeconds;
     this.#inFlight = options.inFlight;
     this.#onError = options.onError;
     this.#onLost = options.onLost;
+    this.#onExtended = options.onExtended;
   }
 
   start(): void {
@@ -68,7 +72,10 @@ export class VisibilityExtender {
         (extended) => {
           this.#failing = false;
           if (extended < wanted) this.#onLost(wanted - extended);
-          else this.#lastFullExtensionAt = sentAt;
+          else {
+            this.#lastFullExtensionAt = sentAt;
+            this.#onExtended?.(this.heldUntil(sentAt));
+          }
         },
         (error: unknown) => {
           if (!this.#failing) this.#onError(error);

@@ -1,5 +1,6 @@
 import type { ErrorRecord } from "../errors.ts";
 import { type Queryable, runStatement } from "../db/queryable.ts";
+import { missingQueueOf } from "../db/pg-errors.ts";
 import { QueueClient, byClaimOrder } from "../queue/client.ts";
 import { errorRecordJson } from "../queue/payload.ts";
 import { cancelClaimed, cancelRequested } from "../queue/cancel-sql.ts";
@@ -130,6 +131,29 @@ export interface WorkerStoreOptions {
   breakerFor?: (queue: string) => ResolvedCircuitBreaker | undefined;
 }
 
+/**
+ * Runs a statement over the in-flight messages of several queues (undefined when there are
+ * none). A queue dropped under its in-flight messages fails the whole statement with its
+ * table missing: it is left out and the statement runs again for the others, whose VTs
+ * must still be extended (its own messages went with it; their outcomes report that).
+ */
+async function skippingDroppedQueues<R>(
+  inFlight: ReadonlyMap<string, Claim[]>,
+  statement: (queues: string[]) => Promise<R>,
+): Promise<R | undefined> {
+  const queues = [...inFlight.keys()];
+  while (queues.length > 0) {
+    try {
+      return await statement(queues);
+    } catch (error) {
+      const dropped = queues.indexOf(missingQueueOf(error) ?? "");
+      if (dropped < 0) throw error;
+      queues.splice(dropped, 1);
+    }
+  }
+  return undefined;
+}
+
 export function createWorkerStore(db: Queryable, options: WorkerStoreOptions = {}): WorkerStore {
   const queues = new QueueClient(db, { prepared: true });
   const breakerFor = options.breakerFor ?? (() => undefined);
@@ -198,26 +222,24 @@ export function createWorkerStore(db: Queryable, options: WorkerStoreOptions = {
     async deadLetter(queue, claim, error) {
       return (await queues.moveToDeadLetterQueue(queue, claim.id, error, claim.readCt)) !== null;
     },
-    async extend(inFlight, vtSeconds) {
-      const names = [...inFlight.keys()];
-      if (names.length === 0) return 0;
-      const values = names.flatMap((name) => claimArrays(inFlight.get(name) ?? []));
-      const [row] = await run<{ extended: string }>(sql.extendVisibility(names), [vtSeconds, ...values]);
-      return Number(row?.extended ?? 0);
-    },
+    extend: (inFlight, vtSeconds) =>
+      skippingDroppedQueues(inFlight, async (names) => {
+        const values = names.flatMap((name) => claimArrays(inFlight.get(name) ?? []));
+        const [row] = await run<{ extended: string }>(sql.extendVisibility(names), [vtSeconds, ...values]);
+        return Number(row?.extended ?? 0);
+      }).then((extended) => extended ?? 0),
     async release(queue, claims, { started }) {
       return (await run(sql.releaseClaimed(queue), [...claimArrays(claims), started ? 0 : 1])).length;
     },
     async cancel(queue, claims) {
       return (await run(cancelClaimed(queue), claimArrays(claims))).length;
     },
-    async cancelRequested(inFlight) {
-      const names = [...inFlight.keys()];
-      if (names.length === 0) return [];
-      const values = names.map((name) => (inFlight.get(name) ?? []).map((claim) => claim.id));
-      const rows = await run<{ queue: string; msg_id: string }>(cancelRequested(names), values);
-      return rows.map((row) => ({ queue: row.queue, messageId: row.msg_id }));
-    },
+    cancelRequested: (inFlight) =>
+      skippingDroppedQueues(inFlight, async (names) => {
+        const values = names.map((name) => (inFlight.get(name) ?? []).map((claim) => claim.id));
+        const rows = await run<{ queue: string; msg_id: string }>(cancelRequested(names), values);
+        return rows.map((row) => ({ queue: row.queue, messageId: row.msg_id }));
+      }).then((requested) => requested ?? []),
     async listQueues() {
       return (await run<{ queue_name: string }>({ name: "pgbus_job_queues", text: sql.JOB_QUEUES }, [])).map((row) => row.queue_name);
     },

@@ -3,6 +3,7 @@ import { ValidationError } from "../errors.ts";
 import { type JobRegistry, loadJobsModule } from "../jobs/registry.ts";
 import { createExecutionPool } from "../pools/create.ts";
 import type { ExecutionPool } from "../pools/types.ts";
+import { toLeaseClock } from "../pools/lease.ts";
 import { readJobEnvelope } from "../queue/envelope.ts";
 import { validateQueueName } from "../queue/names.ts";
 import { Acker } from "./acker.ts";
@@ -147,6 +148,7 @@ export class Worker {
       inFlight: () => this.#inFlightByQueue(),
       onError: (error) => this.#reportError(error, "extending the VT of in-flight messages failed"),
       onLost: (lost) => this.#reporter.ownershipLost(`VT extension of ${lost} in-flight message(s)`),
+      onExtended: (heldUntil) => this.#pool?.extendLeases(toLeaseClock(this.#startBy(heldUntil))),
     });
     this.#cancellations = new Cancellations({
       store: this.#store,
@@ -329,16 +331,25 @@ export class Worker {
     );
   }
 
-  /** Hands buffered messages to the pool while it has free slots; stale ones go back (a fenced release). */
+  /**
+   * Hands buffered messages to the pool while it has free slots; stale ones go back (a
+   * fenced release). Each run carries its lease, which the pool checks again when the run
+   * really starts: in threads mode a task can wait for its thread.
+   */
   #pump(): void {
     const now = performance.now();
-    const margin = Math.min(1_000, this.#options.visibilityTimeoutSec * 100);
     const stale = this.#buffer.pump(
       () => this.#pool!.availableCapacity() > 0,
-      (claimedAt) => now > this.#extender.heldUntil(claimedAt) - margin,
-      ({ queue, message }) => this.#runs!.start(queue, message),
+      (claimedAt) => now > this.#startBy(this.#extender.heldUntil(claimedAt)),
+      ({ queue, message, claimedAt }) =>
+        this.#runs!.start(queue, message, toLeaseClock(this.#startBy(this.#extender.heldUntil(claimedAt)))),
     );
     if (stale.length > 0) this.#followUps.track(this.#settler.releaseUnstarted(stale));
+  }
+
+  /** The last moment (performance.now() ms) a run held until `heldUntil` may start: a margin short of it. */
+  #startBy(heldUntil: number): number {
+    return heldUntil - Math.min(1_000, this.#options.visibilityTimeoutSec * 100);
   }
 
   /** Claimed messages that never started go back at once, not after their VT, and not counted as an attempt. */

@@ -4,7 +4,7 @@ import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { after, before, test } from "node:test";
 import { Pgbus } from "../../src/bus.ts";
-import { stall } from "../fixtures/stall/jobs.ts";
+import { burn, stall } from "../fixtures/stall/jobs.ts";
 import { waitFor } from "../fixtures/process/spawn.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
 
@@ -29,9 +29,9 @@ after(async () => {
   else process.env.PGBUS_TEST_DB_URL = previousUrl;
 });
 
-async function startFrozenCandidate(): Promise<{ child: ChildProcess; log: () => string }> {
+async function startFrozenCandidate(executionMode = "async"): Promise<{ child: ChildProcess; log: () => string }> {
   const child = spawn(process.execPath, ["--import", "tsx", WORKER], {
-    env: { ...process.env, DATABASE_URL: db.url, PGBUS_TEST_DB_URL: db.url },
+    env: { ...process.env, DATABASE_URL: db.url, PGBUS_TEST_DB_URL: db.url, STALL_EXECUTION_MODE: executionMode },
     stdio: ["ignore", "pipe", "pipe"],
   });
   children.push(child);
@@ -88,4 +88,51 @@ test("a worker frozen past its VT (SIGSTOP) cannot retry the message another wor
   assert.equal(failures.rows[0].n, 0, "the frozen run's failure is not recorded against the live claim");
   const archived = await db.pool.query("SELECT read_ct FROM pgmq.a_work WHERE msg_id = $1", [id]);
   assert.equal(archived.rows[0].read_ct, 2);
+});
+
+test("threads mode: a task that waited for its thread in a worker frozen past its VT is not started once the worker resumes", async (t) => {
+  const bus = new Pgbus({ connectionString: db.url, jobs: [stall, burn] });
+  await db.pool.query("SELECT pgmq.create('burn'), pgmq.create('work')");
+  const frozen = await startFrozenCandidate("threads");
+  const live = bus.worker({ queues: ["work"], capacity: 1, visibilityTimeoutSec: 30, pollIntervalMs: 50 });
+  try {
+    // The burn holds the child's only thread; the next run posted there waits behind it.
+    const burning = await bus.enqueue(burn, { ms: 1_500 });
+    await waitFor(async () => (await runs(burning)).some((run) => run.event === "burn"), "the burn to start", 10_000, 20);
+    const waiting = await bus.enqueue(stall, { ms: 0, failOnAttempt: 0 });
+    const claimed = async () =>
+      (await db.pool.query("SELECT read_ct FROM pgmq.q_work WHERE msg_id = $1", [waiting])).rows[0]?.read_ct === 1;
+    await waitFor(claimed, "the child to claim the second message", 10_000, 20);
+    // The claim's rows reach the pool a moment after the claim commits (no signal crosses the
+    // process boundary for it); 300 ms is far more than that takes on an idle event loop. (On
+    // a starved one the message may still be with the worker when it freezes: then it is the
+    // worker's own check that gives it back unrun, and the test shows the same outcome.)
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    frozen.child.kill("SIGSTOP");
+    // Frozen, the child extends nothing: its claim lapses and a live worker runs the message.
+    await live.start();
+    const archived = async (queue: string, id: string) =>
+      (await db.pool.query<{ read_ct: number }>(`SELECT read_ct FROM pgmq.a_${queue} WHERE msg_id = $1`, [id])).rows[0];
+    const liveRun = await waitFor(() => archived("work", waiting), "the live run's ack", 10_000, 20);
+    frozen.child.kill("SIGCONT");
+    // Resumed, the thread finishes the burn and takes the waiting task: its lease ran out, so it
+    // must not run. Once the burn is acked, a graceful stop lets any run the child started end
+    // (and record its start) before the child exits.
+    await waitFor(() => archived("burn", burning), "the child to finish the burn", 20_000, 20);
+    frozen.child.kill("SIGTERM");
+    await once(frozen.child, "exit");
+    const starts = (await runs(waiting)).filter((run) => run.event === "start");
+    assert.deepEqual(
+      starts.map((run) => run.pid),
+      [process.pid],
+      "one run, the live worker's: the frozen child did not start its copy",
+    );
+    assert.equal(liveRun.read_ct, 2);
+    // Which check stopped it: the thread's (the task had reached it), or the worker's.
+    const viaThread = /ownership lost: release of message/.test(frozen.log());
+    t.diagnostic(viaThread ? "the thread found the lease expired" : "the task had not reached the pool when the worker froze");
+  } finally {
+    await live.stop();
+    await bus.close();
+  }
 });

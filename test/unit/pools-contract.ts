@@ -7,6 +7,8 @@ import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 import { type CreateExecutionPoolOptions, createExecutionPool } from "../../src/pools/create.ts";
 import type { ExecutionMode, ExecutionPool, JobTask } from "../../src/pools/types.ts";
+import { leaseExpiredOutcome } from "../../src/jobs/outcome.ts";
+import { leaseClock } from "../../src/pools/lease.ts";
 import { POOL_JOBS, capturingLogger, extraThreads, task } from "./pools-helpers.ts";
 
 const KILLED = { name: "AbortError", message: "execution pool was killed" };
@@ -198,6 +200,17 @@ export function describePoolContract(mode: ExecutionMode): void {
       assert.deepEqual(await aborted, { ok: false, error: { name: "AbortError", message: "job timed out" } });
       assert.deepEqual(await other, { ok: true });
       assert.equal(pool.availableCapacity(), 2);
+    });
+
+    it("does not start a run whose lease ran out, unless extendLeases moved it out", async () => {
+      const pool = await makePool();
+      // "fail" would report its own error had it run.
+      const expired = await pool.post(task("fail"), { leaseUntil: leaseClock() - 1 });
+      assert.deepEqual(expired, leaseExpiredOutcome());
+      assert.equal(pool.availableCapacity(), 2);
+      pool.extendLeases(leaseClock() + 60_000);
+      assert.deepEqual(await pool.post(task("noop"), { leaseUntil: leaseClock() - 1 }), { ok: true });
+      assert.deepEqual(await pool.post(task("noop")), { ok: true }, "a post without a lease has no deadline");
     });
 
     it("does not run a post whose signal is already aborted", async () => {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { DEFAULT_BACKOFF } from "../../src/jobs/backoff.ts";
 import type { JobOutcome, PermanentFailure } from "../../src/jobs/outcome.ts";
+import { leaseExpiredOutcome } from "../../src/jobs/outcome.ts";
 import { SPARE_DELIVERIES, type Settlement, decideSettlement, exceedsDeliveries } from "../../src/jobs/settlement.ts";
 
 /** The whole decision table for a finished run, without PostgreSQL. */
@@ -14,8 +15,12 @@ describe("decideSettlement", () => {
   const cases: Array<[string, Parameters<typeof decideSettlement>[0], Settlement]> = [
     ["success acks", { outcome: ok, abandoned: false, policy, attempt: 1 }, { action: "ack" }],
     ["success on the last attempt acks", { outcome: ok, abandoned: false, policy, attempt: 3 }, { action: "ack" }],
-    ["an abandoned success is released", { outcome: ok, abandoned: true, policy, attempt: 1 }, { action: "release" }],
-    ["an abandoned failure is released, not counted", { outcome: failed, abandoned: true, policy, attempt: 3 }, { action: "release" }],
+    ["an abandoned success is released", { outcome: ok, abandoned: true, policy, attempt: 1 }, { action: "release", started: true }],
+    [
+      "an abandoned failure is released, not counted",
+      { outcome: failed, abandoned: true, policy, attempt: 3 },
+      { action: "release", started: true },
+    ],
     [
       "a run interrupted by its thread dying is released, not counted",
       {
@@ -24,7 +29,17 @@ describe("decideSettlement", () => {
         policy,
         attempt: 3,
       },
-      { action: "release" },
+      { action: "release", started: true },
+    ],
+    [
+      "a run whose lease ran out before it started is released uncounted, even on its last attempt",
+      { outcome: leaseExpiredOutcome(), abandoned: false, policy, attempt: 3 },
+      { action: "release", started: false },
+    ],
+    [
+      "a run abandoned before it started is released uncounted",
+      { outcome: leaseExpiredOutcome(), abandoned: true, policy, attempt: 1 },
+      { action: "release", started: false },
     ],
     ["first failure retries after baseMs", { outcome: failed, abandoned: false, policy, attempt: 1 }, { action: "retry", delayMs: 1_000 }],
     [

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { pathToFileURL } from "node:url";
 import { afterEach, describe, it } from "node:test";
 import { ThreadPool, type ThreadPoolOptions } from "../../src/pools/thread-pool.ts";
+import { leaseExpiredOutcome } from "../../src/jobs/outcome.ts";
+import { leaseClock } from "../../src/pools/lease.ts";
 import { describePoolContract } from "./pools-contract.ts";
 import { BROKEN_JOBS, NO_JOBS, POOL_JOBS, extraThreads, task } from "./pools-helpers.ts";
 
@@ -83,6 +85,25 @@ describe("ThreadPool", () => {
     assert.match(outcome.error.message, /exited/);
     assert.equal(pool.availableCapacity(), 1);
     assert.deepEqual(await pool.post(task("noop")), { ok: true });
+  });
+
+  it("checks a task's lease when it starts on its thread, not when it is posted: one that waited behind a busy handler past its lease is not run", async () => {
+    const pool = await startPool({ capacity: 2, threads: 1 });
+    const burning = pool.post(task("cpu-burn", { ms: 400 }));
+    // Posted while its lease is still good; the thread takes it only once the burn is over.
+    const waiting = pool.post(task("fail"), { leaseUntil: leaseClock() + 150 });
+    assert.deepEqual(await waiting, leaseExpiredOutcome());
+    assert.deepEqual(await burning, { ok: true });
+  });
+
+  it("a task waiting behind a busy handler runs if the worker extended the leases meanwhile", async () => {
+    const pool = await startPool({ capacity: 2, threads: 1 });
+    const burning = pool.post(task("cpu-burn", { ms: 400 }));
+    const waiting = pool.post(task("noop"), { leaseUntil: leaseClock() + 150 });
+    // The thread is busy: this lands in shared memory, where it reads it when the task starts.
+    pool.extendLeases(leaseClock() + 60_000);
+    assert.deepEqual(await waiting, { ok: true });
+    assert.deepEqual(await burning, { ok: true });
   });
 
   it("destroys its threads once idle after shutdown", async () => {
