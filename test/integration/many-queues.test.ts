@@ -210,3 +210,31 @@ test("an enqueue inside an open transaction does not hold up other producers of 
   const listed = await db.pool.query("SELECT 1 FROM pgbus.nonempty_queues WHERE queue_name = 'mq_open_tx'");
   assert.equal(listed.rowCount, 1, "the queue is listed once the first producer committed");
 });
+
+test("pgbus.queues_with_work reaches only due rows: a queue of delayed messages costs its poll no index entries", async () => {
+  const queues = new QueueClient(db.pool);
+  await queues.createQueue("qw_far");
+  await queues.sendBatch(
+    "qw_far",
+    Array.from({ length: 5_000 }, (_, n) => ({ n })),
+    { delayMs: 3_600_000 },
+  );
+  // One connection, so the statistics read after pg_stat_force_next_flush are this session's own.
+  const client = await db.pool.connect();
+  try {
+    const entriesRead = async () => {
+      await client.query("SELECT pg_stat_force_next_flush()");
+      const { rows } = await client.query(
+        "SELECT coalesce(sum(idx_tup_read), 0)::int AS n FROM pg_stat_user_indexes WHERE relname = 'q_qw_far' AND indexrelname = 'q_qw_far_claim'",
+      );
+      return rows[0].n as number;
+    };
+    const before = await entriesRead();
+    const { rows } = await client.query("SELECT queue_name FROM pgbus.queues_with_work($1)", [["qw_far"]]);
+    assert.deepEqual(rows, [], "nothing due");
+    const read = (await entriesRead()) - before;
+    assert.ok(read < 100, `the poll read ${read} claim index entries of 5,000 not due`);
+  } finally {
+    client.release();
+  }
+});
