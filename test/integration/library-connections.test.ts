@@ -47,7 +47,24 @@ test("library mode: one Pgbus and one worker at capacity 100 hold at most 3 conn
     30_000,
     10,
   );
-  // One more job after the drain: enqueue and claim share the same connections.
+  // One more job after the drain: enqueue and claim share the same connections. Enqueued
+  // once the drain's last acks are flushed: an enqueue while both worker connections are
+  // busy opens a third pool connection for it (the bus's own statements are not capped by
+  // the worker's share), which then stays idle in the pool.
+  await waitFor(
+    async () =>
+      Number((await db.pool.query("SELECT count(*) AS n FROM pgmq.q_ticks")).rows[0].n) === 0 &&
+      Number(
+        (
+          await db.pool.query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgbus' AND state = 'active'",
+          )
+        ).rows[0].n,
+      ) === 0,
+    "the drain's acks flushed and the worker idle",
+    10_000,
+    20,
+  );
   await bus.enqueue(job, { n: JOBS });
   await waitFor(() => ran === JOBS + 1, "a job enqueued after the drain");
   const idle = await held();
