@@ -1,33 +1,41 @@
 import type { NamedStatement } from "../db/queryable.ts";
 
 /**
- * The statements of flow limits (concurrency slots, rate windows): thin calls of the
- * functions of migration pgbus/0012, which hold the logic so that each admission or
- * release is one transaction under its keys' locks. Every value is a parameter; the
+ * The statements of flow limits (concurrency leases, rate windows): thin calls of the
+ * functions of migrations pgbus/0012 and 0020, which hold the logic so that each
+ * admission is one transaction under its keys' locks. Every value is a parameter; the
  * functions check the queue name before building any identifier from it.
  */
 
 /**
- * Admits claimed messages of one queue. $1 queue, $2 ids, $3 read_cts, then per message
- * (null: no such limit) $4 concurrency keys, $5 their limits, $6 discard on limit, $7 rate
- * keys, $8 their limits, $9 their intervals (ms); $10 the queue's rate key (or null), $11
- * its limit, $12 its interval; $13 how long a parked message stays invisible (s); $14, $15
- * ids and read_cts of finished runs whose slots to free first (as RELEASE_SLOTS does); $16
- * the pgbus.processes id of the worker's process (or null), which the slots record.
- * Returns (msg_id, verdict, wait_ms, limited_by) per message, see pgbus.admit.
+ * One worker's admission of claimed messages of one queue, and the setting of its leases
+ * (see pgbus.admit_leased). $1 queue, $2 the worker's lease holder id, $3 its
+ * pgbus.processes id (or null), $4 the leases' time to live (s), $5 how long a parked
+ * message stays invisible (s); per concurrency key: $6 keys, $7 limits, $8 units in use,
+ * $9 units wanted; per rate key: $10 keys, $11 limits, $12 intervals (ms), $13 starts
+ * still held, $14 starts to reserve, $15 spare starts to reserve while the window has
+ * room; per message: $16 ids, $17 read_cts, $18 its concurrency key's index (1-based, or
+ * null), $19 its job rate key's, $20 its queue rate key's, $21 discard at the limit.
+ * Returns one row of arrays: leased and waiting per concurrency key, reserved per rate
+ * key, verdicts, waits (ms) and limited per message.
  */
-export const ADMIT: NamedStatement = {
-  name: "pgbus_limits_admit",
-  text: `SELECT msg_id, verdict, wait_ms, limited_by
-           FROM pgbus.admit($1::text, $2::bigint[], $3::int[], $4::text[], $5::int[], $6::boolean[], $7::text[], $8::int[], $9::float8[],
-                            $10::text, $11::int, $12::float8, $13::float8, $14::bigint[], $15::int[], $16::uuid)`,
+export const ADMIT_LEASED: NamedStatement = {
+  name: "pgbus_limits_admit_leased",
+  text: `SELECT leased, waiting, reserved, verdicts, waits, limited
+           FROM pgbus.admit_leased($1::text, $2::uuid, $3::uuid, $4::float8, $5::float8,
+                                   $6::text[], $7::int[], $8::int[], $9::int[],
+                                   $10::text[], $11::int[], $12::float8[], $13::int[], $14::int[], $15::int[],
+                                   $16::bigint[], $17::int[], $18::int[], $19::int[], $20::int[], $21::boolean[])`,
 };
 
-/** $1 queue, $2 ids, $3 the read_ct each slot was taken with. Frees the slots and wakes one waiter per freed slot. */
-export const RELEASE_SLOTS: NamedStatement = {
-  name: "pgbus_limits_release",
-  text: "SELECT pgbus.release_slots($1::text, $2::bigint[], $3::int[]) AS woken",
+/** $1 holder, $2 time to live (s). Returns (sem_key, waiting) per lease the holder still has. */
+export const RENEW_LEASES: NamedStatement = {
+  name: "pgbus_limits_renew",
+  text: "SELECT sem_key, waiting FROM pgbus.renew_leases($1::uuid, $2::float8)",
 };
 
-/** The maintenance pass: dead slots dropped, waiters woken where slots are free, old rate windows dropped. */
+/** The maintenance pass: dead leases dropped, waiters woken where keys have room, old rate windows dropped. */
 export const SWEEP_LIMITS = "SELECT pgbus.sweep_limits() AS woken";
+
+/** The payload prefix of the NOTIFY that tells a key's holders someone waits for it ('limit:' || md5(key)). */
+export const LIMIT_WAIT_PREFIX = "limit:";

@@ -1,44 +1,88 @@
+import { createHash, randomUUID } from "node:crypto";
 import { type Queryable, runStatement } from "../db/queryable.ts";
-import type { JobDefinition } from "../jobs/define.ts";
+import type { ConcurrencyLimit } from "../jobs/limits.ts";
 import { type RateLimit, limitKey, resolveRateLimit } from "../jobs/limits.ts";
 import type { FailedOutcome } from "../jobs/outcome.ts";
 import type { JobRegistry } from "../jobs/registry.ts";
-import { ADMIT, RELEASE_SLOTS } from "../queue/limits-sql.ts";
+import { ADMIT_LEASED, LIMIT_WAIT_PREFIX, RENEW_LEASES } from "../queue/limits-sql.ts";
 import type { QueueRateLimit, RoutedMessage } from "./options.ts";
 import type { PendingWork } from "./pending-work.ts";
-import { type Claim, type ClaimedMessage, claimArrays } from "./worker-store.ts";
+import type { Claim, ClaimedMessage } from "./worker-store.ts";
 
 /**
  * How long a parked message stays invisible when nothing wakes it: a backstop only. A
- * waiter is normally woken by the release of a slot of its key (in the same transaction)
- * or by the maintenance role's sweep; this bounds the wait if both were lost.
+ * waiter is normally woken by the unit a run of its key gives back (in the same
+ * transaction) or by the maintenance role's sweep; this bounds the wait if both were lost.
  */
 export const PARK_SECONDS = 300;
 
 /**
- * How long freed slots wait for a claim of their queue to carry them (in its admission
- * statement) before they are sent on their own: under load a claim comes within a few ms
- * and saves the statement; at rest a waiter is handed its slot this much later.
+ * How long units to give back wait for an admission to carry them before they are sent on
+ * their own: under load an admission comes within a few ms and saves the statement; at
+ * rest a waiter is handed its unit this much later.
  */
 const RELEASE_FLUSH_MS = 2;
 
+/** Spare units of a key none of this worker's runs has used for this long go back. */
+const IDLE_RETURN_MS = 1_000;
+
+/**
+ * Reserved rate starts are used within this share of the interval, or dropped: a start
+ * is recorded when it is reserved, and the window's spare sub-window (a twentieth of the
+ * interval, migration pgbus/0012) must cover the delay to the real start.
+ */
+const RESERVATION_LIFETIME = 1 / 40;
+
+/** At most this many starts per start needed now are reserved ahead (the window's room bounds it too). */
+const RESERVE_AHEAD = 8;
+
 type Verdict = "run" | "parked" | "discarded" | "throttled";
 
-interface AdmitRow {
-  msg_id: string;
-  verdict: Verdict;
-  wait_ms: number | null;
-  limited_by: "queue" | "job" | null;
+interface AdmitResult {
+  leased: number[];
+  waiting: boolean[];
+  reserved: number[];
+  verdicts: Verdict[];
+  waits: Array<number | null>;
+  limited: Array<"queue" | "job" | null>;
 }
 
-/** One claimed message's limits, as pgbus.admit takes them. */
+/** This worker's lease of one concurrency key (a row of pgbus.concurrency_leases). */
+interface KeyLease {
+  readonly key: string;
+  /** md5 of the key: how a NOTIFY names it. */
+  readonly hash: string;
+  limit: number;
+  /** onLimit "discard": held follows the runs exactly, so a discard sees only real runs, never spare units. */
+  exact: boolean;
+  /** Units the database counts for this worker. */
+  held: number;
+  /** Units given to runs (or admitted messages) that have not ended. */
+  inUse: number;
+  /** Messages wait for this key: every unit a run frees goes back at once (to the oldest waiter). */
+  waited: boolean;
+  /** When inUse last dropped to 0 (performance.now()). */
+  idleSince: number;
+}
+
+/** Starts of one rate key reserved by this worker and not used yet. */
+interface RateReservation {
+  readonly key: string;
+  limit: number;
+  intervalMs: number;
+  left: number;
+  /** performance.now() after which the unused starts are dropped. */
+  usableUntil: number;
+}
+
+/** One claimed message's limits. */
 interface Limited {
   message: ClaimedMessage;
-  concurrencyKey: string | null;
-  concurrency: JobDefinition["concurrency"];
-  rateKey: string | null;
-  rate: RateLimit | undefined;
-  /** A throttle by this limit holds the whole queue (no key splits it). */
+  lease: KeyLease | null;
+  jobRate: RateReservation | null;
+  queueRate: RateReservation | null;
+  discard: boolean;
+  /** A throttle by the job's limit holds the whole queue (no key splits it). */
   holdsQueue: boolean;
 }
 
@@ -48,35 +92,53 @@ export interface LimitGateOptions {
   routeMessage: (queue: string, message: unknown) => RoutedMessage | null;
   /** A queue's own rate limit (the config file's `queues.<name>.rateLimit`). */
   queueRateLimit: ((queue: string) => QueueRateLimit | undefined) | undefined;
-  /** The pgbus.processes row whose disappearance frees this worker's slots (null: only their VT does). */
-  holder: string | null;
+  /** The pgbus.processes row whose disappearance frees this worker's units at once (null: only their time to live does). */
+  processId: string | null;
+  /** The leases' time to live (s), renewed while the worker lives: the worker's VT. */
+  leaseSeconds: number;
   /** A throttled queue may start again: claim from it. */
   onReady: () => void;
   /** A message whose limit key cannot be computed: dead-letter it with this outcome. */
   onInvalidKey: (queue: string, message: ClaimedMessage, job: string, outcome: FailedOutcome) => void;
   reportError: (error: unknown, context: string) => void;
-  /** Slot releases are counted here until done, so the worker's stop waits for them. */
+  /** Lease statements are counted here until done, so the worker's stop waits for them. */
   followUps: PendingWork;
 }
 
 /**
- * The worker's side of flow limits. Between claim and run, every claimed message of a
- * limited job (or of a rate-limited queue) goes through pgbus.admit in one statement per
- * claim: it runs, or it is parked (waits for a slot of its key), discarded or throttled
- * (visible again when its rate window allows), and only the ones that run reach the pool.
- * A run that held a slot frees it when it ends; releases are batched like acks. A queue
- * throttled by a keyless rate limit is skipped by the claim until it may start again, so
- * the worker's capacity goes to its other queues meanwhile, and a timer wakes the worker
- * then (the throttled messages' return is a VT change, which notifies no one).
+ * The worker's side of flow limits. The worker holds a counted lease per concurrency key
+ * (units of the key's limit, shared with the other workers through
+ * pgbus.concurrency_leases) and starts reserved ahead per rate key, and admits the
+ * messages of a claim against them in memory: the database is asked only when a key needs
+ * more than the worker holds (one statement for the whole claim, pgbus.admit_leased,
+ * which also parks, discards or throttles what does not fit). While nobody waits for a
+ * key, a run that ends keeps its unit for the next message of the key (asking for
+ * twice what a claim needs lets the lease grow with the load); units unused for a second
+ * go back. Once messages wait for a key (the worker parked some, or another worker's
+ * NOTIFY says so), every unit a run frees goes back at once, to the oldest waiter.
+ *
+ * A queue throttled by a keyless rate limit is skipped by the claim until it may start
+ * again, so the worker's capacity goes to its other queues meanwhile, and a timer wakes
+ * the worker then (the throttled messages' return is a VT change, which notifies no one).
  */
 export class LimitGate {
   readonly #options: LimitGateOptions;
-  /** Runs holding a concurrency slot: queue:msgId -> the read_ct it was taken with. */
-  readonly #holding = new Map<string, number>();
+  /** Identifies this worker's leases. */
+  readonly #holder = randomUUID();
+  readonly #leases = new Map<string, KeyLease>();
+  readonly #reservations = new Map<string, RateReservation>();
+  /** Admitted messages holding a unit: queue:msgId -> its lease. */
+  readonly #holding = new Map<string, KeyLease>();
+  /** Leases whose held count must be sent (units to give back). */
+  #dirty = new Set<KeyLease>();
+  #flushScheduled = false;
+  /** Lease statements run one at a time: each sets absolute counts computed from the one before. */
+  #chain: Promise<unknown> = Promise.resolve();
   readonly #heldUntil = new Map<string, number>();
   readonly #timers = new Map<string, NodeJS.Timeout>();
-  #releases = new Map<string, Claim[]>();
-  #flushScheduled = false;
+  #upkeep: NodeJS.Timeout | undefined;
+  #lastRenewal = 0;
+  #stopped = false;
 
   constructor(options: LimitGateOptions) {
     this.#options = options;
@@ -105,64 +167,61 @@ export class LimitGate {
     }
     // The common case, no limit anywhere: nothing to route or ask (the run routes each message itself).
     if (!queueRate && !this.#options.registry().hasFlowLimits()) return [...messages];
-    const limited = new Map<string, Limited>();
-    const invalid = new Set<string>();
-    for (const message of messages) {
-      const entry = this.#limitsOf(queue, message, queueRate);
-      if (entry === "invalid") invalid.add(message.msgId);
-      else if (entry) limited.set(message.msgId, entry);
-    }
-    if (limited.size === 0) return invalid.size === 0 ? [...messages] : messages.filter((message) => !invalid.has(message.msgId));
-    const released = this.#releases.get(queue) ?? [];
-    this.#releases.delete(queue);
-    let rows: AdmitRow[];
-    try {
-      rows = await this.#admitStatement(queue, [...limited.values()], queueRate, released);
-    } catch (error) {
-      // Not admitted (or not known to be): none of them runs; they come back after their VT.
-      this.#options.reportError(error, `admitting ${limited.size} limited message(s) of ${queue} failed; they return after their VT`);
-      if (released.length > 0) this.#release(queue, released);
-      return messages.filter((message) => !limited.has(message.msgId) && !invalid.has(message.msgId));
-    }
-    const verdicts = new Map(rows.map((row) => [row.msg_id, row]));
-    for (const row of rows) if (row.verdict === "throttled") this.#throttled(queue, row, limited.get(row.msg_id)!);
-    return messages.filter((message) => {
-      if (invalid.has(message.msgId)) return false;
-      const entry = limited.get(message.msgId);
-      if (!entry) return true;
-      if (verdicts.get(message.msgId)?.verdict !== "run") return false;
-      if (entry.concurrencyKey) this.#holding.set(`${queue}:${message.msgId}`, message.readCt);
-      return true;
+    // Inside the statement queue: the leases an admission takes must not be dropped by the upkeep meanwhile.
+    const refused = await this.#exclusive(async () => {
+      const limited: Limited[] = [];
+      const invalid = new Set<string>();
+      for (const message of messages) {
+        const entry = this.#limitsOf(queue, message, queueRate);
+        if (entry === "invalid") invalid.add(message.msgId);
+        else if (entry) limited.push(entry);
+      }
+      if (limited.length === 0) return invalid;
+      const notNow = await this.#admitLimited(queue, limited);
+      for (const id of invalid) notNow.add(id);
+      return notNow;
     });
+    return refused.size === 0 ? [...messages] : messages.filter((message) => !refused.has(message.msgId));
   }
 
-  /** Runs (or claimed messages) that ended: the slots they hold are freed with the next admission of their queue, or a flush. */
+  /** Runs (or admitted messages) that ended: their units stay for the next run of their key, or go back if someone waits. */
   finished(queue: string, claims: readonly Claim[]): void {
     if (this.#holding.size === 0) return;
-    const freed: Claim[] = [];
     for (const claim of claims) {
       const key = `${queue}:${claim.id}`;
-      const readCt = this.#holding.get(key);
-      if (readCt === undefined) continue;
+      const lease = this.#holding.get(key);
+      if (!lease) continue;
       this.#holding.delete(key);
-      freed.push({ id: claim.id, readCt });
+      if (--lease.inUse === 0) lease.idleSince = performance.now();
+      if (lease.waited || lease.exact) this.#giveBack(lease);
     }
-    if (freed.length > 0) this.#release(queue, freed);
   }
 
-  #release(queue: string, claims: readonly Claim[]): void {
-    const pending = this.#releases.get(queue);
-    if (pending) pending.push(...claims);
-    else this.#releases.set(queue, [...claims]);
-    if (this.#flushScheduled) return;
-    this.#flushScheduled = true;
-    this.#options.followUps.begin();
-    setTimeout(() => void this.#flush().finally(() => this.#options.followUps.end()), RELEASE_FLUSH_MS);
+  /** A NOTIFY payload: `limit:<md5 of a key>` says messages wait for that key. Returns whether it was one. */
+  notified(payload: string): boolean {
+    if (!payload.startsWith(LIMIT_WAIT_PREFIX)) return false;
+    const hash = payload.slice(LIMIT_WAIT_PREFIX.length);
+    for (const lease of this.#leases.values()) {
+      if (lease.hash !== hash) continue;
+      lease.waited = true;
+      if (lease.held > lease.inUse) this.#giveBack(lease);
+    }
+    return true;
   }
 
-  stop(): void {
+  /** Stops the timers and gives every unit back: called once the worker's runs have ended or been abandoned. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
     for (const timer of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
+    clearInterval(this.#upkeep);
+    // Runs still going now were abandoned (their messages are visible again): none keeps a unit.
+    this.#holding.clear();
+    for (const lease of this.#leases.values()) {
+      lease.inUse = 0;
+      if (lease.held > 0) this.#dirty.add(lease);
+    }
+    if (this.#dirty.size > 0) await this.#exclusive(() => this.#flush());
   }
 
   #limitsOf(queue: string, message: ClaimedMessage, queueRate: RateLimit | undefined): Limited | "invalid" | null {
@@ -182,63 +241,288 @@ export class LimitGate {
     }
     return {
       message,
-      concurrencyKey: concurrencyKey as string | null,
-      concurrency,
-      rateKey: rateKey === null ? null : `job:${rateKey as string}`,
-      rate,
+      lease: concurrency ? this.#leaseOf(concurrencyKey as string, concurrency) : null,
+      jobRate: rate ? this.#reservationOf(`job:${rateKey as string}`, rate) : null,
+      queueRate: queueRate ? this.#reservationOf(`queue:${queue}`, queueRate) : null,
+      discard: concurrency?.onLimit === "discard",
       holdsQueue: rate !== undefined && rate.key === undefined,
     };
   }
 
-  #admitStatement(queue: string, limited: Limited[], queueRate: RateLimit | undefined, released: readonly Claim[]): Promise<AdmitRow[]> {
-    const column = <T>(pick: (entry: Limited) => T): T[] => limited.map(pick);
-    return runStatement<AdmitRow>(this.#options.db, true, ADMIT, [
+  #leaseOf(key: string, concurrency: ConcurrencyLimit): KeyLease {
+    let lease = this.#leases.get(key);
+    if (!lease) {
+      lease = {
+        key,
+        hash: createHash("md5").update(key).digest("hex"),
+        limit: concurrency.limit,
+        exact: false,
+        held: 0,
+        inUse: 0,
+        waited: false,
+        idleSince: performance.now(),
+      };
+      this.#leases.set(key, lease);
+      this.#startUpkeep();
+    }
+    lease.limit = concurrency.limit;
+    lease.exact = concurrency.onLimit === "discard";
+    return lease;
+  }
+
+  #reservationOf(key: string, rate: { limit: number; intervalMs: number }): RateReservation {
+    let reservation = this.#reservations.get(key);
+    if (!reservation) {
+      reservation = { key, limit: rate.limit, intervalMs: rate.intervalMs, left: 0, usableUntil: 0 };
+      this.#reservations.set(key, reservation);
+      this.#startUpkeep();
+    }
+    reservation.limit = rate.limit;
+    reservation.intervalMs = rate.intervalMs;
+    return reservation;
+  }
+
+  /** Admits what the leases and reservations cover in memory, the rest through the database. Returns the ids that do not run now. */
+  async #admitLimited(queue: string, limited: readonly Limited[]): Promise<Set<string>> {
+    const now = performance.now();
+    const units = new Map<KeyLease, number>();
+    const starts = new Map<RateReservation, number>();
+    for (const entry of limited) {
+      if (entry.lease) units.set(entry.lease, (units.get(entry.lease) ?? 0) + 1);
+      for (const reservation of [entry.jobRate, entry.queueRate]) {
+        if (reservation) starts.set(reservation, (starts.get(reservation) ?? 0) + 1);
+      }
+    }
+    const covered =
+      [...units].every(([lease, needed]) => lease.held - lease.inUse >= needed) &&
+      [...starts].every(([reservation, needed]) => reservation.usableUntil > now && reservation.left >= needed);
+    if (covered) {
+      for (const entry of limited) this.#take(queue, entry);
+      return new Set();
+    }
+    return this.#ask(queue, limited, units, starts, now);
+  }
+
+  /** An admitted message takes its unit and starts. */
+  #take(queue: string, entry: Limited): void {
+    if (entry.lease) {
+      entry.lease.inUse++;
+      this.#holding.set(`${queue}:${entry.message.msgId}`, entry.lease);
+    }
+    if (entry.jobRate) entry.jobRate.left--;
+    if (entry.queueRate) entry.queueRate.left--;
+  }
+
+  async #ask(
+    queue: string,
+    limited: readonly Limited[],
+    units: Map<KeyLease, number>,
+    starts: Map<RateReservation, number>,
+    now: number,
+  ): Promise<Set<string>> {
+    const leases = [...new Set([...units.keys(), ...this.#dirty])];
+    this.#dirty = new Set();
+    // A lease only sent to give units back asks for what its runs use.
+    const wanted = leases.map((lease) => (units.has(lease) ? this.#wanted(lease, units.get(lease)!) : lease.inUse));
+    const reservations = [...starts.keys()];
+    const local = reservations.map((reservation) => (reservation.usableUntil > now ? reservation.left : 0));
+    const reserve = reservations.map((reservation, i) => Math.max(0, starts.get(reservation)! - local[i]!));
+    const leaseIndex = new Map(leases.map((lease, i) => [lease, i + 1]));
+    const rateIndex = new Map(reservations.map((reservation, i) => [reservation, i + 1]));
+    let result: AdmitResult;
+    try {
+      result = await this.#statement(queue, {
+        leases,
+        wanted,
+        reservations,
+        local,
+        reserve,
+        // Spare starts in proportion to the claim's need (granted only while the window has plenty of room).
+        ahead: reservations.map((reservation, i) => (reserve[i]! > 0 ? starts.get(reservation)! * RESERVE_AHEAD : 0)),
+        messages: limited,
+        leaseIndex,
+        rateIndex,
+      });
+    } catch (error) {
+      // Not admitted (or not known to be): none of them runs; they come back after their VT.
+      // The leases may or may not have been set: use the smaller count, and send them again
+      // (the counts are absolute, so sending one twice is harmless) until the database has them.
+      leases.forEach((lease, i) => {
+        lease.held = Math.min(lease.held, wanted[i]!);
+        this.#dirty.add(lease);
+      });
+      this.#options.reportError(
+        error,
+        limited.length > 0
+          ? `admitting ${limited.length} limited message(s) of ${queue} failed; they return after their VT`
+          : `giving back units of ${leases.length} concurrency key(s) failed; tried again within a second`,
+      );
+      return new Set(limited.map((entry) => entry.message.msgId));
+    }
+    leases.forEach((lease, i) => {
+      lease.held = result.leased[i]!;
+      lease.waited = result.waiting[i]!;
+    });
+    reservations.forEach((reservation, i) => {
+      reservation.left = local[i]!;
+      const reserved = result.reserved[i]!;
+      if (reserved > 0) {
+        reservation.left += reserved;
+        reservation.usableUntil = now + reservation.intervalMs * RESERVATION_LIFETIME;
+      }
+    });
+    const refused = new Set<string>();
+    limited.forEach((entry, i) => {
+      const verdict = result.verdicts[i];
+      if (verdict === "run") return this.#take(queue, entry);
+      refused.add(entry.message.msgId);
+      if (verdict === "throttled") this.#throttled(queue, result.waits[i] ?? 1, result.limited[i] ?? "queue", entry);
+    });
+    return refused;
+  }
+
+  /**
+   * The units to ask for: the runs in progress plus the new messages, and as many again
+   * spare while nobody waits for the key (never fewer than it holds then); exactly what
+   * runs once someone waits, or for onLimit "discard".
+   */
+  #wanted(lease: KeyLease, needed: number): number {
+    const exact = lease.inUse + needed;
+    if (lease.waited || lease.exact) return exact;
+    return Math.min(lease.limit, Math.max(lease.held, exact + needed));
+  }
+
+  #statement(
+    queue: string,
+    ask: {
+      leases: readonly KeyLease[];
+      wanted: readonly number[];
+      reservations: readonly RateReservation[];
+      local: readonly number[];
+      reserve: readonly number[];
+      ahead: readonly number[];
+      messages: readonly Limited[];
+      leaseIndex: Map<KeyLease, number>;
+      rateIndex: Map<RateReservation, number>;
+    },
+  ): Promise<AdmitResult> {
+    const { leases, reservations, messages } = ask;
+    const indexOf = <T>(index: Map<T, number>, item: T | null): number | null => (item ? index.get(item)! : null);
+    return runStatement<AdmitResult>(this.#options.db, true, ADMIT_LEASED, [
       queue,
-      ...claimArrays(column((entry) => ({ id: entry.message.msgId, readCt: entry.message.readCt }))),
-      column((entry) => entry.concurrencyKey),
-      column((entry) => entry.concurrency?.limit ?? null),
-      column((entry) => entry.concurrency?.onLimit === "discard"),
-      column((entry) => entry.rateKey),
-      column((entry) => entry.rate?.limit ?? null),
-      column((entry) => entry.rate?.intervalMs ?? null),
-      queueRate ? `queue:${queue}` : null,
-      queueRate?.limit ?? null,
-      queueRate?.intervalMs ?? null,
+      this.#holder,
+      this.#options.processId,
+      this.#options.leaseSeconds,
       PARK_SECONDS,
-      ...claimArrays(released),
-      this.#options.holder,
-    ]);
+      leases.map((lease) => lease.key),
+      leases.map((lease) => lease.limit),
+      leases.map((lease) => lease.inUse),
+      ask.wanted,
+      reservations.map((reservation) => reservation.key),
+      reservations.map((reservation) => reservation.limit),
+      reservations.map((reservation) => reservation.intervalMs),
+      ask.local,
+      ask.reserve,
+      ask.ahead,
+      messages.map((entry) => entry.message.msgId),
+      messages.map((entry) => entry.message.readCt),
+      messages.map((entry) => indexOf(ask.leaseIndex, entry.lease)),
+      messages.map((entry) => indexOf(ask.rateIndex, entry.jobRate)),
+      messages.map((entry) => indexOf(ask.rateIndex, entry.queueRate)),
+      messages.map((entry) => entry.discard),
+    ]).then((rows) => rows[0]!);
+  }
+
+  /** Units of `lease` go back to the database soon (with the next admission, or on their own within RELEASE_FLUSH_MS). */
+  #giveBack(lease: KeyLease): void {
+    this.#dirty.add(lease);
+    this.#scheduleFlush();
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled || this.#stopped) return;
+    this.#flushScheduled = true;
+    this.#options.followUps.begin();
+    setTimeout(() => {
+      this.#flushScheduled = false;
+      void this.#exclusive(() => this.#flush()).finally(() => this.#options.followUps.end());
+    }, RELEASE_FLUSH_MS);
+  }
+
+  /** Sends the held counts of the dirty leases (no messages). */
+  async #flush(): Promise<void> {
+    if (this.#dirty.size > 0) await this.#ask("", [], new Map(), new Map(), performance.now());
+  }
+
+  /** Runs lease statements one at a time, in call order. */
+  #exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#chain.then(work);
+    this.#chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Once a second while the worker holds units or reservations: spare units of keys it has
+   * not used for IDLE_RETURN_MS go back, expired reservations are dropped, and the leases
+   * are renewed (every third of their time to live, at most every 5 s).
+   */
+  #startUpkeep(): void {
+    if (this.#upkeep || this.#stopped) return;
+    this.#upkeep = setInterval(() => {
+      // In the statement queue, so no admission holds a lease or reservation dropped here.
+      this.#options.followUps.track(
+        this.#exclusive(async () => {
+          const now = performance.now();
+          for (const [key, reservation] of this.#reservations) if (reservation.usableUntil <= now) this.#reservations.delete(key);
+          for (const [key, lease] of this.#leases) {
+            if (lease.inUse > 0 || now - lease.idleSince < IDLE_RETURN_MS) continue;
+            if (lease.held > 0) this.#dirty.add(lease);
+            else if (!this.#dirty.has(lease)) this.#leases.delete(key);
+          }
+          if (this.#dirty.size > 0) this.#scheduleFlush();
+          if (Date.now() - this.#lastRenewal >= Math.min(5, this.#options.leaseSeconds / 3) * 1_000) await this.#renew();
+        }),
+      );
+    }, IDLE_RETURN_MS);
+    this.#upkeep.unref();
+  }
+
+  /** Renews the leases; a key others wait for gives back its spare units, a lease taken as dead is asked for again. */
+  async #renew(): Promise<void> {
+    this.#lastRenewal = Date.now();
+    if (![...this.#leases.values()].some((lease) => lease.held > 0)) return;
+    let rows: Array<{ sem_key: string; waiting: boolean }>;
+    try {
+      rows = await runStatement(this.#options.db, true, RENEW_LEASES, [this.#holder, this.#options.leaseSeconds]);
+    } catch (error) {
+      this.#options.reportError(error, "renewing the worker's concurrency leases failed; tried again within 5 s");
+      return;
+    }
+    const kept = new Map(rows.map((row) => [row.sem_key, row.waiting]));
+    for (const lease of this.#leases.values()) {
+      const waiting = kept.get(lease.key);
+      if (waiting === undefined) {
+        lease.held = 0; // taken as dead (the worker was frozen past its time to live): the next admission asks again
+        continue;
+      }
+      lease.waited = waiting;
+      if (waiting && lease.held > lease.inUse) this.#giveBack(lease);
+    }
   }
 
   /** A keyless rate limit is exhausted: skip the queue until it may start again, then wake the worker. */
-  #throttled(queue: string, row: AdmitRow, entry: Limited): void {
-    if (row.limited_by === "job" && !entry.holdsQueue) return; // only that key waits (its message's VT)
-    const waitMs = Math.max(1, Math.ceil(row.wait_ms ?? 1));
-    const until = Date.now() + waitMs;
+  #throttled(queue: string, waitMs: number, limitedBy: "queue" | "job", entry: Limited): void {
+    if (limitedBy === "job" && !entry.holdsQueue) return; // only that key waits (its message's VT)
+    const wait = Math.max(1, Math.ceil(waitMs));
+    const until = Date.now() + wait;
     if ((this.#heldUntil.get(queue) ?? 0) >= until) return;
     this.#heldUntil.set(queue, until);
     clearTimeout(this.#timers.get(queue));
     const timer = setTimeout(() => {
       this.#timers.delete(queue);
       this.#options.onReady();
-    }, waitMs);
+    }, wait);
     timer.unref();
     this.#timers.set(queue, timer);
-  }
-
-  async #flush(): Promise<void> {
-    this.#flushScheduled = false;
-    const batch = this.#releases;
-    this.#releases = new Map();
-    await Promise.all(
-      [...batch].map(([queue, claims]) =>
-        runStatement(this.#options.db, true, RELEASE_SLOTS, [queue, ...claimArrays(claims)]).catch((error: unknown) =>
-          this.#options.reportError(
-            error,
-            `freeing ${claims.length} concurrency slot(s) of ${queue} failed; they free themselves once their messages settle, and the maintenance sweep wakes their waiters`,
-          ),
-        ),
-      ),
-    );
   }
 }

@@ -125,7 +125,8 @@ export class Worker {
           registry: () => this.#registry,
           routeMessage: this.#options.routeMessage,
           queueRateLimit: options.rateLimitFor,
-          holder: options.processId ?? null,
+          processId: options.processId ?? null,
+          leaseSeconds: this.#options.visibilityTimeoutSec,
           onReady: () => this.#wake(true),
           onInvalidKey: (queue, message, job, outcome) => this.#runs!.settleUnrun(queue, message, job, outcome),
           reportError: (error, context) => this.#reportError(error, context),
@@ -253,7 +254,8 @@ export class Worker {
   #openNotifications(): NotificationSource {
     const handlers: NotificationHandlers = {
       onNotification: (payload) => {
-        if (!this.#cancellations.notified(payload) && this.#queueSet.notified(payload)) this.#wake(true);
+        if (this.#limits?.notified(payload) || this.#cancellations.notified(payload)) return;
+        if (this.#queueSet.notified(payload)) this.#wake(true);
       },
       // Notifications sent while disconnected were lost: the backstop poll finds their queues.
       onConnected: () => {
@@ -303,7 +305,7 @@ export class Worker {
     await Promise.all([this.#acker.drain(), this.#batchAcker.drain()]);
     await this.#extender.stop();
     await this.#cancellations.stop();
-    this.#limits?.stop();
+    await this.#limits?.stop();
     await this.#notifications?.stop();
     if (graceful) await pool.kill(); // releases threads; nothing is in flight
     this.#state = "stopped";

@@ -107,7 +107,8 @@ test("concurrency: 300 jobs over 3 keys, limit 2 per key, two processes, one wor
   assert.deepEqual(Object.fromEntries(most), { a: 2, b: 2, c: 2 }, "at most (and, under this load, exactly) 2 running per key");
   const cut = await scalar("SELECT count(*) FROM spans WHERE key IN ('a', 'b', 'c') AND ended_at IS NULL");
   assert.ok(cut <= 6, `the SIGKILL cut at most the 6 runs it could hold, saw ${cut}`);
-  // Nothing leaks: once every job is done, no slot is held and nobody waits.
-  await waitFor(async () => (await scalar("SELECT count(*) FROM pgbus.concurrency_slots")) === 0, "slots to be released");
+  // Nothing leaks: once every job is done, no unit is held (the killed worker's lease is dropped as dead, the
+  // survivor gives back units it stops using) and nobody waits.
+  await waitFor(async () => (await scalar("SELECT count(*) FROM pgbus.concurrency_leases")) === 0, "leases to be given back");
   assert.equal(await scalar("SELECT count(*) FROM pgbus.blocked"), 0);
 });

@@ -2,10 +2,11 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, test } from "node:test";
+import pg from "pg";
 import { Pgbus } from "../../src/bus.ts";
 import { runStatement } from "../../src/db/queryable.ts";
 import { defineJob } from "../../src/jobs/define.ts";
-import { ADMIT, SWEEP_LIMITS } from "../../src/queue/limits-sql.ts";
+import { ADMIT_LEASED, SWEEP_LIMITS } from "../../src/queue/limits-sql.ts";
 import type { Worker } from "../../src/worker/worker.ts";
 import { waitFor } from "../fixtures/process/spawn.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.ts";
@@ -90,13 +91,32 @@ const unbound = defineJob<{ n: number }>({
   perform: ({ n }) => recordSpan("routed", n, 1),
 });
 
+// A limit that never binds here: 4 keys, 1,000 runs each at once.
+const roomy = defineJob<{ n: number }>({
+  name: "roomy",
+  queue: "roomy",
+  concurrency: { key: (p) => `k${p.n % 4}`, limit: 1_000 },
+  perform: ({ n }) => recordSpan("roomy", n, 1),
+});
+
+// A rate limit that never binds here.
+const paced = defineJob<{ n: number }>({
+  name: "paced",
+  queue: "paced",
+  rateLimit: { limit: 1_000_000, intervalMs: 60_000 },
+  perform: ({ n }) => recordSpan("paced", n, 1),
+});
+
 let db: TestDatabase;
 let bus: Pgbus;
 const workers: Worker[] = [];
 
 before(async () => {
   db = await createTestDatabase("flow_limits");
-  bus = new Pgbus({ connectionString: db.url, jobs: [serial, exclusive, rated, badKey, plain, swept, misrated, unlimited, unbound] });
+  bus = new Pgbus({
+    connectionString: db.url,
+    jobs: [serial, exclusive, rated, badKey, plain, swept, misrated, unlimited, unbound, roomy, paced],
+  });
   await bus.migrate();
 });
 after(async () => {
@@ -151,13 +171,13 @@ test("limit 1 with a key: each key's jobs run one at a time across two workers, 
   await startWorkers(2, { queues: ["serial"], capacity: 10 });
   await waitFor(() => spans.filter((span) => keys.includes(span.key) && span.end !== null).length === 45, "all 45 serial jobs", 30_000);
   for (const key of keys) assert.equal(maxOverlap(key), 1, `key ${key} ran more than one job at once`);
-  // Nothing stays behind: no slot and no waiter (the last runs' slots are freed just after their ends, in a batch).
+  // Nothing stays behind: no unit held and no waiter (units a worker stops using go back after a second).
   await waitFor(async () => {
     const left = await db.pool.query(
-      "SELECT (SELECT count(*) FROM pgbus.concurrency_slots)::int AS slots, (SELECT count(*) FROM pgbus.blocked)::int AS blocked",
+      "SELECT (SELECT count(*) FROM pgbus.concurrency_leases)::int AS leases, (SELECT count(*) FROM pgbus.blocked)::int AS blocked",
     );
-    return left.rows[0].slots === 0 && left.rows[0].blocked === 0;
-  }, "no slot and no waiter left");
+    return left.rows[0].leases === 0 && left.rows[0].blocked === 0;
+  }, "no lease and no waiter left");
 });
 
 test('onLimit "discard": jobs over the limit are archived with a pgbus_discarded header, not run', async () => {
@@ -247,70 +267,74 @@ test("a queue rate limit that is invalid is reported (naming the value) and none
 });
 
 /**
- * Claims and admits two messages of `swept` (limit 1) by hand, as a worker of the process
- * `holder` would: the first holds the slot, the second is parked. Returns their ids.
+ * Claims and admits two messages of `swept` (limit 1) by hand, as a worker would: its
+ * lease takes the key's one unit and the second message is parked. `processId` is the
+ * worker's pgbus.processes row (or null). Returns the waiter's id.
  */
-async function holdAndPark(holder: string | null): Promise<[string, string]> {
+async function holdAndPark(processId: string | null): Promise<string> {
   const [first, second] = await bus.enqueueMany(swept, [{ n: 1 }, { n: 2 }]);
   const claimed = await db.pool.query<{ msg_id: string; read_ct: number }>(
     "UPDATE pgmq.q_swept SET vt = now() + interval '30 seconds', read_ct = read_ct + 1 WHERE msg_id = ANY($1::bigint[]) RETURNING msg_id, read_ct",
     [[first, second]],
   );
   const byId = new Map(claimed.rows.map((row) => [row.msg_id, row.read_ct]));
-  const none = [null, null];
-  const rows = await runStatement<{ msg_id: string; verdict: string }>(db.pool, false, ADMIT, [
+  const [result] = await runStatement<{ leased: number[]; verdicts: string[] }>(db.pool, false, ADMIT_LEASED, [
     "swept",
+    randomUUID(),
+    processId,
+    30,
+    300,
+    ["swept"],
+    [1],
+    [0],
+    [2],
+    [],
+    [],
+    [],
+    [],
+    [],
+    [],
     [first, second],
     [byId.get(first!), byId.get(second!)],
-    ["swept", "swept"],
     [1, 1],
+    [null, null],
+    [null, null],
     [false, false],
-    none,
-    none,
-    none,
-    null,
-    null,
-    null,
-    300,
-    [],
-    [],
-    holder,
   ]);
-  assert.deepEqual(
-    rows.map((row) => row.verdict),
-    ["run", "parked"],
-  );
-  return [first!, second!];
+  assert.deepEqual(result!.leased, [1], "the lease gets the one unit the limit has");
+  assert.deepEqual(result!.verdicts, ["run", "parked"]);
+  return second!;
 }
 
-/** The maintenance pass hands the slot to the parked message, which then runs. */
+/** The maintenance pass hands the unit to the parked message, which then runs. */
 async function sweepWakes(waiter: string): Promise<void> {
   const sweep = await db.pool.query(SWEEP_LIMITS);
   assert.equal(sweep.rows[0].woken, 1);
   const row = await db.pool.query("SELECT vt <= clock_timestamp() AS visible, read_ct FROM pgmq.q_swept WHERE msg_id = $1", [waiter]);
   assert.deepEqual(row.rows[0], { visible: true, read_ct: 0 }, "visible again, and waiting did not count as an attempt");
-  assert.equal((await db.pool.query("SELECT count(*)::int AS n FROM pgbus.concurrency_slots WHERE sem_key = 'swept'")).rows[0].n, 0);
+  assert.equal((await db.pool.query("SELECT count(*)::int AS n FROM pgbus.concurrency_leases WHERE sem_key = 'swept'")).rows[0].n, 0);
 }
 
-test("the maintenance sweep wakes the waiter of a slot whose holder died after settling, before the park backstop", async () => {
-  const [first, second] = await holdAndPark(null);
-  // The holder settles (its message is gone) and dies before its release: nothing hands the slot on.
-  await db.pool.query("DELETE FROM pgmq.q_swept WHERE msg_id = $1", [first]);
-  await sweepWakes(second);
+test("the maintenance sweep wakes the waiter of a key whose holder stopped renewing its lease, before the park backstop", async () => {
+  const waiter = await holdAndPark(null);
+  assert.equal((await db.pool.query(SWEEP_LIMITS)).rows[0].woken, 0, "a lease within its time to live keeps its unit");
+  // The holder died (or froze) without giving its unit back: its lease runs out.
+  await db.pool.query("UPDATE pgbus.concurrency_leases SET expires_at = clock_timestamp() - interval '1 second' WHERE sem_key = 'swept'");
+  await sweepWakes(waiter);
   const [worker] = await startWorkers(1, { queues: ["swept"], capacity: 2 });
   await waitFor(() => spans.some((span) => span.key === "swept" && span.n === 2 && span.end !== null), "the waiter to run");
   await worker!.stop(); // the next test claims this queue by hand
 });
 
-test("a slot whose holder's process row is gone is freed before its VT runs out (after a 10 s grace)", async () => {
-  const holder = randomUUID();
-  await db.pool.query("INSERT INTO pgbus.processes (id, role, host, pid) VALUES ($1, 'worker', 'test', 1)", [holder]);
-  const [, second] = await holdAndPark(holder);
-  await db.pool.query("UPDATE pgbus.concurrency_slots SET acquired_at = acquired_at - interval '11 seconds' WHERE sem_key = 'swept'");
-  assert.equal((await db.pool.query(SWEEP_LIMITS)).rows[0].woken, 0, "a live holder keeps its slot");
-  // The process dies: its supervisor deletes its row; the message it ran is still invisible for 30 s.
-  await db.pool.query("DELETE FROM pgbus.processes WHERE id = $1", [holder]);
-  await sweepWakes(second);
+test("a lease whose holder's process row is gone is freed before its time to live runs out (after a 10 s grace)", async () => {
+  const processId = randomUUID();
+  await db.pool.query("INSERT INTO pgbus.processes (id, role, host, pid) VALUES ($1, 'worker', 'test', 1)", [processId]);
+  const waiter = await holdAndPark(processId);
+  await db.pool.query("UPDATE pgbus.concurrency_leases SET created_at = created_at - interval '11 seconds' WHERE sem_key = 'swept'");
+  assert.equal((await db.pool.query(SWEEP_LIMITS)).rows[0].woken, 0, "a live holder keeps its unit");
+  // The process dies: its supervisor deletes its row; its lease has 30 s left.
+  await db.pool.query("DELETE FROM pgbus.processes WHERE id = $1", [processId]);
+  await sweepWakes(waiter);
 });
 
 test("a claimed message is routed once, whether its job has a limit that does not bind (the gate routes it) or none", async () => {
@@ -337,4 +361,48 @@ test("a claimed message is routed once, whether its job has a limit that does no
     [],
     "every message routed exactly once",
   );
+});
+
+/** Drains 400 jobs of `job` with one worker (capacity 10) and counts its claim and admission statements. */
+async function countStatements(job: typeof roomy): Promise<{ claims: number; admissions: number }> {
+  // Counted on their way to PostgreSQL (the worker opens a pool of its own).
+  const counts = { claims: 0, admissions: 0 };
+  const query = pg.Client.prototype.query;
+  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+    const name = (args[0] as { name?: string } | null)?.name ?? "";
+    if (name === ADMIT_LEASED.name) counts.admissions++;
+    if (name.startsWith("pgbus_claim_") && name.endsWith(`_${job.queue}`)) counts.claims++;
+    return (query as (...args: unknown[]) => unknown).apply(this, args);
+  } as typeof query;
+  try {
+    await bus.enqueueMany(
+      job,
+      Array.from({ length: 400 }, (_, n) => ({ n })),
+    );
+    const [worker] = await startWorkers(1, { queues: [job.queue], capacity: 10 });
+    await waitFor(() => spans.filter((span) => span.key === job.queue && span.end !== null).length === 400, "all 400 jobs", 30_000);
+    await worker!.stop();
+  } finally {
+    pg.Client.prototype.query = query;
+  }
+  assert.ok(counts.claims >= 14, `the drain took at least 400 / 30 claims, counted ${counts.claims}`);
+  return counts;
+}
+
+test("a concurrency limit that does not bind admits from the worker's lease: a few admission statements for 400 jobs, not one per claim", async () => {
+  const { claims, admissions } = await countStatements(roomy);
+  assert.ok(
+    admissions > 0 && admissions <= 6,
+    `the lease grows in a few steps, then covers every claim: ${admissions} admissions for ${claims} claims`,
+  );
+  assert.equal(maxOverlap("roomy") <= 10, true);
+  // The worker's stop gave its units back.
+  assert.equal((await db.pool.query("SELECT count(*)::int AS n FROM pgbus.concurrency_leases WHERE sem_key LIKE 'roomy%'")).rows[0].n, 0);
+});
+
+test("a rate limit that does not bind admits from starts reserved ahead: a few admission statements for 400 jobs", async () => {
+  const { claims, admissions } = await countStatements(paced);
+  assert.ok(admissions > 0 && admissions <= 6, `each reservation covers several claims: ${admissions} admissions for ${claims} claims`);
+  const recorded = await db.pool.query("SELECT coalesce(sum(starts), 0)::int AS n FROM pgbus.rate_windows WHERE rate_key = 'job:paced'");
+  assert.ok(recorded.rows[0].n >= 400, `every start was recorded (reserved ahead), saw ${recorded.rows[0].n}`);
 });
