@@ -33,8 +33,13 @@ const IDLE_RETURN_MS = 1_000;
  */
 const RESERVATION_LIFETIME = 1 / 40;
 
-/** At most this many starts per start needed now are reserved ahead (the window's room bounds it too). */
+/**
+ * Starts reserved ahead: this many per start the claim needs, and at least RESERVE_AHEAD_MIN
+ * (small claims come often); granted only while the window has plenty of room (migration
+ * pgbus/0020: never more than a sixteenth of what it has left).
+ */
 const RESERVE_AHEAD = 8;
+const RESERVE_AHEAD_MIN = 64;
 
 type Verdict = "run" | "parked" | "discarded" | "throttled";
 
@@ -337,8 +342,9 @@ export class LimitGate {
         reservations,
         local,
         reserve,
-        // Spare starts in proportion to the claim's need (granted only while the window has plenty of room).
-        ahead: reservations.map((reservation, i) => (reserve[i]! > 0 ? starts.get(reservation)! * RESERVE_AHEAD : 0)),
+        ahead: reservations.map((reservation, i) =>
+          reserve[i]! > 0 ? Math.max(starts.get(reservation)! * RESERVE_AHEAD, RESERVE_AHEAD_MIN) : 0,
+        ),
         messages: limited,
         leaseIndex,
         rateIndex,
