@@ -474,6 +474,7 @@ export class LimitGate {
    */
   #startUpkeep(): void {
     if (this.#upkeep || this.#stopped) return;
+    this.#lastRenewal = Date.now(); // a lease is written with its full time to live
     this.#upkeep = setInterval(() => {
       // In the statement queue, so no admission holds a lease or reservation dropped here.
       this.#options.followUps.track(

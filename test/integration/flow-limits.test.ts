@@ -107,6 +107,19 @@ const paced = defineJob<{ n: number }>({
   perform: ({ n }) => recordSpan("paced", n, 1),
 });
 
+// Limit 2 for the whole job; each run holds until the test lets it end.
+let releaseShared: () => void = () => {};
+const sharedHeld = new Promise<void>((resolve) => (releaseShared = resolve));
+const shared = defineJob<{ n: number }>({
+  name: "shared",
+  queue: "shared",
+  concurrency: { limit: 2 },
+  async perform({ n }) {
+    spans.push({ key: "shared", n, start: performance.now(), end: null });
+    await sharedHeld;
+  },
+});
+
 let db: TestDatabase;
 let bus: Pgbus;
 const workers: Worker[] = [];
@@ -121,6 +134,7 @@ before(async () => {
 });
 after(async () => {
   releaseHeld();
+  releaseShared();
   await Promise.all(workers.map((worker) => worker.stop()));
   await bus.close();
   await db.drop();
@@ -408,4 +422,24 @@ test("a rate limit that does not bind admits from starts reserved ahead: at most
   );
   const recorded = await db.pool.query("SELECT coalesce(sum(starts), 0)::int AS n FROM pgbus.rate_windows WHERE rate_key = 'job:paced'");
   assert.ok(recorded.rows[0].n >= 400, `every start was recorded (reserved ahead), saw ${recorded.rows[0].n}`);
+});
+
+test("a worker gives back the spare units of a key as soon as another worker parks a message of it (NOTIFY), not at its next renewal", async () => {
+  const heldUnits = async () =>
+    (await db.pool.query("SELECT coalesce(sum(held), 0)::int AS n FROM pgbus.concurrency_leases WHERE sem_key = 'shared'")).rows[0].n;
+  // A runs one job and, nobody waiting, holds both units of the limit (one spare).
+  const [first] = await startWorkers(1, { queues: ["shared"], capacity: 1, prefetch: 0, visibilityTimeoutSec: 60 });
+  await bus.enqueue(shared, { n: 1 });
+  await waitFor(() => spans.some((span) => span.key === "shared" && span.n === 1), "the first job to start");
+  assert.equal(await heldUnits(), 2, "the running worker holds a spare unit");
+  // B claims the next one and finds the limit taken: it parks it, and A hands its spare unit on.
+  const [second] = await startWorkers(1, { queues: ["shared"], capacity: 2, prefetch: 0, visibilityTimeoutSec: 60 });
+  await bus.enqueue(shared, { n: 2 });
+  // Without the NOTIFY, A would learn of the waiter at its lease renewal, 5 s later.
+  await waitFor(() => spans.some((span) => span.key === "shared" && span.n === 2), "the second job to start while the first runs", 4_000);
+  assert.equal(await heldUnits(), 2, "one unit each");
+  releaseShared();
+  await Promise.all([first!.stop(), second!.stop()]);
+  assert.equal(await heldUnits(), 0, "stopped workers hold nothing");
+  assert.equal((await db.pool.query("SELECT count(*)::int AS n FROM pgbus.blocked WHERE sem_key = 'shared'")).rows[0].n, 0);
 });
