@@ -86,7 +86,9 @@ const PRIORITY_LEVELS = "(VALUES (0), (1), (2), (3), (4), (5), (6), (7), (8), (9
  * held fewer rows than the limit and sorted every due row instead (30 ms per claim of 150
  * from 50,000 ready rows, instead of 1.4 ms); with the value unknown the planner walks
  * the index, as the generic plan does. Measured with 100,000 delayed rows ahead: 0.2 ms per claim of 100
- * instead of 13 ms through the msg_id order (docs/architecture.md).
+ * instead of 13 ms through the msg_id order (docs/architecture.md). On a partitioned queue
+ * (`partitioned`) the probe also stops at the msg_id sequence's last value, so that the
+ * partitions made ahead are pruned (see PartitionedClaim).
  */
 export function dueRows(queue: string, qty: string, gate: string, floors?: ClaimFloorParams, partitioned?: PartitionedClaim): string {
   // A level's floor: its probe starts at (vt, msg_id) >= the floor, past the dead index entries below it.
@@ -224,6 +226,9 @@ export const setVisibility = (queue: string): NamedStatement =>
  * not by msg_id: a TID scan reads the locked tuple's page directly instead of descending
  * the primary key again for every row (see pickedRow). The row lock keeps that tuple
  * current until the statement ends.
+ *
+ * `partitioned`: the statement of a partitioned queue, same parameters and result, each of
+ * its parts bounded by msg_id so that the executor prunes partitions (see PartitionedClaim).
  */
 export const claimAndAck = (queue: string, mode: "archive" | "delete", partitioned?: PartitionedClaim): NamedStatement =>
   statement(partitioned ? `claim_part${partitioned.sequenceBound ? "" : "_nobound"}_${mode}` : `claim_${mode}`, queue, () => {
