@@ -208,7 +208,9 @@ export function createWorkerStore(db: Queryable, options: WorkerStoreOptions = {
       } else {
         const floorParams = floors.next(queue);
         try {
-          const statement = sql.claimAndAck(queue, acks?.mode ?? "delete", (await claimShape(queue)) ?? undefined);
+          // Known after the first claim of the queue: no await on the hot path.
+          const shape = claimShapes.has(queue) ? claimShapes.get(queue) : await claimShape(queue);
+          const statement = sql.claimAndAck(queue, acks?.mode ?? "delete", shape ?? undefined);
           const claimFrom = (params: unknown[], wanted: number, claims: Claim[]) =>
             run<ClaimedRow & FloorRow>(statement, [vtSeconds, wanted, ...claimArrays(claims), ...params]);
           rows = await claimFrom(floorParams, qty, acks?.claims ?? []);
