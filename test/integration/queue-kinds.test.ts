@@ -255,6 +255,24 @@ describe("partitioned queues (pg_partman)", () => {
     );
   });
 
+  test("a partitioned queue whose msg_id sequence pgmq did not name is claimed without the sequence bound", async (t) => {
+    if (!partman) return t.skip("pg_partman is not installed");
+    await bus.queues.createQueue("k_seq", { deadLetterQueue: false, partitioned: { interval: 100, retention: 1000 } });
+    await sql('ALTER SEQUENCE pgmq."q_k_seq_msg_id_seq" RENAME TO "k_seq_ids"');
+    await bus.queues.sendBatch(
+      "k_seq",
+      Array.from({ length: 3 }, (_, n) => ({ n })),
+    );
+    const store = createWorkerStore(db.pool);
+    const first = await store.claim("k_seq", 30, 2);
+    const second = await store.claim("k_seq", 30, 2, { claims: first.map((m) => ({ id: m.msgId, readCt: m.readCt })), mode: "delete" });
+    assert.deepEqual(
+      [...first, ...second].map((m) => m.msgId),
+      ["1", "2", "3"],
+    );
+    assert.deepEqual(await sql("SELECT msg_id::int AS id FROM pgmq.q_k_seq"), [{ id: 3 }], "the first two acked by the second claim");
+  });
+
   test("retention drops whole partitions (no DELETE): old archive ids go with their partitions, drained queue partitions are dropped", async (t) => {
     if (!partman) return t.skip("pg_partman is not installed");
     await bus.queues.createQueue("k_ret", { deadLetterQueue: false, partitioned: { interval: 100, retention: 200 } });
