@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import type { NamedStatement } from "../db/queryable.ts";
 import { batchProgress, perBatch } from "./batches-sql.ts";
 import { DEAD_LETTER_HEADER } from "./dead-letter.ts";
-import { archiveTable, queueTable } from "./names.ts";
+import { archiveTable, queueTable, validateQueueName } from "./names.ts";
 
 /**
  * Every statement the queue client and the worker send, in one place. Table names come
@@ -86,23 +86,73 @@ const PRIORITY_LEVELS = "(VALUES (0), (1), (2), (3), (4), (5), (6), (7), (8), (9
  * held fewer rows than the limit and sorted every due row instead (30 ms per claim of 150
  * from 50,000 ready rows, instead of 1.4 ms); with the value unknown the planner walks
  * the index, as the generic plan does. Measured with 100,000 delayed rows ahead: 0.2 ms per claim of 100
- * instead of 13 ms through the msg_id order (docs/architecture.md).
+ * instead of 13 ms through the msg_id order (docs/architecture.md). On a partitioned queue
+ * (`partitioned`) the probe also stops at the msg_id sequence's last value, so that the
+ * partitions made ahead are pruned (see PartitionedClaim).
  */
-export function dueRows(queue: string, qty: string, gate: string, floors?: ClaimFloorParams): string {
+export function dueRows(queue: string, qty: string, gate: string, floors?: ClaimFloorParams, partitioned?: PartitionedClaim): string {
   // A level's floor: its probe starts at (vt, msg_id) >= the floor, past the dead index entries below it.
   const floor = floors
     ? ` AND (vt, msg_id) >= (coalesce('epoch'::timestamptz + (${floors.micros})[level.priority + 1] * interval '1 microsecond', '-infinity'),
                              coalesce((${floors.ids})[level.priority + 1], 0))`
     : "";
+  const upTo = partitioned?.sequenceBound ? `\n             AND msg_id <= (SELECT last_value FROM ${queueSequence(queue)})` : "";
   return `SELECT due.ctid, due.tableoid, due.msg_id, due.due_us, level.priority FROM ${PRIORITY_LEVELS}
         CROSS JOIN LATERAL (
           SELECT ctid, tableoid, msg_id, (extract(epoch FROM vt) * 1000000)::bigint AS due_us FROM ${queueTable(queue)}
-           WHERE pgbus.message_priority(headers) = level.priority AND vt <= statement_timestamp()${floor}
+           WHERE pgbus.message_priority(headers) = level.priority AND vt <= statement_timestamp()${floor}${upTo}
            ORDER BY vt, msg_id LIMIT (SELECT ${qty}::bigint)
            FOR UPDATE SKIP LOCKED) due
        WHERE ${gate}
        LIMIT ${qty}`;
 }
+
+/**
+ * How a claim statement is shaped for a partitioned queue (pgmq.create_partitioned, pg_partman
+ * partitions by msg_id): the worker store asks once per queue (PARTITIONED_QUEUE) and passes
+ * this to claimAndAck. A plain queue's statements are built without it.
+ *
+ * On a partitioned queue the claim index is one index per partition, and pg_partman keeps
+ * four empty partitions made ahead plus the default one. Planned as for a plain queue, a
+ * claim probed every partition once per priority level (10 levels x 6 partitions), its
+ * UPDATE ran a TID scan in every partition, and its ack, a join on unnest($3, $4), was
+ * planned (in the generic plan a named statement settles on) as a hash join over a
+ * sequential scan of every partition: 20,000 rows read per claim once the queue had
+ * statistics. The partitioned claim bounds each of these so that the executor prunes the
+ * partitions that cannot hold the rows (runtime pruning: an initplan's value, or the outer
+ * row of a nested loop, bounds the partition key msg_id):
+ * - the probe: `msg_id <= last_value` of the queue's msg_id sequence (dueRows), so the
+ *   partitions made ahead of the ids handed out so far are never probed. No committed row
+ *   can have a higher id: its id came from the sequence before it was inserted. Old
+ *   partitions below the queue's rows are not bounded (finding the lowest live id costs a
+ *   walk over the dead entries of every drained partition); the partition maintenance drops
+ *   them once they are empty, and the claim floors step over their dead index entries.
+ * - the UPDATE: `msg_id BETWEEN` the lowest and highest id picked (pickedRow), so its TID
+ *   scans run only in the partitions the picked rows are in;
+ * - the ack (fencedDelete): `msg_id BETWEEN` the lowest and highest id acked, which prunes
+ *   the partitions none of them is in whatever the join (in a generic plan, PostgreSQL 15
+ *   prunes nothing by `msg_id = ANY` of a parameter array), and `msg_id = ANY($3)`, so each
+ *   acked id is found through the msg_id index of its partition rather than by a scan of it.
+ * A queue partitioned by time (enqueued_at) takes the same statement: the msg_id bounds
+ * prune nothing there, but cost nothing either, and the ack still goes through the index.
+ */
+export interface PartitionedClaim {
+  /** The queue's msg_id sequence is pgmq."q_<queue>_msg_id_seq" (queueSequence), so the probe can be bounded by it. */
+  sequenceBound: boolean;
+}
+
+/** The sequence of a PGMQ queue's msg_id identity column, as pgmq names it. */
+export function queueSequence(queue: string): string {
+  return `pgmq."q_${validateQueueName(queue)}_msg_id_seq"`;
+}
+
+/**
+ * $1 queue. Whether the queue's table is partitioned, and whether its msg_id sequence is the
+ * one queueSequence names (pgmq.create_partitioned makes it so); no row for a missing queue.
+ */
+export const PARTITIONED_QUEUE = `SELECT c.relkind = 'p' AS partitioned,
+       pg_get_serial_sequence(format('pgmq.%I', 'q_' || $1::text), 'msg_id') = format('pgmq.%I', 'q_' || $1::text || '_msg_id_seq') AS sequence_bound
+  FROM pg_class c WHERE c.oid = to_regclass(format('pgmq.%I', 'q_' || $1::text))`;
 
 /**
  * The parameters of a claim's floors (worker/claim-floors.ts): per priority level (index
@@ -125,8 +175,12 @@ export interface ClaimFloorParams {
  * 1 ms per claim of 50 from a 20k-message partitioned queue); on a plain queue it is the
  * same TID scan.
  */
-export function pickedRow(alias: string, picked = "picked"): string {
-  return `${alias}.ctid = ANY (ARRAY(SELECT ctid FROM ${picked})) AND ${alias}.ctid = ${picked}.ctid AND ${alias}.tableoid = ${picked}.tableoid`;
+export function pickedRow(alias: string, picked = "picked", partitioned?: PartitionedClaim): string {
+  // On a partitioned queue, the range of the picked ids prunes the partitions none of them is in (see PartitionedClaim).
+  const range = partitioned
+    ? ` AND ${alias}.msg_id BETWEEN (SELECT min(msg_id) FROM ${picked}) AND (SELECT max(msg_id) FROM ${picked})`
+    : "";
+  return `${alias}.ctid = ANY (ARRAY(SELECT ctid FROM ${picked}))${range} AND ${alias}.ctid = ${picked}.ctid AND ${alias}.tableoid = ${picked}.tableoid`;
 }
 
 export const popOne = (queue: string): NamedStatement =>
@@ -172,12 +226,21 @@ export const setVisibility = (queue: string): NamedStatement =>
  * not by msg_id: a TID scan reads the locked tuple's page directly instead of descending
  * the primary key again for every row (see pickedRow). The row lock keeps that tuple
  * current until the statement ends.
+ *
+ * `partitioned`: the statement of a partitioned queue, same parameters and result, each of
+ * its parts bounded by msg_id so that the executor prunes partitions (see PartitionedClaim).
  */
-export const claimAndAck = (queue: string, mode: "archive" | "delete"): NamedStatement =>
-  statement(`claim_${mode}`, queue, () => {
-    return `WITH ${ackCtes(queue, mode, 3)},
-     picked AS (${dueRows(queue, "$2", `(SELECT count(*) FROM acked) >= 0 AND ${notPaused(queue)}`, { micros: "$5::bigint[]", ids: "$6::bigint[]" })})
-     ${claimPicked(queue)}, picked.due_us`;
+export const claimAndAck = (queue: string, mode: "archive" | "delete", partitioned?: PartitionedClaim): NamedStatement =>
+  statement(partitioned ? `claim_part${partitioned.sequenceBound ? "" : "_nobound"}_${mode}` : `claim_${mode}`, queue, () => {
+    return `WITH ${ackCtes(queue, mode, 3, false, partitioned)},
+     picked AS (${dueRows(
+       queue,
+       "$2",
+       `(SELECT count(*) FROM acked) >= 0 AND ${notPaused(queue)}`,
+       { micros: "$5::bigint[]", ids: "$6::bigint[]" },
+       partitioned,
+     )})
+     ${claimPicked(queue, "", partitioned)}, picked.due_us`;
   });
 
 /**
@@ -186,10 +249,10 @@ export const claimAndAck = (queue: string, mode: "archive" | "delete"): NamedSta
  * ClaimedRow (worker/worker-store.ts). `condition` narrows the rows updated further; the
  * caller may append more RETURNING columns.
  */
-export function claimPicked(queue: string, condition = ""): string {
+export function claimPicked(queue: string, condition = "", partitioned?: PartitionedClaim): string {
   return `UPDATE ${queueTable(queue)} q
         SET vt = clock_timestamp() + $1::float8 * interval '1 second', read_ct = q.read_ct + 1, last_read_at = clock_timestamp()
-       FROM picked WHERE ${pickedRow("q")}${condition}
+       FROM picked WHERE ${pickedRow("q", "picked", partitioned)}${condition}
      RETURNING q.msg_id, q.read_ct, q.message, q.headers, picked.priority`;
 }
 
@@ -197,11 +260,17 @@ export function claimPicked(queue: string, condition = ""): string {
  * The CTEs that ack (delete, or move to the archive) the fenced claims given as $first and
  * $first+1, ending in `acked` (with msg_id, and headers when `withHeaders`). No trailing comma.
  */
-export function ackCtes(queue: string, mode: "archive" | "delete", first: number, withHeaders = false): string {
+export function ackCtes(
+  queue: string,
+  mode: "archive" | "delete",
+  first: number,
+  withHeaders = false,
+  partitioned?: PartitionedClaim,
+): string {
   return mode === "archive"
-    ? `acked AS (${fencedDelete(queue, first)} RETURNING ${prefixed("q", MESSAGE_COLUMNS)}),
+    ? `acked AS (${fencedDelete(queue, first, partitioned)} RETURNING ${prefixed("q", MESSAGE_COLUMNS)}),
      archived AS (INSERT INTO ${archiveTable(queue)} (${MESSAGE_COLUMNS}) SELECT ${MESSAGE_COLUMNS} FROM acked)`
-    : `acked AS (${fencedDelete(queue, first)} RETURNING q.msg_id${withHeaders ? ", q.headers" : ""})`;
+    : `acked AS (${fencedDelete(queue, first, partitioned)} RETURNING q.msg_id${withHeaders ? ", q.headers" : ""})`;
 }
 
 /**
@@ -225,27 +294,37 @@ export function prefixed(alias: string, columns: string): string {
  * still carries the read_ct it was claimed with. A claim bumps read_ct, so once a worker's
  * claim lapsed and another worker claimed the message, the first one's ack, retry,
  * dead-letter, extension or release matches nothing and changes nothing.
- * $n ids (bigint[]), $n+1 their read_cts (int[]), pairwise.
+ * $n ids (bigint[]), $n+1 their read_cts (int[]), pairwise. On a partitioned queue the
+ * ids also bound the scan (their range, and `msg_id = ANY`): the join alone may be planned
+ * as a hash join over a sequential scan of every partition (see PartitionedClaim).
  */
-export function fencedDelete(queue: string, first: number): string {
+export function fencedDelete(queue: string, first: number, partitioned?: PartitionedClaim): string {
+  const ids = `$${first}::bigint[]`;
+  const byId = partitioned
+    ? `q.msg_id = ANY (${ids}) AND q.msg_id BETWEEN (SELECT min(id) FROM unnest(${ids}) AS a(id)) AND (SELECT max(id) FROM unnest(${ids}) AS a(id)) AND `
+    : "";
   return `DELETE FROM ${queueTable(queue)} q USING unnest($${first}::bigint[], $${first + 1}::int[]) AS c(id, read_ct)
-      WHERE q.msg_id = c.id AND q.read_ct = c.read_ct`;
+      WHERE ${byId}q.msg_id = c.id AND q.read_ct = c.read_ct`;
 }
 
-/** $1 ids, $2 read_cts. The worker's ack in archive mode, fenced; returns the ids archived. */
-export const archiveClaimed = (queue: string): NamedStatement =>
+/** $1 ids, $2 read_cts. The worker's ack in archive mode, fenced; returns the ids archived. `partitioned`: see fencedDelete. */
+export const archiveClaimed = (queue: string, partitioned?: PartitionedClaim): NamedStatement =>
   statement(
-    "archive_claimed",
+    partitioned ? "archive_claimed_part" : "archive_claimed",
     queue,
     () =>
-      `WITH moved AS (${fencedDelete(queue, 1)} RETURNING ${prefixed("q", MESSAGE_COLUMNS)})
+      `WITH moved AS (${fencedDelete(queue, 1, partitioned)} RETURNING ${prefixed("q", MESSAGE_COLUMNS)})
      INSERT INTO ${archiveTable(queue)} (${MESSAGE_COLUMNS}) SELECT ${MESSAGE_COLUMNS} FROM moved
      RETURNING msg_id`,
   );
 
-/** $1 ids, $2 read_cts. The worker's ack in delete mode, fenced; returns the ids deleted. */
-export const deleteClaimed = (queue: string): NamedStatement =>
-  statement("delete_claimed", queue, () => `${fencedDelete(queue, 1)} RETURNING q.msg_id`);
+/** $1 ids, $2 read_cts. The worker's ack in delete mode, fenced; returns the ids deleted. `partitioned`: see fencedDelete. */
+export const deleteClaimed = (queue: string, partitioned?: PartitionedClaim): NamedStatement =>
+  statement(
+    partitioned ? "delete_claimed_part" : "delete_claimed",
+    queue,
+    () => `${fencedDelete(queue, 1, partitioned)} RETURNING q.msg_id`,
+  );
 
 /**
  * $1 ids, $2 read_cts, $3 1 for messages that never started (prefetched, then given back:

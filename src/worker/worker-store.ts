@@ -162,12 +162,35 @@ export function createWorkerStore(db: Queryable, options: WorkerStoreOptions = {
   const configured = new Set<string>();
   const floors = new ClaimFloors();
   const run = <R>(statement: { name: string; text: string }, values: unknown[]) => runStatement<R>(db, true, statement, values);
+  /**
+   * Per queue, the shape of its claim statement: a partitioned queue's bounds each part of
+   * the claim by msg_id so that the executor skips the partitions none of its rows can be in
+   * (sql.ts PartitionedClaim); null for any other queue. Asked once per queue, before its
+   * first claim, and asked again after a claim fails (the queue may have been dropped and made again).
+   */
+  const claimShapes = new Map<string, sql.PartitionedClaim | null>();
+  const claimShape = async (queue: string): Promise<sql.PartitionedClaim | null> => {
+    let shape = claimShapes.get(queue);
+    if (shape === undefined) {
+      const [row] = await run<{ partitioned: boolean; sequence_bound: boolean | null }>(
+        { name: "pgbus_partitioned_queue", text: sql.PARTITIONED_QUEUE },
+        [queue],
+      );
+      // A missing queue is not remembered: the claim reports it, and the queue may be made before the next one.
+      if (!row) return null;
+      shape = row.partitioned ? { sequenceBound: row.sequence_bound === true } : null;
+      claimShapes.set(queue, shape);
+    }
+    return shape;
+  };
   const ack = async (queue: string, claims: Claim[], mode: AckMode): Promise<number> => {
+    // A queue's acks follow its claims, so its claim shape is known by now (none: a plain ack).
+    const partitioned = claimShapes.get(queue) ?? undefined;
     const statement = hasBreaker(queue)
       ? ackWithEffects(queue, mode, { batch: false, breaker: true })
       : mode === "archive"
-        ? sql.archiveClaimed(queue)
-        : sql.deleteClaimed(queue);
+        ? sql.archiveClaimed(queue, partitioned)
+        : sql.deleteClaimed(queue, partitioned);
     return (await run(statement, claimArrays(claims))).length;
   };
   return {
@@ -184,20 +207,19 @@ export function createWorkerStore(db: Queryable, options: WorkerStoreOptions = {
         rows = await run<ClaimedRow>(claimWithBreaker(queue), [vtSeconds, qty]);
       } else {
         const floorParams = floors.next(queue);
-        const claimFrom = (params: unknown[], wanted: number, claims: Claim[]) =>
-          run<ClaimedRow & FloorRow>(sql.claimAndAck(queue, acks?.mode ?? "delete"), [
-            vtSeconds,
-            wanted,
-            ...claimArrays(claims),
-            ...params,
-          ]);
         try {
+          // Known after the first claim of the queue: no await on the hot path.
+          const shape = claimShapes.has(queue) ? claimShapes.get(queue) : await claimShape(queue);
+          const statement = sql.claimAndAck(queue, acks?.mode ?? "delete", shape ?? undefined);
+          const claimFrom = (params: unknown[], wanted: number, claims: Claim[]) =>
+            run<ClaimedRow & FloorRow>(statement, [vtSeconds, wanted, ...claimArrays(claims), ...params]);
           rows = await claimFrom(floorParams, qty, acks?.claims ?? []);
           // Short from the floors: a message due below one (see claim-floors.ts) would wait for
           // the next notification or poll, so look again from the start of every level, once.
           if (rows.length < qty && floorParams[0] !== null) rows.push(...(await claimFrom([null, null], qty - rows.length, [])));
         } catch (error) {
           floors.forget(queue);
+          claimShapes.delete(queue);
           throw error;
         }
         floors.claimed(queue, qty, rows as Array<ClaimedRow & FloorRow>);

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import pg from "pg";
 import { Pgbus } from "../../src/bus.ts";
 import { ValidationError } from "../../src/errors.ts";
 import { defineJob } from "../../src/jobs/define.ts";
@@ -178,6 +179,98 @@ describe("partitioned queues (pg_partman)", () => {
       ["1", "2"],
       "no row of another partition was claimed along",
     );
+  });
+
+  test("a worker's claim on a partitioned queue skips the partitions its rows cannot be in: those made ahead, and in its UPDATE and ack the ones none of its rows is in", async (t) => {
+    if (!partman) return t.skip("pg_partman is not installed");
+    await bus.queues.createQueue("k_prune", { deadLetterQueue: false, partitioned: { interval: 100, retention: 1000 } });
+    await bus.queues.sendBatch(
+      "k_prune",
+      Array.from({ length: 150 }, (_, n) => ({ n })),
+    ); // ids 1..150: partitions p0 and p100
+    await runPartitionMaintenance(db.pool); // partitions made ahead up to p500, and the default one
+    await sql("ANALYZE pgmq.q_k_prune");
+    const partitions = await sql<{ name: string; start: string | null }>(
+      `SELECT c.relname AS name, substring(pg_get_expr(c.relpartbound, c.oid) FROM 'FROM \\(''?(\\d+)') AS start
+         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'pgmq.q_k_prune'::regclass`,
+    );
+    const ahead = partitions.filter((p) => p.start !== null && Number(p.start) > 150).map((p) => p.name);
+    assert.ok(ahead.length >= 3, `partitions made ahead: ${ahead.join(", ")}`);
+
+    // The store's claims run as they are; before each, the same statement with the same
+    // values runs under EXPLAIN ANALYZE (as a generic plan, what a named statement settles
+    // on) in a transaction that is rolled back.
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    t.after(() => client.end());
+    type PlanNode = { "Node Type": string; "Relation Name"?: string; "Actual Loops": number; Plans?: PlanNode[] };
+    const plans: PlanNode[] = [];
+    const explaining = {
+      async query(config: { name: string; text: string; values: unknown[] }) {
+        if (config.name.includes("claim")) {
+          await client.query("BEGIN");
+          await client.query("SET LOCAL plan_cache_mode = force_generic_plan");
+          await client.query(`PREPARE explained AS ${config.text}`);
+          const literal = (value: unknown): string =>
+            value === null
+              ? "NULL"
+              : Array.isArray(value)
+                ? client.escapeLiteral(`{${value.map((element) => (element === null ? "NULL" : String(element))).join(",")}}`)
+                : client.escapeLiteral(String(value));
+          const explained = await client.query(
+            `EXPLAIN (ANALYZE, COSTS OFF, FORMAT JSON) EXECUTE explained(${config.values.map(literal).join(", ")})`,
+          );
+          await client.query("ROLLBACK");
+          await client.query("DEALLOCATE explained");
+          plans.push((explained.rows[0] as { "QUERY PLAN": Array<{ Plan: PlanNode }> })["QUERY PLAN"][0]!.Plan);
+        }
+        return client.query(config);
+      },
+    };
+    const store = createWorkerStore(explaining as unknown as pg.Client);
+    const first = await store.claim("k_prune", 30, 10);
+    const second = await store.claim("k_prune", 30, 10, { claims: first.map((m) => ({ id: m.msgId, readCt: m.readCt })), mode: "delete" });
+    assert.deepEqual(
+      second.map((m) => m.msgId),
+      Array.from({ length: 10 }, (_, n) => String(n + 11)),
+    );
+    assert.deepEqual(await sql("SELECT count(*)::int AS n FROM pgmq.q_k_prune WHERE msg_id <= 10"), [{ n: 0 }], "the first ten acked");
+
+    const scans = (node: PlanNode): PlanNode[] => [node, ...(node.Plans ?? []).flatMap(scans)];
+    assert.equal(plans.length, 2);
+    for (const plan of plans) {
+      const ran = scans(plan).filter((node) => node["Relation Name"] !== undefined && node["Actual Loops"] > 0);
+      assert.deepEqual(
+        ran.filter((node) => ahead.includes(node["Relation Name"]!)).map((node) => `${node["Node Type"]} on ${node["Relation Name"]}`),
+        [],
+        "no partition made ahead is read",
+      );
+    }
+    // The second claim acked ids 1..10 and claimed 11..20, all in p0: p100's table is read
+    // only by the probe (through its claim index), never by the UPDATE or the ack.
+    const p100 = scans(plans[1]!).filter((node) => node["Relation Name"] === "q_k_prune_p100" && node["Actual Loops"] > 0);
+    assert.deepEqual(
+      p100.map((node) => node["Node Type"]),
+      ["Index Scan"],
+    );
+  });
+
+  test("a partitioned queue whose msg_id sequence pgmq did not name is claimed without the sequence bound", async (t) => {
+    if (!partman) return t.skip("pg_partman is not installed");
+    await bus.queues.createQueue("k_seq", { deadLetterQueue: false, partitioned: { interval: 100, retention: 1000 } });
+    await sql('ALTER SEQUENCE pgmq."q_k_seq_msg_id_seq" RENAME TO "k_seq_ids"');
+    await bus.queues.sendBatch(
+      "k_seq",
+      Array.from({ length: 3 }, (_, n) => ({ n })),
+    );
+    const store = createWorkerStore(db.pool);
+    const first = await store.claim("k_seq", 30, 2);
+    const second = await store.claim("k_seq", 30, 2, { claims: first.map((m) => ({ id: m.msgId, readCt: m.readCt })), mode: "delete" });
+    assert.deepEqual(
+      [...first, ...second].map((m) => m.msgId),
+      ["1", "2", "3"],
+    );
+    assert.deepEqual(await sql("SELECT msg_id::int AS id FROM pgmq.q_k_seq"), [{ id: 3 }], "the first two acked by the second claim");
   });
 
   test("retention drops whole partitions (no DELETE): old archive ids go with their partitions, drained queue partitions are dropped", async (t) => {
