@@ -98,7 +98,9 @@ test("live updates: NOTIFY-fed, one LISTEN for every stream, heartbeats, Last-Ev
   assert.equal(next.data.queues["live"]?.depth, "2");
   assert.ok(Number(next.id) > Number(after.id), `resumed after ${after.id}, got ${next.id}`);
 
-  const listeners = await bus.pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pgbus:web:listen'");
+  const listeners = await bus.pool.query(
+    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgbus:web:listen'",
+  );
   assert.equal(listeners.rows[0].n, 1, "one LISTEN connection for the dashboard");
 
   await first.close();

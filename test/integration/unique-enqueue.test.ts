@@ -149,8 +149,11 @@ describe("inside the caller's transaction", () => {
         // The other INSERT waits on this transaction's row lock.
         await waitFor(
           async () =>
-            (await db.pool.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%ON CONFLICT%'")).rows
-              .length > 0,
+            (
+              await db.pool.query(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%ON CONFLICT%'",
+              )
+            ).rows.length > 0,
           "the second enqueue waiting",
         );
         await client.query(outcome);
@@ -234,8 +237,11 @@ describe("retrying after a connection error", () => {
       lost.catch(() => {});
       await waitFor(
         async () =>
-          (await db.pool.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO%'")).rows.length >
-          0,
+          (
+            await db.pool.query(
+              "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO%'",
+            )
+          ).rows.length > 0,
         "the INSERT waiting on the lock",
       );
       proxy.cut();
@@ -247,8 +253,11 @@ describe("retrying after a connection error", () => {
       // The orphaned INSERT runs once the lock is free; wait until no INSERT is left waiting.
       await waitFor(
         async () =>
-          (await db.pool.query("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'INSERT INTO pgmq%' AND state = 'active'")).rows.length ===
-          0,
+          (
+            await db.pool.query(
+              "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'INSERT INTO pgmq%' AND state = 'active'",
+            )
+          ).rows.length === 0,
         "the orphaned INSERT done",
       );
       const { rows } = await db.pool.query(

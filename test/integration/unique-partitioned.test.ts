@@ -274,8 +274,11 @@ describe("transactions on a partitioned queue", () => {
           // The other enqueue waits on this transaction's key row.
           await waitFor(
             async () =>
-              (await db.pool.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%pgbus.unique_keys%'"))
-                .rows.length > 0,
+              (
+                await db.pool.query(
+                  "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%pgbus.unique_keys%'",
+                )
+              ).rows.length > 0,
             "the second enqueue waiting",
           );
           if (outcome === "terminated") await db.pool.query("SELECT pg_terminate_backend($1)", [pid]);
