@@ -17,11 +17,14 @@ import type { NamedStatement } from "../db/queryable.ts";
  * room; per message: $16 ids, $17 read_cts, $18 its concurrency key's index (1-based, or
  * null), $19 its job rate key's, $20 its queue rate key's, $21 discard at the limit.
  * Returns one row of arrays: leased and waiting per concurrency key, reserved per rate
- * key, verdicts, waits (ms) and limited per message.
+ * key, verdicts, waits (ms) and limited per message, and recorded_ms: the milliseconds from
+ * the statement's start to its first recorded rate start (null: none recorded; migration
+ * pgbus/0021), read after the function has run.
  */
 export const ADMIT_LEASED: NamedStatement = {
   name: "pgbus_limits_admit_leased",
-  text: `SELECT leased, waiting, reserved, verdicts, waits, limited
+  text: `SELECT leased, waiting, reserved, verdicts, waits, limited,
+                nullif(current_setting('pgbus.rate_recorded_ms', true), '')::float8 AS recorded_ms
            FROM pgbus.admit_leased($1::text, $2::uuid, $3::uuid, $4::float8, $5::float8,
                                    $6::text[], $7::int[], $8::int[], $9::int[],
                                    $10::text[], $11::int[], $12::float8[], $13::int[], $14::int[], $15::int[],

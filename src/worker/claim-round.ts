@@ -11,6 +11,8 @@ export interface ClaimRound {
   isRunning(): boolean;
   /** A queue to pass over this round (a rate limit holds it until its next start is allowed). */
   isHeld?(queue: string): boolean;
+  /** How many of `asked` to claim from `queue` (a rate-limited queue: no more than can start at once); 0 passes it over. */
+  sizeFor?(queue: string, asked: number): number;
   /**
    * One queue's claimed messages, as soon as they arrive; `claimedAt` is when the claim was
    * sent. The round waits for a returned promise (flow limits admit them first), so the
@@ -33,10 +35,11 @@ export async function claimRound(round: ClaimRound, wanted: number): Promise<num
   for (const queue of round.queueSet.claimable()) {
     if (!round.isRunning() || claimed >= wanted) break;
     if (round.isHeld?.(queue)) continue;
+    const asked = round.sizeFor ? round.sizeFor(queue, wanted - claimed) : wanted - claimed;
+    if (asked <= 0) continue;
     tried++;
     const acks = round.acker.take(queue);
     const notes = round.queueSet.notesOf(queue);
-    const asked = wanted - claimed;
     let messages: ClaimedMessage[];
     let claimedAt: number;
     try {

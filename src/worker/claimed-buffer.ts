@@ -5,6 +5,8 @@ export interface BufferedMessage {
   message: ClaimedMessage;
   /** performance.now() when the claim that took it was sent: its VT runs from no earlier. */
   claimedAt: number;
+  /** The last moment (performance.now()) its counted rate start allows it to start; Infinity without a rate limit. */
+  startBy: number;
 }
 
 /** Claims grouped by queue, for the statements that take one queue's claims at a time. */
@@ -37,13 +39,13 @@ export class ClaimedBuffer {
 
   /**
    * Starts buffered messages while `hasRoom()` says the pool has a free slot; returns the
-   * ones found stale (`isStale(claimedAt)`) on the way, to be released.
+   * ones found stale (`isStale(entry)`) on the way, to be released.
    */
-  pump(hasRoom: () => boolean, isStale: (claimedAt: number) => boolean, start: (entry: BufferedMessage) => void): BufferedMessage[] {
+  pump(hasRoom: () => boolean, isStale: (entry: BufferedMessage) => boolean, start: (entry: BufferedMessage) => void): BufferedMessage[] {
     const stale: BufferedMessage[] = [];
     while (this.#entries.length > 0 && hasRoom()) {
       const next = this.#entries.shift()!;
-      if (isStale(next.claimedAt)) stale.push(next);
+      if (isStale(next)) stale.push(next);
       else start(next);
     }
     return stale;

@@ -27,11 +27,15 @@ const RELEASE_FLUSH_MS = 2;
 const IDLE_RETURN_MS = 1_000;
 
 /**
- * Reserved rate starts are used within this share of the interval, or dropped: a start
- * is recorded when it is reserved, and the window's spare sub-window (a twentieth of the
- * interval, migration pgbus/0012) must cover the delay to the real start.
+ * Reserved rate starts are admitted within this share of the interval, or dropped; an
+ * admitted message must start within START_DEADLINE of the reservation, or it goes back
+ * unstarted. A start is recorded when it is reserved, and the window's spare sub-window (a
+ * twentieth of the interval, migration pgbus/0012) covers the delay to the real start.
  */
 const RESERVATION_LIFETIME = 1 / 40;
+const START_DEADLINE = 1 / 20;
+/** Never less time than this to start (a very short interval's twentieth is less than a round trip). */
+const MIN_START_DEADLINE_MS = 10;
 
 /**
  * Starts reserved ahead: this many per start the claim needs, and at least RESERVE_AHEAD_MIN
@@ -50,6 +54,7 @@ interface AdmitResult {
   verdicts: Verdict[];
   waits: Array<number | null>;
   limited: Array<"queue" | "job" | null>;
+  recorded_ms: number | null;
 }
 
 /** This worker's lease of one concurrency key (a row of pgbus.concurrency_leases). */
@@ -70,14 +75,25 @@ interface KeyLease {
   idleSince: number;
 }
 
-/** Starts of one rate key reserved by this worker and not used yet. */
+/** Starts of one rate key reserved by this worker and not used yet, oldest batch first. */
 interface RateReservation {
   readonly key: string;
   limit: number;
   intervalMs: number;
-  left: number;
-  /** performance.now() after which the unused starts are dropped. */
-  usableUntil: number;
+  batches: Array<{ left: number; reservedAt: number }>;
+}
+
+/** A message the gate lets run, and the last moment (performance.now()) it may start. */
+export interface AdmittedMessage {
+  message: ClaimedMessage;
+  /** Infinity when no rate limit applies to it. */
+  startBy: number;
+}
+
+export interface Admission {
+  run: AdmittedMessage[];
+  /** Rate-limited messages that could not start at once: to be given back unstarted, claimed again when a slot is free. */
+  deferred: ClaimedMessage[];
 }
 
 /** One claimed message's limits. */
@@ -89,6 +105,8 @@ interface Limited {
   discard: boolean;
   /** A throttle by the job's limit holds the whole queue (no key splits it). */
   holdsQueue: boolean;
+  /** Set when admitted with a rate start: the last moment it may start. */
+  startBy: number;
 }
 
 export interface LimitGateOptions {
@@ -141,6 +159,10 @@ export class LimitGate {
   #chain: Promise<unknown> = Promise.resolve();
   readonly #heldUntil = new Map<string, number>();
   readonly #timers = new Map<string, NodeJS.Timeout>();
+  /** Queues whose messages have met a rate limit: claimed no further than the pool's free slots. */
+  readonly #rateQueues = new Set<string>();
+  /** A rate-limited queue was passed over (or cut short) for want of a free slot: claim again when one frees. */
+  #slotWanted = false;
   #upkeep: NodeJS.Timeout | undefined;
   #lastRenewal = 0;
   #stopped = false;
@@ -158,8 +180,35 @@ export class LimitGate {
     return false;
   }
 
-  /** The claimed messages that may run now, in claim order; the others are taken care of in the database. */
-  async admit(queue: string, messages: readonly ClaimedMessage[]): Promise<ClaimedMessage[]> {
+  /**
+   * How many of `asked` messages to claim from `queue` when `startable` pool slots are free
+   * and not spoken for: a queue with a rate limit is claimed no further than that (a start
+   * is counted when it is admitted, so an admitted message must not wait for a slot).
+   */
+  claimSize(queue: string, asked: number, startable: number): number {
+    if (!this.#rateQueues.has(queue) && !this.#options.queueRateLimit?.(queue)) return asked;
+    if (startable >= asked) return asked;
+    this.#slotWanted = true;
+    return Math.max(0, startable);
+  }
+
+  /** Whether a rate-limited queue waits for a free slot (and forgets it: the caller claims now). */
+  takeSlotWanted(): boolean {
+    const wanted = this.#slotWanted;
+    this.#slotWanted = false;
+    return wanted;
+  }
+
+  /**
+   * The claimed messages that may run now, in claim order, and the rate-limited ones that
+   * could not start at once (beyond the `startable` free slots); the others are taken care
+   * of in the database.
+   */
+  async admit(queue: string, messages: readonly ClaimedMessage[], startable: number): Promise<Admission> {
+    const unlimited = (list: readonly ClaimedMessage[]): Admission => ({
+      run: list.map((message) => ({ message, startBy: Infinity })),
+      deferred: [],
+    });
     let queueRate: RateLimit | undefined;
     try {
       queueRate = resolveRateLimit(`queue ${queue}: rateLimit`, this.#options.queueRateLimit?.(queue));
@@ -168,25 +217,40 @@ export class LimitGate {
         error,
         `the rate limit of queue ${queue} is invalid; none of its messages runs until it is fixed (they return after their VT)`,
       );
-      return [];
+      return { run: [], deferred: [] };
     }
     // The common case, no limit anywhere: nothing to route or ask (the run routes each message itself).
-    if (!queueRate && !this.#options.registry().hasFlowLimits()) return [...messages];
+    if (!queueRate && !this.#options.registry().hasFlowLimits()) return unlimited(messages);
     // Inside the statement queue: the leases an admission takes must not be dropped by the upkeep meanwhile.
-    const refused = await this.#exclusive(async () => {
+    return this.#exclusive(async () => {
       const limited: Limited[] = [];
-      const invalid = new Set<string>();
-      for (const message of messages) {
+      const startBy = new Map<string, number>();
+      const notNow = new Set<string>();
+      const deferred: ClaimedMessage[] = [];
+      messages.forEach((message, position) => {
         const entry = this.#limitsOf(queue, message, queueRate);
-        if (entry === "invalid") invalid.add(message.msgId);
-        else if (entry) limited.push(entry);
+        if (entry === "invalid") notNow.add(message.msgId);
+        else if (entry && (entry.jobRate || entry.queueRate)) {
+          this.#rateQueues.add(queue);
+          // The buffer starts messages in claim order: this one would wait for a slot.
+          if (position >= startable) {
+            deferred.push(message);
+            notNow.add(message.msgId);
+          } else limited.push(entry);
+        } else if (entry) limited.push(entry);
+      });
+      if (deferred.length > 0) this.#slotWanted = true;
+      if (limited.length > 0) {
+        for (const id of await this.#admitLimited(queue, limited)) notNow.add(id);
+        for (const entry of limited) if (entry.startBy !== Infinity) startBy.set(entry.message.msgId, entry.startBy);
       }
-      if (limited.length === 0) return invalid;
-      const notNow = await this.#admitLimited(queue, limited);
-      for (const id of invalid) notNow.add(id);
-      return notNow;
+      return {
+        run: messages
+          .filter((message) => !notNow.has(message.msgId))
+          .map((message) => ({ message, startBy: startBy.get(message.msgId) ?? Infinity })),
+        deferred,
+      };
     });
-    return refused.size === 0 ? [...messages] : messages.filter((message) => !refused.has(message.msgId));
   }
 
   /** Runs (or admitted messages) that ended: their units stay for the next run of their key, or go back if someone waits. */
@@ -251,6 +315,7 @@ export class LimitGate {
       queueRate: queueRate ? this.#reservationOf(`queue:${queue}`, queueRate) : null,
       discard: concurrency?.onLimit === "discard",
       holdsQueue: rate !== undefined && rate.key === undefined,
+      startBy: Infinity,
     };
   }
 
@@ -278,7 +343,7 @@ export class LimitGate {
   #reservationOf(key: string, rate: { limit: number; intervalMs: number }): RateReservation {
     let reservation = this.#reservations.get(key);
     if (!reservation) {
-      reservation = { key, limit: rate.limit, intervalMs: rate.intervalMs, left: 0, usableUntil: 0 };
+      reservation = { key, limit: rate.limit, intervalMs: rate.intervalMs, batches: [] };
       this.#reservations.set(key, reservation);
       this.#startUpkeep();
     }
@@ -300,7 +365,7 @@ export class LimitGate {
     }
     const covered =
       [...units].every(([lease, needed]) => lease.held - lease.inUse >= needed) &&
-      [...starts].every(([reservation, needed]) => reservation.usableUntil > now && reservation.left >= needed);
+      [...starts].every(([reservation, needed]) => usable(reservation, now) >= needed);
     if (covered) {
       for (const entry of limited) this.#take(queue, entry);
       return new Set();
@@ -308,14 +373,15 @@ export class LimitGate {
     return this.#ask(queue, limited, units, starts, now);
   }
 
-  /** An admitted message takes its unit and starts. */
+  /** An admitted message takes its unit and its starts, and must start by the deadline of the oldest. */
   #take(queue: string, entry: Limited): void {
     if (entry.lease) {
       entry.lease.inUse++;
       this.#holding.set(`${queue}:${entry.message.msgId}`, entry.lease);
     }
-    if (entry.jobRate) entry.jobRate.left--;
-    if (entry.queueRate) entry.queueRate.left--;
+    for (const reservation of [entry.jobRate, entry.queueRate]) {
+      if (reservation) entry.startBy = Math.min(entry.startBy, takeStart(reservation));
+    }
   }
 
   async #ask(
@@ -330,7 +396,7 @@ export class LimitGate {
     // A lease only sent to give units back asks for what its runs use.
     const wanted = leases.map((lease) => (units.has(lease) ? this.#wanted(lease, units.get(lease)!) : lease.inUse));
     const reservations = [...starts.keys()];
-    const local = reservations.map((reservation) => (reservation.usableUntil > now ? reservation.left : 0));
+    const local = reservations.map((reservation) => usable(reservation, now));
     const reserve = reservations.map((reservation, i) => Math.max(0, starts.get(reservation)! - local[i]!));
     const leaseIndex = new Map(leases.map((lease, i) => [lease, i + 1]));
     const rateIndex = new Map(reservations.map((reservation, i) => [reservation, i + 1]));
@@ -369,13 +435,11 @@ export class LimitGate {
       lease.held = result.leased[i]!;
       lease.waited = result.waiting[i]!;
     });
+    // Recorded no earlier than the send plus the time the statement spent before recording (waiting for locks).
+    const recordedAt = now + (result.recorded_ms ?? 0);
     reservations.forEach((reservation, i) => {
-      reservation.left = local[i]!;
       const reserved = result.reserved[i]!;
-      if (reserved > 0) {
-        reservation.left += reserved;
-        reservation.usableUntil = now + reservation.intervalMs * RESERVATION_LIFETIME;
-      }
+      if (reserved > 0) reservation.batches.push({ left: reserved, reservedAt: recordedAt });
     });
     const refused = new Set<string>();
     limited.forEach((entry, i) => {
@@ -480,7 +544,7 @@ export class LimitGate {
       this.#options.followUps.track(
         this.#exclusive(async () => {
           const now = performance.now();
-          for (const [key, reservation] of this.#reservations) if (reservation.usableUntil <= now) this.#reservations.delete(key);
+          for (const [key, reservation] of this.#reservations) if (usable(reservation, now) === 0) this.#reservations.delete(key);
           for (const [key, lease] of this.#leases) {
             if (lease.inUse > 0 || now - lease.idleSince < IDLE_RETURN_MS) continue;
             if (lease.held > 0) this.#dirty.add(lease);
@@ -532,4 +596,18 @@ export class LimitGate {
     timer.unref();
     this.#timers.set(queue, timer);
   }
+}
+
+/** Starts of `reservation` still admissible at `now`; expired batches are dropped. */
+function usable(reservation: RateReservation, now: number): number {
+  const lifetime = reservation.intervalMs * RESERVATION_LIFETIME;
+  reservation.batches = reservation.batches.filter((batch) => batch.left > 0 && batch.reservedAt + lifetime > now);
+  return reservation.batches.reduce((sum, batch) => sum + batch.left, 0);
+}
+
+/** Takes one start from the oldest batch (one the caller found usable); returns the moment it must start by. */
+function takeStart(reservation: RateReservation): number {
+  const batch = reservation.batches[0]!;
+  if (--batch.left === 0) reservation.batches.shift();
+  return batch.reservedAt + Math.max(reservation.intervalMs * START_DEADLINE, MIN_START_DEADLINE_MS);
 }

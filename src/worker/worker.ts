@@ -322,11 +322,19 @@ export class Worker {
         visibilityTimeoutSec: this.#options.visibilityTimeoutSec,
         isRunning: () => this.#state === "running",
         isHeld: (queue) => this.#limits?.isHeld(queue) ?? false,
+        sizeFor: this.#limits ? (queue, asked) => this.#limits!.claimSize(queue, asked, this.#startable()) : undefined,
         onClaimed: async (queue, messages, claimedAt) => {
           const fresh = messages.filter((message) => !this.#runs!.reclaimed(queue, message));
-          const admitted = this.#limits ? await this.#limits.admit(queue, fresh) : fresh;
-          for (const message of admitted) this.#buffer.push({ queue, message, claimedAt });
+          if (!this.#limits) {
+            for (const message of fresh) this.#buffer.push({ queue, message, claimedAt, startBy: Infinity });
+            return this.#pump();
+          }
+          const { run, deferred } = await this.#limits.admit(queue, fresh, this.#startable());
+          for (const { message, startBy } of run) this.#buffer.push({ queue, message, claimedAt, startBy });
           this.#pump();
+          if (deferred.length > 0) {
+            this.#followUps.track(this.#settler.releaseUnstarted(deferred.map((message) => ({ queue, message }))));
+          }
         },
       },
       wanted,
@@ -342,11 +350,17 @@ export class Worker {
     const now = performance.now();
     const stale = this.#buffer.pump(
       () => this.#pool!.availableCapacity() > 0,
-      (claimedAt) => now > this.#startBy(this.#extender.heldUntil(claimedAt)),
+      // Past its VT's margin, or past what its counted rate start allows (it is claimed and counted again).
+      ({ claimedAt, startBy }) => now > this.#startBy(this.#extender.heldUntil(claimedAt)) || now > startBy,
       ({ queue, message, claimedAt }) =>
         this.#runs!.start(queue, message, toLeaseClock(this.#startBy(this.#extender.heldUntil(claimedAt)))),
     );
     if (stale.length > 0) this.#followUps.track(this.#settler.releaseUnstarted(stale));
+  }
+
+  /** Pool slots free now and not spoken for by buffered messages. */
+  #startable(): number {
+    return this.#pool!.availableCapacity() - this.#buffer.length;
   }
 
   /** The last moment (performance.now() ms) a run held until `heldUntil` may start: a margin short of it. */
@@ -366,8 +380,9 @@ export class Worker {
 
   #onSlotFreed(): void {
     if (this.#state === "running") this.#pump();
-    // Only worth a read if the last one came back full or a notification arrived since.
-    if (this.#claimLoop.maybeMore) this.#wake(true);
+    // Only worth a read if the last one came back full, a notification arrived since, or a
+    // rate-limited queue waits for a free slot.
+    if (this.#claimLoop.maybeMore || this.#limits?.takeSlotWanted()) this.#wake(true);
   }
 
   #wake(maybeMore: boolean): void {

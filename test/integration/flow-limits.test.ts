@@ -107,6 +107,29 @@ const paced = defineJob<{ n: number }>({
   perform: ({ n }) => recordSpan("paced", n, 1),
 });
 
+// A pool filler, and a rate-limited job whose queue comes after it in the worker's order.
+const filler = defineJob<{ n: number }>({ name: "filler", queue: "filler", perform: ({ n }) => recordSpan("filler", n, 400) });
+const ratedLate = defineJob<{ n: number }>({
+  name: "rated_late",
+  queue: "rated_late",
+  rateLimit: { limit: 5, intervalMs: 1_000 },
+  perform: ({ n }) => recordSpan("rated_late", n, 1),
+});
+
+const ratedQueued = defineJob<{ n: number }>({
+  name: "rated_queued",
+  queue: "rated_queued",
+  rateLimit: { limit: 100, intervalMs: 1_000 },
+  perform: ({ n }) => recordSpan("rated_queued", n, 1),
+});
+
+const ratedStalled = defineJob<{ n: number }>({
+  name: "rated_stalled",
+  queue: "rated_stalled",
+  rateLimit: { limit: 5, intervalMs: 1_000 },
+  perform: ({ n }) => recordSpan("rated_stalled", n, 1),
+});
+
 // Limit 2 for the whole job; each run holds until the test lets it end.
 let releaseShared: () => void = () => {};
 const sharedHeld = new Promise<void>((resolve) => (releaseShared = resolve));
@@ -128,7 +151,23 @@ before(async () => {
   db = await createTestDatabase("flow_limits");
   bus = new Pgbus({
     connectionString: db.url,
-    jobs: [serial, exclusive, rated, badKey, plain, swept, misrated, unlimited, unbound, roomy, paced],
+    jobs: [
+      serial,
+      exclusive,
+      rated,
+      badKey,
+      plain,
+      swept,
+      misrated,
+      unlimited,
+      unbound,
+      roomy,
+      paced,
+      filler,
+      ratedLate,
+      ratedStalled,
+      ratedQueued,
+    ],
   });
   await bus.migrate();
 });
@@ -230,6 +269,81 @@ test("a rate limit holds across two workers: no window of the interval holds mor
     `at most 10 (+1 for timing) starts per second, saw ${maxStartsInWindow("rated", 1_000)}`,
   );
   assert.ok(performance.now() - started >= 2_000, "30 starts at 10 per second take at least 2 s");
+});
+
+test("a rate-limited job is admitted only when it can start: runs of another queue filling the pool do not push its starts into the next window", async () => {
+  // The fillers take every slot for 400 ms; a rated job admitted meanwhile would start only then, and the
+  // window's next 5 starts (admitted a second after the first 5) would then fall within a second of them.
+  await bus.enqueueMany(
+    filler,
+    Array.from({ length: 5 }, (_, n) => ({ n })),
+  );
+  await bus.enqueueMany(
+    ratedLate,
+    Array.from({ length: 10 }, (_, n) => ({ n })),
+  );
+  await startWorkers(1, { queues: ["filler", "rated_late"], capacity: 5, prefetch: 5 });
+  await waitFor(() => spans.filter((span) => span.key === "rated_late" && span.end !== null).length === 10, "all 10 rated jobs", 30_000);
+  assert.ok(maxStartsInWindow("rated_late", 1_000) <= 5, `at most 5 starts in any second, saw ${maxStartsInWindow("rated_late", 1_000)}`);
+});
+
+test("a rate admission whose answer reaches the worker too late (a stalled process) is given back unstarted, not run late", async () => {
+  // The first admission of rated_stalled reaches the worker 300 ms after PostgreSQL counted its starts, as
+  // if the process had been descheduled: run then, its 5 starts would share a second with the next 5.
+  const query = pg.Client.prototype.query;
+  let stalled = false;
+  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+    const config = args[0] as { name?: string; values?: unknown[] } | null;
+    if (!stalled && config?.name === ADMIT_LEASED.name && config.values?.[0] === "rated_stalled") {
+      stalled = true;
+      const callback = args.at(-1);
+      if (typeof callback === "function") args[args.length - 1] = (...results: unknown[]) => setTimeout(() => callback(...results), 300);
+    }
+    return (query as (...args: unknown[]) => unknown).apply(this, args);
+  } as typeof query;
+  try {
+    await bus.enqueueMany(
+      ratedStalled,
+      Array.from({ length: 10 }, (_, n) => ({ n })),
+    );
+    await startWorkers(1, { queues: ["rated_stalled"], capacity: 5 });
+    await waitFor(() => spans.filter((span) => span.key === "rated_stalled" && span.end !== null).length === 10, "all 10 jobs", 30_000);
+  } finally {
+    pg.Client.prototype.query = query;
+  }
+  assert.ok(stalled, "the first admission was held back");
+  assert.ok(
+    maxStartsInWindow("rated_stalled", 1_000) <= 5,
+    `at most 5 starts in any second, saw ${maxStartsInWindow("rated_stalled", 1_000)}`,
+  );
+  const runs = await db.pool.query("SELECT sum(read_ct)::int AS attempts FROM pgmq.a_rated_stalled");
+  assert.equal(runs.rows[0].attempts, 10, "a message given back unstarted did not count as an attempt");
+});
+
+test("an admission that waits for its key's lock (behind other workers' admissions) still starts what it admits", async () => {
+  // Another transaction holds the key's lock for 300 ms, far past the twentieth of the interval (50 ms)
+  // an admitted message has to start: the deadline counts from when the starts were recorded, not sent.
+  const holder = await db.pool.connect();
+  try {
+    await holder.query("BEGIN");
+    await holder.query("SELECT pgbus.lock_limit_keys(ARRAY['r:job:rated_queued'])");
+    await bus.enqueueMany(
+      ratedQueued,
+      Array.from({ length: 5 }, (_, n) => ({ n })),
+    );
+    await startWorkers(1, { queues: ["rated_queued"], capacity: 5 });
+    await sleep(300);
+    await holder.query("COMMIT");
+  } finally {
+    holder.release();
+  }
+  await waitFor(() => spans.filter((span) => span.key === "rated_queued" && span.end !== null).length === 5, "all 5 jobs", 30_000);
+  const recorded = await db.pool.query("SELECT sum(starts)::int AS n FROM pgbus.rate_windows WHERE rate_key = 'job:rated_queued'");
+  const reserved = recorded.rows[0].n as number;
+  assert.ok(
+    reserved <= 10,
+    `one admission (5 starts and 5 spare): the first admission's starts were used, not thrown away and reserved again: ${reserved} reserved for 5 runs`,
+  );
 });
 
 test("a queue's own rate limit (rateLimitFor) holds for every job of the queue", async () => {
