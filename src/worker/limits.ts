@@ -37,6 +37,9 @@ const START_DEADLINE = 1 / 20;
 /** Never less time than this to start (a very short interval's twentieth is less than a round trip). */
 const MIN_START_DEADLINE_MS = 10;
 
+/** The pool's recent rate of freed slots decays over about this long. */
+const TURNOVER_WINDOW_MS = 1_000;
+
 /**
  * Starts reserved ahead: this many per start the claim needs, and at least RESERVE_AHEAD_MIN
  * (small claims come often); granted only while the window has plenty of room (migration
@@ -159,8 +162,11 @@ export class LimitGate {
   #chain: Promise<unknown> = Promise.resolve();
   readonly #heldUntil = new Map<string, number>();
   readonly #timers = new Map<string, NodeJS.Timeout>();
-  /** Queues whose messages have met a rate limit: claimed no further than the pool's free slots. */
-  readonly #rateQueues = new Set<string>();
+  /** Queues whose messages have met a rate limit, with the shortest time to start they gave. */
+  readonly #rateDeadlines = new Map<string, number>();
+  /** Pool slots freed per ms, decaying (TURNOVER_WINDOW_MS), as of #turnoverAt. */
+  #turnover = 0;
+  #turnoverAt = 0;
   /** A rate-limited queue was passed over (or cut short) for want of a free slot: claim again when one frees. */
   #slotWanted = false;
   #upkeep: NodeJS.Timeout | undefined;
@@ -182,21 +188,46 @@ export class LimitGate {
 
   /**
    * How many of `asked` messages to claim from `queue` when `startable` pool slots are free
-   * and not spoken for: a queue with a rate limit is claimed no further than that (a start
-   * is counted when it is admitted, so an admitted message must not wait for a slot).
+   * and not spoken for. A queue with a rate limit is claimed no further than what can start
+   * before its counted starts lapse (see #startableBy): an admitted message must not wait
+   * for a slot past that.
    */
   claimSize(queue: string, asked: number, startable: number): number {
-    if (!this.#rateQueues.has(queue) && !this.#options.queueRateLimit?.(queue)) return asked;
-    if (startable >= asked) return asked;
+    const room = this.#startableBy(queue, startable);
+    if (room >= asked) return asked;
     this.#slotWanted = true;
-    return Math.max(0, startable);
+    return Math.max(0, room);
   }
 
-  /** Whether a rate-limited queue waits for a free slot (and forgets it: the caller claims now). */
-  takeSlotWanted(): boolean {
+  /** A pool slot freed. Returns whether a rate-limited queue waits for one (and forgets it: the caller claims now). */
+  slotFreed(): boolean {
+    const now = performance.now();
+    this.#turnover = this.#turnoverAt === 0 ? 0 : this.#turnoverNow(now);
+    this.#turnover += 1 / TURNOVER_WINDOW_MS;
+    this.#turnoverAt = now;
     const wanted = this.#slotWanted;
     this.#slotWanted = false;
     return wanted;
+  }
+
+  #turnoverNow(now: number): number {
+    return this.#turnover * Math.exp(-(now - this.#turnoverAt) / TURNOVER_WINDOW_MS);
+  }
+
+  /**
+   * How many messages of `queue` may be admitted now, `startable` slots being free: with a
+   * rate limit, those plus half of what the pool's recent turnover frees before the queue's
+   * shortest time to start runs out (a worker of short jobs still claims ahead; one of long
+   * jobs claims only for its free slots); without, any number.
+   */
+  #startableBy(queue: string, startable: number): number {
+    const queueRate = this.#options.queueRateLimit?.(queue);
+    const deadline = Math.min(
+      this.#rateDeadlines.get(queue) ?? Infinity,
+      queueRate && Number.isFinite(queueRate.intervalMs) ? startDeadlineMs(queueRate.intervalMs) : Infinity,
+    );
+    if (deadline === Infinity) return Infinity;
+    return startable + Math.floor((this.#turnoverNow(performance.now()) * deadline) / 2);
   }
 
   /**
@@ -223,6 +254,7 @@ export class LimitGate {
     if (!queueRate && !this.#options.registry().hasFlowLimits()) return unlimited(messages);
     // Inside the statement queue: the leases an admission takes must not be dropped by the upkeep meanwhile.
     return this.#exclusive(async () => {
+      let startableBy = this.#startableBy(queue, startable);
       const limited: Limited[] = [];
       const startBy = new Map<string, number>();
       const notNow = new Set<string>();
@@ -231,9 +263,9 @@ export class LimitGate {
         const entry = this.#limitsOf(queue, message, queueRate);
         if (entry === "invalid") notNow.add(message.msgId);
         else if (entry && (entry.jobRate || entry.queueRate)) {
-          this.#rateQueues.add(queue);
-          // The buffer starts messages in claim order: this one would wait for a slot.
-          if (position >= startable) {
+          if (this.#noteDeadline(queue, entry)) startableBy = this.#startableBy(queue, startable);
+          // The buffer starts messages in claim order: this one would wait for a slot past its time to start.
+          if (position >= startableBy) {
             deferred.push(message);
             notNow.add(message.msgId);
           } else limited.push(entry);
@@ -317,6 +349,17 @@ export class LimitGate {
       holdsQueue: rate !== undefined && rate.key === undefined,
       startBy: Infinity,
     };
+  }
+
+  /** Notes the shortest time to start of `queue`'s rate limits; returns whether it shrank. */
+  #noteDeadline(queue: string, entry: Limited): boolean {
+    const known = this.#rateDeadlines.get(queue) ?? Infinity;
+    let deadline = known;
+    for (const reservation of [entry.jobRate, entry.queueRate]) {
+      if (reservation) deadline = Math.min(deadline, startDeadlineMs(reservation.intervalMs));
+    }
+    this.#rateDeadlines.set(queue, deadline);
+    return deadline < known;
   }
 
   #leaseOf(key: string, concurrency: ConcurrencyLimit): KeyLease {
@@ -609,5 +652,10 @@ function usable(reservation: RateReservation, now: number): number {
 function takeStart(reservation: RateReservation): number {
   const batch = reservation.batches[0]!;
   if (--batch.left === 0) reservation.batches.shift();
-  return batch.reservedAt + Math.max(reservation.intervalMs * START_DEADLINE, MIN_START_DEADLINE_MS);
+  return batch.reservedAt + startDeadlineMs(reservation.intervalMs);
+}
+
+/** How long after its start was counted an admitted message of a rate limit of `intervalMs` may start. */
+function startDeadlineMs(intervalMs: number): number {
+  return Math.max(intervalMs * START_DEADLINE, MIN_START_DEADLINE_MS);
 }

@@ -382,7 +382,8 @@ export class Worker {
     if (this.#state === "running") this.#pump();
     // Only worth a read if the last one came back full, a notification arrived since, or a
     // rate-limited queue waits for a free slot.
-    if (this.#claimLoop.maybeMore || this.#limits?.takeSlotWanted()) this.#wake(true);
+    const slotWanted = this.#limits?.slotFreed() ?? false;
+    if (this.#claimLoop.maybeMore || slotWanted) this.#wake(true);
   }
 
   #wake(maybeMore: boolean): void {
