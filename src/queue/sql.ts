@@ -329,7 +329,9 @@ export const deleteClaimed = (queue: string, partitioned?: PartitionedClaim): Na
 /**
  * $1 ids, $2 read_cts, $3 1 for messages that never started (prefetched, then given back:
  * their claim is undone so it does not count as an attempt), 0 for runs given up (they
- * count). Visible again at once; fenced. Returns the ids released.
+ * count). Visible again at once; fenced. Returns the ids released. Idle workers are told
+ * as on an insert (NOTIFY pgbus_queue with the queue's name; PostgreSQL sends one per
+ * transaction however many rows call it), rather than finding them at their backstop poll.
  */
 export const releaseClaimed = (queue: string): NamedStatement =>
   statement(
@@ -339,7 +341,7 @@ export const releaseClaimed = (queue: string): NamedStatement =>
       `UPDATE ${queueTable(queue)} q SET vt = clock_timestamp(), read_ct = q.read_ct - $3::int
        FROM unnest($1::bigint[], $2::int[]) AS c(id, read_ct)
       WHERE q.msg_id = c.id AND q.read_ct = c.read_ct
-     RETURNING q.msg_id`,
+     RETURNING q.msg_id, pg_notify('pgbus_queue', '${queue}')`,
   );
 
 /** $1 ids. Moves rows to the archive table in one statement; returns the ids moved. */

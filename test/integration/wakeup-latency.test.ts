@@ -242,6 +242,44 @@ describe("wake-up latency with the backstop poll a minute away", () => {
     });
   }
 
+  test("messages a stopping worker gives back unstarted (its prefetch) are picked up by an idle worker through NOTIFY", async () => {
+    const starts = new Starts();
+    let releaseFirst!: () => void;
+    const firstHeld = new Promise<void>((resolve) => (releaseFirst = resolve));
+    const job = defineJob<{ i: number }>({
+      name: "wake_released",
+      queue: "wake_released",
+      async perform({ i }) {
+        starts.started(String(i));
+        if (i === 0) await firstHeld;
+      },
+    });
+    const bus = new Pgbus({ connectionString: db.url, jobs: [job] });
+    try {
+      await bus.migrate();
+      await new QueueClient(db.pool).createQueue(job.queue);
+      await bus.enqueueMany(
+        job,
+        Array.from({ length: 6 }, (_, i) => ({ i })),
+      );
+      // Capacity 1 and prefetch 5: it runs job 0 and holds the other five, unstarted.
+      const busy = bus.worker({ queues: [job.queue], pollIntervalMs: BACKSTOP_MS, capacity: 1, prefetch: 5 });
+      await busy.start();
+      await starts.when("0");
+      const waiting = bus.worker({ queues: [job.queue], pollIntervalMs: BACKSTOP_MS, capacity: 5 });
+      await waiting.start();
+      // Its first poll is done, and found the messages invisible: only a NOTIFY (or its poll a minute away) wakes it.
+      await sleep(300);
+      const stopped = busy.stop();
+      releaseFirst();
+      await stopped;
+      await assertWithinBound("messages given back by a stopping worker", Promise.all([1, 2, 3, 4, 5].map((i) => starts.when(String(i)))));
+      await waiting.stop();
+    } finally {
+      await bus.close();
+    }
+  });
+
   test("a job committed after the worker's first poll but before its LISTEN starts once LISTEN is in place", async () => {
     const starts = new Starts();
     const job = defineJob<{ i: number }>({
