@@ -124,7 +124,7 @@ export class AsyncPool implements ExecutionPool {
    * One run, in as few promises as it takes (this is the per-job hot path): the run's
    * promise settles when the handler's outcome arrives, or earlier through kill().
    */
-  #start(task: JobTask, { signal: external, leaseUntil }: PostOptions): Promise<JobOutcome> {
+  #start(task: JobTask, { signal: external, leaseUntil, startBy }: PostOptions): Promise<JobOutcome> {
     if (external?.aborted) return Promise.resolve(abortedOutcome(external.reason));
     const abort = new LazyAbort();
     const forwardAbort = external ? (): void => abort.abort(external.reason) : undefined;
@@ -140,8 +140,9 @@ export class AsyncPool implements ExecutionPool {
         // (where the thread is terminated and nothing comes back): as an AbortError.
         settle(outcome.ok || !abort.aborted ? outcome : abortedOutcome(abort.reason));
       };
-      executeJob(this.#registry, task, abort, this.#logger, () => this.#leases.expired(leaseUntil)).then(finish, (thrown: unknown) =>
-        finish(failedOutcome(thrown)),
+      executeJob(this.#registry, task, abort, this.#logger, () => this.#leases.expired(leaseUntil, startBy)).then(
+        finish,
+        (thrown: unknown) => finish(failedOutcome(thrown)),
       );
     });
   }

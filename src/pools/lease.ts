@@ -39,9 +39,14 @@ export class LeaseHorizon {
     if (next > Atomics.load(this.#extended, 0)) Atomics.store(this.#extended, 0, next);
   }
 
-  /** Whether a run posted with `leaseUntil` may no longer start (undefined: it has no lease to lose). */
-  expired(leaseUntil: number | undefined): boolean {
+  /**
+   * Whether a run posted with `leaseUntil` may no longer start (undefined: it has no lease
+   * to lose), or is past its `startBy` (PostOptions.startBy), which no extension moves.
+   */
+  expired(leaseUntil: number | undefined, startBy?: number): boolean {
+    const now = leaseClock();
+    if (startBy !== undefined && now > startBy) return true;
     if (leaseUntil === undefined) return false;
-    return leaseClock() > Math.max(leaseUntil, Number(Atomics.load(this.#extended, 0)));
+    return now > Math.max(leaseUntil, Number(Atomics.load(this.#extended, 0)));
   }
 }

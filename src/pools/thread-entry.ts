@@ -31,7 +31,7 @@ export interface AbortRequest {
   reason: string;
 }
 
-export type ThreadRequest = { type: "load" } | { type: "run"; task: JobTask; leaseUntil?: number };
+export type ThreadRequest = { type: "load" } | { type: "run"; task: JobTask; leaseUntil?: number; startBy?: number };
 
 export type LoadReport =
   { type: "loaded"; threadId: number } | { type: "load-failed"; threadId: number; error: ErrorRecord; code?: PgbusErrorCode };
@@ -97,7 +97,7 @@ export default async function handle(request: ThreadRequest): Promise<JobOutcome
   try {
     // The task may have waited for this thread (behind a busy handler, in a process that was
     // frozen): if its claim's VT ran out meanwhile, another worker may be running it already.
-    return await executeJob(await registry, task, abort, silentLogger, () => leases.expired(request.leaseUntil));
+    return await executeJob(await registry, task, abort, silentLogger, () => leases.expired(request.leaseUntil, request.startBy));
   } finally {
     running.delete(key);
   }

@@ -148,10 +148,10 @@ export class ThreadPool implements ExecutionPool {
     return { mode: this.mode, capacity: this.capacity, busy: this.#slots.busy };
   }
 
-  async #run(task: JobTask, { signal, leaseUntil }: PostOptions): Promise<JobOutcome> {
+  async #run(task: JobTask, { signal, leaseUntil, startBy }: PostOptions): Promise<JobOutcome> {
     try {
       // Only pass a signal when there is one: piscina gives abortable runs a thread each.
-      return (await this.#piscina.run({ type: "run", task, leaseUntil }, signal ? { signal } : {})) as JobOutcome;
+      return (await this.#piscina.run({ type: "run", task, leaseUntil, startBy }, signal ? { signal } : {})) as JobOutcome;
     } catch (error) {
       // A rejection is never the handler's failure (executeJob turns those into outcomes):
       // an abort, a kill terminating the thread, or the thread dying under every run on it,

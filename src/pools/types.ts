@@ -24,6 +24,12 @@ export interface PostOptions {
    * and its post resolves with leaseExpiredOutcome(). Default: no deadline.
    */
   leaseUntil?: number;
+  /**
+   * The last moment (leaseClock() ms) the run may start, whatever extendLeases() says: a
+   * rate limit counted its start, and a later start would fall outside what it counted.
+   * Checked with leaseUntil, with the same result. Default: none.
+   */
+  startBy?: number;
 }
 
 export interface ExecutionPool {

@@ -83,8 +83,12 @@ export class Runs {
     this.#deps.followUps.track(this.#settle(this.#runOf(queue, message, job), undefined, outcome) ?? Promise.resolve());
   }
 
-  /** `leaseUntil`: until when the claim is surely held (PostOptions.leaseUntil); the pool does not start the run later. */
-  start(queue: string, message: ClaimedMessage, leaseUntil: number): void {
+  /**
+   * `leaseUntil`: until when the claim is surely held (PostOptions.leaseUntil); `startBy`:
+   * the last moment its rate limit lets it start (PostOptions.startBy). The pool does not
+   * start the run later than either.
+   */
+  start(queue: string, message: ClaimedMessage, leaseUntil: number, startBy?: number): void {
     const routed = message.routed !== undefined ? message.routed : this.#deps.routeMessage(queue, message.message);
     const definition = routed ? this.#deps.registry.get(routed.job) : undefined;
     const run = this.#runOf(queue, message, routed?.job ?? "(invalid message)");
@@ -103,7 +107,7 @@ export class Runs {
       outcome = tracePerform(run, message.headers, () =>
         this.#deps.pool.post(
           { job: run.job, payload: routed.payload, messageId: message.msgId, attempt: message.readCt, queue },
-          { signal, leaseUntil },
+          { signal, leaseUntil, startBy },
         ),
       );
     } catch (error) {

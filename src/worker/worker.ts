@@ -352,8 +352,13 @@ export class Worker {
       () => this.#pool!.availableCapacity() > 0,
       // Past its VT's margin, or past what its counted rate start allows (it is claimed and counted again).
       ({ claimedAt, startBy }) => now > this.#startBy(this.#extender.heldUntil(claimedAt)) || now > startBy,
-      ({ queue, message, claimedAt }) =>
-        this.#runs!.start(queue, message, toLeaseClock(this.#startBy(this.#extender.heldUntil(claimedAt)))),
+      ({ queue, message, claimedAt, startBy }) =>
+        this.#runs!.start(
+          queue,
+          message,
+          toLeaseClock(this.#startBy(this.#extender.heldUntil(claimedAt))),
+          startBy === Infinity ? undefined : toLeaseClock(startBy),
+        ),
     );
     if (stale.length > 0) this.#followUps.track(this.#settler.releaseUnstarted(stale));
   }

@@ -213,6 +213,17 @@ export function describePoolContract(mode: ExecutionMode): void {
       assert.deepEqual(await pool.post(task("noop")), { ok: true }, "a post without a lease has no deadline");
     });
 
+    it("does not start a run past its startBy (a rate limit's time to start), whatever extendLeases says", async () => {
+      const pool = await makePool();
+      pool.extendLeases(leaseClock() + 60_000);
+      assert.deepEqual(
+        await pool.post(task("fail"), { leaseUntil: leaseClock() + 60_000, startBy: leaseClock() - 1 }),
+        leaseExpiredOutcome(),
+      );
+      assert.deepEqual(await pool.post(task("noop"), { startBy: leaseClock() + 60_000 }), { ok: true });
+      assert.equal(pool.availableCapacity(), 2);
+    });
+
     it("does not run a post whose signal is already aborted", async () => {
       const pool = await makePool();
       const outcome = await pool.post(task("noop"), { signal: AbortSignal.abort(new Error("too late")) });

@@ -106,6 +106,15 @@ describe("ThreadPool", () => {
     assert.deepEqual(await burning, { ok: true });
   });
 
+  it("a task waiting behind a busy handler past its startBy is not run, even though the leases were extended", async () => {
+    const pool = await startPool({ capacity: 2, threads: 1 });
+    const burning = pool.post(task("cpu-burn", { ms: 400 }));
+    const waiting = pool.post(task("fail"), { leaseUntil: leaseClock() + 150, startBy: leaseClock() + 150 });
+    pool.extendLeases(leaseClock() + 60_000);
+    assert.deepEqual(await waiting, leaseExpiredOutcome());
+    assert.deepEqual(await burning, { ok: true });
+  });
+
   it("destroys its threads once idle after shutdown", async () => {
     const pool = await startPool();
     const running = pool.post(task("sleep", { ms: 30 }));
