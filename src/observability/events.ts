@@ -23,6 +23,12 @@ export interface WorkerEvents {
   "job:failure": JobRef & { error: ErrorRecord; durationMs: number; retryInMs: number | null };
   /** The job's cancel was requested (bus.cancel) while it was claimed; its message is archived as cancelled. */
   "job:cancelled": JobRef & { durationMs: number };
+  /**
+   * A run ended without an outcome and its message is visible again at once, counted as an
+   * attempt only if `started`: its handler ran and was given up (the shutdown timeout), or
+   * never ran (its claim, or its rate limit's time to start, ran out before it could).
+   */
+  "job:released": JobRef & { started: boolean; durationMs: number };
   /** The message moved to `<queue>_dlq`. */
   "job:dead": JobRef & { error: ErrorRecord; reason: DeadLetterReason };
   /**

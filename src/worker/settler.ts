@@ -117,6 +117,7 @@ export class Settler {
 
   #carryOut(run: InFlightRun, definition: JobDefinition | undefined, outcome: JobOutcome, verdict: Settlement): Promise<void> | undefined {
     if (verdict.action === "release") {
+      this.#deps.emitter.emit("job:released", { ...jobRef(run), started: verdict.started, durationMs: performance.now() - run.startedAt });
       // Fenced like every outcome: a run whose lease ran out finds its message claimed by
       // another worker more often than not, and leaves it alone (reported as lost).
       return this.#deps.store.release(run.queue, [claimOf(run)], { started: verdict.started }).then(

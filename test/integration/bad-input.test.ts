@@ -241,6 +241,8 @@ describe("handlers that throw non-Errors or never settle", () => {
     // visible again at once. Handlers that may hang on something that ignores signals
     // belong in threads mode, where the thread is terminated (previous test).
     const id = await bus.enqueue(hangIgnoresSignal, {});
+    const released: Array<{ messageId: string; started: boolean }> = [];
+    const off = bus.on("job:released", ({ messageId, started }) => void released.push({ messageId, started }));
     const worker = bus.worker({ queues: ["bad"], capacity: 2, pollIntervalMs: 100, visibilityTimeoutSec: 1, shutdownTimeoutMs: 200 });
     await worker.start();
     try {
@@ -265,12 +267,14 @@ describe("handlers that throw non-Errors or never settle", () => {
       );
     } finally {
       await worker.stop();
+      off();
     }
     assert.equal(
       await scalar("SELECT count(*) FROM pgmq.q_bad WHERE msg_id = $1 AND vt <= clock_timestamp()", [id]),
       1,
       "released at stop, visible again",
     );
+    assert.deepEqual(released, [{ messageId: id, started: true }], "the run that started ends with a job:released event");
     await bus.queues.purgeQueue("bad");
   });
 });
