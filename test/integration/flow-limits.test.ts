@@ -119,7 +119,7 @@ const ratedLate = defineJob<{ n: number }>({
 const ratedQueued = defineJob<{ n: number }>({
   name: "rated_queued",
   queue: "rated_queued",
-  rateLimit: { limit: 100, intervalMs: 1_000 },
+  rateLimit: { limit: 100, intervalMs: 10_000 },
   perform: ({ n }) => recordSpan("rated_queued", n, 1),
 });
 
@@ -321,7 +321,7 @@ test("a rate admission whose answer reaches the worker too late (a stalled proce
 });
 
 test("an admission that waits for its key's lock (behind other workers' admissions) still starts what it admits", async () => {
-  // Another transaction holds the key's lock for 300 ms, far past the twentieth of the interval (50 ms)
+  // Another transaction holds the key's lock for 1.5 s, far past the twentieth of the interval (500 ms)
   // an admitted message has to start: the deadline counts from when the starts were recorded, not sent.
   const holder = await db.pool.connect();
   try {
@@ -332,7 +332,7 @@ test("an admission that waits for its key's lock (behind other workers' admissio
       Array.from({ length: 5 }, (_, n) => ({ n })),
     );
     await startWorkers(1, { queues: ["rated_queued"], capacity: 5 });
-    await sleep(300);
+    await sleep(1_500);
     await holder.query("COMMIT");
   } finally {
     holder.release();
