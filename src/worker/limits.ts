@@ -37,6 +37,8 @@ const START_DEADLINE = 1 / 20;
 /** Never less time than this to start (a very short interval's twentieth is less than a round trip). */
 const MIN_START_DEADLINE_MS = 10;
 
+const NO_DEADLINES: ReadonlyMap<string, number> = new Map();
+
 /** The pool's recent rate of freed slots decays over about this long. */
 const TURNOVER_WINDOW_MS = 1_000;
 
@@ -86,15 +88,11 @@ interface RateReservation {
   batches: Array<{ left: number; reservedAt: number }>;
 }
 
-/** A message the gate lets run, and the last moment (performance.now()) it may start. */
-export interface AdmittedMessage {
-  message: ClaimedMessage;
-  /** Infinity when no rate limit applies to it. */
-  startBy: number;
-}
-
 export interface Admission {
-  run: AdmittedMessage[];
+  /** The messages that may run, in claim order. */
+  run: ClaimedMessage[];
+  /** The last moment (performance.now()) each rate-limited one of them may start, by message id. */
+  startBy: ReadonlyMap<string, number>;
   /** Rate-limited messages that could not start at once: to be given back unstarted, claimed again when a slot is free. */
   deferred: ClaimedMessage[];
 }
@@ -236,10 +234,6 @@ export class LimitGate {
    * of in the database.
    */
   async admit(queue: string, messages: readonly ClaimedMessage[], startable: number): Promise<Admission> {
-    const unlimited = (list: readonly ClaimedMessage[]): Admission => ({
-      run: list.map((message) => ({ message, startBy: Infinity })),
-      deferred: [],
-    });
     let queueRate: RateLimit | undefined;
     try {
       queueRate = resolveRateLimit(`queue ${queue}: rateLimit`, this.#options.queueRateLimit?.(queue));
@@ -248,10 +242,10 @@ export class LimitGate {
         error,
         `the rate limit of queue ${queue} is invalid; none of its messages runs until it is fixed (they return after their VT)`,
       );
-      return { run: [], deferred: [] };
+      return { run: [], startBy: NO_DEADLINES, deferred: [] };
     }
     // The common case, no limit anywhere: nothing to route or ask (the run routes each message itself).
-    if (!queueRate && !this.#options.registry().hasFlowLimits()) return unlimited(messages);
+    if (!queueRate && !this.#options.registry().hasFlowLimits()) return { run: [...messages], startBy: NO_DEADLINES, deferred: [] };
     // Inside the statement queue: the leases an admission takes must not be dropped by the upkeep meanwhile.
     return this.#exclusive(async () => {
       let startableBy = this.#startableBy(queue, startable);
@@ -276,12 +270,7 @@ export class LimitGate {
         for (const id of await this.#admitLimited(queue, limited)) notNow.add(id);
         for (const entry of limited) if (entry.startBy !== Infinity) startBy.set(entry.message.msgId, entry.startBy);
       }
-      return {
-        run: messages
-          .filter((message) => !notNow.has(message.msgId))
-          .map((message) => ({ message, startBy: startBy.get(message.msgId) ?? Infinity })),
-        deferred,
-      };
+      return { run: messages.filter((message) => !notNow.has(message.msgId)), startBy, deferred };
     });
   }
 

@@ -329,8 +329,8 @@ export class Worker {
             for (const message of fresh) this.#buffer.push({ queue, message, claimedAt, startBy: Infinity });
             return this.#pump();
           }
-          const { run, deferred } = await this.#limits.admit(queue, fresh, this.#startable());
-          for (const { message, startBy } of run) this.#buffer.push({ queue, message, claimedAt, startBy });
+          const { run, startBy, deferred } = await this.#limits.admit(queue, fresh, this.#startable());
+          for (const message of run) this.#buffer.push({ queue, message, claimedAt, startBy: startBy.get(message.msgId) ?? Infinity });
           this.#pump();
           if (deferred.length > 0) {
             this.#followUps.track(this.#settler.releaseUnstarted(deferred.map((message) => ({ queue, message }))));
